@@ -1,0 +1,103 @@
+# up: zero-downtime reloads for HTTP servers.
+#
+#   make run     install what is missing, build, serve examples/hello on :3000
+#   make test    build and run every test (SANITIZE=1: under ASan + UBSan)
+#   make bench   the benchmark harness (see bench/README.md)
+
+CC      ?= cc
+SANITIZE ?=
+B       := build$(if $(SANITIZE),/san)
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+CPPFLAGS := -D_GNU_SOURCE -Icore -Ipassfd -Iworker-runtime -Iworker-runtime/include \
+            -I$(LLHTTP_INC) -MMD -MP
+CFLAGS   := -std=c11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wswitch-enum \
+            -Wno-missing-field-initializers -fvisibility=hidden
+LDFLAGS  :=
+LDLIBS   := -luring -ldl
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+PASSFD_SRC  := $(wildcard passfd/*.c)
+CORE_SRC    := $(filter-out core/up-run.c,$(wildcard core/*.c))
+WORKER_SRC  := $(filter-out worker-runtime/up-worker.c,$(wildcard worker-runtime/*.c))
+EXAMPLES    := $(patsubst examples/%.c,$(B)/examples/%.so,$(wildcard examples/*.c))
+TEST_SRC    := $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
+LLHTTP_OBJ  := $(B)/obj/llhttp/llhttp.o $(B)/obj/llhttp/api.o $(B)/obj/llhttp/http.o
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+LIBS := $(B)/libupworker.a $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a
+BINS := $(B)/up-worker $(if $(wildcard core/up-run.c),$(B)/up-run)
+
+.PHONY: all run test test-long bench bench-quick fuzz deps clean format check-format
+all: $(BINS) $(B)/libupworker.a $(EXAMPLES)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# llhttp is generated C: build it as shipped, without our warning set.
+$(B)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -I$(LLHTTP_INC) -O2 -g -w $(filter -fsanitize%,$(CFLAGS)) -c $< -o $@
+
+$(B)/libllhttp.a: $(LLHTTP_OBJ)
+	ar rcs $@ $^
+$(B)/libuppassfd.a: $(call obj,$(PASSFD_SRC))
+	ar rcs $@ $^
+$(B)/libupcore.a: $(call obj,$(CORE_SRC))
+	ar rcs $@ $^
+$(B)/libupworker.a: $(call obj,$(WORKER_SRC))
+	ar rcs $@ $^
+
+# The app .so calls the up_* API exported by up-worker: --export-dynamic with
+# -fvisibility=hidden exports exactly the API and nothing else.
+$(B)/up-worker: $(call obj,worker-runtime/up-worker.c) $(LIBS)
+	$(CC) $(LDFLAGS) -Wl,--export-dynamic -o $@ $< -Wl,--whole-archive $(B)/libupworker.a \
+	    -Wl,--no-whole-archive $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a $(LDLIBS)
+
+$(B)/up-run: $(call obj,core/up-run.c) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a $(LDLIBS)
+
+$(B)/examples/%.so: examples/%.c worker-runtime/include/up/app.h
+	@mkdir -p $(dir $@)
+	$(CC) -Iworker-runtime/include $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $<
+
+$(B)/up-tests: $(call obj,$(TEST_SRC)) $(LIBS)
+	$(CC) $(LDFLAGS) -Wl,--export-dynamic -o $@ $(call obj,$(TEST_SRC)) \
+	    -Wl,--whole-archive $(B)/libupworker.a -Wl,--no-whole-archive \
+	    $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a -lcriterion $(LDLIBS)
+
+deps:
+	@scripts/deps.sh
+
+run: deps all
+	$(B)/up-run $(if $(WORKERS),-n $(WORKERS)) $(B)/examples/hello.so
+
+# Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
+# tests in parallel, one process each; every test picks its own ports.
+test: all $(B)/up-tests
+	UP_BUILD_DIR=$(abspath $(B)) $(B)/up-tests $(TESTFLAGS)
+
+test-long: all $(B)/up-tests
+	UP_BUILD_DIR=$(abspath $(B)) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
+
+bench: all
+	bench/run.sh
+
+bench-quick: all
+	bench/run.sh --quick
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+check-format:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Install the distribution packages up needs, if any is missing.
+# Build: gcc, make, liburing-dev, libcriterion-dev, node-llhttp (llhttp's C
+# sources), pkg-config. Benchmarks only: wrk, nginx, haproxy.
+set -eu
+need=""
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in gcc make liburing-dev libcriterion-dev node-llhttp ${UP_EXTRA_PKGS:-}; do
+    have_pkg "$p" || need="$need $p"
+done
+[ -z "$need" ] && exit 0
+echo "up: installing missing packages:$need" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "up: apt-get not found; install these packages yourself:$need" >&2
+    exit 1
+fi
+if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need; }; then
+    echo "up: could not install:$need (run as root or with sudo, or install them by hand)" >&2
+    exit 1
+fi

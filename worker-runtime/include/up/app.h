@@ -1,0 +1,126 @@
+/*
+ * up/app.h: the one header an app author needs.
+ *
+ * An app is a shared object that exports one symbol, `up_app`:
+ *
+ *     #include <up/app.h>
+ *
+ *     static void hello(struct up_req *req, struct up_res *res)
+ *     {
+ *         (void)req;
+ *         up_res_header(res, "Content-Type", "text/plain");
+ *         up_res_send(res, "Hello World", 11);
+ *     }
+ *
+ *     UP_APP_EXPORT const struct up_app up_app = {
+ *         .abi_version = UP_APP_ABI_VERSION,
+ *         .name = "hello",
+ *         .handle = hello,
+ *     };
+ *
+ * Build it with `cc -shared -fPIC -I.../include app.c -o app.so`; the up_*
+ * functions below are provided by up-worker when it loads the app.
+ *
+ * The worker is single-threaded and event driven: the handler runs on the
+ * worker's loop, so it must not block for long. A handler that needs to wait
+ * calls up_res_defer() and finishes the response later from a timer
+ * (up_after()). Everything passed to the app (strings, the request, the
+ * response) is valid until the response is finished, and not after.
+ */
+#ifndef UP_APP_H
+#define UP_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UP_APP_ABI_VERSION 1u
+#define UP_APP_EXPORT __attribute__((visibility("default")))
+
+#pragma GCC visibility push(default)
+
+struct up_req; /* a parsed request; opaque */
+struct up_res; /* the response being built; opaque */
+
+struct up_app {
+    /* UP_APP_ABI_VERSION at build time; a worker refuses another version. */
+    uint32_t abi_version;
+    uint32_t reserved;
+    /* For logs; may be NULL. */
+    const char *name;
+    /* Optional. Called once in each worker after loading, with the arguments
+     * given after `--` on the up-run command line (argv[0] is the app path).
+     * Return 0 on success; anything else fails the worker start, and a reload
+     * that fails keeps the old code serving. */
+    int (*init)(int argc, char **argv);
+    /* Optional. Called once when the worker exits cleanly. */
+    void (*fini)(void);
+    /* Required. Called once per request, with the head and the whole body
+     * already read (up to the body limit). */
+    void (*handle)(struct up_req *req, struct up_res *res);
+};
+
+/* ---- the request ---- */
+
+/* "GET", "POST", ... */
+const char *up_req_method(const struct up_req *req);
+/* The request target as sent: "/path?query". */
+const char *up_req_target(const struct up_req *req);
+/* The target up to '?', and what follows '?' ("" when there is none). */
+const char *up_req_path(const struct up_req *req);
+const char *up_req_query(const struct up_req *req);
+/* 0 for HTTP/1.0, 1 for HTTP/1.1. */
+int up_req_minor_version(const struct up_req *req);
+/* The first header named name (case-insensitive), or NULL. */
+const char *up_req_header(const struct up_req *req, const char *name);
+/* Header i in the order received: 0 with *ret_name/*ret_value set, or -1 when
+ * i is past the last one. */
+int up_req_header_at(const struct up_req *req, size_t i, const char **ret_name,
+                     const char **ret_value);
+/* The body (chunked bodies arrive decoded); *ret_len gets its length. Never
+ * NULL: an empty body is "". */
+const char *up_req_body(const struct up_req *req, size_t *ret_len);
+/* The client's address as text ("127.0.0.1:51234"), or "" if unknown. */
+const char *up_req_peer(const struct up_req *req);
+
+/* ---- the response ---- */
+
+/* Set the status (default 200). Only before the first byte is written. */
+void up_res_status(struct up_res *res, int status);
+/* Add a header. Content-Length, Transfer-Encoding and Connection are managed
+ * by the runtime and ignored here. Returns 0, or -1 after the head went out. */
+int up_res_header(struct up_res *res, const char *name, const char *value);
+/* Send the whole body with a Content-Length and finish the response. */
+void up_res_send(struct up_res *res, const void *body, size_t len);
+/* Stream: write a piece of the body (chunked on HTTP/1.1). May be called
+ * many times, also later from a timer after up_res_defer(). */
+void up_res_write(struct up_res *res, const void *data, size_t len);
+/* Finish a streamed or deferred response. */
+void up_res_end(struct up_res *res);
+/* Keep the response open after the handler returns; finish it later with
+ * up_res_send() or up_res_end(). Without this, returning from the handler
+ * finishes the response. */
+void up_res_defer(struct up_res *res);
+
+/* ---- the worker ---- */
+
+/* Call fn(arg) once, ms milliseconds from now, on the worker's loop. Returns
+ * 0, or -1 if out of memory. */
+int up_after(unsigned ms, void (*fn)(void *arg), void *arg);
+/* With `--ready=manual`: tell the master this worker may get connections.
+ * Harmless otherwise. */
+void up_ready(void);
+/* This worker's generation (1 for the first one, +1 per reload); 0 when it
+ * runs without a master. */
+unsigned up_generation(void);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
