@@ -76,7 +76,8 @@ struct up_op {
     void *buf;
     size_t len;
     struct msghdr *msg;
-    struct up_op *next; /* epoll back end: completion queue */
+    bool queued;        /* epoll back end: on the run queue */
+    struct up_op *next; /* epoll back end: run queue link */
 };
 
 struct up_timer {

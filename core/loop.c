@@ -1,0 +1,330 @@
+/*
+ * loop: the part of the event loop common to both back ends: starting ops,
+ * keeping the in-flight count, the timer heap, and the run loop.
+ */
+#include "loop-impl.h"
+
+#include "fd.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void up_loop_base_init(struct up_loop *loop, const struct up_loop_backend_ops *be,
+                       enum up_backend backend)
+{
+    loop->be = be;
+    loop->backend = backend;
+    loop->now = monotonic_ms();
+}
+
+void up_loop_base_free(struct up_loop *loop)
+{
+    free(loop->heap);
+}
+
+int up_loop_new(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
+                const char **ret_reason)
+{
+    const char *reason = NULL;
+    if (entries == 0) {
+        entries = 256;
+    }
+    if (backend != UP_BACKEND_EPOLL) {
+        int r = up_loop_uring_new(entries, ret_loop, &reason);
+        if (r == 0) {
+            return 0;
+        }
+        /* An explicit request for io_uring is not silently downgraded; AUTO
+         * falls back only for "unavailable here" errors, as resource
+         * errors (ENOMEM, EMFILE) would hit epoll just the same. */
+        bool unavailable =
+            r == -ENOSYS || r == -EPERM || r == -EINVAL || r == -EOPNOTSUPP || r == -EACCES;
+        if (backend == UP_BACKEND_URING || !unavailable) {
+            if (ret_reason != NULL) {
+                *ret_reason = reason;
+            }
+            return r;
+        }
+    }
+    int r = up_loop_epoll_new(entries, ret_loop);
+    if (r == 0 && ret_reason != NULL) {
+        *ret_reason = reason;
+    }
+    return r;
+}
+
+void up_loop_free(struct up_loop *loop)
+{
+    if (loop != NULL) {
+        loop->be->free(loop);
+    }
+}
+
+enum up_backend up_loop_backend(const struct up_loop *loop)
+{
+    return loop->backend;
+}
+
+const char *up_loop_backend_name(const struct up_loop *loop)
+{
+    return loop->be->name;
+}
+
+int up_backend_parse(const char *text, enum up_backend *ret_backend)
+{
+    if (strcmp(text, "io_uring") == 0 || strcmp(text, "uring") == 0) {
+        *ret_backend = UP_BACKEND_URING;
+    } else if (strcmp(text, "epoll") == 0) {
+        *ret_backend = UP_BACKEND_EPOLL;
+    } else if (strcmp(text, "auto") == 0) {
+        *ret_backend = UP_BACKEND_AUTO;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+bool up_loop_ring_cmsg(const struct up_loop *loop)
+{
+    return loop->ring_cmsg;
+}
+
+void up_loop_complete(struct up_loop *loop, struct up_op *op, int res, bool more)
+{
+    if (!more) {
+        op->busy = false;
+        op->canceling = false;
+        loop->pending--;
+    }
+    op->cb(loop, op, res, more ? UP_OP_F_MORE : 0);
+}
+
+static int start(struct up_loop *loop, struct up_op *op, enum up_op_kind kind, int fd, void *buf,
+                 size_t len, struct msghdr *msg, int flags)
+{
+    if (op->busy) {
+        return -EBUSY;
+    }
+    if (fd < 0) {
+        return -EBADF;
+    }
+    op->kind = kind;
+    op->fd = fd;
+    op->buf = buf;
+    op->len = len;
+    op->msg = msg;
+    op->flags = flags;
+    op->canceling = false;
+    int r = loop->be->start(loop, op);
+    if (r < 0) {
+        return r;
+    }
+    op->busy = true;
+    loop->pending++;
+    return 0;
+}
+
+int up_loop_accept(struct up_loop *loop, struct up_op *op, int fd)
+{
+    return start(loop, op, UP_OP_ACCEPT, fd, NULL, 0, NULL, 0);
+}
+
+int up_loop_recv(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len, int flags)
+{
+    return start(loop, op, UP_OP_RECV, fd, buf, len, NULL, flags);
+}
+
+int up_loop_send(struct up_loop *loop, struct up_op *op, int fd, const void *buf, size_t len,
+                 int flags)
+{
+    /* The buffer is only read; the op struct keeps one pointer type. */
+    return start(loop, op, UP_OP_SEND, fd, (void *)buf, len, NULL, flags | MSG_NOSIGNAL);
+}
+
+int up_loop_recvmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags)
+{
+    return start(loop, op, UP_OP_RECVMSG, fd, NULL, 0, msg, flags | MSG_CMSG_CLOEXEC);
+}
+
+int up_loop_sendmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags)
+{
+    return start(loop, op, UP_OP_SENDMSG, fd, NULL, 0, msg, flags | MSG_NOSIGNAL);
+}
+
+int up_loop_read(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len)
+{
+    return start(loop, op, UP_OP_READ, fd, buf, len, NULL, 0);
+}
+
+int up_loop_poll(struct up_loop *loop, struct up_op *op, int fd, uint32_t poll_mask)
+{
+    return start(loop, op, UP_OP_POLL, fd, NULL, 0, NULL, (int)poll_mask);
+}
+
+void up_loop_cancel(struct up_loop *loop, struct up_op *op)
+{
+    if (!op->busy || op->canceling) {
+        return;
+    }
+    op->canceling = true;
+    loop->be->cancel(loop, op);
+}
+
+int up_loop_close(struct up_loop *loop, int fd)
+{
+    if (fd >= 0) {
+        loop->be->forget(loop, fd);
+    }
+    return up_close(fd);
+}
+
+uint64_t up_loop_now(const struct up_loop *loop)
+{
+    return loop->now;
+}
+
+size_t up_loop_pending(const struct up_loop *loop)
+{
+    return loop->pending;
+}
+
+void up_loop_stop(struct up_loop *loop)
+{
+    loop->stopping = true;
+}
+
+/* ---- timers: a binary min-heap of armed timers ---- */
+
+static void heap_set(struct up_loop *loop, size_t i, struct up_timer *t)
+{
+    loop->heap[i] = t;
+    t->slot = i + 1;
+}
+
+static void heap_up(struct up_loop *loop, size_t i)
+{
+    struct up_timer *t = loop->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (loop->heap[parent]->when <= t->when) {
+            break;
+        }
+        heap_set(loop, i, loop->heap[parent]);
+        i = parent;
+    }
+    heap_set(loop, i, t);
+}
+
+static void heap_down(struct up_loop *loop, size_t i)
+{
+    struct up_timer *t = loop->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= loop->heap_len) {
+            break;
+        }
+        if (c + 1 < loop->heap_len && loop->heap[c + 1]->when < loop->heap[c]->when) {
+            c++;
+        }
+        if (t->when <= loop->heap[c]->when) {
+            break;
+        }
+        heap_set(loop, i, loop->heap[c]);
+        i = c;
+    }
+    heap_set(loop, i, t);
+}
+
+void up_timer_stop(struct up_loop *loop, struct up_timer *t)
+{
+    if (t->slot == 0) {
+        return;
+    }
+    size_t i = t->slot - 1;
+    t->slot = 0;
+    struct up_timer *last = loop->heap[--loop->heap_len];
+    if (last == t) {
+        return;
+    }
+    heap_set(loop, i, last);
+    heap_up(loop, i);
+    heap_down(loop, last->slot - 1);
+}
+
+void up_timer_start(struct up_loop *loop, struct up_timer *t, uint64_t ms)
+{
+    up_timer_stop(loop, t);
+    if (loop->heap_len == loop->heap_cap) {
+        size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+        struct up_timer **h = realloc(loop->heap, cap * sizeof(*h));
+        if (h == NULL) {
+            /* Out of memory for the heap: abort rather than silently lose a
+             * timeout, which would leave a connection or a drain hanging. */
+            abort();
+        }
+        loop->heap = h;
+        loop->heap_cap = cap;
+    }
+    t->when = loop->now + ms;
+    loop->heap[loop->heap_len] = t;
+    heap_up(loop, loop->heap_len++);
+}
+
+static int next_timeout_ms(const struct up_loop *loop)
+{
+    if (loop->heap_len == 0) {
+        return -1;
+    }
+    uint64_t when = loop->heap[0]->when;
+    if (when <= loop->now) {
+        return 0;
+    }
+    uint64_t d = when - loop->now;
+    return d > 60000 ? 60000 : (int)d;
+}
+
+static void run_timers(struct up_loop *loop)
+{
+    /* Timers armed by a callback for "now" wait for the next iteration, so
+     * a timer re-arming itself with 0 ms cannot starve the I/O. */
+    uint64_t now = loop->now;
+    while (loop->heap_len > 0 && loop->heap[0]->when <= now) {
+        struct up_timer *t = loop->heap[0];
+        up_timer_stop(loop, t);
+        t->cb(loop, t);
+    }
+}
+
+void up_loop_tick(struct up_loop *loop)
+{
+    loop->now = monotonic_ms();
+}
+
+int up_loop_run_once(struct up_loop *loop)
+{
+    int r = loop->be->wait(loop, next_timeout_ms(loop));
+    up_loop_tick(loop);
+    run_timers(loop);
+    return r == -EINTR ? 0 : r;
+}
+
+int up_loop_run(struct up_loop *loop)
+{
+    loop->stopping = false;
+    while (!loop->stopping) {
+        int r = up_loop_run_once(loop);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
