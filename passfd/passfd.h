@@ -113,7 +113,9 @@ struct up_passfd_in {
     } cmsg;
 };
 
-/* Prepare in to receive into payload (cap bytes, borrowed). */
+/* Prepare in to receive into payload (cap bytes, borrowed). Call it again
+ * before every receive: the kernel shrinks msg_controllen and sets
+ * msg_flags on each one. */
 void up_passfd_in_prep(struct up_passfd_in *in, void *payload, size_t cap);
 
 /* Check a message received into in; n is recvmsg()'s result (or cqe->res).
@@ -122,8 +124,8 @@ void up_passfd_in_prep(struct up_passfd_in *in, void *payload, size_t cap);
  * owns. On failure closes every fd that arrived and returns:
  *   -EPIPE   n == 0: the peer closed the channel
  *   -EPROTO  truncated message or control data (MSG_TRUNC/MSG_CTRUNC), bad
- *            magic, payload_len not matching, unexpected cmsg, more than
- *            one fd
+ *            magic, unknown kind, payload_len not matching, unexpected
+ *            cmsg, more than one fd
  *   -EPROTONOSUPPORT  another protocol version (a mismatched binary)
  *   n        when n < 0 (an errno from the receive itself)
  * *ret_fd is untouched on failure. */

@@ -1,0 +1,272 @@
+#include "passfd.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The fd helpers of core/ are out of reach (passfd uses libc only), so this
+ * is up_close() again: close, keep errno, return -1. */
+static int passfd_close(int fd)
+{
+    if (fd >= 0) {
+        int saved = errno;
+        /* Linux releases the fd even when close() fails: never retry. */
+        (void)close(fd);
+        errno = saved;
+    }
+    return -1;
+}
+
+void up_msg_init(struct up_msg *hdr, enum up_msg_kind kind)
+{
+    memset(hdr, 0, sizeof(*hdr));
+    hdr->magic = UP_PASSFD_MAGIC;
+    hdr->version = UP_PASSFD_VERSION;
+    hdr->kind = (uint8_t)kind;
+}
+
+static const char *const up_msg_kind_names[] = {
+    [UP_MSG_CONN] = "CONN", [UP_MSG_DRAIN] = "DRAIN", [UP_MSG_READY] = "READY",
+    [UP_MSG_FAIL] = "FAIL", [UP_MSG_ACK] = "ACK",     [UP_MSG_STATS] = "STATS",
+};
+
+#define UP_MSG_KIND_COUNT (sizeof(up_msg_kind_names) / sizeof(up_msg_kind_names[0]))
+
+static int kind_known(unsigned kind)
+{
+    return kind < UP_MSG_KIND_COUNT && up_msg_kind_names[kind] != NULL;
+}
+
+const char *up_msg_kind_name(unsigned kind)
+{
+    return kind_known(kind) ? up_msg_kind_names[kind] : "?";
+}
+
+int up_passfd_prep(struct up_passfd_out *out, const struct up_msg *hdr, const void *payload,
+                   size_t len, int fd)
+{
+    if (len > UP_PASSFD_MAX_PAYLOAD) {
+        return -E2BIG;
+    }
+    memset(out, 0, sizeof(*out));
+    out->hdr = *hdr;
+    out->hdr.magic = UP_PASSFD_MAGIC;
+    out->hdr.version = UP_PASSFD_VERSION;
+    out->hdr.payload_len = (uint32_t)len;
+
+    /* The header and the payload go out as one datagram: SOCK_SEQPACKET sends
+     * it whole or not at all, so the receiver never sees half a message. */
+    out->iov[0].iov_base = &out->hdr;
+    out->iov[0].iov_len = sizeof(out->hdr);
+    out->iov[1].iov_base = (void *)payload;
+    out->iov[1].iov_len = len;
+    out->msg.msg_iov = out->iov;
+    out->msg.msg_iovlen = len > 0 ? 2 : 1;
+    if (fd < 0) {
+        return 0;
+    }
+
+    /* SCM_RIGHTS makes the kernel install a new reference in the receiver;
+     * fd itself stays the caller's (borrowed). */
+    out->msg.msg_control = out->cmsg.buf;
+    out->msg.msg_controllen = sizeof(out->cmsg.buf);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&out->msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return 0;
+}
+
+void up_passfd_in_prep(struct up_passfd_in *in, void *payload, size_t cap)
+{
+    memset(in, 0, sizeof(*in));
+    in->iov[0].iov_base = &in->hdr;
+    in->iov[0].iov_len = sizeof(in->hdr);
+    in->iov[1].iov_base = payload;
+    in->iov[1].iov_len = cap;
+    in->msg.msg_iov = in->iov;
+    in->msg.msg_iovlen = cap > 0 ? 2 : 1;
+    /* recvmsg() shrinks msg_controllen to what arrived: a buffer is good for
+     * one receive, and _prep must run again before the next one. */
+    in->msg.msg_control = in->cmsg.buf;
+    in->msg.msg_controllen = sizeof(in->cmsg.buf);
+}
+
+/* How many fds one SCM_RIGHTS cmsg carries, counting only the bytes that lie
+ * inside msg_controllen (the kernel writes cmsg_len, but a hand-built or
+ * truncated buffer must not make us read past the end). */
+static size_t cmsg_fd_count(const struct msghdr *msg, const struct cmsghdr *c)
+{
+    const char *end = (const char *)msg->msg_control + msg->msg_controllen;
+    const char *data = (const char *)CMSG_DATA(c);
+    if (data > end) {
+        return 0;
+    }
+    size_t len = c->cmsg_len - CMSG_LEN(0);
+    if (len > (size_t)(end - data)) {
+        len = (size_t)(end - data);
+    }
+    return len / sizeof(int);
+}
+
+/* Take every fd of one SCM_RIGHTS cmsg: the first fd of the message goes to
+ * *fd, any other is closed at once. Returns 1 when the cmsg breaks the rule
+ * of exactly one fd per message, else 0. */
+static int take_cmsg_fds(const struct msghdr *msg, struct cmsghdr *c, int *fd)
+{
+    size_t n = cmsg_fd_count(msg, c);
+    int bad = n != 1;
+
+    for (size_t i = 0; i < n; i++) {
+        int got;
+        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (*fd == -1) {
+            *fd = got;
+        } else {
+            /* A second fd, in this cmsg or another one: refuse the message,
+             * but never leave the fd open in this process. */
+            passfd_close(got);
+            bad = 1;
+        }
+    }
+    return bad;
+}
+
+/* Walk every cmsg and take ownership of every fd in them. Returns 0 with the
+ * one fd allowed (or -1) in *ret_fd; or -EPROTO, after closing all of them,
+ * when anything other than a single SCM_RIGHTS with one fd arrived. */
+static int take_fds(struct msghdr *msg, int *ret_fd)
+{
+    int fd = -1; /* owned */
+    int bad = 0;
+
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+        /* The kernel never writes a cmsg shorter than its header: this is the
+         * zeroed rest of a buffer that nothing was received into. */
+        if (c->cmsg_len < CMSG_LEN(0)) {
+            break;
+        }
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+            bad = 1; /* SCM_CREDENTIALS and the like: never asked for */
+            continue;
+        }
+        bad |= take_cmsg_fds(msg, c, &fd);
+    }
+    if (bad) {
+        fd = passfd_close(fd);
+        return -EPROTO;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* The checks on the bytes, once the fds are taken care of. */
+static int check_msg(const struct up_passfd_in *in, size_t n)
+{
+    /* MSG_TRUNC: the datagram was longer than header + cap, and SEQPACKET
+     * dropped the rest. MSG_CTRUNC: the kernel closed fds it had no room
+     * for. Either way the message cannot be trusted. */
+    if (in->msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        return -EPROTO;
+    }
+    if (n < sizeof(struct up_msg) || in->hdr.magic != UP_PASSFD_MAGIC) {
+        return -EPROTO;
+    }
+    if (in->hdr.version != UP_PASSFD_VERSION) {
+        return -EPROTONOSUPPORT;
+    }
+    if (in->hdr.payload_len != n - sizeof(struct up_msg)) {
+        return -EPROTO;
+    }
+    /* An unknown kind is a peer we do not understand, even at our version. */
+    if (!kind_known(in->hdr.kind)) {
+        return -EPROTO;
+    }
+    return 0;
+}
+
+int up_passfd_decode(struct up_passfd_in *in, ssize_t n, int *ret_fd)
+{
+    int fd = -1; /* owned */
+
+    /* A failed receive delivered nothing, and msg_controllen still holds
+     * what _prep put there: there is nothing to walk. */
+    if (n < 0) {
+        return (int)n;
+    }
+    int r = take_fds(&in->msg, &fd);
+    if (r < 0) {
+        return r;
+    }
+    /* n == 0 is the end of the channel: SOCK_SEQPACKET reports the peer's
+     * close as an empty read, and every real message has a header. */
+    if (n == 0) {
+        r = -EPIPE;
+        goto fail;
+    }
+    r = check_msg(in, (size_t)n);
+    if (r < 0) {
+        goto fail;
+    }
+    *ret_fd = fd;
+    return (int)in->hdr.payload_len;
+fail:
+    fd = passfd_close(fd);
+    return r;
+}
+
+int up_passfd_send(int sock, const struct up_msg *hdr, const void *payload, size_t len, int fd,
+                   int flags)
+{
+    struct up_passfd_out out;
+    int r = up_passfd_prep(&out, hdr, payload, len, fd);
+    if (r < 0) {
+        return r;
+    }
+    /* MSG_NOSIGNAL: a dead peer is an -EPIPE to handle, not a SIGPIPE that
+     * kills the master. SOCK_SEQPACKET never sends part of a message. */
+    if (sendmsg(sock, &out.msg, flags | MSG_NOSIGNAL) == -1) {
+        if (errno == EPIPE || errno == ECONNRESET) {
+            return -EPIPE;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return -EAGAIN;
+        }
+        return -errno;
+    }
+    return 0;
+}
+
+int up_passfd_recv(int sock, struct up_msg *ret_hdr, void *payload, size_t cap, int *ret_fd,
+                   int flags)
+{
+    struct up_passfd_in in;
+    int fd = -1; /* owned once decode succeeded */
+
+    up_passfd_in_prep(&in, payload, cap);
+    /* MSG_CMSG_CLOEXEC: the fd is CLOEXEC from the moment it exists, so a
+     * concurrent fork+exec of a worker can never inherit it. */
+    ssize_t n = recvmsg(sock, &in.msg, flags | MSG_CMSG_CLOEXEC);
+    if (n == -1) {
+        n = (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+    }
+    int r = up_passfd_decode(&in, n, &fd);
+    if (r < 0) {
+        return r;
+    }
+    *ret_hdr = in.hdr;
+    *ret_fd = fd;
+    return r;
+}
+
+int up_passfd_pair(int ret_fds[2])
+{
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) == -1) {
+        return -errno;
+    }
+    ret_fds[0] = fds[0];
+    ret_fds[1] = fds[1];
+    return 0;
+}
