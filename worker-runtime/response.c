@@ -1,0 +1,471 @@
+#include "http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the output queue ---- */
+
+struct up_http_chunk {
+    struct up_http_chunk *next;
+    size_t start; /* first byte not yet consumed */
+    size_t end;   /* first free byte */
+    size_t cap;
+    char data[];
+};
+
+/* The usual chunk size; an append larger than this gets a chunk of its own
+ * size, which is freed as soon as it is sent. */
+#define OUT_CHUNK (16u * 1024u)
+
+void up_http_out_init(struct up_http_out *out)
+{
+    memset(out, 0, sizeof(*out));
+}
+
+void up_http_out_free(struct up_http_out *out)
+{
+    while (out->head != NULL) {
+        struct up_http_chunk *c = out->head;
+        out->head = c->next;
+        free(c);
+    }
+    free(out->spare);
+    memset(out, 0, sizeof(*out));
+}
+
+static struct up_http_chunk *chunk_new(struct up_http_out *out, size_t need)
+{
+    struct up_http_chunk *c = out->spare;
+    if (c != NULL && c->cap >= need) {
+        out->spare = NULL;
+    } else {
+        size_t cap = need > OUT_CHUNK ? need : OUT_CHUNK;
+        c = malloc(sizeof(*c) + cap);
+        if (c == NULL) {
+            return NULL;
+        }
+        c->cap = cap;
+    }
+    c->next = NULL;
+    c->start = c->end = 0;
+    return c;
+}
+
+/* Bytes go to the free end of the tail chunk, the rest to one new chunk
+ * allocated before anything is copied: a failure queues nothing. */
+int up_http_out_append(struct up_http_out *out, const void *data, size_t len)
+{
+    struct up_http_chunk *t = out->tail;
+    size_t room = t != NULL ? t->cap - t->end : 0;
+    size_t n = len < room ? len : room;
+    struct up_http_chunk *c = NULL;
+    if (len > room && (c = chunk_new(out, len - room)) == NULL) {
+        return -ENOMEM;
+    }
+    if (n > 0) {
+        memcpy(t->data + t->end, data, n);
+        t->end += n;
+    }
+    if (c != NULL) {
+        memcpy(c->data, (const char *)data + n, len - n);
+        c->end = len - n;
+        if (t != NULL) {
+            t->next = c;
+        } else {
+            out->head = c;
+        }
+        out->tail = c;
+    }
+    out->pending += len;
+    return 0;
+}
+
+const char *up_http_out_peek(const struct up_http_out *out, size_t *ret_len)
+{
+    struct up_http_chunk *c = out->head;
+    if (out->pending == 0 || c == NULL) {
+        *ret_len = 0;
+        return NULL;
+    }
+    *ret_len = c->end - c->start;
+    return c->data + c->start;
+}
+
+size_t up_http_out_iov(const struct up_http_out *out, struct iovec *iov, size_t max)
+{
+    size_t n = 0;
+    for (struct up_http_chunk *c = out->head; c != NULL && n < max; c = c->next) {
+        if (c->end > c->start) {
+            iov[n].iov_base = c->data + c->start;
+            iov[n].iov_len = c->end - c->start;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* The head chunk is all sent. Nothing can be in flight from it any more, so
+ * the last chunk is rewound in place; others are kept as the spare or freed. */
+static void chunk_retire(struct up_http_out *out)
+{
+    struct up_http_chunk *c = out->head;
+    if (c == out->tail && c->cap == OUT_CHUNK) {
+        c->start = c->end = 0;
+        return;
+    }
+    out->head = c->next;
+    if (out->head == NULL) {
+        out->tail = NULL;
+    }
+    if (out->spare == NULL && c->cap == OUT_CHUNK) {
+        out->spare = c;
+    } else {
+        free(c);
+    }
+}
+
+void up_http_out_consume(struct up_http_out *out, size_t n)
+{
+    if (n > out->pending) {
+        n = out->pending;
+    }
+    out->pending -= n;
+    while (out->head != NULL) {
+        struct up_http_chunk *c = out->head;
+        size_t k = c->end - c->start < n ? c->end - c->start : n;
+        c->start += k;
+        n -= k;
+        if (c->start < c->end || (c == out->tail && c->start == 0)) {
+            break;
+        }
+        chunk_retire(out);
+    }
+}
+
+int up_http_error_response(struct up_http_out *out, int status)
+{
+    char buf[UP_HEAD_ERROR_MAX];
+    size_t n = up_head_error_response(status, buf, sizeof(buf));
+    return up_http_out_append(out, buf, n);
+}
+
+/* ---- the response ---- */
+
+enum res_state {
+    RES_IDLE,      /* no response started yet */
+    RES_OPEN,      /* started: status and fields may still change */
+    RES_STREAMING, /* the head is queued; body pieces follow */
+    RES_DONE,      /* every byte is queued */
+};
+
+/* How the body is delimited, decided when the head is queued. */
+enum res_framing {
+    FRAME_LENGTH,  /* Content-Length: up_res_send() */
+    FRAME_CHUNKED, /* up_res_write() on HTTP/1.1 */
+    FRAME_CLOSE,   /* up_res_write() on HTTP/1.0: the end of the body is the close */
+};
+
+void up_http_res_init(struct up_res *res)
+{
+    memset(res, 0, sizeof(*res));
+}
+
+void up_http_res_free(struct up_res *res)
+{
+    free(res->fields);
+    res->fields = NULL;
+    res->fields_len = res->fields_cap = 0;
+}
+
+/* force_close is not reset: once the glue wants the connection closed, no
+ * later response on it may promise otherwise. */
+void up_http_res_start(struct up_res *res, const struct up_req *req, struct up_http_out *out)
+{
+    res->out = out;
+    res->state = RES_OPEN;
+    res->minor = req->minor;
+    res->head_method = req->head;
+    res->keep_alive = req->keep_alive;
+    res->close = false;
+    res->chunked = false;
+    res->no_body = false;
+    res->deferred = false;
+    res->has_date = false;
+    res->status = 200;
+    res->err = 0;
+    res->fields_len = 0;
+}
+
+/* Queue bytes; after a failure nothing more is queued (the stream is cut
+ * short and the connection must close), and after detach nothing is. */
+static void res_put(struct up_res *res, const void *data, size_t len)
+{
+    if (res->out == NULL || res->err < 0 || len == 0) {
+        return;
+    }
+    int r = up_http_out_append(res->out, data, len);
+    if (r < 0) {
+        res->err = r;
+    }
+}
+
+static void res_puts(struct up_res *res, const char *text)
+{
+    res_put(res, text, strlen(text));
+}
+
+/* Last in every up_res_* call: the callback may free what holds res once it
+ * is done and detached. */
+static void res_notify(struct up_res *res)
+{
+    if (res->on_output != NULL) {
+        res->on_output(res->ctx);
+    }
+}
+
+static bool status_bodiless(int status)
+{
+    return status < 200 || status == 204 || status == 304;
+}
+
+/* Content-Length or Transfer-Encoding, then Connection. A HEAD response gets
+ * the fields a GET would (RFC 9110 9.3.2); 1xx, 204 and 304 get neither
+ * length nor coding (RFC 9110 8.6, RFC 9112 6.1). */
+static void res_head_framing(struct up_res *res, enum res_framing f, size_t len)
+{
+    bool bodiless = status_bodiless(res->status);
+    res->no_body = bodiless || res->head_method;
+    res->chunked = f == FRAME_CHUNKED && !bodiless;
+    res->close = !res->keep_alive || res->force_close || (f == FRAME_CLOSE && !bodiless);
+    if (!bodiless && f == FRAME_LENGTH) {
+        char line[48];
+        int n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", len);
+        res_put(res, line, (size_t)n);
+    } else if (res->chunked) {
+        res_puts(res, "Transfer-Encoding: chunked\r\n");
+    }
+    if (res->close) {
+        res_puts(res, "Connection: close\r\n");
+    } else if (res->minor == 0) {
+        res_puts(res, "Connection: keep-alive\r\n");
+    }
+    res_puts(res, "\r\n");
+}
+
+/* Always HTTP/1.1 in the status line, also to HTTP/1.0 clients (as nginx
+ * does): RFC 9110 2.5 has a server send its own highest version. */
+static void res_head(struct up_res *res, enum res_framing f, size_t len)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", res->status,
+                     up_head_reason(res->status));
+    res_put(res, line, (size_t)n);
+    if (res->date != NULL && !res->has_date) {
+        res_puts(res, "Date: ");
+        res_puts(res, res->date);
+        res_puts(res, "\r\n");
+    }
+    res_put(res, res->fields, res->fields_len);
+    res_head_framing(res, f, len);
+}
+
+static void res_body(struct up_res *res, const void *data, size_t len)
+{
+    if (res->no_body || len == 0) {
+        return; /* an empty chunk would end a chunked body */
+    }
+    if (!res->chunked) {
+        res_put(res, data, len);
+        return;
+    }
+    char line[24];
+    int n = snprintf(line, sizeof(line), "%zx\r\n", len);
+    res_put(res, line, (size_t)n);
+    res_put(res, data, len);
+    res_puts(res, "\r\n");
+}
+
+/* ---- app.h: the response ---- */
+
+void up_res_status(struct up_res *res, int status)
+{
+    if (res->state == RES_OPEN && status >= 100 && status <= 999) {
+        res->status = status;
+    }
+}
+
+/* A field value may hold HT, SP, VCHAR and obs-text; CR, LF, NUL or another
+ * control byte would let the app (or its client) inject fields. */
+static bool value_ok(const char *v)
+{
+    for (const unsigned char *c = (const unsigned char *)v; *c != '\0'; c++) {
+        if ((*c < 0x20 && *c != '\t') || *c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Beyond app.h: -1 also for a name that is not a token or a value with
+ * control bytes, and when out of memory. */
+int up_res_header(struct up_res *res, const char *name, const char *value)
+{
+    size_t nl = strlen(name);
+    size_t vl = strlen(value);
+    if (res->state != RES_OPEN || !up_head_token(name, nl) || !value_ok(value)) {
+        return -1;
+    }
+    if (up_head_name_is(name, nl, "content-length") ||
+        up_head_name_is(name, nl, "transfer-encoding") || up_head_name_is(name, nl, "connection")) {
+        return 0;
+    }
+    size_t need = res->fields_len + nl + vl + 4;
+    if (need > res->fields_cap) {
+        size_t cap = res->fields_cap != 0 ? res->fields_cap : 256;
+        while (cap < need) {
+            cap *= 2;
+        }
+        char *f = realloc(res->fields, cap);
+        if (f == NULL) {
+            return -1;
+        }
+        res->fields = f;
+        res->fields_cap = cap;
+    }
+    char *p = res->fields + res->fields_len;
+    memcpy(p, name, nl);
+    memcpy(p + nl, ": ", 2);
+    memcpy(p + nl + 2, value, vl);
+    memcpy(p + nl + 2 + vl, "\r\n", 2);
+    res->fields_len = need;
+    res->has_date |= up_head_name_is(name, nl, "date");
+    return 0;
+}
+
+static void res_end_stream(struct up_res *res)
+{
+    if (res->chunked && !res->no_body) {
+        res_puts(res, "0\r\n\r\n");
+    }
+    res->state = RES_DONE;
+}
+
+void up_res_send(struct up_res *res, const void *body, size_t len)
+{
+    if (res->state == RES_OPEN) {
+        res_head(res, FRAME_LENGTH, len);
+        if (!res->no_body) {
+            res_put(res, body, len);
+        }
+        res->state = RES_DONE;
+    } else if (res->state == RES_STREAMING) {
+        res_body(res, body, len);
+        res_end_stream(res);
+    } else {
+        return;
+    }
+    res_notify(res);
+}
+
+void up_res_write(struct up_res *res, const void *data, size_t len)
+{
+    if (res->state == RES_OPEN) {
+        res_head(res, res->minor >= 1 ? FRAME_CHUNKED : FRAME_CLOSE, 0);
+        res->state = RES_STREAMING;
+    } else if (res->state != RES_STREAMING) {
+        return;
+    }
+    res_body(res, data, len);
+    res_notify(res);
+}
+
+void up_res_end(struct up_res *res)
+{
+    if (res->state == RES_OPEN) {
+        up_res_send(res, "", 0);
+    } else if (res->state == RES_STREAMING) {
+        res_end_stream(res);
+        res_notify(res);
+    }
+}
+
+void up_res_defer(struct up_res *res)
+{
+    if (res->state == RES_OPEN || res->state == RES_STREAMING) {
+        res->deferred = true;
+    }
+}
+
+/* ---- the glue's side of the response ---- */
+
+void up_http_res_finish_default(struct up_res *res)
+{
+    up_res_end(res);
+}
+
+bool up_http_res_deferred(const struct up_res *res)
+{
+    return res->deferred && res->state != RES_DONE;
+}
+
+bool up_http_res_done(const struct up_res *res)
+{
+    return res->state == RES_DONE;
+}
+
+bool up_http_res_must_close(const struct up_res *res)
+{
+    return res->close || res->force_close || !res->keep_alive || res->err < 0;
+}
+
+void up_http_res_force_close(struct up_res *res)
+{
+    res->force_close = true;
+}
+
+int up_http_res_error(const struct up_res *res)
+{
+    return res->err;
+}
+
+void up_http_res_detach(struct up_res *res)
+{
+    res->out = NULL;
+}
+
+static char *put_digits(char *p, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + width;
+}
+
+/* By hand rather than strftime(): %a and %b follow the locale. */
+void up_http_date(time_t t, char *buf)
+{
+    static const char days[] = "SunMonTueWedThuFriSat";
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        memset(&tm, 0, sizeof(tm));
+    }
+    char *p = buf;
+    memcpy(p, days + 3 * ((unsigned)tm.tm_wday % 7), 3);
+    memcpy(p + 3, ", ", 2);
+    p = put_digits(p + 5, (unsigned)tm.tm_mday, 2);
+    *p++ = ' ';
+    memcpy(p, months + 3 * ((unsigned)tm.tm_mon % 12), 3);
+    p[3] = ' ';
+    p = put_digits(p + 4, (unsigned)(tm.tm_year + 1900), 4);
+    *p++ = ' ';
+    p = put_digits(p, (unsigned)tm.tm_hour, 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)tm.tm_min, 2);
+    *p++ = ':';
+    p = put_digits(p, (unsigned)tm.tm_sec, 2);
+    memcpy(p, " GMT", 5);
+}
