@@ -76,7 +76,7 @@ const char *up_req_query(const struct up_req *req);
 int up_req_minor_version(const struct up_req *req);
 /* The first header named name (case-insensitive), or NULL. */
 const char *up_req_header(const struct up_req *req, const char *name);
-/* Header i in the order received: 0 with *ret_name/*ret_value set, or -1 when
+/* Header i in the order received: 0 with *ret_name and *ret_value set, or -1 when
  * i is past the last one. */
 int up_req_header_at(const struct up_req *req, size_t i, const char **ret_name,
                      const char **ret_value);

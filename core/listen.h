@@ -1,0 +1,39 @@
+/*
+ * listen: parse listen addresses and open listening sockets.
+ *
+ * Accepted forms: "3000" (all IPv4 addresses), "host:port", "[v6addr]:port",
+ * "unix:/path". The master and `up-worker --listen` both use it. Sockets are
+ * created CLOEXEC and non-blocking; the caller owns them. Never logs; the
+ * only call that may block is name resolution in up_listen_parse().
+ */
+#ifndef UP_LISTEN_H
+#define UP_LISTEN_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+struct up_listen_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[128]; /* as the operator wrote it, for logs */
+};
+
+/* Parse text into *ret. Returns 0, or -EINVAL (bad form or port) with a
+ * message in err (cap bytes) saying what was wrong. */
+int up_listen_parse(const char *text, struct up_listen_addr *ret, char *err, size_t cap);
+
+struct up_listen_opts {
+    int backlog;          /* listen() backlog; 0 = SOMAXCONN */
+    bool reuseport;       /* SO_REUSEPORT (TCP only) */
+    int defer_accept_s;   /* TCP_DEFER_ACCEPT seconds; 0 = off */
+};
+
+/* Create, bind and listen. A unix socket path left over by a previous run
+ * (nobody accepting on it) is removed first. Returns 0 with *ret_fd owned by
+ * the caller, or -errno. */
+int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd);
+
+/* The TCP port a listening socket is bound to, or -1 (unix socket). */
+int up_listen_port(int fd);
+
+#endif

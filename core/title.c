@@ -1,0 +1,57 @@
+#include "title.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+extern char **environ;
+
+static struct {
+    char *start;
+    size_t len;
+} up_title_area;
+
+void up_title_init(int argc, char **argv)
+{
+    if (argc <= 0 || argv[0] == NULL) {
+        return;
+    }
+    char *end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+    size_t n = 0;
+    while (environ[n] != NULL) {
+        n++;
+    }
+    /* Take in the environment strings that directly follow argv, and move
+     * environ to a copy so that getenv() keeps working afterwards. */
+    char **env = calloc(n + 1, sizeof(*env));
+    if (env == NULL) {
+        up_title_area.start = argv[0];
+        up_title_area.len = (size_t)(end - argv[0]);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (environ[i] == end) {
+            end = environ[i] + strlen(environ[i]) + 1;
+        }
+        env[i] = strdup(environ[i]);
+    }
+    environ = env;
+    up_title_area.start = argv[0];
+    up_title_area.len = (size_t)(end - argv[0]);
+}
+
+void up_title_set(const char *title)
+{
+    (void)prctl(PR_SET_NAME, title, 0, 0, 0);
+    if (up_title_area.start == NULL || up_title_area.len < 2) {
+        return;
+    }
+    size_t n = strlen(title);
+    if (n > up_title_area.len - 1) {
+        n = up_title_area.len - 1;
+    }
+    memcpy(up_title_area.start, title, n);
+    /* The kernel shows cmdline up to the first NUL when the area was
+     * rewritten this way, so clearing the rest hides the old arguments. */
+    memset(up_title_area.start + n, 0, up_title_area.len - n);
+}

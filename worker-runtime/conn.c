@@ -1,0 +1,458 @@
+/*
+ * conn: the worker's connection driver. See conn.h for the state diagram.
+ */
+#include "conn.h"
+
+#include "fd.h"
+#include "log.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* How long a gracefully closed connection reads and drops what the client
+ * still sends, waiting for its FIN; shorter when the worker is on its way
+ * out, so that an idle client that never closes does not hold the exit. */
+#define LINGER_MS 2000
+#define LINGER_DRAIN_MS 250
+
+static void conn_run(struct up_wconn *c);
+static void conn_close(struct up_wconn *c, bool graceful);
+static void conn_maybe_free(struct up_wconn *c);
+
+static void set_state(struct up_wconn *c, enum up_wconn_state to)
+{
+    /* allowed[from][to]: the transitions drawn in conn.h. */
+    static const bool allowed[4][4] = {
+        [UP_WCONN_OPEN] = { [UP_WCONN_LINGER] = true, [UP_WCONN_HANDBACK] = true,
+                            [UP_WCONN_CLOSING] = true },
+        [UP_WCONN_LINGER] = { [UP_WCONN_CLOSING] = true },
+        [UP_WCONN_HANDBACK] = { [UP_WCONN_CLOSING] = true },
+        [UP_WCONN_CLOSING] = { [UP_WCONN_CLOSING] = false },
+    };
+    if (!allowed[c->state][to]) {
+        up_log(UP_LOG_ERR, "conn id=%llu: bad transition %d -> %d", (unsigned long long)c->id,
+               (int)c->state, (int)to);
+        abort();
+    }
+    c->state = to;
+}
+
+bool up_wconn_idle(const struct up_wconn *c)
+{
+    return c->state == UP_WCONN_OPEN && !c->req_active && !c->started && c->roff == c->rlen &&
+           up_http_out_pending(&c->out) == 0 && !c->tx.busy && !c->close_after;
+}
+
+static void peer_text(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    buf[0] = '\0';
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
+        return;
+    }
+    char host[INET6_ADDRSTRLEN] = "";
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        snprintf(buf, cap, "%s:%u", host, ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        snprintf(buf, cap, "[%s]:%u", host, ntohs(a->sin6_port));
+    } else if (ss.ss_family == AF_UNIX) {
+        snprintf(buf, cap, "unix");
+    }
+}
+
+/* ---- timers ---- */
+
+static void on_timer(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_wconn *c = (struct up_wconn *)((char *)t - offsetof(struct up_wconn, timer));
+    switch (c->state) {
+    case UP_WCONN_OPEN:
+        if (c->started && !c->req_active) {
+            /* A request was begun and not finished in time. */
+            up_http_error_response(&c->out, 408);
+            c->close_after = true;
+            conn_run(c);
+        } else if (up_wconn_idle(c)) {
+            conn_close(c, true);
+        }
+        return;
+    case UP_WCONN_LINGER:
+        conn_close(c, false);
+        return;
+    case UP_WCONN_HANDBACK:
+    case UP_WCONN_CLOSING:
+        return;
+    }
+}
+
+static void arm_timer(struct up_wconn *c)
+{
+    struct up_worker *w = c->w;
+    if (c->req_active || up_http_out_pending(&c->out) > 0 || c->close_after) {
+        up_timer_stop(w->loop, &c->timer);
+    } else if (c->started || c->roff < c->rlen) {
+        up_timer_start(w->loop, &c->timer, w->cfg.read_timeout_ms);
+    } else {
+        up_timer_start(w->loop, &c->timer, w->cfg.idle_timeout_ms);
+    }
+}
+
+/* ---- I/O ---- */
+
+static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+static void on_send(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+
+static void want_read(struct up_wconn *c)
+{
+    if (c->rx.busy || c->req_active || c->close_after || c->roff < c->rlen) {
+        return;
+    }
+    c->roff = c->rlen = 0;
+    int r = up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0);
+    if (r < 0) {
+        conn_close(c, false);
+    }
+}
+
+static void flush(struct up_wconn *c)
+{
+    if (c->tx.busy || up_http_out_pending(&c->out) == 0) {
+        return;
+    }
+    size_t n = up_http_out_iov(&c->out, c->iov, UP_WCONN_IOV);
+    memset(&c->msg, 0, sizeof(c->msg));
+    c->msg.msg_iov = c->iov;
+    c->msg.msg_iovlen = n;
+    int r = up_loop_sendmsg(c->w->loop, &c->tx, c->fd, &c->msg, 0);
+    if (r < 0) {
+        conn_close(c, false);
+    }
+}
+
+static void on_send(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)loop;
+    (void)flags;
+    struct up_wconn *c = (struct up_wconn *)((char *)op - offsetof(struct up_wconn, tx));
+    if (res > 0 && c->state != UP_WCONN_CLOSING) {
+        up_http_out_consume(&c->out, (size_t)res);
+        conn_run(c);
+        return;
+    }
+    if (c->state == UP_WCONN_CLOSING) {
+        conn_maybe_free(c);
+        return;
+    }
+    /* The client went away (EPIPE, ECONNRESET): nothing more to say. */
+    conn_close(c, false);
+}
+
+static void linger_read(struct up_wconn *c)
+{
+    if (c->rx.busy) {
+        return;
+    }
+    if (up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0) < 0) {
+        conn_close(c, false);
+    }
+}
+
+static void finish_hand_back(struct up_wconn *c);
+
+static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)loop;
+    (void)flags;
+    struct up_wconn *c = (struct up_wconn *)((char *)op - offsetof(struct up_wconn, rx));
+    switch (c->state) {
+    case UP_WCONN_OPEN:
+        if (res > 0) {
+            c->roff = 0;
+            c->rlen = (size_t)res;
+            conn_run(c);
+        } else if (res == 0 && !c->started) {
+            conn_close(c, false); /* the client closed between requests */
+        } else {
+            conn_close(c, false); /* reset, or EOF inside a request */
+        }
+        return;
+    case UP_WCONN_LINGER:
+        if (res > 0) {
+            linger_read(c); /* drop it and wait for the FIN */
+        } else {
+            conn_close(c, false);
+        }
+        return;
+    case UP_WCONN_HANDBACK:
+        if (res > 0) {
+            c->roff = 0;
+            c->rlen = (size_t)res;
+        } else if (res != -ECANCELED) {
+            /* EOF or reset: the client is gone, nothing to hand back. */
+            set_state(c, UP_WCONN_CLOSING);
+            conn_maybe_free(c);
+            return;
+        }
+        finish_hand_back(c);
+        return;
+    case UP_WCONN_CLOSING:
+        conn_maybe_free(c);
+        return;
+    }
+}
+
+/* ---- the request/response cycle ---- */
+
+static void on_output(void *ctx)
+{
+    struct up_wconn *c = ctx;
+    if (c->zombie) {
+        if (up_http_res_done(&c->res)) {
+            conn_maybe_free(c);
+        }
+        return;
+    }
+    if (!c->in_run) {
+        conn_run(c); /* a deferred response moved on, from a timer */
+    }
+}
+
+static void dispatch(struct up_wconn *c)
+{
+    struct up_worker *w = c->w;
+    struct up_req *req = up_http_request(&c->parser);
+    c->req_active = true;
+    c->res.date = up_worker_date(w);
+    up_http_res_start(&c->res, req, &c->out);
+    if (w->state == UP_WORKER_DRAINING && w->exiting) {
+        up_http_res_force_close(&c->res);
+    }
+    w->app.app->handle(req, &c->res);
+    if (!up_http_res_deferred(&c->res)) {
+        up_http_res_finish_default(&c->res);
+    }
+}
+
+/* Feed buffered bytes and serve what they hold. Returns false when nothing
+ * more can happen until I/O or the app moves. */
+static bool step(struct up_wconn *c)
+{
+    if (c->req_active) {
+        if (!up_http_res_done(&c->res)) {
+            return false;
+        }
+        c->req_active = false;
+        c->w->nrequests++;
+        if (up_http_res_must_close(&c->res) || up_http_res_error(&c->res) < 0) {
+            c->close_after = true;
+            return false;
+        }
+        up_http_request_done(&c->parser);
+        c->started = false;
+    }
+    if (c->close_after || c->roff == c->rlen) {
+        return false;
+    }
+    size_t used = c->rlen - c->roff;
+    int r = up_http_feed(&c->parser, c->rbuf + c->roff, c->rlen - c->roff, &used);
+    c->roff += used;
+    c->started = true;
+    if (r == UP_HTTP_NEED_MORE) {
+        return false;
+    }
+    if (r == UP_HTTP_EXPECT_CONTINUE) {
+        if (up_http_out_append(&c->out, UP_HTTP_CONTINUE, strlen(UP_HTTP_CONTINUE)) < 0) {
+            c->close_after = true;
+        }
+        return !c->close_after;
+    }
+    if (r < 0) {
+        up_http_error_response(&c->out, up_http_error_status(r));
+        c->close_after = true;
+        return false;
+    }
+    dispatch(c);
+    return true;
+}
+
+static void conn_run(struct up_wconn *c)
+{
+    if (c->state != UP_WCONN_OPEN) {
+        return;
+    }
+    c->in_run = true;
+    while (step(c)) {
+    }
+    c->in_run = false;
+    if (c->roff == c->rlen) {
+        c->roff = c->rlen = 0;
+    }
+    flush(c);
+    if (c->state != UP_WCONN_OPEN) {
+        return;
+    }
+    if (c->close_after && up_http_out_pending(&c->out) == 0 && !c->tx.busy) {
+        conn_close(c, true);
+        return;
+    }
+    struct up_worker *w = c->w;
+    if (w->state == UP_WORKER_DRAINING && (w->migrate_idle || w->exiting) && up_wconn_idle(c)) {
+        up_wconn_drain(c, w->exiting);
+        return;
+    }
+    want_read(c);
+    arm_timer(c);
+}
+
+/* ---- closing and handing back ---- */
+
+static void conn_free(struct up_wconn *c)
+{
+    struct up_worker *w = c->w;
+    up_timer_stop(w->loop, &c->timer);
+    up_http_parser_free(&c->parser);
+    up_http_out_free(&c->out);
+    up_http_res_free(&c->res);
+    free(c->rbuf);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        w->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    w->nconns--;
+    free(c);
+    up_worker_conn_gone(w);
+}
+
+/* CLOSING: close the fd once no op uses it; free once the app let go. */
+static void conn_maybe_free(struct up_wconn *c)
+{
+    if (c->rx.busy || c->tx.busy) {
+        return;
+    }
+    c->fd = up_loop_close(c->w->loop, c->fd);
+    if (c->req_active && !up_http_res_done(&c->res)) {
+        /* The app still holds res (deferred): it may finish it later. */
+        if (!c->zombie) {
+            c->zombie = true;
+            up_http_res_detach(&c->res);
+        }
+        return;
+    }
+    conn_free(c);
+}
+
+static void conn_close(struct up_wconn *c, bool graceful)
+{
+    struct up_loop *loop = c->w->loop;
+    if (c->state == UP_WCONN_CLOSING) {
+        return;
+    }
+    if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy) {
+        /* FIN now, then read until the client's FIN: see LINGER. */
+        set_state(c, UP_WCONN_LINGER);
+        (void)shutdown(c->fd, SHUT_WR);
+        bool draining = c->w->state == UP_WORKER_DRAINING;
+        up_timer_start(loop, &c->timer, draining ? LINGER_DRAIN_MS : LINGER_MS);
+        linger_read(c);
+        return;
+    }
+    set_state(c, UP_WCONN_CLOSING);
+    up_timer_stop(loop, &c->timer);
+    up_loop_cancel(loop, &c->rx);
+    up_loop_cancel(loop, &c->tx);
+    conn_maybe_free(c);
+}
+
+static void finish_hand_back(struct up_wconn *c)
+{
+    struct up_worker *w = c->w;
+    int fd = c->fd;
+    c->fd = -1; /* the channel's message owns it now, and closes it once sent */
+    (void)up_worker_hand_back_take(w, fd, c->id, c->rbuf + c->roff, c->rlen - c->roff);
+    c->roff = c->rlen = 0;
+    set_state(c, UP_WCONN_CLOSING);
+    conn_maybe_free(c);
+}
+
+void up_wconn_drain(struct up_wconn *c, bool deadline)
+{
+    if (c->state != UP_WCONN_OPEN) {
+        return;
+    }
+    if (!up_wconn_idle(c)) {
+        if (deadline && c->req_active) {
+            up_http_res_force_close(&c->res);
+        }
+        return;
+    }
+    if (!up_worker_has_master(c->w)) {
+        conn_close(c, true);
+        return;
+    }
+    set_state(c, UP_WCONN_HANDBACK);
+    up_timer_stop(c->w->loop, &c->timer);
+    if (c->rx.busy) {
+        up_loop_cancel(c->w->loop, &c->rx); /* on_recv finishes the hand back */
+        return;
+    }
+    finish_hand_back(c);
+}
+
+void up_wconn_abort(struct up_wconn *c)
+{
+    conn_close(c, false);
+}
+
+int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len)
+{
+    struct up_wconn *c = calloc(1, sizeof(*c));
+    char *rbuf = malloc(UP_WCONN_RBUF);
+    if (c == NULL || rbuf == NULL || len > UP_WCONN_RBUF) {
+        free(c);
+        free(rbuf);
+        up_loop_close(w->loop, fd);
+        return len > UP_WCONN_RBUF ? -E2BIG : -ENOMEM;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->id = id;
+    c->rbuf = rbuf;
+    memcpy(c->rbuf, prefix, len);
+    c->rlen = len;
+    c->rx.cb = on_recv;
+    c->tx.cb = on_send;
+    c->timer.cb = on_timer;
+    up_http_parser_init(&c->parser, &w->cfg.limits);
+    char peer[64];
+    peer_text(fd, peer, sizeof(peer));
+    up_http_parser_set_peer(&c->parser, peer);
+    up_http_out_init(&c->out);
+    up_http_res_init(&c->res);
+    c->res.on_output = on_output;
+    c->res.ctx = c;
+    c->next = w->conns;
+    if (w->conns != NULL) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->nconns++;
+    conn_run(c);
+    return 0;
+}

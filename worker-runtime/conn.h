@@ -1,0 +1,89 @@
+/*
+ * conn: one client connection held by a worker, driven through the HTTP
+ * engine (http.h) on the worker's loop.
+ *
+ *     OPEN ----graceful close----> LINGER ----EOF or timer----> CLOSING
+ *      |  \---hand back (idle)---> HANDBACK --rx done--> (fd sent to master)
+ *      \------abort (error)-----------------------------------> CLOSING
+ *
+ *   OPEN      fd valid; reads when no request is with the app; writes the
+ *             out queue; one timer: idle (nothing started), read (a request
+ *             started) or none (the app has it).
+ *   LINGER    shutdown(SHUT_WR) done; what the client still sends is read
+ *             and dropped, so that close() finds an empty receive queue and
+ *             sends FIN rather than RST.
+ *   HANDBACK  the read in flight is being canceled; its bytes, if any, go
+ *             back to the master with the fd.
+ *   CLOSING   ops are being canceled; the fd is closed once none is in
+ *             flight, and the struct freed once the app let go of the
+ *             response (a deferred response may outlive the socket).
+ *
+ * Requests are served one at a time, in order: the next pipelined request is
+ * parsed only after the previous response is complete (queued), so
+ * responses can never be reordered.
+ */
+#ifndef UP_WORKER_CONN_H
+#define UP_WORKER_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "http.h"
+#include "loop.h"
+
+struct up_worker;
+
+enum up_wconn_state {
+    UP_WCONN_OPEN,
+    UP_WCONN_LINGER,
+    UP_WCONN_HANDBACK,
+    UP_WCONN_CLOSING,
+};
+
+#define UP_WCONN_RBUF 8192
+#define UP_WCONN_IOV 16
+
+struct up_wconn {
+    struct up_worker *w;
+    struct up_wconn *prev, *next; /* the worker's list */
+    enum up_wconn_state state;
+    int fd;          /* owned */
+    uint64_t id;     /* the master's connection id; 0 without a master */
+    struct up_op rx; /* recv into rbuf */
+    struct up_op tx; /* sendmsg of the out queue */
+    struct up_timer timer;
+    char *rbuf;      /* owned, UP_WCONN_RBUF bytes; [roff, rlen) not yet fed */
+    size_t roff, rlen;
+    struct up_http_parser parser;
+    struct up_http_out out;
+    struct up_res res;
+    struct iovec iov[UP_WCONN_IOV];
+    struct msghdr msg;
+    bool req_active;  /* a request is with the app, its response not done */
+    bool started;     /* bytes of the next request were fed to the parser */
+    bool close_after; /* close gracefully once the out queue is sent */
+    bool in_run;      /* inside up_wconn_run(): on_output must not recurse */
+    bool zombie;      /* socket gone; waiting for the app to finish res */
+};
+
+/* Take fd (a connected, non-blocking socket) and serve it. prefix (len
+ * bytes, copied) are bytes already read from it by a previous owner. On
+ * failure the fd is closed. Returns 0 or -errno. */
+int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len);
+
+/* Nothing is in progress on c: no request started or with the app, nothing
+ * queued to send. An idle connection can be handed back or closed without
+ * losing anything. */
+bool up_wconn_idle(const struct up_wconn *c);
+
+/* Drain step for c: hand it back to the master if idle (or close it
+ * gracefully when there is no master). With deadline, a busy connection is
+ * told to close after its current response. */
+void up_wconn_drain(struct up_wconn *c, bool deadline);
+
+/* Close at once (SIGQUIT, fatal errors). */
+void up_wconn_abort(struct up_wconn *c);
+
+#endif

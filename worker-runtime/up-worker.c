@@ -1,0 +1,193 @@
+/*
+ * up-worker: serves HTTP/1.1 with the app it loads.
+ *
+ *   up-worker [options] APP.so [-- app args]
+ *
+ * Started by up-run with the master channel on fd 3, or alone with
+ * `--listen [host:]port` (its own SO_REUSEPORT listener, no master: the
+ * benchmark's no-handoff baseline).
+ */
+#include "duration.h"
+#include "log.h"
+#include "title.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: up-worker [options] APP.so [-- app args]\n"
+               "  -l, --listen [HOST:]PORT  serve on its own listener (no master)\n"
+               "  -r, --require LIB.so      load LIB before the app (repeatable)\n"
+               "  -T, --title NAME          process title prefix (default: up)\n"
+               "      --ready=auto|manual   manual: ready when the app calls up_ready()\n"
+               "      --max-head BYTES      largest request head (default 16384)\n"
+               "      --body-limit BYTES    largest request body (default 1048576)\n"
+               "      --generation N, --index I   set by up-run\n"
+               "environment: UP_BACKEND=io_uring|epoll, UP_IDLE_TIMEOUT, UP_READ_TIMEOUT,\n"
+               "  UP_DRAIN_TIMEOUT (durations like 5s), UP_BODY_LIMIT, UP_LOG=debug\n");
+}
+
+static int env_duration(const char *name, uint64_t def, uint64_t *ret)
+{
+    const char *v = getenv(name);
+    *ret = def;
+    if (v == NULL || *v == '\0') {
+        return 0;
+    }
+    if (up_duration_parse(v, ret) < 0) {
+        fprintf(stderr, "up-worker: %s='%s' is not a duration (try 500ms, 5s, 1m)\n", name, v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int parse_size(const char *what, const char *v, size_t *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno != 0 || n == 0) {
+        fprintf(stderr, "up-worker: %s '%s' is not a positive byte count\n", what, v);
+        return -EINVAL;
+    }
+    *ret = (size_t)n;
+    return 0;
+}
+
+static int parse_env(struct up_worker_cfg *cfg)
+{
+    const char *be = getenv("UP_BACKEND");
+    if (be != NULL && *be != '\0' && up_backend_parse(be, &cfg->backend) < 0) {
+        fprintf(stderr, "up-worker: UP_BACKEND='%s': use io_uring, epoll or auto\n", be);
+        return -EINVAL;
+    }
+    const char *bl = getenv("UP_BODY_LIMIT");
+    if (bl != NULL && *bl != '\0' && parse_size("UP_BODY_LIMIT", bl, &cfg->limits.max_body) < 0) {
+        return -EINVAL;
+    }
+    if (env_duration("UP_IDLE_TIMEOUT", 60000, &cfg->idle_timeout_ms) < 0 ||
+        env_duration("UP_READ_TIMEOUT", 30000, &cfg->read_timeout_ms) < 0 ||
+        env_duration("UP_DRAIN_TIMEOUT", 10000, &cfg->drain_timeout_ms) < 0) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
+{
+    enum { OPT_READY = 256, OPT_MAX_HEAD, OPT_BODY, OPT_GEN, OPT_INDEX };
+    static const struct option opts[] = {
+        { "listen", required_argument, NULL, 'l' },  { "require", required_argument, NULL, 'r' },
+        { "title", required_argument, NULL, 'T' },   { "ready", required_argument, NULL, OPT_READY },
+        { "max-head", required_argument, NULL, OPT_MAX_HEAD },
+        { "body-limit", required_argument, NULL, OPT_BODY },
+        { "generation", required_argument, NULL, OPT_GEN },
+        { "index", required_argument, NULL, OPT_INDEX },
+        { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "+l:r:T:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            cfg->listen = optarg;
+            break;
+        case 'r':
+            if (cfg->nrequire == 16) {
+                fprintf(stderr, "up-worker: at most 16 --require libraries\n");
+                return -EINVAL;
+            }
+            cfg->require[cfg->nrequire++] = optarg;
+            break;
+        case 'T':
+            cfg->title = optarg;
+            break;
+        case OPT_READY:
+            if (strcmp(optarg, "manual") != 0 && strcmp(optarg, "auto") != 0) {
+                fprintf(stderr, "up-worker: --ready takes auto or manual, not '%s'\n", optarg);
+                return -EINVAL;
+            }
+            cfg->ready_manual = strcmp(optarg, "manual") == 0;
+            break;
+        case OPT_MAX_HEAD:
+            if (parse_size("--max-head", optarg, &cfg->limits.max_head) < 0) {
+                return -EINVAL;
+            }
+            break;
+        case OPT_BODY:
+            if (parse_size("--body-limit", optarg, &cfg->limits.max_body) < 0) {
+                return -EINVAL;
+            }
+            break;
+        case OPT_GEN:
+            cfg->generation = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case OPT_INDEX:
+            cfg->index = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            usage(stderr);
+            return -EINVAL;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "up-worker: no app given\n");
+        usage(stderr);
+        return -EINVAL;
+    }
+    cfg->app_path = argv[optind];
+    /* The app's argv: its own path, then what follows `--`. */
+    cfg->app_argv = &argv[optind];
+    cfg->app_argc = argc - optind;
+    if (cfg->app_argc > 1 && strcmp(argv[optind + 1], "--") == 0) {
+        argv[optind + 1] = argv[optind];
+        cfg->app_argv = &argv[optind + 1];
+        cfg->app_argc--;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* Arguments are copied out of argv before the title overwrites it. */
+    char **args = calloc((size_t)argc + 1, sizeof(*args));
+    if (args == NULL) {
+        return 1;
+    }
+    for (int i = 0; i < argc; i++) {
+        args[i] = strdup(argv[i]);
+    }
+    up_title_init(argc, argv);
+    struct up_worker_cfg cfg = { .title = "up" };
+    if (parse_env(&cfg) < 0) {
+        return 2;
+    }
+    int r = parse_args(argc, args, &cfg);
+    if (r != 0) {
+        return r > 0 ? 0 : 2;
+    }
+    char tag[64];
+    if (cfg.generation > 0) {
+        snprintf(tag, sizeof(tag), "worker g%u#%u pid=%d", cfg.generation, cfg.index, (int)getpid());
+    } else {
+        snprintf(tag, sizeof(tag), "up-worker pid=%d", (int)getpid());
+    }
+    up_log_init(tag);
+    char title[64];
+    snprintf(title, sizeof(title), "%s worker", cfg.title);
+    up_title_set(title);
+    int code = up_worker_main(&cfg);
+    for (int i = 0; i < argc; i++) {
+        free(args[i]);
+    }
+    free(args);
+    return code;
+}

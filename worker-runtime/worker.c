@@ -1,0 +1,699 @@
+/*
+ * worker: the up-worker process. See worker.h for its life cycle.
+ */
+#include "worker.h"
+
+#include "conn.h"
+#include "fd.h"
+#include "listen.h"
+#include "log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How often a worker tells the master what it holds (for `up-run status`). */
+#define STATS_MS 1000
+/* Back-off after accept() fails for lack of fds (EMFILE/ENFILE). */
+#define ACCEPT_RETRY_MS 100
+
+/* One queued message to the master. */
+struct up_chan_msg {
+    struct up_chan_msg *next;
+    struct up_passfd_out out;
+    struct up_msg hdr;
+    int fd; /* owned: closed once sent (the master has its own copy then) */
+    size_t len;
+    char payload[];
+};
+
+/* The app API has no context argument: see worker.h. */
+static struct up_worker *up_current;
+
+static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flags);
+static void maybe_exit(struct up_worker *w);
+
+/* ---- the channel to the master ---- */
+
+static void on_chan_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+
+static struct up_chan_msg *msg_new(enum up_msg_kind kind, const void *payload, size_t len)
+{
+    struct up_chan_msg *m = calloc(1, sizeof(*m) + len);
+    if (m == NULL) {
+        return NULL;
+    }
+    up_msg_init(&m->hdr, kind);
+    m->fd = -1;
+    m->len = len;
+    if (len > 0) {
+        memcpy(m->payload, payload, len);
+    }
+    return m;
+}
+
+static void msg_free(struct up_worker *w, struct up_chan_msg *m)
+{
+    if (m != NULL) {
+        m->fd = up_loop_close(w->loop, m->fd);
+        free(m);
+    }
+}
+
+/* Close the channel once no op uses it any more. */
+static void chan_close_when_idle(struct up_worker *w)
+{
+    if (w->chan_lost && !w->chan_rx.busy && !w->chan_tx.busy) {
+        w->chan = up_loop_close(w->loop, w->chan);
+    }
+}
+
+/* The master is gone: no one to send to. Drop what is queued (closing the
+ * fds of connections that were on their way back) and drain. */
+static void chan_lost(struct up_worker *w)
+{
+    if (w->chan < 0 || w->chan_lost) {
+        return;
+    }
+    up_log(UP_LOG_INFO, "master channel closed, draining");
+    w->chan_lost = true;
+    up_loop_cancel(w->loop, &w->chan_rx);
+    up_loop_cancel(w->loop, &w->chan_tx);
+    chan_close_when_idle(w);
+    while (w->txq_head != NULL) {
+        struct up_chan_msg *m = w->txq_head;
+        w->txq_head = m->next;
+        msg_free(w, m);
+    }
+    w->txq_tail = NULL;
+    w->nacks = 0;
+    begin_drain(w, w->cfg.drain_timeout_ms, 0);
+}
+
+static struct up_chan_msg *take_acks(struct up_worker *w)
+{
+    size_t n = w->nacks;
+    size_t max = UP_PASSFD_MAX_PAYLOAD / sizeof(uint64_t);
+    if (n > max) {
+        n = max;
+    }
+    struct up_chan_msg *m = msg_new(UP_MSG_ACK, w->acks, n * sizeof(uint64_t));
+    if (m == NULL) {
+        return NULL;
+    }
+    m->hdr.arg = n;
+    memmove(w->acks, w->acks + n, (w->nacks - n) * sizeof(uint64_t));
+    w->nacks -= n;
+    return m;
+}
+
+/* Start the next send if none is in flight. ACKs go first: until the
+ * master has one, it keeps its copy of the connection's fd. */
+static void chan_kick(struct up_worker *w)
+{
+    if (!up_worker_has_master(w) || w->tx_inflight != NULL) {
+        return;
+    }
+    struct up_chan_msg *m = w->nacks > 0 ? take_acks(w) : NULL;
+    if (m == NULL && w->txq_head != NULL) {
+        m = w->txq_head;
+        w->txq_head = m->next;
+        if (w->txq_head == NULL) {
+            w->txq_tail = NULL;
+        }
+    }
+    if (m == NULL) {
+        maybe_exit(w);
+        return;
+    }
+    w->tx_inflight = m;
+    int r = up_passfd_prep(&m->out, &m->hdr, m->payload, m->len, m->fd);
+    if (r == 0) {
+        r = up_loop_sendmsg(w->loop, &w->chan_tx, w->chan, &m->out.msg, 0);
+    }
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "send %s to master failed: %s", up_msg_kind_name(m->hdr.kind),
+               strerror(-r));
+        w->tx_inflight = NULL;
+        msg_free(w, m);
+        chan_lost(w);
+    }
+}
+
+static void on_chan_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)loop;
+    (void)flags;
+    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, chan_tx));
+    struct up_chan_msg *m = w->tx_inflight;
+    w->tx_inflight = NULL;
+    /* Sent: the master holds its own reference now, so ours goes. */
+    msg_free(w, m);
+    if (res < 0) {
+        chan_lost(w);
+    }
+    chan_close_when_idle(w);
+    chan_kick(w);
+    maybe_exit(w);
+}
+
+static void chan_queue(struct up_worker *w, struct up_chan_msg *m)
+{
+    if (!up_worker_has_master(w)) {
+        msg_free(w, m);
+        return;
+    }
+    m->next = NULL;
+    if (w->txq_tail != NULL) {
+        w->txq_tail->next = m;
+    } else {
+        w->txq_head = m;
+    }
+    w->txq_tail = m;
+    chan_kick(w);
+}
+
+static void send_simple(struct up_worker *w, enum up_msg_kind kind, uint64_t arg, uint64_t arg2)
+{
+    struct up_chan_msg *m = msg_new(kind, NULL, 0);
+    if (m != NULL) {
+        m->hdr.arg = arg;
+        m->hdr.arg2 = arg2;
+        chan_queue(w, m);
+    }
+}
+
+int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, const char *data,
+                             size_t len)
+{
+    struct up_chan_msg *m = up_worker_has_master(w) ? msg_new(UP_MSG_CONN, data, len) : NULL;
+    if (m == NULL) {
+        up_loop_close(w->loop, fd);
+        return -EPIPE;
+    }
+    m->fd = fd;
+    m->hdr.conn_id = conn_id;
+    m->hdr.flags = UP_CONN_F_IDLE;
+    chan_queue(w, m);
+    return 0;
+}
+
+bool up_worker_has_master(const struct up_worker *w)
+{
+    return w->chan >= 0 && !w->chan_lost;
+}
+
+static void ack(struct up_worker *w, uint64_t id)
+{
+    if (w->nacks == w->acks_cap) {
+        size_t cap = w->acks_cap ? w->acks_cap * 2 : 64;
+        uint64_t *a = realloc(w->acks, cap * sizeof(*a));
+        if (a == NULL) {
+            return; /* the master re-routes on our death or keeps its copy */
+        }
+        w->acks = a;
+        w->acks_cap = cap;
+    }
+    w->acks[w->nacks++] = id;
+}
+
+static void on_conn_msg(struct up_worker *w, const struct up_msg *hdr, int fd, size_t len)
+{
+    ack(w, hdr->conn_id);
+    if (w->state == UP_WORKER_DRAINING) {
+        /* Routed to us before the master saw our drain: hand it straight
+         * back rather than serve it on old code. */
+        (void)up_worker_hand_back_take(w, fd, hdr->conn_id, w->chan_payload, len);
+        return;
+    }
+    int r = up_wconn_new_take(w, fd, hdr->conn_id, w->chan_payload, len);
+    if (r < 0) {
+        up_log(UP_LOG_WARN, "conn id=%llu: cannot serve: %s, closing",
+               (unsigned long long)hdr->conn_id, strerror(-r));
+    }
+}
+
+static void chan_recv(struct up_worker *w);
+
+static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)loop;
+    (void)flags;
+    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, chan_rx));
+    if (w->chan_lost) {
+        int stray = -1;
+        if (up_passfd_decode(&w->chan_in, res, &stray) >= 0) {
+            up_close(stray); /* a connection routed as the master died */
+        }
+        chan_close_when_idle(w);
+        maybe_exit(w);
+        return;
+    }
+    int fd = -1;
+    int n = up_passfd_decode(&w->chan_in, res, &fd);
+    if (n < 0) {
+        if (n != -EPIPE) {
+            up_log(UP_LOG_ERR, "bad message from master: %s", strerror(-n));
+        }
+        chan_lost(w);
+        maybe_exit(w);
+        return;
+    }
+    const struct up_msg *hdr = &w->chan_in.hdr;
+    if (hdr->kind == UP_MSG_CONN && fd >= 0) {
+        on_conn_msg(w, hdr, fd, (size_t)n);
+        fd = -1;
+    } else if (hdr->kind == UP_MSG_DRAIN) {
+        begin_drain(w, hdr->arg, hdr->flags);
+    } else {
+        up_log(UP_LOG_WARN, "unexpected %s from master, ignoring", up_msg_kind_name(hdr->kind));
+    }
+    up_close(fd);
+    chan_recv(w);
+    chan_kick(w);
+}
+
+static void chan_recv(struct up_worker *w)
+{
+    if (!up_worker_has_master(w) || w->chan_rx.busy) {
+        return;
+    }
+    up_passfd_in_prep(&w->chan_in, w->chan_payload, UP_PASSFD_MAX_PAYLOAD);
+    int r = up_loop_recvmsg(w->loop, &w->chan_rx, w->chan, &w->chan_in.msg, 0);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot read master channel: %s", strerror(-r));
+        chan_lost(w);
+    }
+}
+
+/* ---- the --listen socket ---- */
+
+static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+
+static void accept_retry(struct up_loop *loop, struct up_timer *t)
+{
+    struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, accept_timer));
+    if (w->state == UP_WORKER_DRAINING) {
+        w->lfd = up_loop_close(loop, w->lfd);
+        maybe_exit(w);
+    } else if (!w->accept_op.busy && up_loop_accept(loop, &w->accept_op, w->lfd) < 0) {
+        up_timer_start(loop, t, ACCEPT_RETRY_MS);
+    }
+}
+
+static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, accept_op));
+    if (res >= 0) {
+        if (w->state == UP_WORKER_DRAINING) {
+            up_close(res);
+        } else {
+            (void)up_wconn_new_take(w, res, 0, NULL, 0);
+        }
+    }
+    if (flags & UP_OP_F_MORE) {
+        return;
+    }
+    if (w->state == UP_WORKER_DRAINING || res == -ECANCELED) {
+        w->lfd = up_loop_close(loop, w->lfd);
+        maybe_exit(w);
+        return;
+    }
+    /* Out of fds (EMFILE/ENFILE) or another error: retry shortly rather
+     * than spin on a listener that stays readable. */
+    up_log(UP_LOG_WARN, "accept failed: %s, retrying in %d ms", strerror(-res), ACCEPT_RETRY_MS);
+    up_timer_start(loop, &w->accept_timer, ACCEPT_RETRY_MS);
+}
+
+static int open_listener(struct up_worker *w)
+{
+    struct up_listen_addr a;
+    char err[256];
+    int r = up_listen_parse(w->cfg.listen, &a, err, sizeof(err));
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "--listen %s", err);
+        return r;
+    }
+    struct up_listen_opts o = { .backlog = 4096, .reuseport = true };
+    r = up_listen_open(&a, &o, &w->lfd);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot listen on %s: %s", a.text, strerror(-r));
+        return r;
+    }
+    w->accept_op.cb = on_accept;
+    r = up_loop_accept(w->loop, &w->accept_op, w->lfd);
+    if (r < 0) {
+        w->lfd = up_close(w->lfd);
+    }
+    return r;
+}
+
+/* ---- draining and exit ---- */
+
+static void maybe_exit(struct up_worker *w)
+{
+    if (w->state != UP_WORKER_DRAINING || w->nconns > 0 || w->lfd >= 0) {
+        return;
+    }
+    if (up_worker_has_master(w) &&
+        (w->tx_inflight != NULL || w->txq_head != NULL || w->nacks > 0)) {
+        return; /* connections on their way back to the master */
+    }
+    up_loop_stop(w->loop);
+}
+
+void up_worker_conn_gone(struct up_worker *w)
+{
+    maybe_exit(w);
+}
+
+static void drain_all(struct up_worker *w, bool deadline)
+{
+    struct up_wconn *c = w->conns;
+    while (c != NULL) {
+        /* c may be freed by the drain step: read next first. */
+        struct up_wconn *next = c->next;
+        up_wconn_drain(c, deadline);
+        c = next;
+    }
+}
+
+static void on_drain_deadline(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, drain_timer));
+    up_log(UP_LOG_INFO, "drain deadline: handing back idle connections, %zu held",
+           w->nconns);
+    w->exiting = true;
+    drain_all(w, true);
+    maybe_exit(w);
+}
+
+static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flags)
+{
+    if (flags & (UP_DRAIN_F_MIGRATE_IDLE | UP_DRAIN_F_SHED)) {
+        w->migrate_idle = true;
+    }
+    if (w->state != UP_WORKER_DRAINING) {
+        w->state = UP_WORKER_DRAINING;
+        up_log(UP_LOG_DEBUG, "draining: %zu connections, deadline in %llu ms", w->nconns,
+               (unsigned long long)deadline_ms);
+        if (w->lfd >= 0 && w->accept_op.busy) {
+            up_loop_cancel(w->loop, &w->accept_op); /* on_accept closes lfd */
+        } else if (w->lfd >= 0) {
+            up_timer_stop(w->loop, &w->accept_timer);
+            w->lfd = up_loop_close(w->loop, w->lfd);
+        }
+    }
+    /* A second DRAIN (the cap on draining generations) may only shorten
+     * the deadline. */
+    uint64_t when = up_loop_now(w->loop) + deadline_ms;
+    if (!up_timer_armed(&w->drain_timer) || when < w->drain_timer.when) {
+        up_timer_start(w->loop, &w->drain_timer, deadline_ms);
+    }
+    if (w->migrate_idle || !up_worker_has_master(w)) {
+        /* Without a master, idle connections cannot be handed on: close
+         * them gracefully now rather than hold them to the deadline. */
+        drain_all(w, false);
+    }
+    maybe_exit(w);
+}
+
+/* ---- signals ---- */
+
+static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, sig_op));
+    if (res == (int)sizeof(struct signalfd_siginfo)) {
+        struct signalfd_siginfo si;
+        memcpy(&si, w->sig_buf, sizeof(si));
+        if (si.ssi_signo == SIGQUIT) {
+            up_log(UP_LOG_INFO, "SIGQUIT: exiting now");
+            for (struct up_wconn *c = w->conns; c != NULL;) {
+                struct up_wconn *next = c->next;
+                up_wconn_abort(c);
+                c = next;
+            }
+            w->exiting = true;
+            up_loop_stop(loop);
+        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            begin_drain(w, w->cfg.drain_timeout_ms, 0);
+        }
+    }
+    if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+        return;
+    }
+    if (w->sigfd >= 0 && res != -ECANCELED) {
+        (void)up_loop_read(loop, &w->sig_op, w->sigfd, w->sig_buf, sizeof(w->sig_buf));
+    }
+}
+
+static int setup_signals(struct up_worker *w)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+        return -errno;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (w->sigfd < 0) {
+        return -errno;
+    }
+    w->sig_op.cb = on_signal;
+    return up_loop_read(w->loop, &w->sig_op, w->sigfd, w->sig_buf, sizeof(w->sig_buf));
+}
+
+/* ---- the app API ---- */
+
+struct up_after_call {
+    struct up_timer t;
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void after_fire(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_after_call *a = (struct up_after_call *)t;
+    a->fn(a->arg);
+    free(a);
+}
+
+int up_after(unsigned ms, void (*fn)(void *arg), void *arg)
+{
+    struct up_after_call *a = calloc(1, sizeof(*a));
+    if (a == NULL || up_current == NULL) {
+        free(a);
+        return -1;
+    }
+    a->t.cb = after_fire;
+    a->fn = fn;
+    a->arg = arg;
+    up_timer_start(up_current->loop, &a->t, ms);
+    return 0;
+}
+
+void up_ready(void)
+{
+    struct up_worker *w = up_current;
+    if (w == NULL || w->ready_sent || w->state == UP_WORKER_STARTING) {
+        if (w != NULL) {
+            w->cfg.ready_manual = false; /* called from init: ready at once */
+        }
+        return;
+    }
+    w->ready_sent = true;
+    send_simple(w, UP_MSG_READY, 0, 0);
+}
+
+unsigned up_generation(void)
+{
+    return up_current != NULL ? up_current->cfg.generation : 0;
+}
+
+const char *up_worker_date(struct up_worker *w)
+{
+    long long sec = (long long)time(NULL);
+    if (sec != w->date_sec) {
+        up_http_date(sec, w->date);
+        w->date_sec = sec;
+    }
+    return w->date;
+}
+
+static void on_stats(struct up_loop *loop, struct up_timer *t)
+{
+    struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, stats_timer));
+    if (up_worker_has_master(w) && w->tx_inflight == NULL) {
+        send_simple(w, UP_MSG_STATS, w->nconns, w->nrequests);
+    }
+    up_timer_start(loop, t, STATS_MS);
+}
+
+/* ---- start and stop ---- */
+
+static int load_app(struct up_worker *w, char *err, size_t cap)
+{
+    for (int i = 0; i < w->cfg.nrequire; i++) {
+        int r = up_app_require(w->cfg.require[i], err, cap);
+        if (r < 0) {
+            return r;
+        }
+    }
+    int r = up_app_load(w->cfg.app_path, &w->app, err, cap);
+    if (r < 0) {
+        return r;
+    }
+    return up_app_init(&w->app, w->cfg.app_argc, w->cfg.app_argv, err, cap);
+}
+
+/* Report a start-up failure to the master (blocking: nothing else is going
+ * on yet) and on stderr. */
+static void report_fail(struct up_worker *w, const char *err)
+{
+    up_log(UP_LOG_ERR, "%s", err);
+    if (w->chan >= 0) {
+        struct up_msg hdr;
+        up_msg_init(&hdr, UP_MSG_FAIL);
+        (void)up_passfd_send(w->chan, &hdr, err, strlen(err), -1, 0);
+    }
+}
+
+/* A master channel is fd 3 and a SOCK_SEQPACKET socket. */
+static int find_channel(void)
+{
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET) {
+        return -1;
+    }
+    return 3;
+}
+
+static int worker_setup(struct up_worker *w)
+{
+    const char *why = NULL;
+    int r = up_loop_new(w->cfg.backend, 1024, &w->loop, &why);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot set up the event loop: %s%s%s", strerror(-r), why ? ": " : "",
+               why ? why : "");
+        return r;
+    }
+    if (why != NULL) {
+        up_log(UP_LOG_INFO, "%s; using epoll", why);
+    }
+    w->drain_timer.cb = on_drain_deadline;
+    w->accept_timer.cb = accept_retry;
+    w->stats_timer.cb = on_stats;
+    w->chan_rx.cb = on_chan_rx;
+    w->chan_tx.cb = on_chan_tx;
+    r = setup_signals(w);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot set up signals: %s", strerror(-r));
+        return r;
+    }
+    if (w->chan >= 0) {
+        w->chan_payload = malloc(UP_PASSFD_MAX_PAYLOAD);
+        if (w->chan_payload == NULL) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static void worker_free(struct up_worker *w)
+{
+    if (w->loop != NULL) {
+        for (struct up_wconn *c = w->conns; c != NULL;) {
+            struct up_wconn *next = c->next;
+            up_wconn_abort(c);
+            c = next;
+        }
+        up_loop_cancel(w->loop, &w->sig_op);
+        up_loop_cancel(w->loop, &w->chan_rx);
+        up_loop_cancel(w->loop, &w->chan_tx);
+        up_loop_cancel(w->loop, &w->accept_op);
+        /* Canceled ops complete within an iteration or two; bound it. */
+        for (int i = 0; i < 100 && up_loop_pending(w->loop) > 0; i++) {
+            up_loop_run_once(w->loop);
+        }
+    }
+    if (w->tx_inflight != NULL) {
+        msg_free(w, w->tx_inflight);
+        w->tx_inflight = NULL;
+    }
+    while (w->txq_head != NULL) {
+        struct up_chan_msg *m = w->txq_head;
+        w->txq_head = m->next;
+        msg_free(w, m);
+    }
+    w->chan = up_close(w->chan);
+    w->lfd = up_close(w->lfd);
+    w->sigfd = up_close(w->sigfd);
+    free(w->chan_payload);
+    free(w->acks);
+}
+
+int up_worker_main(const struct up_worker_cfg *cfg)
+{
+    /* Static: one worker per process, and what it still holds at exit
+     * (a deferred response the app never finished) stays reachable. */
+    static struct up_worker w;
+    w = (struct up_worker){ .cfg = *cfg, .chan = -1, .lfd = -1, .sigfd = -1 };
+    up_current = &w;
+    if (cfg->listen == NULL) {
+        w.chan = find_channel();
+        if (w.chan < 0) {
+            up_log(UP_LOG_ERR, "no --listen given and fd 3 is not a master channel; run "
+                               "up-worker --listen PORT APP.so, or start it with up-run");
+            return 2;
+        }
+        /* The master's death must end us. PDEATHSIG alone races with a
+         * master that died before the prctl: check the parent after it. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1) {
+            return 1;
+        }
+    }
+    int code = 3;
+    char err[1024] = "";
+    if (worker_setup(&w) < 0) {
+        goto out;
+    }
+    if (load_app(&w, err, sizeof(err)) < 0) {
+        report_fail(&w, err);
+        goto out;
+    }
+    if (w.cfg.listen != NULL && open_listener(&w) < 0) {
+        goto out;
+    }
+    w.state = UP_WORKER_SERVING;
+    chan_recv(&w);
+    if (w.chan >= 0) {
+        if (!w.cfg.ready_manual) {
+            up_ready();
+        }
+        up_timer_start(w.loop, &w.stats_timer, STATS_MS);
+    }
+    up_log(UP_LOG_DEBUG, "serving %s on %s", w.app.path, up_loop_backend_name(w.loop));
+    int r = up_loop_run(w.loop);
+    code = r < 0 ? 1 : 0;
+    up_app_fini(&w.app);
+out:
+    worker_free(&w);
+    up_loop_free(w.loop);
+    up_current = NULL;
+    return code;
+}

@@ -1,0 +1,122 @@
+/*
+ * worker: one up-worker process. Owns the event loop, the master channel
+ * (fd 3) or its own listener (--listen), the loaded app and every client
+ * connection it serves (conn.h).
+ *
+ * Life of a worker:
+ *
+ *     STARTING --app loaded, init ok, READY sent--> SERVING
+ *     SERVING  --DRAIN, channel EOF, SIGTERM-->     DRAINING
+ *     DRAINING --no connection held-->              exit 0
+ *     any      --SIGQUIT-->                         exit 0 at once
+ *
+ * While draining it takes no new connection (the master stops routing to
+ * it; in --listen mode the listener is closed), serves what it holds, and
+ * at the drain deadline hands idle connections back to the master (or, with
+ * no master, closes them gracefully) and cuts the rest.
+ *
+ * The app API (up_after, up_ready, up_generation) has no context argument,
+ * so the running worker is reachable through one process-wide pointer set by
+ * up_worker_main(); nothing else is global.
+ */
+#ifndef UP_WORKER_H
+#define UP_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "http.h"
+#include "loop.h"
+#include "passfd.h"
+
+struct up_wconn;
+struct up_chan_msg;
+
+struct up_worker_cfg {
+    const char *app_path;
+    int app_argc;
+    char **app_argv;
+    const char *require[16];
+    int nrequire;
+    const char *listen;         /* --listen ADDR, NULL under a master */
+    unsigned generation;        /* --generation N (0 without a master) */
+    unsigned index;             /* --index I within the generation */
+    bool ready_manual;          /* --ready=manual */
+    enum up_backend backend;    /* UP_BACKEND */
+    const char *title;          /* --title NAME (default "up") */
+    struct up_http_limits limits; /* UP_BODY_LIMIT, --max-head */
+    uint64_t idle_timeout_ms;   /* UP_IDLE_TIMEOUT: idle keep-alive */
+    uint64_t read_timeout_ms;   /* UP_READ_TIMEOUT: a started request */
+    uint64_t drain_timeout_ms;  /* drain deadline when the master is gone */
+};
+
+enum up_worker_state {
+    UP_WORKER_STARTING, /* loading the app; nothing is served */
+    UP_WORKER_SERVING,  /* takes new connections */
+    UP_WORKER_DRAINING, /* takes none; exits when it holds none */
+};
+
+struct up_worker {
+    struct up_worker_cfg cfg;
+    struct up_loop *loop;
+    struct up_app_loaded app;
+    enum up_worker_state state;
+    bool ready_sent;
+    bool migrate_idle;        /* DRAIN asked for idle connections back now */
+    bool exiting;             /* leave the loop as soon as possible */
+    int exit_code;
+
+    int chan;                 /* owned: the master channel (fd 3), or -1 */
+    struct up_op chan_rx;
+    struct up_passfd_in chan_in;
+    char *chan_payload;       /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
+    struct up_op chan_tx;
+    struct up_chan_msg *txq_head; /* owned queue of messages to send */
+    struct up_chan_msg *txq_tail;
+    struct up_chan_msg *tx_inflight; /* owned: being sent */
+    uint64_t *acks;           /* owned: conn ids received, not yet ACKed */
+    size_t nacks, acks_cap;
+
+    bool chan_lost;           /* the master is gone: close chan once ops end */
+
+    int lfd;                  /* owned: --listen socket, or -1 */
+    struct up_op accept_op;
+    struct up_timer accept_timer; /* retry after EMFILE */
+
+    int sigfd;                /* owned: signalfd for TERM, INT, QUIT, HUP */
+    struct up_op sig_op;
+    char sig_buf[128];
+
+    struct up_timer drain_timer;  /* the drain deadline */
+    struct up_timer stats_timer;  /* periodic STATS to the master */
+    struct up_wconn *conns;       /* every connection held (list) */
+    size_t nconns;
+    uint64_t nrequests;
+    char date[UP_HTTP_DATE_LEN + 1]; /* Date field, refreshed each second */
+    long long date_sec;
+};
+
+/* Run a worker with cfg until it exits; returns the process exit code. */
+int up_worker_main(const struct up_worker_cfg *cfg);
+
+/* ---- used by conn.c ---- */
+
+/* The Date field value for now (cached per second). */
+const char *up_worker_date(struct up_worker *w);
+
+/* A connection was closed and freed: exit if draining and none is left. */
+void up_worker_conn_gone(struct up_worker *w);
+
+/* Hand a connection back to the master: takes fd (closed once sent, or at
+ * once if the channel is gone) and copies data[0..len) (bytes already read
+ * from it). Returns 0, or -EPIPE when there is no master to take it (the
+ * fd is closed either way). */
+int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, const char *data,
+                             size_t len);
+
+/* Whether connections go back to the master rather than being closed. */
+bool up_worker_has_master(const struct up_worker *w);
+
+#endif
