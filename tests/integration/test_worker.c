@@ -1,0 +1,671 @@
+/*
+ * worker: up-worker alone (`--listen`, its own SO_REUSEPORT listener, no
+ * master), driven over raw TCP, so that every byte the runtime sends is
+ * checked: HTTP/1.1 framing, limits and timeouts, app loading, and stopping.
+ *
+ * Each test runs twice through BACKEND_TEST, once per loop back end
+ * (UP_BACKEND=io_uring, UP_BACKEND=epoll). Each test process starts at most
+ * one worker, kept in `wk` so that the fini stops it by pid even after a
+ * failed assertion (and testlib's PDEATHSIG covers a test that times out).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../lib/testlib.h"
+
+#define WK_READY_MS 10000
+#define WK_STOP_MS 5000
+
+struct wk {
+    pid_t pid; /* the worker, or -1 */
+    int port;
+    char dir[64]; /* a temp dir for the log and app copies, or "" */
+    char log[PATH_MAX];
+};
+
+static struct wk wk = {.pid = -1};
+
+static void wk_fini(void)
+{
+    DIR *d;
+    struct dirent *e;
+    char path[PATH_MAX];
+
+    if (wk.pid > 0) {
+        up_test_stop(wk.pid, WK_STOP_MS);
+        wk.pid = -1;
+    }
+    if (wk.dir[0] == '\0' || getenv("UP_TEST_KEEP") != NULL) {
+        return;
+    }
+    d = opendir(wk.dir);
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(path, sizeof(path), "%s/%s", wk.dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    rmdir(wk.dir);
+}
+
+/* A path in the test's temp dir, created on first use. Static ring buffer,
+ * like up_test_bin(). */
+static const char *wk_path(const char *name)
+{
+    static char ring[4][PATH_MAX];
+    static unsigned next;
+    char *buf = ring[next++ % 4];
+
+    if (wk.dir[0] == '\0') {
+        strcpy(wk.dir, "/tmp/up-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(wk.dir), "mkdtemp: %s", strerror(errno));
+    }
+    snprintf(buf, PATH_MAX, "%s/%s", wk.dir, name);
+    return buf;
+}
+
+/* The worker's log, for failure messages (the first 4 KiB). */
+static const char *wk_log_text(void)
+{
+    static char buf[4096];
+    int fd = open(wk.log, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+    buf[n > 0 ? n : 0] = '\0';
+    if (fd >= 0) {
+        close(fd);
+    }
+    return buf;
+}
+
+/* Spawn `up-worker --listen 127.0.0.1:PORT app` on a free port with
+ * UP_BACKEND=backend and the NULL-terminated "NAME=value" list env (may be
+ * NULL). Does not wait. */
+static void wk_spawn(const char *backend, const char *app, const char *const *env)
+{
+    char listen[32];
+    char backend_env[64];
+    char *envp[8] = {backend_env};
+    const char *bin = up_test_bin("up-worker");
+
+    for (size_t i = 0; env != NULL && env[i] != NULL && i + 2 < 8; i++) {
+        envp[i + 1] = (char *)env[i];
+    }
+    wk.port = up_test_free_port();
+    cr_assert_gt(wk.port, 0, "no free port: %s", strerror(-wk.port));
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", wk.port);
+    snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
+    snprintf(wk.log, sizeof(wk.log), "%s", wk_path("worker.log"));
+
+    char *argv[] = {(char *)bin, "--listen", listen, (char *)app, NULL};
+    wk.pid = up_test_spawn(argv, envp, wk.log);
+    cr_assert_gt(wk.pid, 0, "spawn %s: %s", bin, strerror(-wk.pid));
+}
+
+/* Spawn a worker and wait until its port accepts connections. example is
+ * relative to the build dir ("examples/hello.so") or an absolute path. */
+static void wk_start(const char *backend, const char *example, const char *const *env)
+{
+    const char *app = example[0] == '/' ? example : up_test_bin(example);
+    int ret;
+
+    wk_spawn(backend, app, env);
+    ret = up_test_wait_ready(wk.pid, wk.port, WK_READY_MS);
+    cr_assert_eq(ret, 0, "up-worker (%s, %s) not listening on %d: %s\nlog:\n%s", backend, app,
+                 wk.port, strerror(-ret), wk_log_text());
+}
+
+static long long wk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int wk_connect(void)
+{
+    int fd = up_test_connect(wk.port);
+    cr_assert_geq(fd, 0, "connect to %d: %s", wk.port, strerror(-fd));
+    return fd;
+}
+
+static void wk_send(int fd, const char *raw)
+{
+    int ret = up_test_send_all(fd, raw, strlen(raw));
+    cr_assert_eq(ret, 0, "send: %s", strerror(-ret));
+}
+
+static void wk_read(int fd, struct up_test_resp *r)
+{
+    int ret = up_test_read_response(fd, r, UP_TEST_TIMEOUT_MS);
+    cr_assert_eq(ret, 0, "read response: %s\nlog:\n%s", strerror(-ret), wk_log_text());
+}
+
+/* Read a hello response and check it byte for byte. */
+static void wk_read_hello(int fd, struct up_test_resp *r)
+{
+    wk_read(fd, r);
+    cr_assert_eq(r->status, 200, "status %d:\n%s", r->status, r->head);
+    cr_assert_eq(r->body_len, 11, "body of %zu bytes: %s", r->body_len, r->body);
+    cr_assert_str_eq(r->body, "Hello World");
+}
+
+/* X-Up-Pid must name the worker we started: --listen serves in-process. */
+static void wk_assert_pid(const struct up_test_resp *r)
+{
+    const char *pid = up_test_resp_header(r, "X-Up-Pid");
+    cr_assert_not_null(pid, "no X-Up-Pid:\n%s", r->head);
+    cr_assert_eq(atol(pid), (long)wk.pid, "X-Up-Pid %s, worker %d", pid, (int)wk.pid);
+}
+
+/* Send raw on a new connection; expect a 400 and then the connection closed
+ * (by FIN or, since we may have sent bytes the server never read, by RST). */
+static void wk_expect_400_close(const char *raw)
+{
+    char buf[4096];
+    int fd = wk_connect();
+    int n;
+    int end;
+
+    wk_send(fd, raw);
+    n = up_test_read_until_close(fd, buf, sizeof(buf), 3000);
+    end = errno;
+    close(fd);
+    cr_assert(n >= 12 && strncmp(buf, "HTTP/1.1 400", 12) == 0, "expected a 400, got %d bytes: %s",
+              n, buf);
+    cr_assert(end == 0 || end == ECONNRESET, "connection not closed after the 400: %s",
+              strerror(end));
+}
+
+/* ---- HTTP/1.1 ---- */
+
+BACKEND_TEST(worker, keep_alive_100_requests, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    int fd;
+
+    wk_start(backend, "examples/hello.so", NULL);
+    fd = wk_connect();
+    for (int i = 0; i < 100; i++) {
+        wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        wk_read_hello(fd, &r);
+        cr_assert_str_eq(up_test_resp_header(&r, "Content-Type"), "text/plain");
+    }
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, echo_reports_the_request, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    const char *want[] = {"method: POST\n", "target: /x/y?a=1&b=2\n", "path: /x/y\n",
+                          "query: a=1&b=2\n", "X-Test: yes\n"};
+
+    wk_start(backend, "examples/echo.so", NULL);
+    int ret = up_test_request(wk.port,
+                              "POST /x/y?a=1&b=2 HTTP/1.1\r\nHost: t\r\nX-Test: yes\r\n"
+                              "Content-Length: 3\r\n\r\nabc",
+                              &r);
+    cr_assert_eq(ret, 0, "request: %s", strerror(-ret));
+    cr_assert_eq(r.status, 200);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_assert_not_null(strstr(r.body, want[i]), "no \"%s\" in:\n%s", want[i], r.body);
+    }
+    cr_assert(r.body_len >= 4 && strcmp(r.body + r.body_len - 4, "\nabc") == 0, "body:\n%s",
+              r.body);
+    cr_assert_str_eq(up_test_resp_header(&r, "X-Up-Generation"), "0");
+    wk_assert_pid(&r);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, pipelined_requests_answered_in_order, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    char raw[4096];
+    char want[64];
+    size_t len = 0;
+    int fd;
+
+    /* One write holding ten requests; the sixth has a body, so that a
+     * runtime that loses track of body boundaries misreads what follows. */
+    for (int i = 0; i < 10; i++) {
+        len +=
+            (size_t)snprintf(raw + len, sizeof(raw) - len,
+                             i == 5 ? "POST /p%d HTTP/1.1\r\nHost: t\r\nContent-Length: 7\r\n\r\n"
+                                      "payload"
+                                    : "GET /p%d HTTP/1.1\r\nHost: t\r\n\r\n",
+                             i);
+    }
+    wk_start(backend, "examples/echo.so", NULL);
+    fd = wk_connect();
+    wk_send(fd, raw);
+    for (int i = 0; i < 10; i++) {
+        wk_read(fd, &r);
+        cr_assert_eq(r.status, 200, "answer %d: status %d", i, r.status);
+        snprintf(want, sizeof(want), "path: /p%d\n", i);
+        cr_assert_not_null(strstr(r.body, want), "answer %d out of order:\n%s", i, r.body);
+    }
+    cr_assert_not_null(strstr(r.body, "method: GET"));
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, chunked_upload_echoed_byte_for_byte, .timeout = 30, .fini = wk_fini)
+{
+    enum { TOTAL = 100000 };
+    static const size_t sizes[] = {1, 4095, 10000, TOTAL - 1 - 4095 - 10000};
+    static char body[TOTAL];
+    struct up_test_resp r = {0};
+    char line[64];
+    size_t off = 0;
+    int fd;
+
+    for (size_t i = 0; i < TOTAL; i++) {
+        body[i] = (char)((i * 7 + 3) & 0xff);
+    }
+    wk_start(backend, "examples/echo.so", NULL);
+    fd = wk_connect();
+    wk_send(fd, "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    /* One write per chunk: the runtime sees the body arrive in pieces. */
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        snprintf(line, sizeof(line), "%zx\r\n", sizes[i]);
+        wk_send(fd, line);
+        cr_assert_eq(up_test_send_all(fd, body + off, sizes[i]), 0);
+        wk_send(fd, "\r\n");
+        off += sizes[i];
+    }
+    wk_send(fd, "0\r\n\r\n");
+    wk_read(fd, &r);
+    cr_assert_eq(r.status, 200, "status %d:\n%s", r.status, r.head);
+    cr_assert_eq(r.body_len, TOTAL, "echoed %zu bytes of %d", r.body_len, TOTAL);
+    cr_assert(memcmp(r.body, body, TOTAL) == 0, "echoed body differs");
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, head_has_headers_but_no_body, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    int fd;
+
+    wk_start(backend, "examples/hello.so", NULL);
+    fd = wk_connect();
+    /* If the HEAD answer carried a body, the GET's status line would not
+     * come right after its head, and the second read would fail. */
+    wk_send(fd, "HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    r.no_body = true;
+    wk_read(fd, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(up_test_resp_header(&r, "Content-Length"), "11", "head:\n%s", r.head);
+    cr_assert_eq(r.body_len, 0);
+    wk_read_hello(fd, &r);
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, http10_closes_after_the_answer, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    char buf[256];
+    int fd;
+    int n;
+
+    wk_start(backend, "examples/hello.so", NULL);
+    fd = wk_connect();
+    wk_send(fd, "GET / HTTP/1.0\r\n\r\n");
+    wk_read_hello(fd, &r);
+    n = up_test_read_until_close(fd, buf, sizeof(buf), 2000);
+    cr_assert_eq(errno, 0, "expected a clean close (EOF): %s", strerror(errno));
+    cr_assert_eq(n, 0, "%d more bytes: %s", n, buf);
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, http10_keep_alive_stays_open, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    int fd;
+
+    wk_start(backend, "examples/hello.so", NULL);
+    fd = wk_connect();
+    for (int i = 0; i < 3; i++) {
+        wk_send(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        wk_read_hello(fd, &r);
+        /* An HTTP/1.0 client keeps the connection only if told so, and
+         * cannot read chunked: the answer needs both headers. */
+        const char *conn = up_test_resp_header(&r, "Connection");
+        cr_assert(conn != NULL && strcasecmp(conn, "keep-alive") == 0, "head:\n%s", r.head);
+        cr_assert_not_null(up_test_resp_header(&r, "Content-Length"), "head:\n%s", r.head);
+    }
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, expect_100_continue, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n";
+    int fd;
+
+    wk_start(backend, "examples/echo.so", NULL);
+    fd = wk_connect();
+    wk_send(fd, "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                "Expect: 100-continue\r\n\r\n");
+    /* The body is held back until the 100 arrives, as a real client does
+     * (up to a timeout that this read stands for). */
+    wk_read(fd, &r);
+    cr_assert_eq(r.status, 100, "expected the interim 100 first:\n%s", r.head);
+    cr_assert(strncmp(r.head, interim, sizeof(interim) - 1) == 0, "head:\n%s", r.head);
+    wk_send(fd, "hello");
+    wk_read(fd, &r);
+    cr_assert_eq(r.status, 200, "head:\n%s", r.head);
+    cr_assert_str_eq(r.body, "hello");
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, garbage_gets_400_and_close, .timeout = 30, .fini = wk_fini)
+{
+    wk_start(backend, "examples/hello.so", NULL);
+    wk_expect_400_close("\x16\x03\x01\x02\x00 this is not http\r\n\r\n");
+}
+
+BACKEND_TEST(worker, smuggling_cl_and_te_rejected, .timeout = 30, .fini = wk_fini)
+{
+    wk_start(backend, "examples/echo.so", NULL);
+    wk_expect_400_close("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+}
+
+BACKEND_TEST(worker, smuggling_two_content_lengths_rejected, .timeout = 30, .fini = wk_fini)
+{
+    wk_start(backend, "examples/echo.so", NULL);
+    wk_expect_400_close("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                        "Content-Length: 6\r\n\r\nhello!");
+}
+
+/* ---- limits and timeouts ---- */
+
+static const char *const small_limit_env[] = {"UP_BODY_LIMIT=1024", NULL};
+
+BACKEND_TEST(worker, body_at_the_limit_accepted, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    char raw[2048];
+    int n = snprintf(raw, sizeof(raw),
+                     "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n");
+
+    memset(raw + n, 'x', 1024);
+    raw[n + 1024] = '\0';
+    wk_start(backend, "examples/echo.so", small_limit_env);
+    int ret = up_test_request(wk.port, raw, &r);
+    cr_assert_eq(ret, 0, "request: %s", strerror(-ret));
+    cr_assert_eq(r.status, 200, "head:\n%s", r.head);
+    cr_assert_eq(r.body_len, 1024);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, content_length_over_limit_413, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+
+    wk_start(backend, "examples/echo.so", small_limit_env);
+    /* Only the head is sent: the 413 must come from Content-Length alone,
+     * without waiting for a body the client has not sent. */
+    int ret = up_test_request(wk.port,
+                              "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n", &r);
+    cr_assert_eq(ret, 0, "request: %s", strerror(-ret));
+    cr_assert_eq(r.status, 413, "head:\n%s", r.head);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, chunked_over_limit_413, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    char raw[4096];
+    int n = snprintf(raw, sizeof(raw),
+                     "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n");
+
+    memset(raw + n, 'x', 2000);
+    snprintf(raw + n + 2000, sizeof(raw) - (size_t)n - 2000, "\r\n0\r\n\r\n");
+    wk_start(backend, "examples/echo.so", small_limit_env);
+    int ret = up_test_request(wk.port, raw, &r);
+    cr_assert_eq(ret, 0, "request: %s", strerror(-ret));
+    cr_assert_eq(r.status, 413, "head:\n%s", r.head);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, idle_keep_alive_closed_cleanly, .timeout = 30, .fini = wk_fini)
+{
+    static const char *const env[] = {"UP_IDLE_TIMEOUT=300ms", NULL};
+    struct up_test_resp r = {0};
+    char buf[256];
+    int fd;
+
+    wk_start(backend, "examples/hello.so", env);
+    fd = wk_connect();
+    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    wk_read_hello(fd, &r);
+    long long t0 = wk_now_ms();
+    int n = up_test_read_until_close(fd, buf, sizeof(buf), 2000);
+    int end = errno;
+    long long waited = wk_now_ms() - t0;
+    cr_assert_eq(end, 0, "idle connection not closed cleanly within 2 s: %s", strerror(end));
+    cr_assert_eq(n, 0, "%d unexpected bytes: %s", n, buf);
+    cr_assert_geq(waited, 150, "closed after %lld ms, before the 300 ms idle timeout", waited);
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+/* ---- deferred and streamed responses ---- */
+
+BACKEND_TEST(worker, streamed_response_arrives_complete, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+
+    wk_start(backend, "examples/slow.so", NULL);
+    int ret =
+        up_test_request(wk.port, "GET /stream?chunks=5&ms=50 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    cr_assert_eq(ret, 0, "request: %s", strerror(-ret));
+    cr_assert_eq(r.status, 200, "head:\n%s", r.head);
+    cr_assert(r.chunked, "a streamed HTTP/1.1 answer should be chunked:\n%s", r.head);
+    cr_assert_str_eq(r.body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+    wk_assert_pid(&r);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, deferred_responses_do_not_block, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    int fd[2];
+
+    wk_start(backend, "examples/slow.so", NULL);
+    long long t0 = wk_now_ms();
+    for (int i = 0; i < 2; i++) {
+        fd[i] = wk_connect();
+        wk_send(fd[i], "GET /?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    for (int i = 0; i < 2; i++) {
+        wk_read(fd[i], &r);
+        cr_assert_eq(r.status, 200, "head:\n%s", r.head);
+        cr_assert_str_eq(r.body, "slept 500 ms\n");
+        close(fd[i]);
+    }
+    long long took = wk_now_ms() - t0;
+    /* Served one after the other, the two would take 1000 ms. */
+    cr_assert_lt(took, 900, "two 500 ms waits took %lld ms: the worker blocked", took);
+    up_test_resp_free(&r);
+}
+
+/* ---- loading the app ---- */
+
+/* Start a worker on app, expect it to exit non-zero within 5 s with each of
+ * the needles (any one of a '|'-separated list) in its log. */
+static void wk_expect_load_failure(const char *backend, const char *app, const char *needles)
+{
+    char list[256];
+    char *save = NULL;
+
+    wk_spawn(backend, app, NULL);
+    int status = up_test_wait_exit(wk.pid, 5000);
+    cr_assert_neq(status, -ETIMEDOUT, "up-worker still runs 5 s after failing to load %s\nlog:\n%s",
+                  app, wk_log_text());
+    wk.pid = -1;
+    cr_assert_gt(status, 0, "up-worker exited %d on %s\nlog:\n%s", status, app, wk_log_text());
+    if (status != 3) {
+        cr_log_warn("up-worker exited %d on a failed load; DESIGN documents 3", status);
+    }
+    snprintf(list, sizeof(list), "%s", needles);
+    int found = needles[0] == '\0';
+    for (char *n = strtok_r(list, "|", &save); n != NULL && !found;
+         n = strtok_r(NULL, "|", &save)) {
+        found = up_test_file_contains(wk.log, n) == 1;
+    }
+    cr_assert(found, "the log does not say why (%s):\n%s", needles, wk_log_text());
+}
+
+BACKEND_TEST(worker, load_missing_symbol_fails, .timeout = 30, .fini = wk_fini)
+{
+    wk_expect_load_failure(backend, up_test_bin("examples/no_symbol.so"), "up_app");
+}
+
+BACKEND_TEST(worker, load_init_failure_fails, .timeout = 30, .fini = wk_fini)
+{
+    wk_expect_load_failure(backend, up_test_bin("examples/fail_init.so"), "init");
+}
+
+BACKEND_TEST(worker, load_missing_file_fails, .timeout = 30, .fini = wk_fini)
+{
+    wk_expect_load_failure(backend, wk_path("does-not-exist.so"), "does-not-exist.so");
+}
+
+BACKEND_TEST(worker, load_not_an_elf_fails, .timeout = 30, .fini = wk_fini)
+{
+    static const char text[] = "this is not an ELF file, just text\n";
+    const char *path = wk_path("not-elf.so");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+    close(fd);
+    wk_expect_load_failure(backend, path, "not-elf.so");
+}
+
+BACKEND_TEST(worker, load_bad_abi_fails, .timeout = 30, .fini = wk_fini)
+{
+    wk_expect_load_failure(backend, up_test_bin("examples/bad_abi.so"), "999|abi|ABI");
+}
+
+BACKEND_TEST(worker, load_crash_in_init_fails, .timeout = 30, .fini = wk_fini)
+{
+    wk_expect_load_failure(backend, up_test_bin("examples/crash_init.so"), "");
+}
+
+/* Replace the contents of path in place (same inode), as a careless `cp`
+ * over a running app does. */
+static void wk_overwrite(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    cr_assert_eq(write(fd, data, len), (ssize_t)len, "write %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+/* Read the whole file at path into a malloc'd buffer. */
+static char *wk_slurp(const char *path, size_t *ret_len)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    do {
+        char *b = realloc(buf, len + 65536);
+        cr_assert_not_null(b);
+        buf = b;
+        n = read(fd, buf + len, 65536);
+        len += n > 0 ? (size_t)n : 0;
+    } while (n > 0);
+    close(fd);
+    *ret_len = len;
+    return buf;
+}
+
+BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    char garbage[8192];
+    size_t len;
+    char *hello = wk_slurp(up_test_bin("examples/hello.so"), &len);
+    const char *app = wk_path("app.so");
+    int fd;
+
+    fd = open(app, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    wk_overwrite(app, hello, len);
+    free(hello);
+    wk_start(backend, app, NULL);
+    fd = wk_connect();
+    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    wk_read_hello(fd, &r);
+
+    /* Other code, then no code at all: the worker runs what it loaded. */
+    char *echo = wk_slurp(up_test_bin("examples/echo.so"), &len);
+    wk_overwrite(app, echo, len);
+    free(echo);
+    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    wk_read_hello(fd, &r);
+    cr_assert_null(up_test_resp_header(&r, "X-Up-Pid"), "echo's code answered:\n%s", r.head);
+    memset(garbage, 0x5a, sizeof(garbage));
+    wk_overwrite(app, garbage, sizeof(garbage));
+    for (int i = 0; i < 3; i++) {
+        int fd2 = wk_connect();
+        wk_send(fd2, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        wk_read_hello(fd2, &r);
+        close(fd2);
+    }
+    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    wk_read_hello(fd, &r);
+    cr_assert(up_test_alive(wk.pid), "the worker died:\n%s", wk_log_text());
+    close(fd);
+    up_test_resp_free(&r);
+}
+
+/* ---- stopping ---- */
+
+BACKEND_TEST(worker, sigterm_closes_idle_keep_alive_cleanly, .timeout = 30, .fini = wk_fini)
+{
+    struct up_test_resp r = {0};
+    char buf[256];
+    int fd;
+
+    wk_start(backend, "examples/hello.so", NULL);
+    fd = wk_connect();
+    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    wk_read_hello(fd, &r);
+    long long t0 = wk_now_ms();
+    int status = up_test_stop(wk.pid, WK_STOP_MS);
+    long long took = wk_now_ms() - t0;
+    wk.pid = -1;
+    cr_assert_eq(status, 0, "up-worker exit status %d after SIGTERM\nlog:\n%s", status,
+                 wk_log_text());
+    cr_assert_lt(took, 2000, "SIGTERM with one idle connection took %lld ms", took);
+    int n = up_test_read_until_close(fd, buf, sizeof(buf), 2000);
+    cr_assert_eq(errno, 0, "client saw %s instead of a clean EOF", strerror(errno));
+    cr_assert_eq(n, 0, "%d unexpected bytes: %s", n, buf);
+    close(fd);
+    up_test_resp_free(&r);
+}
