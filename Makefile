@@ -34,7 +34,7 @@ LIBS := $(B)/libupworker.a $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a
 BINS := $(B)/up-worker $(if $(wildcard core/up-run.c),$(B)/up-run)
 
 .PHONY: all run test test-long bench bench-quick fuzz deps clean format check-format
-all: $(BINS) $(B)/libupworker.a $(EXAMPLES)
+all: $(BINS) $(B)/libupworker.a $(EXAMPLES) $(B)/tools/up-load
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -72,6 +72,12 @@ $(B)/up-tests: $(call obj,$(TEST_SRC)) $(LIBS)
 	    -Wl,--whole-archive $(B)/libupworker.a -Wl,--no-whole-archive \
 	    $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a -lcriterion $(LDLIBS)
 
+# Test tools (tests/tools/NAME.c, one file each): up-load checks every answer
+# under load. Not in TEST_SRC: each is a program of its own.
+$(B)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+
 deps:
 	@scripts/deps.sh
 
@@ -80,10 +86,10 @@ run: deps all
 
 # Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
 # tests in parallel, one process each; every test picks its own ports.
-test: all $(B)/up-tests
+test: all $(B)/up-tests $(B)/tools/up-load
 	UP_BUILD_DIR=$(abspath $(B)) $(B)/up-tests $(TESTFLAGS)
 
-test-long: all $(B)/up-tests
+test-long: all $(B)/up-tests $(B)/tools/up-load
 	UP_BUILD_DIR=$(abspath $(B)) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
 
 bench: all

@@ -30,8 +30,7 @@ static int parse_unix(const char *path, struct up_listen_addr *a, char *err, siz
 {
     struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
     if (path[0] == '\0' || strlen(path) >= sizeof(un->sun_path)) {
-        snprintf(err, cap, "unix socket path must be 1 to %zu bytes",
-                 sizeof(un->sun_path) - 1);
+        snprintf(err, cap, "unix socket path must be 1 to %zu bytes", sizeof(un->sun_path) - 1);
         return -EINVAL;
     }
     un->sun_family = AF_UNIX;
@@ -40,10 +39,9 @@ static int parse_unix(const char *path, struct up_listen_addr *a, char *err, siz
     return 0;
 }
 
-static int resolve(const char *host, uint16_t port, struct up_listen_addr *a, char *err,
-                   size_t cap)
+static int resolve(const char *host, uint16_t port, struct up_listen_addr *a, char *err, size_t cap)
 {
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     char ports[8];
     snprintf(ports, sizeof(ports), "%u", port);

@@ -23,9 +23,9 @@ struct up_listen_addr {
 int up_listen_parse(const char *text, struct up_listen_addr *ret, char *err, size_t cap);
 
 struct up_listen_opts {
-    int backlog;          /* listen() backlog; 0 = SOMAXCONN */
-    bool reuseport;       /* SO_REUSEPORT (TCP only) */
-    int defer_accept_s;   /* TCP_DEFER_ACCEPT seconds; 0 = off */
+    int backlog;        /* listen() backlog; 0 = SOMAXCONN */
+    bool reuseport;     /* SO_REUSEPORT (TCP only) */
+    int defer_accept_s; /* TCP_DEFER_ACCEPT seconds; 0 = off */
 };
 
 /* Create, bind and listen. A unix socket path left over by a previous run

@@ -56,6 +56,7 @@ enum up_msg_kind {
 
 #define UP_DRAIN_F_MIGRATE_IDLE 0x1u /* DRAIN: hand idle connections back now */
 #define UP_DRAIN_F_SHED 0x2u         /* DRAIN: hand every idle one back now (cap) */
+#define UP_DRAIN_F_STOP 0x4u         /* DRAIN: the master stops; close idle ones */
 #define UP_CONN_F_IDLE 0x1u          /* CONN back: no request in progress */
 
 /* Fixed-size header, host byte order (both ends are on the same machine).

@@ -30,11 +30,11 @@ static void set_state(struct up_wconn *c, enum up_wconn_state to)
 {
     /* allowed[from][to]: the transitions drawn in conn.h. */
     static const bool allowed[4][4] = {
-        [UP_WCONN_OPEN] = { [UP_WCONN_LINGER] = true, [UP_WCONN_HANDBACK] = true,
-                            [UP_WCONN_CLOSING] = true },
-        [UP_WCONN_LINGER] = { [UP_WCONN_CLOSING] = true },
-        [UP_WCONN_HANDBACK] = { [UP_WCONN_CLOSING] = true },
-        [UP_WCONN_CLOSING] = { [UP_WCONN_CLOSING] = false },
+        [UP_WCONN_OPEN] =
+            {[UP_WCONN_LINGER] = true, [UP_WCONN_HANDBACK] = true, [UP_WCONN_CLOSING] = true},
+        [UP_WCONN_LINGER] = {[UP_WCONN_CLOSING] = true},
+        [UP_WCONN_HANDBACK] = {[UP_WCONN_CLOSING] = true},
+        [UP_WCONN_CLOSING] = {[UP_WCONN_CLOSING] = false},
     };
     if (!allowed[c->state][to]) {
         up_log(UP_LOG_ERR, "conn id=%llu: bad transition %d -> %d", (unsigned long long)c->id,
@@ -402,7 +402,7 @@ void up_wconn_drain(struct up_wconn *c, bool deadline)
         }
         return;
     }
-    if (!up_worker_has_master(c->w)) {
+    if (!up_worker_takes_back(c->w)) {
         conn_close(c, true);
         return;
     }
@@ -434,7 +434,9 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     c->fd = fd;
     c->id = id;
     c->rbuf = rbuf;
-    memcpy(c->rbuf, prefix, len);
+    if (len > 0) {
+        memcpy(c->rbuf, prefix, len);
+    }
     c->rlen = len;
     c->rx.cb = on_recv;
     c->tx.cb = on_send;

@@ -54,7 +54,7 @@ struct up_wconn {
     struct up_op rx; /* recv into rbuf */
     struct up_op tx; /* sendmsg of the out queue */
     struct up_timer timer;
-    char *rbuf;      /* owned, UP_WCONN_RBUF bytes; [roff, rlen) not yet fed */
+    char *rbuf; /* owned, UP_WCONN_RBUF bytes; [roff, rlen) not yet fed */
     size_t roff, rlen;
     struct up_http_parser parser;
     struct up_http_out out;

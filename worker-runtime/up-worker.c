@@ -83,13 +83,16 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
 {
     enum { OPT_READY = 256, OPT_MAX_HEAD, OPT_BODY, OPT_GEN, OPT_INDEX };
     static const struct option opts[] = {
-        { "listen", required_argument, NULL, 'l' },  { "require", required_argument, NULL, 'r' },
-        { "title", required_argument, NULL, 'T' },   { "ready", required_argument, NULL, OPT_READY },
-        { "max-head", required_argument, NULL, OPT_MAX_HEAD },
-        { "body-limit", required_argument, NULL, OPT_BODY },
-        { "generation", required_argument, NULL, OPT_GEN },
-        { "index", required_argument, NULL, OPT_INDEX },
-        { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+        {"listen", required_argument, NULL, 'l'},
+        {"require", required_argument, NULL, 'r'},
+        {"title", required_argument, NULL, 'T'},
+        {"ready", required_argument, NULL, OPT_READY},
+        {"max-head", required_argument, NULL, OPT_MAX_HEAD},
+        {"body-limit", required_argument, NULL, OPT_BODY},
+        {"generation", required_argument, NULL, OPT_GEN},
+        {"index", required_argument, NULL, OPT_INDEX},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "+l:r:T:h", opts, NULL)) != -1) {
@@ -144,13 +147,20 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         return -EINVAL;
     }
     cfg->app_path = argv[optind];
-    /* The app's argv: its own path, then what follows `--`. */
-    cfg->app_argv = &argv[optind];
-    cfg->app_argc = argc - optind;
-    if (cfg->app_argc > 1 && strcmp(argv[optind + 1], "--") == 0) {
-        argv[optind + 1] = argv[optind];
-        cfg->app_argv = &argv[optind + 1];
-        cfg->app_argc--;
+    /* The app's argv: its own path, then what follows `--` (borrowed from
+     * argv; only the array is ours). */
+    int first = optind + 1;
+    if (first < argc && strcmp(argv[first], "--") == 0) {
+        first++;
+    }
+    cfg->app_argv = calloc((size_t)(argc - first + 2), sizeof(char *));
+    if (cfg->app_argv == NULL) {
+        return -ENOMEM;
+    }
+    cfg->app_argv[0] = argv[optind];
+    cfg->app_argc = 1;
+    for (int i = first; i < argc; i++) {
+        cfg->app_argv[cfg->app_argc++] = argv[i];
     }
     return 0;
 }
@@ -166,7 +176,7 @@ int main(int argc, char **argv)
         args[i] = strdup(argv[i]);
     }
     up_title_init(argc, argv);
-    struct up_worker_cfg cfg = { .title = "up" };
+    struct up_worker_cfg cfg = {.title = "up"};
     if (parse_env(&cfg) < 0) {
         return 2;
     }
@@ -176,7 +186,8 @@ int main(int argc, char **argv)
     }
     char tag[64];
     if (cfg.generation > 0) {
-        snprintf(tag, sizeof(tag), "worker g%u#%u pid=%d", cfg.generation, cfg.index, (int)getpid());
+        snprintf(tag, sizeof(tag), "worker g%u#%u pid=%d", cfg.generation, cfg.index,
+                 (int)getpid());
     } else {
         snprintf(tag, sizeof(tag), "up-worker pid=%d", (int)getpid());
     }
@@ -185,6 +196,7 @@ int main(int argc, char **argv)
     snprintf(title, sizeof(title), "%s worker", cfg.title);
     up_title_set(title);
     int code = up_worker_main(&cfg);
+    free(cfg.app_argv);
     for (int i = 0; i < argc; i++) {
         free(args[i]);
     }

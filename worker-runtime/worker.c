@@ -209,6 +209,11 @@ bool up_worker_has_master(const struct up_worker *w)
     return w->chan >= 0 && !w->chan_lost;
 }
 
+bool up_worker_takes_back(const struct up_worker *w)
+{
+    return up_worker_has_master(w) && !w->master_stopping;
+}
+
 static void ack(struct up_worker *w, uint64_t id)
 {
     if (w->nacks == w->acks_cap) {
@@ -258,7 +263,7 @@ static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t
     int fd = -1;
     int n = up_passfd_decode(&w->chan_in, res, &fd);
     if (n < 0) {
-        if (n != -EPIPE) {
+        if (n != -EPIPE && n != -ECANCELED) {
             up_log(UP_LOG_ERR, "bad message from master: %s", strerror(-n));
         }
         chan_lost(w);
@@ -298,7 +303,8 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
 
 static void accept_retry(struct up_loop *loop, struct up_timer *t)
 {
-    struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, accept_timer));
+    struct up_worker *w =
+        (struct up_worker *)((char *)t - offsetof(struct up_worker, accept_timer));
     if (w->state == UP_WORKER_DRAINING) {
         w->lfd = up_loop_close(loop, w->lfd);
         maybe_exit(w);
@@ -340,7 +346,7 @@ static int open_listener(struct up_worker *w)
         up_log(UP_LOG_ERR, "--listen %s", err);
         return r;
     }
-    struct up_listen_opts o = { .backlog = 4096, .reuseport = true };
+    struct up_listen_opts o = {.backlog = 4096, .reuseport = true};
     r = up_listen_open(&a, &o, &w->lfd);
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot listen on %s: %s", a.text, strerror(-r));
@@ -388,8 +394,7 @@ static void on_drain_deadline(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, drain_timer));
-    up_log(UP_LOG_INFO, "drain deadline: handing back idle connections, %zu held",
-           w->nconns);
+    up_log(UP_LOG_INFO, "drain deadline: handing back idle connections, %zu held", w->nconns);
     w->exiting = true;
     drain_all(w, true);
     maybe_exit(w);
@@ -397,8 +402,11 @@ static void on_drain_deadline(struct up_loop *loop, struct up_timer *t)
 
 static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flags)
 {
-    if (flags & (UP_DRAIN_F_MIGRATE_IDLE | UP_DRAIN_F_SHED)) {
+    if (flags & (UP_DRAIN_F_MIGRATE_IDLE | UP_DRAIN_F_SHED | UP_DRAIN_F_STOP)) {
         w->migrate_idle = true;
+    }
+    if (flags & UP_DRAIN_F_STOP) {
+        w->master_stopping = true;
     }
     if (w->state != UP_WORKER_DRAINING) {
         w->state = UP_WORKER_DRAINING;
@@ -417,9 +425,9 @@ static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flag
     if (!up_timer_armed(&w->drain_timer) || when < w->drain_timer.when) {
         up_timer_start(w->loop, &w->drain_timer, deadline_ms);
     }
-    if (w->migrate_idle || !up_worker_has_master(w)) {
-        /* Without a master, idle connections cannot be handed on: close
-         * them gracefully now rather than hold them to the deadline. */
+    if (w->migrate_idle || !up_worker_takes_back(w)) {
+        /* Without a master to take them, idle connections are closed
+         * gracefully now rather than held to the deadline. */
         drain_all(w, false);
     }
     maybe_exit(w);
@@ -622,6 +630,7 @@ static void worker_free(struct up_worker *w)
             c = next;
         }
         up_loop_cancel(w->loop, &w->sig_op);
+        w->chan_lost = true; /* exiting: the canceled reads are no news */
         up_loop_cancel(w->loop, &w->chan_rx);
         up_loop_cancel(w->loop, &w->chan_tx);
         up_loop_cancel(w->loop, &w->accept_op);
@@ -651,7 +660,7 @@ int up_worker_main(const struct up_worker_cfg *cfg)
     /* Static: one worker per process, and what it still holds at exit
      * (a deferred response the app never finished) stays reachable. */
     static struct up_worker w;
-    w = (struct up_worker){ .cfg = *cfg, .chan = -1, .lfd = -1, .sigfd = -1 };
+    w = (struct up_worker){.cfg = *cfg, .chan = -1, .lfd = -1, .sigfd = -1};
     up_current = &w;
     if (cfg->listen == NULL) {
         w.chan = find_channel();

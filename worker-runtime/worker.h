@@ -40,16 +40,16 @@ struct up_worker_cfg {
     char **app_argv;
     const char *require[16];
     int nrequire;
-    const char *listen;         /* --listen ADDR, NULL under a master */
-    unsigned generation;        /* --generation N (0 without a master) */
-    unsigned index;             /* --index I within the generation */
-    bool ready_manual;          /* --ready=manual */
-    enum up_backend backend;    /* UP_BACKEND */
-    const char *title;          /* --title NAME (default "up") */
+    const char *listen;           /* --listen ADDR, NULL under a master */
+    unsigned generation;          /* --generation N (0 without a master) */
+    unsigned index;               /* --index I within the generation */
+    bool ready_manual;            /* --ready=manual */
+    enum up_backend backend;      /* UP_BACKEND */
+    const char *title;            /* --title NAME (default "up") */
     struct up_http_limits limits; /* UP_BODY_LIMIT, --max-head */
-    uint64_t idle_timeout_ms;   /* UP_IDLE_TIMEOUT: idle keep-alive */
-    uint64_t read_timeout_ms;   /* UP_READ_TIMEOUT: a started request */
-    uint64_t drain_timeout_ms;  /* drain deadline when the master is gone */
+    uint64_t idle_timeout_ms;     /* UP_IDLE_TIMEOUT: idle keep-alive */
+    uint64_t read_timeout_ms;     /* UP_READ_TIMEOUT: a started request */
+    uint64_t drain_timeout_ms;    /* drain deadline when the master is gone */
 };
 
 enum up_worker_state {
@@ -64,34 +64,35 @@ struct up_worker {
     struct up_app_loaded app;
     enum up_worker_state state;
     bool ready_sent;
-    bool migrate_idle;        /* DRAIN asked for idle connections back now */
-    bool exiting;             /* leave the loop as soon as possible */
+    bool migrate_idle;    /* DRAIN asked for idle connections back now */
+    bool master_stopping; /* DRAIN with STOP: close idle ones, do not hand back */
+    bool exiting;         /* leave the loop as soon as possible */
     int exit_code;
 
-    int chan;                 /* owned: the master channel (fd 3), or -1 */
+    int chan; /* owned: the master channel (fd 3), or -1 */
     struct up_op chan_rx;
     struct up_passfd_in chan_in;
-    char *chan_payload;       /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
+    char *chan_payload; /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
     struct up_op chan_tx;
     struct up_chan_msg *txq_head; /* owned queue of messages to send */
     struct up_chan_msg *txq_tail;
     struct up_chan_msg *tx_inflight; /* owned: being sent */
-    uint64_t *acks;           /* owned: conn ids received, not yet ACKed */
+    uint64_t *acks;                  /* owned: conn ids received, not yet ACKed */
     size_t nacks, acks_cap;
 
-    bool chan_lost;           /* the master is gone: close chan once ops end */
+    bool chan_lost; /* the master is gone: close chan once ops end */
 
-    int lfd;                  /* owned: --listen socket, or -1 */
+    int lfd; /* owned: --listen socket, or -1 */
     struct up_op accept_op;
     struct up_timer accept_timer; /* retry after EMFILE */
 
-    int sigfd;                /* owned: signalfd for TERM, INT, QUIT, HUP */
+    int sigfd; /* owned: signalfd for TERM, INT, QUIT, HUP */
     struct up_op sig_op;
     char sig_buf[128];
 
-    struct up_timer drain_timer;  /* the drain deadline */
-    struct up_timer stats_timer;  /* periodic STATS to the master */
-    struct up_wconn *conns;       /* every connection held (list) */
+    struct up_timer drain_timer; /* the drain deadline */
+    struct up_timer stats_timer; /* periodic STATS to the master */
+    struct up_wconn *conns;      /* every connection held (list) */
     size_t nconns;
     uint64_t nrequests;
     char date[UP_HTTP_DATE_LEN + 1]; /* Date field, refreshed each second */
@@ -118,5 +119,9 @@ int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, cons
 
 /* Whether connections go back to the master rather than being closed. */
 bool up_worker_has_master(const struct up_worker *w);
+
+/* Whether an idle connection should go back to the master now (it is there
+ * and not stopping), rather than be closed gracefully. */
+bool up_worker_takes_back(const struct up_worker *w);
 
 #endif

@@ -25,7 +25,9 @@
  * worker's loop, so it must not block for long. A handler that needs to wait
  * calls up_res_defer() and finishes the response later from a timer
  * (up_after()). Everything passed to the app (strings, the request, the
- * response) is valid until the response is finished, and not after.
+ * response) is valid until the response is finished, and not after. Data
+ * the app passes in (header names and values, body bytes) is copied before
+ * the call returns: the app may reuse or free it at once.
  */
 #ifndef UP_APP_H
 #define UP_APP_H

@@ -1,0 +1,110 @@
+/*
+ * cli: the command line of up-run, parsed and checked into one struct.
+ *
+ *     up-run [options] APP.so [-- app args...]
+ *     up-run reload|status|stop [--control PATH] [-p PORT]
+ *
+ * Every value is checked here, before anything starts, so that a typo is a
+ * usage error (exit 2) with one line saying what was wrong and how to fix it,
+ * never a failure half way through start-up. The defaults depend on the
+ * environment: $PORT, $UP_BACKEND, and UP_ENV=development (1 worker, 500ms
+ * drain timeout).
+ *
+ * The parsed struct owns copies of every string it points to (one block,
+ * released by up_cli_free()): main may overwrite the argv area for the
+ * process title right after parsing. The parser is re-entrant (it resets
+ * getopt with optind = 0 and keeps no state of its own) and never logs; it
+ * reads the environment, the current directory and the app file's metadata.
+ */
+#ifndef UP_CLI_H
+#define UP_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "loop.h"
+
+#define UP_CLI_MAX_LISTEN 16
+#define UP_CLI_MAX_REQUIRE 16
+#define UP_CLI_MAX_DRAINING 64
+
+enum up_cli_cmd {
+    UP_CLI_SERVE = 0, /* run the master: up-run APP.so */
+    UP_CLI_RELOAD,    /* ask a running master to reload */
+    UP_CLI_STATUS,    /* ask a running master for its state */
+    UP_CLI_STOP,      /* ask a running master to stop gracefully */
+};
+
+struct up_cli {
+    enum up_cli_cmd cmd;
+    /* APP.so as an absolute path (the working directory prefixed when it
+     * was relative); checked to be a readable regular file. NULL unless
+     * cmd is UP_CLI_SERVE. */
+    const char *app;
+    /* The app's argv: app_argv[0] is app, then every argument after `--`;
+     * NULL-terminated. app_argc counts app_argv[0]. */
+    char **app_argv;
+    int app_argc;
+    /* -l/--listen, in order, as written. Empty: listen on -p. */
+    char *listen[UP_CLI_MAX_LISTEN];
+    int nlisten;
+    int port;                  /* -p/--port, default $PORT or 3000 */
+    const char *workers_expr;  /* -n/--workers as written ("auto", "4", "cpus+2") */
+    long workers;              /* ... evaluated: 1..UP_EXPR_MAX */
+    uint64_t drain_timeout_ms; /* -t/--timeout, default 10m (500ms in development) */
+    bool watch;                /* -w/--watch */
+    const char *watch_dir;     /* ... the directory given, else the app's directory */
+    const char *build_cmd;     /* --build CMD (needs --watch), or NULL */
+    bool respawn;              /* -k/--keepalive (default), --no-keepalive */
+    const char *pidfile;       /* -f/--pidfile, or NULL */
+    const char *title;         /* -T/--title, default "up" */
+    /* -r/--require, in order: a path (made absolute, checked readable) when it
+     * has a '/', else a bare name for dlopen() to search. */
+    const char *require[UP_CLI_MAX_REQUIRE];
+    int nrequire;
+    bool ready_manual;          /* --ready=manual: the app calls up_ready() */
+    uint64_t ready_timeout_ms;  /* --ready-timeout, default 30s */
+    bool migrate_idle;          /* --migrate=idle (default deadline) */
+    int max_draining;           /* --max-draining, 1..64, default 4 */
+    enum up_backend backend;    /* --backend, default $UP_BACKEND or auto */
+    const char *control;        /* --control PATH, or NULL: see up_cli_control_path() */
+    uint64_t header_timeout_ms; /* --header-timeout, default 10s */
+    size_t max_head;            /* --max-head BYTES, default 16384 */
+    const char *metrics;        /* --metrics host:port, or NULL */
+    bool development;           /* UP_ENV=development */
+    char *mem;                  /* owned: the block holding every string above */
+};
+
+/* Parse argv (argv[0] is the program name) into *ret. Returns
+ *   0        parsed and checked; release *ret with up_cli_free()
+ *   1        --help or --version was printed to stdout: the caller exits 0
+ *   -EINVAL  a usage error: err (cap bytes) holds one line, without the
+ *            program name, saying what was wrong and how to fix it
+ *   -ENOMEM  out of memory (err says so too)
+ * *ret is written only when 0 is returned. Does not modify argv. */
+int up_cli_parse(int argc, char **argv, struct up_cli *ret, char *err, size_t cap);
+
+/* Release what up_cli_parse() allocated; the struct is zeroed. Harmless on a
+ * zeroed struct and when called twice. */
+void up_cli_free(struct up_cli *c);
+
+/* Print the full --help text to f. */
+void up_cli_usage(FILE *f);
+
+/* "up-run 0.1.0": a static string. */
+const char *up_cli_version(void);
+
+/* The control socket path of the master c talks about, NUL-terminated in buf:
+ * --control when given, else $XDG_RUNTIME_DIR/up-PORT.sock when that is set,
+ * else /tmp/up-UID/PORT.sock; PORT is the port of the first --listen that has
+ * one, else -p. Returns 0, or -ENAMETOOLONG when it does not fit in cap or in
+ * a unix socket address (buf is then untouched). */
+int up_cli_control_path(const struct up_cli *c, char *buf, size_t cap);
+
+/* The TCP port in a --listen text ("3000", "host:3000", "[::1]:3000"), or -1
+ * when it has none (unix:/path) or it is not a number from 1 to 65535. */
+int up_cli_listen_port(const char *text);
+
+#endif

@@ -1,0 +1,468 @@
+/*
+ * master: up-run's process: set-up, listeners, signals, reload and stop.
+ * Connections are mconn.c's, generations gen.c's.
+ */
+#include "master.h"
+
+#include "ctl.h"
+#include "fd.h"
+#include "gen.h"
+#include "listen.h"
+#include "log.h"
+#include "mconn.h"
+#include "watch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Connections not yet handed off at which accepting pauses (the kernel's
+ * backlog holds the rest): bounds the master's memory and fds. */
+#define MAX_PENDING 8192
+/* Retry after accept() failed for lack of fds or memory. */
+#define ACCEPT_RETRY_MS 100
+/* After a stop's drain deadline, this long for workers to go before
+ * they are killed. */
+#define STOP_GRACE_MS 5000
+
+/* ---- listeners ---- */
+
+static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+
+static void arm_accept(struct up_listener *l)
+{
+    if (l->accept.busy || l->paused || l->m->state == UP_MASTER_STOPPING) {
+        return;
+    }
+    int r = up_loop_accept(l->m->loop, &l->accept, l->fd);
+    if (r < 0) {
+        up_log(UP_LOG_WARN, "listener %s: cannot accept: %s, retrying", l->text, strerror(-r));
+        up_timer_start(l->m->loop, &l->retry, ACCEPT_RETRY_MS);
+    }
+}
+
+static void on_accept_retry(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    arm_accept((struct up_listener *)((char *)t - offsetof(struct up_listener, retry)));
+}
+
+static void pause_accepting(struct up_master *m)
+{
+    for (int i = 0; i < m->nlisteners; i++) {
+        struct up_listener *l = &m->listeners[i];
+        if (!l->paused) {
+            l->paused = true;
+            up_loop_cancel(m->loop, &l->accept);
+        }
+    }
+    up_log(UP_LOG_WARN, "%zu connections waiting for a worker: accepting paused", m->nmconns);
+}
+
+void up_master_unpause(struct up_master *m)
+{
+    if (m->nlisteners == 0 || !m->listeners[0].paused || m->nmconns > m->max_pending * 3 / 4) {
+        return;
+    }
+    for (int i = 0; i < m->nlisteners; i++) {
+        m->listeners[i].paused = false;
+        arm_accept(&m->listeners[i]);
+    }
+}
+
+static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    struct up_listener *l =
+        (struct up_listener *)((char *)op - offsetof(struct up_listener, accept));
+    struct up_master *m = l->m;
+    if (res >= 0) {
+        up_mconn_accept_take(m, res);
+        if (m->nmconns >= m->max_pending && !l->paused) {
+            pause_accepting(m);
+        }
+    }
+    if (flags & UP_OP_F_MORE) {
+        return;
+    }
+    if (res == -ECANCELED || res >= 0) {
+        arm_accept(l); /* no-op while paused or stopping */
+        return;
+    }
+    /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection waits in the
+     * backlog; try again shortly instead of spinning on a readable
+     * listener. */
+    up_log(UP_LOG_WARN, "listener %s: accept failed: %s, retrying in %d ms", l->text,
+           strerror(-res), ACCEPT_RETRY_MS);
+    up_timer_start(loop, &l->retry, ACCEPT_RETRY_MS);
+}
+
+static int open_listeners(struct up_master *m)
+{
+    const struct up_cli *cli = m->cli;
+    char port_text[32];
+    char *defaults[1];
+    char *const *addrs = cli->listen;
+    int n = cli->nlisten;
+    if (n == 0) {
+        snprintf(port_text, sizeof(port_text), "%d", cli->port);
+        defaults[0] = port_text;
+        addrs = defaults;
+        n = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct up_listener *l = &m->listeners[i];
+        struct up_listen_addr a;
+        char err[256];
+        if (up_listen_parse(addrs[i], &a, err, sizeof(err)) < 0) {
+            up_log(UP_LOG_ERR, "listen: %s", err);
+            return -EINVAL;
+        }
+        /* SO_REUSEPORT lets a new master bind beside this one during an
+         * upgrade; TCP_DEFER_ACCEPT makes most accepts arrive with the
+         * request already there, so the first peek succeeds. */
+        struct up_listen_opts o = {.backlog = 4096, .reuseport = true, .defer_accept_s = 1};
+        int r = up_listen_open(&a, &o, &l->fd);
+        if (r < 0) {
+            up_log(UP_LOG_ERR, "cannot listen on %s: %s", a.text, strerror(-r));
+            return r;
+        }
+        l->m = m;
+        l->accept.cb = on_accept;
+        l->retry.cb = on_accept_retry;
+        snprintf(l->text, sizeof(l->text), "%s", a.text);
+        m->nlisteners++;
+    }
+    return 0;
+}
+
+/* ---- signals: read from a signalfd on the loop, never handled inline ---- */
+
+static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct up_master *m = (struct up_master *)((char *)op - offsetof(struct up_master, sig_op));
+    if (res == (int)sizeof(struct signalfd_siginfo)) {
+        struct signalfd_siginfo si;
+        memcpy(&si, m->sig_buf, sizeof(si));
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            up_gen_reap(m);
+            break;
+        case SIGUSR2:
+        case SIGHUP:
+            up_master_reload(m, si.ssi_signo == SIGUSR2 ? "SIGUSR2" : "SIGHUP");
+            break;
+        case SIGTERM:
+        case SIGINT:
+            up_log(UP_LOG_INFO, "%s: stopping gracefully",
+                   si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            up_master_stop(m, true);
+            break;
+        case SIGQUIT:
+            up_log(UP_LOG_INFO, "SIGQUIT: stopping now");
+            up_master_stop(m, false);
+            break;
+        default:
+            break;
+        }
+    }
+    if (res != -ECANCELED && m->sigfd >= 0) {
+        (void)up_loop_read(loop, &m->sig_op, m->sigfd, m->sig_buf, sizeof(struct signalfd_siginfo));
+    }
+}
+
+static int setup_signals(struct up_master *m)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGCHLD, SIGUSR2, SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        sigaddset(&set, sigs[i]);
+    }
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+        return -errno;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    m->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m->sigfd < 0) {
+        return -errno;
+    }
+    m->sig_op.cb = on_signal;
+    return up_loop_read(m->loop, &m->sig_op, m->sigfd, m->sig_buf, sizeof(struct signalfd_siginfo));
+}
+
+/* ---- reload and stop ---- */
+
+void up_master_reload(struct up_master *m, const char *why)
+{
+    if (m->state == UP_MASTER_STOPPING) {
+        up_log(UP_LOG_INFO, "%s: ignoring reload, stopping", why);
+        return;
+    }
+    up_log(UP_LOG_INFO, "%s: reloading", why);
+    (void)up_gen_start(m);
+}
+
+void up_master_no_generation(struct up_master *m)
+{
+    if (m->state == UP_MASTER_STOPPING) {
+        return;
+    }
+    if (m->watch != NULL) {
+        up_log(UP_LOG_ERR, "no generation is serving; answering 503 until a change fixes it");
+        up_mconn_route_queued(m); /* each one now gets the 503 page */
+        while (m->queue_head != NULL) {
+            struct up_mconn *c = m->queue_head;
+            m->queue_head = c->qnext;
+            if (m->queue_head == NULL) {
+                m->queue_tail = NULL;
+            }
+            up_mconn_route(c);
+        }
+        return;
+    }
+    if (m->state == UP_MASTER_STARTING) {
+        up_log(UP_LOG_ERR, "the app could not start; exiting");
+        m->exit_code = 3;
+        up_master_stop(m, false);
+    }
+}
+
+void up_master_generation_active(struct up_master *m)
+{
+    if (m->state == UP_MASTER_STARTING) {
+        m->state = UP_MASTER_RUNNING;
+    }
+    up_mconn_route_queued(m);
+}
+
+static void on_stop_deadline(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_master *m = (struct up_master *)((char *)t - offsetof(struct up_master, stop_timer));
+    up_log(UP_LOG_WARN, "stop deadline passed with %u workers left: killing them",
+           up_gen_count_workers(m));
+    up_gen_kill_all(m, SIGKILL);
+}
+
+void up_master_stop(struct up_master *m, bool graceful)
+{
+    bool first = m->state != UP_MASTER_STOPPING;
+    m->state = UP_MASTER_STOPPING;
+    for (int i = 0; i < m->nlisteners; i++) {
+        up_loop_cancel(m->loop, &m->listeners[i].accept);
+        up_timer_stop(m->loop, &m->listeners[i].retry);
+    }
+    if (m->watch != NULL) {
+        up_watch_stop(m->watch);
+    }
+    if (!graceful) {
+        up_gen_kill_all(m, SIGQUIT);
+        up_timer_start(m->loop, &m->stop_timer, STOP_GRACE_MS);
+    } else if (first) {
+        for (struct up_gen *g = m->gens; g != NULL; g = g->next) {
+            if (g->state == UP_GEN_ACTIVE || g->state == UP_GEN_DRAINING) {
+                up_gen_stop(g, UP_DRAIN_F_STOP);
+            } else {
+                up_gen_kill_all_of(g, SIGKILL);
+            }
+        }
+        up_timer_start(m->loop, &m->stop_timer, m->cli->drain_timeout_ms + STOP_GRACE_MS);
+    }
+    up_mconn_flush_all(m, 503);
+    up_master_check_done(m);
+}
+
+void up_master_check_done(struct up_master *m)
+{
+    if (m->state == UP_MASTER_STOPPING && m->gens == NULL && m->nmconns == 0) {
+        up_loop_stop(m->loop);
+    }
+}
+
+void up_master_child_exited(struct up_master *m, pid_t pid, int status)
+{
+    if (m->watch != NULL) {
+        up_watch_child_exited(m->watch, pid, status);
+    }
+}
+
+/* ---- status ---- */
+
+size_t up_master_status(const struct up_master *m, char *buf, size_t cap)
+{
+    static const char *const states[] = {"starting", "running", "stopping"};
+    size_t n = 0;
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        if (n < cap) {                                                                             \
+            int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);                                      \
+            n += k_ > 0 ? (size_t)k_ : 0;                                                          \
+        }                                                                                          \
+    } while (0)
+    OUT("master pid=%d state=%s backend=%s pending=%zu\n", (int)getpid(), states[m->state],
+        up_loop_backend_name(m->loop), m->nmconns);
+    for (const struct up_gen *g = m->gens; g != NULL; g = g->next) {
+        OUT("generation %u %s workers=%u\n", g->id, up_gen_state_name(g->state), g->nworkers);
+        for (const struct up_mworker *w = g->workers; w != NULL; w = w->next) {
+            OUT("  worker #%u pid=%d %s conns=%llu requests=%llu\n", w->index, (int)w->pid,
+                up_mworker_state_name(w->state), (unsigned long long)w->conns,
+                (unsigned long long)w->requests);
+        }
+    }
+    const struct up_master_stats *s = &m->stats;
+    OUT("accepted=%llu handed=%llu rerouted=%llu handed_back=%llu answered=%llu reloads=%llu "
+        "reload_failures=%llu respawns=%llu\n",
+        (unsigned long long)s->accepted, (unsigned long long)s->handed,
+        (unsigned long long)s->rerouted, (unsigned long long)s->handed_back,
+        (unsigned long long)s->answered, (unsigned long long)s->reloads,
+        (unsigned long long)s->reload_fails, (unsigned long long)s->respawns);
+    if (m->last_error[0] != '\0') {
+        OUT("last error: %s\n", m->last_error);
+    }
+#undef OUT
+    return n < cap ? n : cap;
+}
+
+/* ---- set-up and tear-down ---- */
+
+static int find_self(struct up_master *m)
+{
+    char exe[sizeof(m->self_dir)];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n < 0) {
+        return -errno;
+    }
+    exe[n] = '\0';
+    snprintf(m->self_dir, sizeof(m->self_dir), "%s", dirname(exe));
+    return 0;
+}
+
+static int make_snap_dir(struct up_master *m)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    if (base == NULL || access(base, W_OK) != 0) {
+        base = getenv("TMPDIR");
+    }
+    if (base == NULL || access(base, W_OK) != 0) {
+        base = "/tmp";
+    }
+    snprintf(m->snap_dir, sizeof(m->snap_dir), "%s/up-%d-XXXXXX", base, (int)getpid());
+    return mkdtemp(m->snap_dir) == NULL ? -errno : 0;
+}
+
+static int write_pidfile(const char *path)
+{
+    char tmp[600], text[32];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return -errno;
+    }
+    int len = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+    int r = write(fd, text, (size_t)len) == len ? 0 : -EIO;
+    up_close(fd);
+    /* rename: a reader never sees a half-written file. */
+    if (r == 0 && rename(tmp, path) < 0) {
+        r = -errno;
+    }
+    return r;
+}
+
+int up_master_init(struct up_master *m, const struct up_cli *cli)
+{
+    memset(m, 0, sizeof(*m));
+    m->cli = cli;
+    m->sigfd = -1;
+    m->max_pending = MAX_PENDING;
+    m->stop_timer.cb = on_stop_deadline;
+    for (int i = 0; i < UP_MAX_LISTENERS; i++) {
+        m->listeners[i].fd = -1;
+    }
+    const char *why = NULL;
+    int r = up_loop_new(cli->backend, 4096, &m->loop, &why);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot set up the event loop: %s%s%s", strerror(-r), why ? ": " : "",
+               why ? why : "");
+        return r;
+    }
+    up_log(UP_LOG_INFO, "event loop: %s%s%s", up_loop_backend_name(m->loop),
+           why ? " (io_uring unavailable: " : "", why ? why : "");
+    if ((r = find_self(m)) < 0 || (r = make_snap_dir(m)) < 0) {
+        up_log(UP_LOG_ERR, "cannot prepare a private directory: %s", strerror(-r));
+        return r;
+    }
+    if ((r = setup_signals(m)) < 0) {
+        up_log(UP_LOG_ERR, "cannot set up signals: %s", strerror(-r));
+        return r;
+    }
+    if ((r = open_listeners(m)) < 0) {
+        return r;
+    }
+    if ((r = up_ctl_open(m, &m->ctl)) < 0) {
+        return r;
+    }
+    if (cli->watch && (r = up_watch_start(m, &m->watch)) < 0) {
+        return r;
+    }
+    if (cli->pidfile != NULL && (r = write_pidfile(cli->pidfile)) < 0) {
+        up_log(UP_LOG_ERR, "cannot write pidfile %s: %s", cli->pidfile, strerror(-r));
+        return r;
+    }
+    if (up_gen_start(m) == NULL && m->watch == NULL) {
+        return -ENOEXEC;
+    }
+    for (int i = 0; i < m->nlisteners; i++) {
+        arm_accept(&m->listeners[i]);
+    }
+    return 0;
+}
+
+int up_master_run(struct up_master *m)
+{
+    int r = up_loop_run(m->loop);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "event loop failed: %s", strerror(-r));
+        return 1;
+    }
+    return m->exit_code;
+}
+
+void up_master_free(struct up_master *m)
+{
+    if (m->loop != NULL) {
+        up_loop_cancel(m->loop, &m->sig_op);
+        for (int i = 0; i < m->nlisteners; i++) {
+            up_loop_cancel(m->loop, &m->listeners[i].accept);
+        }
+        up_ctl_close(m->ctl);
+        up_watch_free(m->watch);
+        for (int i = 0; i < 100 && up_loop_pending(m->loop) > 0; i++) {
+            up_loop_run_once(m->loop);
+        }
+    }
+    for (int i = 0; i < m->nlisteners; i++) {
+        m->listeners[i].fd = up_close(m->listeners[i].fd);
+    }
+    m->sigfd = up_close(m->sigfd);
+    while (m->bufs != NULL) {
+        char *b = m->bufs;
+        memcpy(&m->bufs, b, sizeof(char *));
+        free(b);
+    }
+    if (m->snap_dir[0] != '\0') {
+        rmdir(m->snap_dir);
+    }
+    if (m->cli != NULL && m->cli->pidfile != NULL) {
+        unlink(m->cli->pidfile);
+    }
+    up_loop_free(m->loop);
+    m->loop = NULL;
+}

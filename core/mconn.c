@@ -1,0 +1,546 @@
+/*
+ * mconn: connections before handoff. See mconn.h for the state diagram.
+ */
+#include "mconn.h"
+
+#include "fd.h"
+#include "gen.h"
+#include "head.h"
+#include "log.h"
+#include "master.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* How long an answered connection reads and drops what the client still
+ * sends, waiting for its FIN, before it is closed anyway. */
+#define LINGER_MS 2000
+/* WAIT on a unix socket (no SO_RCVLOWAT there): peek again this often. */
+#define UNIX_REPEEK_MS 20
+/* A connection routed this many times without a worker keeping it is
+ * answered 503 rather than passed around forever. */
+#define MAX_TRIES 8
+
+static void peek(struct up_mconn *c);
+static void answer(struct up_mconn *c, int status, const char *detail);
+static void mconn_close(struct up_mconn *c);
+
+static const char *state_name(enum up_mconn_state s)
+{
+    switch (s) {
+    case UP_MCONN_PEEK:
+        return "PEEK";
+    case UP_MCONN_WAIT:
+        return "WAIT";
+    case UP_MCONN_QUEUED:
+        return "QUEUED";
+    case UP_MCONN_SENT:
+        return "SENT";
+    case UP_MCONN_ANSWER:
+        return "ANSWER";
+    case UP_MCONN_LINGER:
+        return "LINGER";
+    case UP_MCONN_CLOSING:
+        return "CLOSING";
+    }
+    return "?";
+}
+
+static void set_state(struct up_mconn *c, enum up_mconn_state to)
+{
+    /* allowed[from][to], as drawn in mconn.h. */
+    static const bool allowed[7][7] = {
+        [UP_MCONN_PEEK] = {[UP_MCONN_WAIT] = true,
+                           [UP_MCONN_QUEUED] = true,
+                           [UP_MCONN_ANSWER] = true,
+                           [UP_MCONN_CLOSING] = true},
+        [UP_MCONN_WAIT] =
+            {[UP_MCONN_PEEK] = true, [UP_MCONN_ANSWER] = true, [UP_MCONN_CLOSING] = true},
+        [UP_MCONN_QUEUED] =
+            {[UP_MCONN_SENT] = true, [UP_MCONN_ANSWER] = true, [UP_MCONN_CLOSING] = true},
+        [UP_MCONN_SENT] = {[UP_MCONN_QUEUED] = true, [UP_MCONN_CLOSING] = true},
+        [UP_MCONN_ANSWER] = {[UP_MCONN_LINGER] = true, [UP_MCONN_CLOSING] = true},
+        [UP_MCONN_LINGER] = {[UP_MCONN_CLOSING] = true},
+        [UP_MCONN_CLOSING] = {[UP_MCONN_CLOSING] = false},
+    };
+    if (!allowed[c->state][to]) {
+        up_log(UP_LOG_ERR, "conn id=%llu: bad transition %s -> %s", (unsigned long long)c->id,
+               state_name(c->state), state_name(to));
+        abort();
+    }
+    c->state = to;
+}
+
+/* ---- peek buffers: a free list, so steady state allocates nothing ---- */
+
+static size_t buf_size(const struct up_master *m)
+{
+    /* One byte over the limit tells "head too large" from "exactly full". */
+    return m->cli->max_head + 1;
+}
+
+static char *buf_get(struct up_master *m)
+{
+    char *b = m->bufs;
+    if (b != NULL) {
+        memcpy(&m->bufs, b, sizeof(char *));
+        return b;
+    }
+    return malloc(buf_size(m));
+}
+
+static void buf_put(struct up_master *m, char **pb)
+{
+    if (*pb != NULL) {
+        memcpy(*pb, &m->bufs, sizeof(char *));
+        m->bufs = *pb;
+        *pb = NULL;
+    }
+}
+
+/* ---- lifetime ---- */
+
+static void on_op(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+static void on_timer(struct up_loop *loop, struct up_timer *t);
+
+static struct up_mconn *mconn_new_take(struct up_master *m, int fd)
+{
+    struct up_mconn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        up_log(UP_LOG_WARN, "out of memory for a new connection, closing it");
+        up_loop_close(m->loop, fd);
+        return NULL;
+    }
+    c->m = m;
+    c->fd = fd;
+    c->id = ++m->next_conn_id;
+    c->op.cb = on_op;
+    c->timer.cb = on_timer;
+    c->next = m->mconns;
+    if (m->mconns != NULL) {
+        m->mconns->prev = c;
+    }
+    m->mconns = c;
+    m->nmconns++;
+    return c;
+}
+
+static void mconn_free(struct up_mconn *c)
+{
+    struct up_master *m = c->m;
+    up_timer_stop(m->loop, &c->timer);
+    buf_put(m, &c->buf);
+    free(c->prefix);
+    free(c->answer);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        m->mconns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    m->nmconns--;
+    free(c);
+    up_master_unpause(m);
+    up_master_check_done(m);
+}
+
+/* Close once no op uses the fd. */
+static void mconn_close(struct up_mconn *c)
+{
+    if (c->state != UP_MCONN_CLOSING) {
+        set_state(c, UP_MCONN_CLOSING);
+    }
+    if (c->op.busy) {
+        up_loop_cancel(c->m->loop, &c->op);
+        return; /* on_op comes back here */
+    }
+    c->fd = up_loop_close(c->m->loop, c->fd);
+    mconn_free(c);
+}
+
+/* ---- the master's queue of connections waiting for a worker ---- */
+
+static void queue_push(struct up_master *m, struct up_mconn *c)
+{
+    c->qnext = NULL;
+    if (m->queue_tail != NULL) {
+        m->queue_tail->qnext = c;
+    } else {
+        m->queue_head = c;
+    }
+    m->queue_tail = c;
+}
+
+static struct up_mconn *queue_pop(struct up_master *m)
+{
+    struct up_mconn *c = m->queue_head;
+    if (c != NULL) {
+        m->queue_head = c->qnext;
+        if (m->queue_head == NULL) {
+            m->queue_tail = NULL;
+        }
+        c->qnext = NULL;
+    }
+    return c;
+}
+
+/* Is a generation on its way (or serving) that could take connections? */
+static bool worker_expected(const struct up_master *m)
+{
+    for (const struct up_gen *g = m->gens; g != NULL; g = g->next) {
+        if (g->state == UP_GEN_ACTIVE || g->state == UP_GEN_STARTING) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void up_mconn_route(struct up_mconn *c)
+{
+    struct up_master *m = c->m;
+    if (m->state == UP_MASTER_STOPPING) {
+        answer(c, 503, NULL);
+        return;
+    }
+    if (c->tries >= MAX_TRIES) {
+        up_log(UP_LOG_WARN, "conn id=%llu: no worker kept it after %u tries, answering 503",
+               (unsigned long long)c->id, c->tries);
+        answer(c, 503, NULL);
+        return;
+    }
+    struct up_mworker *w = up_gen_pick(m);
+    if (w != NULL) {
+        c->tries++;
+        up_mworker_send_conn(w, c);
+        return;
+    }
+    if (!worker_expected(m) && m->last_error[0] != '\0') {
+        /* No generation serves and none is starting (the app failed in
+         * watch mode): say why instead of hanging. */
+        answer(c, 503, m->last_error);
+        return;
+    }
+    queue_push(m, c); /* the header-free wait: bounded by max_pending */
+}
+
+void up_mconn_route_queued(struct up_master *m)
+{
+    /* Route at most what is queued now: a connection that finds no worker
+     * goes back to the tail and must not be retried in this pass. */
+    size_t n = 0;
+    for (struct up_mconn *c = m->queue_head; c != NULL; c = c->qnext) {
+        n++;
+    }
+    while (n-- > 0 && up_gen_pick(m) != NULL) {
+        struct up_mconn *c = queue_pop(m);
+        if (c == NULL) {
+            break;
+        }
+        up_mconn_route(c);
+    }
+}
+
+void up_mconn_requeue(struct up_mconn *c)
+{
+    c->worker = NULL;
+    set_state(c, UP_MCONN_QUEUED);
+    c->m->stats.rerouted++;
+    up_mconn_route(c);
+}
+
+void up_mconn_acked(struct up_mconn *c)
+{
+    c->worker = NULL;
+    c->m->stats.handed++;
+    /* The worker's copy keeps the socket open; ours goes. */
+    set_state(c, UP_MCONN_CLOSING);
+    mconn_close(c);
+}
+
+static void ready_to_route(struct up_mconn *c)
+{
+    struct up_master *m = c->m;
+    buf_put(m, &c->buf);
+    up_timer_stop(m->loop, &c->timer);
+    if (c->rcvlowat > 1) {
+        /* The worker shares this socket: it must see the default again. */
+        int one = 1;
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+        c->rcvlowat = 0;
+    }
+    set_state(c, UP_MCONN_QUEUED);
+    up_mconn_route(c);
+}
+
+/* ---- peeking at the first request ---- */
+
+static void wait_more(struct up_mconn *c)
+{
+    struct up_master *m = c->m;
+    buf_put(m, &c->buf);
+    set_state(c, UP_MCONN_WAIT);
+    if (c->unix_sock) {
+        up_timer_start(m->loop, &c->timer, UNIX_REPEEK_MS);
+        return;
+    }
+    if (c->peeked > 0 && (int)c->peeked + 1 != c->rcvlowat) {
+        /* Wake only when more than what we saw has arrived. */
+        int lowat = (int)c->peeked + 1;
+        if (setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0) {
+            c->rcvlowat = lowat;
+        }
+    }
+    if (up_loop_poll(m->loop, &c->op, c->fd, POLLIN | POLLRDHUP) < 0) {
+        mconn_close(c);
+    }
+}
+
+static void on_peek(struct up_mconn *c, int res)
+{
+    struct up_master *m = c->m;
+    if (res == -EAGAIN) {
+        wait_more(c);
+        return;
+    }
+    if (res <= 0 || (size_t)res == c->peeked) {
+        /* Closed or reset before a whole head; or readable with nothing new,
+         * which (with SO_RCVLOWAT above what we had) means the FIN came. */
+        mconn_close(c);
+        return;
+    }
+    c->peeked = (size_t)res;
+    struct up_head head;
+    int r = up_head_check(c->buf, c->peeked, m->cli->max_head, &head);
+    if (r == UP_HEAD_COMPLETE) {
+        ready_to_route(c);
+    } else if (r == UP_HEAD_PARTIAL) {
+        wait_more(c);
+    } else {
+        answer(c, up_head_error_status(r), NULL);
+    }
+}
+
+static void peek(struct up_mconn *c)
+{
+    struct up_master *m = c->m;
+    if (c->buf == NULL && (c->buf = buf_get(m)) == NULL) {
+        mconn_close(c);
+        return;
+    }
+    if (c->state != UP_MCONN_PEEK) {
+        set_state(c, UP_MCONN_PEEK); /* a new mconn starts in PEEK */
+    }
+    /* MSG_DONTWAIT: with nothing to read the ring answers -EAGAIN at once
+     * instead of holding the buffer while it waits; WAIT then polls. */
+    if (up_loop_recv(m->loop, &c->op, c->fd, c->buf, buf_size(m), MSG_PEEK | MSG_DONTWAIT) < 0) {
+        mconn_close(c);
+    }
+}
+
+void up_mconn_accept_take(struct up_master *m, int fd)
+{
+    struct up_mconn *c = mconn_new_take(m, fd);
+    if (c == NULL) {
+        return;
+    }
+    m->stats.accepted++;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss.ss_family);
+    c->unix_sock = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX;
+    c->deadline = up_loop_now(m->loop) + m->cli->header_timeout_ms;
+    up_timer_start(m->loop, &c->timer, m->cli->header_timeout_ms);
+    peek(c);
+}
+
+void up_mconn_handed_back_take(struct up_master *m, int fd, const char *data, size_t len)
+{
+    struct up_mconn *c = mconn_new_take(m, fd);
+    if (c == NULL) {
+        return;
+    }
+    m->stats.handed_back++;
+    if (len > 0) {
+        c->prefix = malloc(len);
+        if (c->prefix == NULL) {
+            mconn_close(c);
+            return;
+        }
+        memcpy(c->prefix, data, len);
+        c->prefix_len = len;
+    }
+    set_state(c, UP_MCONN_QUEUED);
+    up_mconn_route(c);
+}
+
+/* ---- answering ---- */
+
+static void send_answer(struct up_mconn *c)
+{
+    int r = up_loop_send(c->m->loop, &c->op, c->fd, c->answer + c->answer_off,
+                         c->answer_len - c->answer_off, 0);
+    if (r < 0) {
+        mconn_close(c);
+    }
+}
+
+static void answer(struct up_mconn *c, int status, const char *detail)
+{
+    struct up_master *m = c->m;
+    buf_put(m, &c->buf);
+    size_t cap = UP_HEAD_ERROR_MAX + (detail ? strlen(detail) + 64 : 0);
+    c->answer = malloc(cap);
+    if (c->answer == NULL) {
+        mconn_close(c);
+        return;
+    }
+    if (detail == NULL) {
+        c->answer_len = up_head_error_response(status, c->answer, cap);
+    } else {
+        int body = (int)strlen(detail) + 1;
+        c->answer_len = (size_t)snprintf(c->answer, cap,
+                                         "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                                         "Content-Length: %d\r\nConnection: close\r\n\r\n%s\n",
+                                         status, up_head_reason(status), body, detail);
+    }
+    m->stats.answered++;
+    up_log(UP_LOG_DEBUG, "conn id=%llu: answered %d", (unsigned long long)c->id, status);
+    set_state(c, UP_MCONN_ANSWER);
+    up_timer_start(m->loop, &c->timer, LINGER_MS);
+    send_answer(c);
+}
+
+/* Read and drop what the client still sends, into the answer buffer (it
+ * was sent already). Returns false if the read could not start. */
+static bool linger_again(struct up_mconn *c)
+{
+    return up_loop_recv(c->m->loop, &c->op, c->fd, c->answer, c->answer_len, 0) == 0;
+}
+
+static void linger(struct up_mconn *c)
+{
+    struct up_master *m = c->m;
+    set_state(c, UP_MCONN_LINGER);
+    (void)shutdown(c->fd, SHUT_WR);
+    if (c->rcvlowat > 1) {
+        int one = 1;
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+    }
+    up_timer_start(m->loop, &c->timer, LINGER_MS);
+    if (!linger_again(c)) {
+        mconn_close(c);
+    }
+}
+
+/* ---- callbacks ---- */
+
+static void on_op(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)loop;
+    (void)flags;
+    struct up_mconn *c = (struct up_mconn *)((char *)op - offsetof(struct up_mconn, op));
+    if (c->timed_out && (c->state == UP_MCONN_PEEK || c->state == UP_MCONN_WAIT)) {
+        c->timed_out = false;
+        if (c->peeked > 0) {
+            answer(c, 408, NULL);
+        } else {
+            mconn_close(c); /* sent nothing at all: just close */
+        }
+        return;
+    }
+    switch (c->state) {
+    case UP_MCONN_PEEK:
+        on_peek(c, res);
+        return;
+    case UP_MCONN_WAIT:
+        if (res < 0) {
+            mconn_close(c);
+        } else {
+            peek(c);
+        }
+        return;
+    case UP_MCONN_ANSWER:
+        if (res > 0 && (c->answer_off += (size_t)res) < c->answer_len) {
+            send_answer(c);
+        } else if (res > 0) {
+            linger(c);
+        } else {
+            mconn_close(c);
+        }
+        return;
+    case UP_MCONN_LINGER:
+        if (res > 0 && linger_again(c)) {
+            return;
+        }
+        mconn_close(c);
+        return;
+    case UP_MCONN_CLOSING:
+        mconn_close(c);
+        return;
+    case UP_MCONN_QUEUED:
+    case UP_MCONN_SENT:
+        return; /* no op of ours runs in these states */
+    }
+}
+
+/* The header timeout, or a step of an answered connection, ran out. */
+static void header_timeout(struct up_mconn *c)
+{
+    if (c->op.busy) {
+        c->timed_out = true; /* on_op finishes it once the op is back */
+        up_loop_cancel(c->m->loop, &c->op);
+    } else if (c->peeked > 0) {
+        answer(c, 408, NULL);
+    } else {
+        mconn_close(c);
+    }
+}
+
+static void on_timer(struct up_loop *loop, struct up_timer *t)
+{
+    struct up_mconn *c = (struct up_mconn *)((char *)t - offsetof(struct up_mconn, timer));
+    switch (c->state) {
+    case UP_MCONN_WAIT:
+        if (c->unix_sock && up_loop_now(loop) < c->deadline) {
+            /* Unix sockets have no SO_RCVLOWAT: look again, at a low rate. */
+            uint64_t left = c->deadline - up_loop_now(loop);
+            up_timer_start(loop, &c->timer, left < UNIX_REPEEK_MS ? left : UNIX_REPEEK_MS);
+            peek(c);
+            return;
+        }
+        header_timeout(c);
+        return;
+    case UP_MCONN_PEEK:
+        header_timeout(c);
+        return;
+    case UP_MCONN_ANSWER:
+    case UP_MCONN_LINGER:
+        /* The client neither read the answer nor closed in time. */
+        mconn_close(c);
+        return;
+    case UP_MCONN_QUEUED:
+    case UP_MCONN_SENT:
+    case UP_MCONN_CLOSING:
+        return;
+    }
+}
+
+void up_mconn_flush_all(struct up_master *m, int status)
+{
+    struct up_mconn *c;
+    while ((c = queue_pop(m)) != NULL) {
+        answer(c, status, NULL);
+    }
+    for (c = m->mconns; c != NULL;) {
+        struct up_mconn *next = c->next;
+        if (c->state == UP_MCONN_PEEK || c->state == UP_MCONN_WAIT) {
+            mconn_close(c);
+        }
+        c = next;
+    }
+}

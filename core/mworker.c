@@ -1,0 +1,558 @@
+/*
+ * mworker: one worker process as the master sees it (gen.h): spawning it,
+ * its channel (CONN and DRAIN out; READY, FAIL, ACK, CONN back and STATS in),
+ * its stderr, and its end.
+ */
+#include "gen.h"
+
+#include "fd.h"
+#include "log.h"
+#include "master.h"
+#include "mconn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* A draining worker still alive this long after its deadline is killed:
+ * it had its chance to finish and hand its connections back. */
+#define KILL_GRACE_MS 5000
+
+const char *up_mworker_state_name(enum up_mworker_state s)
+{
+    switch (s) {
+    case UP_MW_STARTING:
+        return "starting";
+    case UP_MW_READY:
+        return "ready";
+    case UP_MW_DRAINING:
+        return "draining";
+    case UP_MW_GONE:
+        return "gone";
+    }
+    return "?";
+}
+
+/* ---- the CONN queue: connections waiting for this worker's channel ---- */
+
+static void txq_push(struct up_mworker *w, struct up_mconn *c)
+{
+    c->qnext = NULL;
+    if (w->txq_tail != NULL) {
+        w->txq_tail->qnext = c;
+    } else {
+        w->txq_head = c;
+    }
+    w->txq_tail = c;
+}
+
+static struct up_mconn *list_pop(struct up_mconn **head, struct up_mconn **tail)
+{
+    struct up_mconn *c = *head;
+    if (c != NULL) {
+        *head = c->qnext;
+        if (*head == NULL) {
+            *tail = NULL;
+        }
+        c->qnext = NULL;
+    }
+    return c;
+}
+
+void up_mworker_send_conn(struct up_mworker *w, struct up_mconn *c)
+{
+    c->worker = w;
+    c->state = UP_MCONN_SENT;
+    w->nqueued++;
+    txq_push(w, c);
+    up_mworker_kick(w);
+}
+
+/* Every connection this worker has not ACKed goes back to routing. The one
+ * in flight (tx_conn) waits for its send to complete: its message buffer is
+ * still in use until then. */
+static void requeue_all(struct up_mworker *w)
+{
+    struct up_mconn *c;
+    while ((c = list_pop(&w->unacked_head, &w->unacked_tail)) != NULL) {
+        w->nqueued--;
+        up_mconn_requeue(c);
+    }
+    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
+        w->nqueued--;
+        up_mconn_requeue(c);
+    }
+}
+
+/* ---- sending ---- */
+
+static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+
+static int send_drain(struct up_mworker *w)
+{
+    struct up_gen *g = w->gen;
+    struct up_msg hdr;
+    up_msg_init(&hdr, UP_MSG_DRAIN);
+    uint64_t now = up_loop_now(g->m->loop);
+    hdr.arg = g->drain_deadline > now ? g->drain_deadline - now : 0;
+    hdr.flags = g->drain_flags;
+    w->drain_queued = false;
+    w->drain_inflight = true;
+    int r = up_passfd_prep(&w->drain_out, &hdr, NULL, 0, -1);
+    if (r == 0) {
+        r = up_loop_sendmsg(g->m->loop, &w->tx, w->chan, &w->drain_out.msg, 0);
+    }
+    return r;
+}
+
+static int send_conn(struct up_mworker *w, struct up_mconn *c)
+{
+    struct up_msg hdr;
+    up_msg_init(&hdr, UP_MSG_CONN);
+    hdr.conn_id = c->id;
+    hdr.peeked = (uint32_t)c->peeked;
+    w->tx_conn = c;
+    int r = up_passfd_prep(&c->out, &hdr, c->prefix, c->prefix_len, c->fd);
+    if (r == 0) {
+        /* MSG_DONTWAIT: a full channel must not hold the connection up;
+         * -EAGAIN sends it to another worker. */
+        r = up_loop_sendmsg(w->gen->m->loop, &w->tx, w->chan, &c->out.msg, MSG_DONTWAIT);
+    }
+    return r;
+}
+
+void up_mworker_kick(struct up_mworker *w)
+{
+    if (w->chan < 0 || w->chan_dead || w->tx.busy) {
+        return;
+    }
+    int r = 0;
+    if (w->drain_queued) {
+        r = send_drain(w);
+    } else if (w->chan_full) {
+        /* Wait until the worker has read some of its queue. */
+        r = up_loop_poll(w->gen->m->loop, &w->tx, w->chan, POLLOUT);
+    } else if (w->txq_head != NULL) {
+        r = send_conn(w, list_pop(&w->txq_head, &w->txq_tail));
+    }
+    if (r < 0) {
+        up_log(UP_LOG_WARN, "worker pid=%d: channel send failed: %s, rerouting", (int)w->pid,
+               strerror(-r));
+        up_mworker_chan_dead(w);
+    }
+}
+
+static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)loop;
+    (void)flags;
+    struct up_mworker *w = (struct up_mworker *)((char *)op - offsetof(struct up_mworker, tx));
+    struct up_mconn *c = w->tx_conn;
+    w->tx_conn = NULL;
+    if (w->chan_dead) {
+        /* Whatever was in flight died with the channel (or with the worker,
+         * before it could ACK): route it again. */
+        w->drain_inflight = false;
+        if (c != NULL) {
+            w->nqueued--;
+            up_mconn_requeue(c);
+        }
+        up_mworker_maybe_gone(w);
+        return;
+    }
+    if (w->drain_inflight) {
+        w->drain_inflight = false;
+        w->drain_sent = res >= 0;
+    } else if (c == NULL) {
+        w->chan_full = false; /* the POLLOUT wait ended */
+    } else if (res >= 0) {
+        /* Sent: the worker has it in its queue; ours until the ACK. */
+        c->qnext = NULL;
+        if (w->unacked_tail != NULL) {
+            w->unacked_tail->qnext = c;
+        } else {
+            w->unacked_head = c;
+        }
+        w->unacked_tail = c;
+    } else {
+        w->nqueued--;
+        if (res == -EAGAIN) {
+            w->chan_full = true;
+        }
+        up_mconn_requeue(c);
+    }
+    if (res < 0 && res != -EAGAIN) {
+        up_mworker_chan_dead(w);
+        up_mworker_maybe_gone(w);
+        return;
+    }
+    up_mworker_kick(w);
+    if (c == NULL && !w->chan_full) {
+        up_mconn_route_queued(w->gen->m);
+    }
+}
+
+/* ---- receiving ---- */
+
+static void on_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
+
+static void recv_next(struct up_mworker *w)
+{
+    if (w->chan_dead) {
+        return;
+    }
+    up_passfd_in_prep(&w->in, w->payload, UP_PASSFD_MAX_PAYLOAD);
+    if (up_loop_recvmsg(w->gen->m->loop, &w->rx, w->chan, &w->in.msg, 0) < 0) {
+        up_mworker_chan_dead(w);
+    }
+}
+
+static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
+{
+    /* ACKs come in the order the CONNs went out (one channel, in order);
+     * an id not at the front is searched for, to stay correct anyway. */
+    for (size_t i = 0; i < n; i++) {
+        struct up_mconn *prev = NULL;
+        struct up_mconn *c = w->unacked_head;
+        while (c != NULL && c->id != ids[i]) {
+            prev = c;
+            c = c->qnext;
+        }
+        if (c == NULL) {
+            up_log(UP_LOG_WARN, "worker pid=%d: ACK for unknown conn id=%llu, ignoring",
+                   (int)w->pid, (unsigned long long)ids[i]);
+            continue;
+        }
+        if (prev != NULL) {
+            prev->qnext = c->qnext;
+        } else {
+            w->unacked_head = c->qnext;
+        }
+        if (w->unacked_tail == c) {
+            w->unacked_tail = prev;
+        }
+        w->nqueued--;
+        up_mconn_acked(c);
+    }
+}
+
+static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, size_t len)
+{
+    struct up_master *m = w->gen->m;
+    switch ((enum up_msg_kind)hdr->kind) {
+    case UP_MSG_READY:
+        up_gen_worker_ready(w);
+        break;
+    case UP_MSG_FAIL:
+        snprintf(w->gen->fail_reason, sizeof(w->gen->fail_reason), "%.*s", (int)len, w->payload);
+        break;
+    case UP_MSG_ACK:
+        on_acks(w, (const uint64_t *)(const void *)w->payload, len / sizeof(uint64_t));
+        break;
+    case UP_MSG_CONN:
+        if (fd >= 0) {
+            up_mconn_handed_back_take(m, fd, w->payload, len);
+            fd = -1;
+        }
+        break;
+    case UP_MSG_STATS:
+        w->conns = hdr->arg;
+        w->requests = hdr->arg2;
+        break;
+    case UP_MSG_DRAIN:
+        up_log(UP_LOG_WARN, "worker pid=%d sent %s, ignoring", (int)w->pid,
+               up_msg_kind_name(hdr->kind));
+        break;
+    }
+    up_close(fd);
+}
+
+static void on_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)loop;
+    (void)flags;
+    struct up_mworker *w = (struct up_mworker *)((char *)op - offsetof(struct up_mworker, rx));
+    int fd = -1;
+    int n = up_passfd_decode(&w->in, res, &fd);
+    if (w->chan_dead) {
+        up_close(fd);
+        up_mworker_maybe_gone(w);
+        return;
+    }
+    if (n < 0) {
+        if (n != -EPIPE && n != -ECANCELED) {
+            up_log(UP_LOG_WARN, "worker pid=%d: bad message: %s, closing its channel", (int)w->pid,
+                   strerror(-n));
+        }
+        up_mworker_chan_dead(w);
+        up_mworker_maybe_gone(w);
+        return;
+    }
+    on_message(w, &w->in.hdr, fd, (size_t)n);
+    recv_next(w);
+}
+
+/* The channel is finished (EOF, error, or the worker was reaped): stop
+ * using it, and route again everything the worker had not taken. */
+void up_mworker_chan_dead(struct up_mworker *w)
+{
+    if (w->chan_dead) {
+        return;
+    }
+    w->chan_dead = true;
+    up_timer_stop(w->gen->m->loop, &w->kill_timer);
+    up_loop_cancel(w->gen->m->loop, &w->rx);
+    up_loop_cancel(w->gen->m->loop, &w->tx);
+    requeue_all(w);
+    if (w->pid > 0 && w->state != UP_MW_DRAINING) {
+        /* A worker that closed its channel cannot be told anything: it is
+         * dying or broken. Make sure of it. */
+        kill(w->pid, SIGKILL);
+    }
+}
+
+/* ---- stderr: passed through to ours, the tail kept for reports ---- */
+
+static void keep_tail(struct up_mworker *w, const char *s, size_t n)
+{
+    if (n >= UP_MW_ERR_TAIL) {
+        s += n - (UP_MW_ERR_TAIL - 1);
+        n = UP_MW_ERR_TAIL - 1;
+    }
+    if (w->tail_len + n >= UP_MW_ERR_TAIL) {
+        size_t drop = w->tail_len + n - (UP_MW_ERR_TAIL - 1);
+        memmove(w->tail, w->tail + drop, w->tail_len - drop);
+        w->tail_len -= drop;
+    }
+    memcpy(w->tail + w->tail_len, s, n);
+    w->tail_len += n;
+    w->tail[w->tail_len] = '\0';
+}
+
+static void on_err(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct up_mworker *w = (struct up_mworker *)((char *)op - offsetof(struct up_mworker, err_op));
+    if (res > 0) {
+        /* Whole writes: workers write one line per write(2). A slow stderr
+         * (a full pipe) would block us here; stderr is a terminal, a file
+         * or journald in practice. */
+        ssize_t wr = write(STDERR_FILENO, w->errbuf, (size_t)res);
+        (void)wr;
+        keep_tail(w, w->errbuf, (size_t)res);
+        if (up_loop_read(loop, &w->err_op, w->errfd, w->errbuf, sizeof(w->errbuf)) == 0) {
+            return;
+        }
+    }
+    /* EOF (the worker and everything it started closed stderr), or the
+     * read was canceled at reap time: take what is left, without waiting. */
+    ssize_t n;
+    while ((n = read(w->errfd, w->errbuf, sizeof(w->errbuf))) > 0) {
+        ssize_t wr = write(STDERR_FILENO, w->errbuf, (size_t)n);
+        (void)wr;
+        keep_tail(w, w->errbuf, (size_t)n);
+    }
+    w->errfd = up_loop_close(loop, w->errfd);
+    up_mworker_maybe_gone(w);
+}
+
+/* ---- the end ---- */
+
+void up_mworker_maybe_gone(struct up_mworker *w)
+{
+    struct up_loop *loop = w->gen->m->loop;
+    if (w->state == UP_MW_GONE || w->pid > 0 || w->rx.busy || w->tx.busy || w->err_op.busy) {
+        return;
+    }
+    w->chan = up_loop_close(loop, w->chan);
+    w->errfd = up_loop_close(loop, w->errfd);
+    up_timer_stop(loop, &w->kill_timer);
+    w->state = UP_MW_GONE;
+    up_gen_worker_gone(w); /* may free w */
+}
+
+/* The process was reaped with wait status status. */
+void up_mworker_reaped(struct up_mworker *w, int status)
+{
+    w->pid = 0;
+    w->status = status;
+    up_mworker_chan_dead(w);
+    if (w->err_op.busy) {
+        up_loop_cancel(w->gen->m->loop, &w->err_op);
+    }
+    up_mworker_maybe_gone(w);
+}
+
+static void on_kill_timer(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_mworker *w =
+        (struct up_mworker *)((char *)t - offsetof(struct up_mworker, kill_timer));
+    if (w->pid > 0) {
+        up_log(UP_LOG_WARN, "worker pid=%d still running past its drain deadline, killing it",
+               (int)w->pid);
+        kill(w->pid, SIGKILL);
+    }
+}
+
+/* Tell w to drain (the generation's deadline and flags). */
+void up_mworker_drain(struct up_mworker *w)
+{
+    struct up_gen *g = w->gen;
+    if (w->state == UP_MW_GONE) {
+        return;
+    }
+    w->state = UP_MW_DRAINING;
+    w->drain_queued = true;
+    /* Connections not yet sent go to the generation that serves now. */
+    struct up_mconn *c;
+    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
+        w->nqueued--;
+        up_mconn_requeue(c);
+    }
+    uint64_t now = up_loop_now(g->m->loop);
+    uint64_t left = g->drain_deadline > now ? g->drain_deadline - now : 0;
+    up_timer_start(g->m->loop, &w->kill_timer, left + KILL_GRACE_MS);
+    up_mworker_kick(w);
+}
+
+/* ---- spawning ---- */
+
+/* Move fd above the range dup2 will target in the child (0-3), keeping
+ * CLOEXEC, so that the child's dup2(fd, 3) can never be a no-op that leaves
+ * CLOEXEC set. Returns the fd to use, or -errno. */
+static int lift_fd(int fd)
+{
+    if (fd > 3) {
+        return fd;
+    }
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    int r = nfd < 0 ? -errno : nfd;
+    up_close(fd);
+    return r;
+}
+
+static int spawn_process(struct up_mworker *w, int child_chan, int child_err)
+{
+    struct up_gen *g = w->gen;
+    struct up_master *m = g->m;
+    const struct up_cli *cli = m->cli;
+    char bin[600], gen[16], idx[16], maxhead[24];
+    const char *env_bin = getenv("UP_WORKER_BIN");
+    snprintf(bin, sizeof(bin), "%s", env_bin ? env_bin : "");
+    if (bin[0] == '\0') {
+        snprintf(bin, sizeof(bin), "%s/up-worker", m->self_dir);
+    }
+    snprintf(gen, sizeof(gen), "%u", g->id);
+    snprintf(idx, sizeof(idx), "%u", w->index);
+    snprintf(maxhead, sizeof(maxhead), "%zu", cli->max_head);
+    const char *argv[64 + UP_CLI_MAX_REQUIRE * 2];
+    int a = 0;
+    argv[a++] = bin;
+    argv[a++] = "--generation", argv[a++] = gen;
+    argv[a++] = "--index", argv[a++] = idx;
+    argv[a++] = "--title", argv[a++] = cli->title;
+    argv[a++] = "--max-head", argv[a++] = maxhead;
+    if (cli->ready_manual) {
+        argv[a++] = "--ready=manual";
+    }
+    for (int i = 0; i < cli->nrequire; i++) {
+        argv[a++] = "--require", argv[a++] = cli->require[i];
+    }
+    argv[a++] = g->app;
+    argv[a++] = "--";
+    for (int i = 1; i < cli->app_argc && a < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++) {
+        argv[a++] = cli->app_argv[i];
+    }
+    argv[a] = NULL;
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_adddup2(&fa, child_chan, 3);
+    posix_spawn_file_actions_adddup2(&fa, child_err, STDERR_FILENO);
+    /* The master blocks the signals it reads from its signalfd; a worker
+     * starts with none blocked and default dispositions. */
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int r = posix_spawn(&pid, bin, &fa, &attr, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (r != 0) {
+        return -r;
+    }
+    w->pid = pid;
+    return 0;
+}
+
+struct up_mworker *up_mworker_spawn(struct up_gen *g, unsigned index)
+{
+    struct up_master *m = g->m;
+    struct up_mworker *w = calloc(1, sizeof(*w));
+    int chan[2] = {-1, -1}, errp[2] = {-1, -1};
+    int r = -ENOMEM;
+    if (w == NULL || (w->payload = malloc(UP_PASSFD_MAX_PAYLOAD)) == NULL) {
+        goto fail;
+    }
+    w->gen = g;
+    w->index = index;
+    w->chan = w->errfd = -1;
+    w->rx.cb = on_rx;
+    w->tx.cb = on_tx;
+    w->err_op.cb = on_err;
+    w->kill_timer.cb = on_kill_timer;
+    r = up_passfd_pair(chan);
+    if (r < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+        r = r < 0 ? r : -errno;
+        goto fail;
+    }
+    if ((chan[1] = lift_fd(chan[1])) < 0 || (errp[1] = lift_fd(errp[1])) < 0) {
+        r = chan[1] < 0 ? chan[1] : errp[1];
+        goto fail;
+    }
+    r = spawn_process(w, chan[1], errp[1]);
+    if (r < 0) {
+        goto fail;
+    }
+    /* The child has its copies; ours of its ends go. */
+    up_close(chan[1]);
+    up_close(errp[1]);
+    w->chan = chan[0];
+    w->errfd = errp[0];
+    (void)up_fd_set_nonblock(w->errfd, 1);
+    recv_next(w);
+    (void)up_loop_read(m->loop, &w->err_op, w->errfd, w->errbuf, sizeof(w->errbuf));
+    return w;
+fail:
+    up_log(UP_LOG_ERR, "cannot start worker g%u#%u: %s", g->id, index, strerror(-r));
+    up_close(chan[0]);
+    up_close(chan[1]);
+    up_close(errp[0]);
+    up_close(errp[1]);
+    if (w != NULL) {
+        free(w->payload);
+        free(w);
+    }
+    return NULL;
+}
+
+void up_mworker_free(struct up_mworker *w)
+{
+    free(w->payload);
+    free(w);
+}
