@@ -1,5 +1,6 @@
 #include "ctl.h"
 
+#include "asrv.h"
 #include "fd.h"
 #include "log.h"
 #include "master.h"
@@ -13,136 +14,37 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* A client that does not send its command line within this time is
- * dropped: the control socket must not collect stuck connections. */
-#define CLIENT_TIMEOUT_MS 2000
-
-struct ctl_client {
-    struct up_ctl *ctl;
-    struct ctl_client *next;
-    int fd; /* owned */
-    struct up_op op;
-    struct up_timer timer;
-    char buf[4096]; /* the command, then the answer */
-    size_t len, off;
-    bool answering;
-};
-
 struct up_ctl {
     struct up_master *m;
-    int fd; /* owned: the listening socket */
-    struct up_op accept;
+    struct up_asrv *srv;
     char path[108];
-    struct ctl_client *clients;
 };
 
-static void client_free(struct ctl_client *c)
+static bool line_complete(const char *buf, size_t len)
 {
-    struct up_ctl *ctl = c->ctl;
-    struct ctl_client **pp = &ctl->clients;
-    while (*pp != c) {
-        pp = &(*pp)->next;
-    }
-    *pp = c->next;
-    up_timer_stop(ctl->m->loop, &c->timer);
-    c->fd = up_loop_close(ctl->m->loop, c->fd);
-    free(c);
+    return memchr(buf, '\n', len) != NULL;
 }
 
-static void client_end(struct ctl_client *c)
+static size_t run_command(void *ctx, char *buf, size_t len, size_t cap)
 {
-    if (c->op.busy) {
-        up_loop_cancel(c->ctl->m->loop, &c->op); /* on_client frees it */
-        return;
-    }
-    client_free(c);
-}
-
-static void run_command(struct ctl_client *c)
-{
-    struct up_master *m = c->ctl->m;
-    c->buf[c->len] = '\0';
-    c->buf[strcspn(c->buf, "\r\n")] = '\0';
+    struct up_ctl *ctl = ctx;
+    struct up_master *m = ctl->m;
+    (void)len;
     char cmd[32];
-    snprintf(cmd, sizeof(cmd), "%.31s", c->buf);
+    snprintf(cmd, sizeof(cmd), "%.*s", (int)strcspn(buf, "\r\n"), buf);
+    int n;
     if (strcmp(cmd, "reload") == 0) {
         up_master_reload(m, "control socket");
-        c->len = (size_t)snprintf(c->buf, sizeof(c->buf), "reloading: generation %u starting\n",
-                                  m->next_gen);
+        n = snprintf(buf, cap, "reloading: generation %u starting\n", m->next_gen);
     } else if (strcmp(cmd, "status") == 0) {
-        c->len = up_master_status(m, c->buf, sizeof(c->buf));
+        return up_master_status(m, buf, cap);
     } else if (strcmp(cmd, "stop") == 0) {
-        c->len = (size_t)snprintf(c->buf, sizeof(c->buf), "stopping\n");
         up_master_stop(m, true);
+        n = snprintf(buf, cap, "stopping\n");
     } else {
-        c->len =
-            (size_t)snprintf(c->buf, sizeof(c->buf),
-                             "error: unknown command '%s' (use reload, status or stop)\n", cmd);
+        n = snprintf(buf, cap, "error: unknown command '%s' (use reload, status or stop)\n", cmd);
     }
-    c->off = 0;
-    c->answering = true;
-}
-
-static void on_client(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
-{
-    (void)flags;
-    struct ctl_client *c = (struct ctl_client *)((char *)op - offsetof(struct ctl_client, op));
-    if (res <= 0) {
-        client_free(c);
-        return;
-    }
-    if (!c->answering) {
-        c->len += (size_t)res;
-        if (memchr(c->buf, '\n', c->len) == NULL && c->len < sizeof(c->buf) - 1) {
-            if (up_loop_recv(loop, &c->op, c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0) <
-                0) {
-                client_free(c);
-            }
-            return;
-        }
-        run_command(c);
-    } else {
-        c->off += (size_t)res;
-    }
-    if (c->off >= c->len ||
-        up_loop_send(loop, &c->op, c->fd, c->buf + c->off, c->len - c->off, 0) < 0) {
-        client_free(c); /* answered (or the client left): EOF ends it */
-    }
-}
-
-static void on_client_timeout(struct up_loop *loop, struct up_timer *t)
-{
-    (void)loop;
-    client_end((struct ctl_client *)((char *)t - offsetof(struct ctl_client, timer)));
-}
-
-static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
-{
-    struct up_ctl *ctl = (struct up_ctl *)((char *)op - offsetof(struct up_ctl, accept));
-    if (res >= 0) {
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-        struct ctl_client *c = NULL;
-        if (getsockopt(res, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-            (cred.uid != getuid() && cred.uid != 0) || (c = calloc(1, sizeof(*c))) == NULL) {
-            up_log(UP_LOG_WARN, "control socket: refused a client (uid or memory)");
-            up_close(res);
-        } else {
-            c->ctl = ctl;
-            c->fd = res;
-            c->op.cb = on_client;
-            c->timer.cb = on_client_timeout;
-            c->next = ctl->clients;
-            ctl->clients = c;
-            up_timer_start(loop, &c->timer, CLIENT_TIMEOUT_MS);
-            if (up_loop_recv(loop, &c->op, c->fd, c->buf, sizeof(c->buf) - 1, 0) < 0) {
-                client_free(c);
-            }
-        }
-    }
-    if (!(flags & UP_OP_F_MORE) && res != -ECANCELED && ctl->fd >= 0) {
-        (void)up_loop_accept(loop, &ctl->accept, ctl->fd);
-    }
+    return n > 0 ? (size_t)n : 0;
 }
 
 static int make_parent_dir(const char *path)
@@ -160,6 +62,38 @@ static int make_parent_dir(const char *path)
     return 0;
 }
 
+/* Bind the control socket at path. A socket file nobody answers on is stale
+ * and replaced; a live one means another master: -EADDRINUSE. */
+static int bind_socket(const char *path, int *ret_fd)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    int r = make_parent_dir(path);
+    int fd = r < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (r == 0 && fd < 0) {
+        r = -errno;
+    }
+    if (r == 0) {
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0) {
+            r = -EADDRINUSE;
+        } else {
+            unlink(path);
+        }
+        up_close(probe);
+    }
+    if (r == 0 && (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0600) < 0 ||
+                   listen(fd, 16) < 0)) {
+        r = -errno;
+    }
+    if (r < 0) {
+        up_close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
 int up_ctl_open(struct up_master *m, struct up_ctl **ret)
 {
     struct up_ctl *ctl = calloc(1, sizeof(*ctl));
@@ -167,39 +101,17 @@ int up_ctl_open(struct up_master *m, struct up_ctl **ret)
         return -ENOMEM;
     }
     ctl->m = m;
-    ctl->fd = -1;
-    ctl->accept.cb = on_accept;
+    int fd = -1;
     int r = up_cli_control_path(m->cli, ctl->path, sizeof(ctl->path));
     if (r >= 0) {
-        r = make_parent_dir(ctl->path);
-    }
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (r >= 0) {
-        snprintf(a.sun_path, sizeof(a.sun_path), "%s", ctl->path);
-        ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        r = ctl->fd < 0 ? -errno : 0;
+        r = bind_socket(ctl->path, &fd);
     }
     if (r >= 0) {
-        /* Only a socket nobody answers on is stale and may be replaced. */
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0) {
-            r = -EADDRINUSE;
-        } else {
-            unlink(ctl->path);
-        }
-        up_close(probe);
-    }
-    if (r >= 0 && (bind(ctl->fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-                   chmod(ctl->path, 0600) < 0 || listen(ctl->fd, 16) < 0)) {
-        r = -errno;
-    }
-    if (r >= 0) {
-        r = up_loop_accept(m->loop, &ctl->accept, ctl->fd);
+        r = up_asrv_open_take(m->loop, fd, true, line_complete, run_command, ctl, &ctl->srv);
     }
     if (r < 0) {
         up_log(UP_LOG_ERR, "control socket %s: %s%s", ctl->path, strerror(-r),
                r == -EADDRINUSE ? " (another up-run is running there; use --control)" : "");
-        ctl->fd = up_close(ctl->fd);
         free(ctl);
         return r;
     }
@@ -212,22 +124,7 @@ void up_ctl_close(struct up_ctl *ctl)
     if (ctl == NULL) {
         return;
     }
-    struct up_loop *loop = ctl->m->loop;
-    while (ctl->clients != NULL) {
-        struct ctl_client *c = ctl->clients;
-        up_loop_cancel(loop, &c->op);
-        while (c->op.busy) {
-            up_loop_run_once(loop);
-        }
-        if (ctl->clients == c) {
-            client_free(c);
-        }
-    }
-    up_loop_cancel(loop, &ctl->accept);
-    while (ctl->accept.busy) {
-        up_loop_run_once(loop);
-    }
-    ctl->fd = up_loop_close(loop, ctl->fd);
+    up_asrv_close(ctl->srv);
     unlink(ctl->path);
     free(ctl);
 }
@@ -255,9 +152,10 @@ int up_ctl_command(const struct up_cli *cli, const char *cmd)
     int code = write(fd, line, (size_t)len) == len ? 0 : 1;
     char buf[4096];
     ssize_t n;
-    bool error = false;
+    bool error = false, first = true;
     while ((n = read(fd, buf, sizeof(buf))) > 0) {
-        error = error || strncmp(buf, "error", 5) == 0;
+        error = error || (first && strncmp(buf, "error", 5) == 0);
+        first = false;
         fwrite(buf, 1, (size_t)n, stdout);
     }
     up_close(fd);

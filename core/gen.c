@@ -7,6 +7,7 @@
 #include "log.h"
 #include "master.h"
 #include "mconn.h"
+#include "notify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -155,6 +156,10 @@ static void gen_fail(struct up_gen *g, const char *why)
              g->fail_reason);
     up_log(UP_LOG_ERR, "%s%s", m->last_error,
            m->active ? "; the running generation keeps serving" : "");
+    if (m->active != NULL) {
+        /* systemd waits for READY=1 after RELOADING=1, failed or not. */
+        up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
+    }
     log_tails(g);
     up_gen_kill_all_of(g, SIGKILL); /* never ready: it holds no connection */
     bool starting = false;
@@ -219,6 +224,9 @@ void up_gen_worker_ready(struct up_mworker *w)
     }
     w->state = UP_MW_READY;
     up_log(UP_LOG_DEBUG, "worker g%u#%u pid=%d ready", g->id, w->index, (int)w->pid);
+    if (g->m->state == UP_MASTER_STOPPING) {
+        return; /* being stopped: nothing to activate */
+    }
     if (g->state == UP_GEN_STARTING) {
         activate(g);
     } else if (g->state == UP_GEN_DRAINING) {
@@ -307,8 +315,11 @@ void up_gen_worker_gone(struct up_mworker *w)
     *pp = w->next;
     g->nworkers--;
     up_mworker_free(w);
+    /* A generation with no worker left is done if it is not serving, or
+     * if the master is stopping (a starting one is abandoned then). */
     if (g->nworkers == 0 && g->respawn_due == 0 &&
-        (g->state == UP_GEN_DRAINING || g->state == UP_GEN_FAILED)) {
+        (g->state == UP_GEN_DRAINING || g->state == UP_GEN_FAILED ||
+         m->state == UP_MASTER_STOPPING)) {
         gen_free(g);
     }
     up_master_check_done(m);

@@ -10,6 +10,8 @@
 #include "listen.h"
 #include "log.h"
 #include "mconn.h"
+#include "metrics.h"
+#include "notify.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -83,7 +85,7 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
         (struct up_listener *)((char *)op - offsetof(struct up_listener, accept));
     struct up_master *m = l->m;
     if (res >= 0) {
-        up_mconn_accept_take(m, res);
+        up_mconn_accept_take(m, res, l->unix_sock);
         if (m->nmconns >= m->max_pending && !l->paused) {
             pause_accepting(m);
         }
@@ -134,6 +136,7 @@ static int open_listeners(struct up_master *m)
             return r;
         }
         l->m = m;
+        l->unix_sock = a.ss.ss_family == AF_UNIX;
         l->accept.cb = on_accept;
         l->retry.cb = on_accept_retry;
         snprintf(l->text, sizeof(l->text), "%s", a.text);
@@ -207,7 +210,10 @@ void up_master_reload(struct up_master *m, const char *why)
         return;
     }
     up_log(UP_LOG_INFO, "%s: reloading", why);
-    (void)up_gen_start(m);
+    up_notify_reloading();
+    if (up_gen_start(m) == NULL && m->active != NULL) {
+        up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
+    }
 }
 
 void up_master_no_generation(struct up_master *m)
@@ -240,6 +246,9 @@ void up_master_generation_active(struct up_master *m)
     if (m->state == UP_MASTER_STARTING) {
         m->state = UP_MASTER_RUNNING;
     }
+    char status[96];
+    snprintf(status, sizeof(status), "READY=1\nSTATUS=generation %u serving", m->active->id);
+    up_notify(status);
     up_mconn_route_queued(m);
 }
 
@@ -256,6 +265,9 @@ void up_master_stop(struct up_master *m, bool graceful)
 {
     bool first = m->state != UP_MASTER_STOPPING;
     m->state = UP_MASTER_STOPPING;
+    if (first) {
+        up_notify("STOPPING=1");
+    }
     for (int i = 0; i < m->nlisteners; i++) {
         up_loop_cancel(m->loop, &m->listeners[i].accept);
         up_timer_stop(m->loop, &m->listeners[i].retry);
@@ -409,6 +421,9 @@ int up_master_init(struct up_master *m, const struct up_cli *cli)
     if ((r = up_ctl_open(m, &m->ctl)) < 0) {
         return r;
     }
+    if (cli->metrics != NULL && (r = up_metrics_open(m, cli->metrics, &m->metrics)) < 0) {
+        return r;
+    }
     if (cli->watch && (r = up_watch_start(m, &m->watch)) < 0) {
         return r;
     }
@@ -443,6 +458,7 @@ void up_master_free(struct up_master *m)
             up_loop_cancel(m->loop, &m->listeners[i].accept);
         }
         up_ctl_close(m->ctl);
+        up_metrics_close(m->metrics);
         up_watch_free(m->watch);
         for (int i = 0; i < 100 && up_loop_pending(m->loop) > 0; i++) {
             up_loop_run_once(m->loop);

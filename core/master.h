@@ -25,6 +25,7 @@
 struct up_gen;
 struct up_mconn;
 struct up_ctl;
+struct up_metrics;
 struct up_watch;
 
 #define UP_MAX_LISTENERS UP_CLI_MAX_LISTEN
@@ -35,6 +36,7 @@ struct up_listener {
     struct up_op accept;   /* multishot accept */
     struct up_timer retry; /* re-arm after EMFILE/ENFILE or a pause */
     bool paused;           /* too many connections pending: not accepting */
+    bool unix_sock;        /* AF_UNIX listener */
     char text[128];
 };
 
@@ -86,6 +88,7 @@ struct up_master {
     char *bufs; /* free list of peek buffers */
 
     struct up_ctl *ctl;
+    struct up_metrics *metrics;
     struct up_watch *watch;
     struct up_timer stop_timer; /* graceful stop deadline */
     struct up_master_stats stats;

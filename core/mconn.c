@@ -343,16 +343,14 @@ static void peek(struct up_mconn *c)
     }
 }
 
-void up_mconn_accept_take(struct up_master *m, int fd)
+void up_mconn_accept_take(struct up_master *m, int fd, bool unix_sock)
 {
     struct up_mconn *c = mconn_new_take(m, fd);
     if (c == NULL) {
         return;
     }
     m->stats.accepted++;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss.ss_family);
-    c->unix_sock = getsockname(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_UNIX;
+    c->unix_sock = unix_sock;
     c->deadline = up_loop_now(m->loop) + m->cli->header_timeout_ms;
     up_timer_start(m->loop, &c->timer, m->cli->header_timeout_ms);
     peek(c);

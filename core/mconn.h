@@ -77,8 +77,9 @@ struct up_mconn {
     unsigned tries;    /* times routed */
 };
 
-/* Take a freshly accepted fd and start peeking. */
-void up_mconn_accept_take(struct up_master *m, int fd);
+/* Take a freshly accepted fd and start peeking. unix_sock: it came from a
+ * unix socket listener (no SO_RCVLOWAT there). */
+void up_mconn_accept_take(struct up_master *m, int fd, bool unix_sock);
 
 /* Take a connection a draining worker handed back (fd and the bytes it had
  * read, copied) and route it to the active generation. */

@@ -1,0 +1,39 @@
+/*
+ * asrv: a tiny answer server on the master's loop. A client connects, sends
+ * one request (a command line, or an HTTP GET), gets one answer, and the
+ * connection closes. The control socket and the metrics endpoint are both
+ * this.
+ *
+ * Bounded: a request is at most ASRV_BUF - 1 bytes and must arrive within
+ * ASRV_TIMEOUT_MS; at most ASRV_MAX_CLIENTS are served at once (more are
+ * closed at accept). Never blocks; never logs except a refused client.
+ */
+#ifndef UP_ASRV_H
+#define UP_ASRV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loop.h"
+
+#define UP_ASRV_BUF 8192
+
+struct up_asrv;
+
+/* Is the request in buf[0..len) complete? */
+typedef bool (*up_asrv_complete_fn)(const char *buf, size_t len);
+/* Answer the request in buf[0..len) (NUL-terminated) by writing the answer
+ * into buf (cap bytes); return its length. */
+typedef size_t (*up_asrv_answer_fn)(void *ctx, char *buf, size_t len, size_t cap);
+
+/* Serve on the listening socket lfd (taken: closed by up_asrv_close(), or
+ * here on failure). same_uid: refuse unix peers of another user (root is
+ * allowed). Returns 0 with *ret set, or -errno. */
+int up_asrv_open_take(struct up_loop *loop, int lfd, bool same_uid, up_asrv_complete_fn complete,
+                      up_asrv_answer_fn answer, void *ctx, struct up_asrv **ret);
+
+/* End every client and close the socket (running the loop until their ops
+ * are done). NULL is fine. */
+void up_asrv_close(struct up_asrv *s);
+
+#endif
