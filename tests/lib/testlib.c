@@ -92,7 +92,9 @@ int up_test_free_port(void)
 {
     int low = 32768;
     FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
-    unsigned seed = (unsigned)getpid() ^ (unsigned)tl_now_ms();
+    /* Two calls in the same millisecond must not draw the same port. */
+    static unsigned calls;
+    unsigned seed = (unsigned)getpid() ^ (unsigned)tl_now_ms() ^ (++calls * 2654435761u);
 
     if (f != NULL) {
         if (fscanf(f, "%d", &low) != 1) {
