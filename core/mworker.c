@@ -9,19 +9,19 @@
 #include "log.h"
 #include "master.h"
 #include "mconn.h"
+#include "child.h"
+
+#include <spawn.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* A draining worker still alive this long after its deadline is killed:
  * it had its chance to finish and hand its connections back. */
@@ -476,25 +476,14 @@ static int spawn_process(struct up_mworker *w, int child_chan, int child_err)
     argv[a] = NULL;
 
     posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
     posix_spawn_file_actions_adddup2(&fa, child_chan, 3);
     posix_spawn_file_actions_adddup2(&fa, child_err, STDERR_FILENO);
-    /* The master blocks the signals it reads from its signalfd; a worker
-     * starts with none blocked and default dispositions. */
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int r = posix_spawn(&pid, bin, &fa, &attr, (char *const *)argv, environ);
+    int r = up_child_spawn(bin, argv, &fa, &pid);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (r != 0) {
-        return -r;
+    if (r < 0) {
+        return r;
     }
     w->pid = pid;
     return 0;

@@ -11,10 +11,31 @@ static struct {
     size_t len;
 } up_title_area;
 
-void up_title_init(int argc, char **argv)
+static char **copy_args(int argc, char **argv)
 {
-    if (argc <= 0 || argv[0] == NULL) {
-        return;
+    char **args = calloc((size_t)argc + 1, sizeof(*args));
+    for (int i = 0; args != NULL && i < argc; i++) {
+        if ((args[i] = strdup(argv[i])) == NULL) {
+            up_title_free_args(args);
+            return NULL;
+        }
+    }
+    return args;
+}
+
+void up_title_free_args(char **args)
+{
+    for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
+        free(args[i]);
+    }
+    free(args);
+}
+
+char **up_title_init(int argc, char **argv)
+{
+    char **args = copy_args(argc, argv);
+    if (args == NULL || argc <= 0 || argv[0] == NULL) {
+        return args;
     }
     char *end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
     size_t n = 0;
@@ -27,7 +48,7 @@ void up_title_init(int argc, char **argv)
     if (env == NULL) {
         up_title_area.start = argv[0];
         up_title_area.len = (size_t)(end - argv[0]);
-        return;
+        return args;
     }
     for (size_t i = 0; i < n; i++) {
         if (environ[i] == end) {
@@ -38,6 +59,7 @@ void up_title_init(int argc, char **argv)
     environ = env;
     up_title_area.start = argv[0];
     up_title_area.len = (size_t)(end - argv[0]);
+    return args;
 }
 
 void up_title_set(const char *title)

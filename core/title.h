@@ -11,9 +11,14 @@
 #define UP_TITLE_H
 
 /* Remember the argv area. Call once, first thing in main(), before anything
- * reads environ: environ is moved to a copy. argv itself stays readable
- * until up_title_set() is called; copy what you need before that. */
-void up_title_init(int argc, char **argv);
+ * reads environ: environ is moved to a copy. Returns a copy of argv (argc
+ * strings and a NULL) for the program to parse, since up_title_set()
+ * overwrites the original; free it with up_title_free_args(). NULL when out
+ * of memory. */
+char **up_title_init(int argc, char **argv);
+
+/* Free what up_title_init() returned (NULL is fine). */
+void up_title_free_args(char **args);
 
 /* Set the title ("up master"). Longer titles are cut to fit the area. */
 void up_title_set(const char *title);

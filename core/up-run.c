@@ -35,15 +35,11 @@ static int serve(const struct up_cli *cli)
 
 int main(int argc, char **argv)
 {
-    /* Copy the arguments away: the process title overwrites argv. */
-    char **args = calloc((size_t)argc + 1, sizeof(*args));
+    /* Parse a copy: the process title overwrites argv. */
+    char **args = up_title_init(argc, argv);
     if (args == NULL) {
         return 1;
     }
-    for (int i = 0; i < argc; i++) {
-        args[i] = strdup(argv[i]);
-    }
-    up_title_init(argc, argv);
     up_log_init("up-run");
     struct up_cli cli;
     char err[512];
@@ -69,9 +65,6 @@ int main(int argc, char **argv)
     if (r == 0) {
         up_cli_free(&cli);
     }
-    for (int i = 0; i < argc; i++) {
-        free(args[i]);
-    }
-    free(args);
+    up_title_free_args(args);
     return code;
 }

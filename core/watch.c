@@ -3,11 +3,13 @@
 #include "fd.h"
 #include "log.h"
 #include "master.h"
+#include "child.h"
+
+#include <spawn.h>
 
 #include <errno.h>
 #include <libgen.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +17,6 @@
 #include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* Changes closer together than this are one change: an editor's save or a
  * compiler's output is several events. */
@@ -53,23 +53,14 @@ static void start_build(struct up_watch *w)
 {
     const char *argv[] = {"sh", "-c", w->m->cli->build_cmd, NULL};
     posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
     posix_spawn_file_actions_addchdir_np(&fa, w->dir);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     up_log(UP_LOG_INFO, "change detected: running build: %s", w->m->cli->build_cmd);
-    int r = posix_spawn(&w->build_pid, "/bin/sh", &fa, &attr, (char *const *)argv, environ);
+    int r = up_child_spawn("/bin/sh", argv, &fa, &w->build_pid);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (r != 0) {
+    if (r < 0) {
         w->build_pid = 0;
-        up_log(UP_LOG_ERR, "cannot run the build: %s; the old code keeps serving", strerror(r));
+        up_log(UP_LOG_ERR, "cannot run the build: %s; the old code keeps serving", strerror(-r));
     }
 }
 

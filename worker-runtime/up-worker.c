@@ -167,21 +167,18 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
 
 int main(int argc, char **argv)
 {
-    /* Arguments are copied out of argv before the title overwrites it. */
-    char **args = calloc((size_t)argc + 1, sizeof(*args));
+    /* Parse a copy: the process title overwrites argv. */
+    char **args = up_title_init(argc, argv);
     if (args == NULL) {
         return 1;
     }
-    for (int i = 0; i < argc; i++) {
-        args[i] = strdup(argv[i]);
-    }
-    up_title_init(argc, argv);
     struct up_worker_cfg cfg = {.title = "up"};
-    if (parse_env(&cfg) < 0) {
-        return 2;
+    int r = parse_env(&cfg);
+    if (r == 0) {
+        r = parse_args(argc, args, &cfg);
     }
-    int r = parse_args(argc, args, &cfg);
     if (r != 0) {
+        up_title_free_args(args);
         return r > 0 ? 0 : 2;
     }
     char tag[64];
@@ -197,9 +194,6 @@ int main(int argc, char **argv)
     up_title_set(title);
     int code = up_worker_main(&cfg);
     free(cfg.app_argv);
-    for (int i = 0; i < argc; i++) {
-        free(args[i]);
-    }
-    free(args);
+    up_title_free_args(args);
     return code;
 }
