@@ -125,7 +125,7 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
     if (res >= 0) {
         client_start(s, res);
     }
-    if (!(flags & UP_OP_F_MORE) && res != -ECANCELED && s->fd >= 0) {
+    if (!(flags & UP_OP_F_MORE) && !op->canceling && s->fd >= 0) {
         /* EMFILE and friends: the next connection retries; a control
          * socket is too quiet to need a timer. */
         (void)up_loop_accept(loop, &s->accept, s->fd);
@@ -166,10 +166,8 @@ void up_asrv_close(struct up_asrv *s)
         up_loop_cancel(s->loop, &c->op);
     }
     up_loop_cancel(s->loop, &s->accept);
-    /* Canceled ops complete within an iteration or two; bound it. */
-    for (int i = 0; i < 100 && (s->clients != NULL || s->accept.busy); i++) {
-        up_loop_run_once(s->loop);
-    }
+    /* The clients' and the accept's final callbacks run here. */
+    up_loop_drain(s->loop, 2000);
     s->fd = up_loop_close(s->loop, s->fd);
     free(s);
 }

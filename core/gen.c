@@ -446,7 +446,7 @@ struct up_mworker *up_gen_pick(struct up_master *m)
         for (unsigned i = 0; i < k && w != NULL; i++) {
             w = w->next;
         }
-        if (w != NULL && w->state == UP_MW_READY && !w->chan_full && !w->chan_dead) {
+        if (w != NULL && w->state == UP_MW_READY && w->pid > 0 && !w->chan_full && !w->chan_dead) {
             return w;
         }
     }

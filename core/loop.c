@@ -101,8 +101,10 @@ bool up_loop_ring_cmsg(const struct up_loop *loop)
 void up_loop_complete(struct up_loop *loop, struct up_op *op, int res, bool more)
 {
     if (!more) {
+        /* canceling stays set through the final callback, so that a
+         * callback which re-arms its op can tell it was asked to stop even
+         * when the op completed for another reason first. */
         op->busy = false;
-        op->canceling = false;
         loop->pending--;
     }
     op->cb(loop, op, res, more ? UP_OP_F_MORE : 0);
@@ -315,6 +317,25 @@ int up_loop_run_once(struct up_loop *loop)
     up_loop_tick(loop);
     run_timers(loop);
     return r == -EINTR ? 0 : r;
+}
+
+static void drain_deadline(struct up_loop *loop, struct up_timer *t)
+{
+    (void)t;
+    loop->stopping = true;
+}
+
+void up_loop_drain(struct up_loop *loop, uint64_t max_ms)
+{
+    struct up_timer t = {.cb = drain_deadline};
+    up_timer_start(loop, &t, max_ms);
+    loop->stopping = false;
+    while (loop->pending > 0 && !loop->stopping) {
+        if (up_loop_run_once(loop) < 0) {
+            break;
+        }
+    }
+    up_timer_stop(loop, &t);
 }
 
 int up_loop_run(struct up_loop *loop)

@@ -70,7 +70,8 @@ struct up_op {
     /* Everything below is the loop's. */
     enum up_op_kind kind;
     bool busy;      /* in flight: started, final callback not yet run */
-    bool canceling; /* up_loop_cancel() was called */
+    bool canceling; /* up_loop_cancel() was called; still set in the final
+                     * callback: an op that re-arms itself must not then */
     int fd;         /* borrowed */
     int flags;      /* MSG_* flags, or the poll mask for UP_OP_POLL */
     void *buf;
@@ -156,5 +157,10 @@ void up_loop_stop(struct up_loop *loop);
 
 /* Ops in flight (debugging and teardown checks). */
 size_t up_loop_pending(const struct up_loop *loop);
+
+/* Teardown: run the loop until no op is in flight (after canceling them),
+ * but at most max_ms, so that an op that never completes cannot hang an
+ * exit. Blocks up to max_ms. */
+void up_loop_drain(struct up_loop *loop, uint64_t max_ms);
 
 #endif

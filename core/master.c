@@ -93,8 +93,11 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
     if (flags & UP_OP_F_MORE) {
         return;
     }
-    if (res == -ECANCELED || res >= 0) {
-        arm_accept(l); /* no-op while paused or stopping */
+    if (op->canceling) {
+        return; /* paused or stopping: arm_accept() starts it again */
+    }
+    if (res >= 0) {
+        arm_accept(l);
         return;
     }
     /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection waits in the
@@ -176,7 +179,7 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             break;
         }
     }
-    if (res != -ECANCELED && m->sigfd >= 0) {
+    if (!op->canceling && m->sigfd >= 0) {
         (void)up_loop_read(loop, &m->sig_op, m->sigfd, m->sig_buf, sizeof(struct signalfd_siginfo));
     }
 }
@@ -324,9 +327,10 @@ size_t up_master_status(const struct up_master *m, char *buf, size_t cap)
     for (const struct up_gen *g = m->gens; g != NULL; g = g->next) {
         OUT("generation %u %s workers=%u\n", g->id, up_gen_state_name(g->state), g->nworkers);
         for (const struct up_mworker *w = g->workers; w != NULL; w = w->next) {
+            /* Reaped but its channel not yet read to the end: "exited". */
             OUT("  worker #%u pid=%d %s conns=%llu requests=%llu\n", w->index, (int)w->pid,
-                up_mworker_state_name(w->state), (unsigned long long)w->conns,
-                (unsigned long long)w->requests);
+                w->pid > 0 ? up_mworker_state_name(w->state) : "exited",
+                (unsigned long long)w->conns, (unsigned long long)w->requests);
         }
     }
     const struct up_master_stats *s = &m->stats;
@@ -460,9 +464,7 @@ void up_master_free(struct up_master *m)
         up_ctl_close(m->ctl);
         up_metrics_close(m->metrics);
         up_watch_free(m->watch);
-        for (int i = 0; i < 100 && up_loop_pending(m->loop) > 0; i++) {
-            up_loop_run_once(m->loop);
-        }
+        up_loop_drain(m->loop, 2000);
     }
     for (int i = 0; i < m->nlisteners; i++) {
         m->listeners[i].fd = up_close(m->listeners[i].fd);

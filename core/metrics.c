@@ -44,7 +44,7 @@ size_t up_metrics_text(const struct up_master *m, char *buf, size_t cap)
     for (const struct up_gen *g = m->gens; g != NULL; g = g->next) {
         for (const struct up_mworker *w = g->workers; w != NULL; w = w->next) {
             total++;
-            ready += w->state == UP_MW_READY && g == m->active;
+            ready += w->state == UP_MW_READY && w->pid > 0 && g == m->active;
             held += w->conns;
         }
     }

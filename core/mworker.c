@@ -309,7 +309,6 @@ void up_mworker_chan_dead(struct up_mworker *w)
         return;
     }
     w->chan_dead = true;
-    up_timer_stop(w->gen->m->loop, &w->kill_timer);
     up_loop_cancel(w->gen->m->loop, &w->rx);
     up_loop_cancel(w->gen->m->loop, &w->tx);
     requeue_all(w);
@@ -370,7 +369,8 @@ static void on_err(struct up_loop *loop, struct up_op *op, int res, uint32_t fla
 void up_mworker_maybe_gone(struct up_mworker *w)
 {
     struct up_loop *loop = w->gen->m->loop;
-    if (w->state == UP_MW_GONE || w->pid > 0 || w->rx.busy || w->tx.busy || w->err_op.busy) {
+    if (w->state == UP_MW_GONE || w->pid > 0 || !w->chan_dead || w->rx.busy || w->tx.busy ||
+        w->err_op.busy) {
         return;
     }
     w->chan = up_loop_close(loop, w->chan);
@@ -380,14 +380,22 @@ void up_mworker_maybe_gone(struct up_mworker *w)
     up_gen_worker_gone(w); /* may free w */
 }
 
-/* The process was reaped with wait status status. */
+/* After a worker exits, how long its channel may take to deliver what is
+ * still queued in it (a FAIL with the reason) and report EOF. */
+#define REAPED_CHAN_MS 1000
+
+/* The process was reaped with wait status status. Its channel still holds
+ * whatever it sent last (FAIL with the dlerror() text, handed-back
+ * connections): read on until EOF rather than cut it, with a guard timer in
+ * case something the worker started keeps the channel open. */
 void up_mworker_reaped(struct up_mworker *w, int status)
 {
+    struct up_loop *loop = w->gen->m->loop;
     w->pid = 0;
     w->status = status;
-    up_mworker_chan_dead(w);
+    up_timer_start(loop, &w->kill_timer, REAPED_CHAN_MS);
     if (w->err_op.busy) {
-        up_loop_cancel(w->gen->m->loop, &w->err_op);
+        up_loop_cancel(loop, &w->err_op);
     }
     up_mworker_maybe_gone(w);
 }
@@ -397,7 +405,10 @@ static void on_kill_timer(struct up_loop *loop, struct up_timer *t)
     (void)loop;
     struct up_mworker *w =
         (struct up_mworker *)((char *)t - offsetof(struct up_mworker, kill_timer));
-    if (w->pid > 0) {
+    if (w->pid == 0) {
+        up_mworker_chan_dead(w); /* reaped, and the channel never ended */
+        up_mworker_maybe_gone(w);
+    } else {
         up_log(UP_LOG_WARN, "worker pid=%d still running past its drain deadline, killing it",
                (int)w->pid);
         kill(w->pid, SIGKILL);

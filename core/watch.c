@@ -186,9 +186,7 @@ void up_watch_free(struct up_watch *w)
     if (!w->stopped) {
         up_watch_stop(w);
     }
-    while (w->op.busy) {
-        up_loop_run_once(w->m->loop);
-    }
+    up_loop_drain(w->m->loop, 2000);
     w->fd = up_loop_close(w->m->loop, w->fd);
     free(w);
 }

@@ -9,6 +9,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -455,10 +456,10 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             begin_drain(w, w->cfg.drain_timeout_ms, 0);
         }
     }
-    if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+    if (res < 0 && res != -EINTR && res != -EAGAIN) {
         return;
     }
-    if (w->sigfd >= 0 && res != -ECANCELED) {
+    if (w->sigfd >= 0 && !op->canceling) {
         (void)up_loop_read(loop, &w->sig_op, w->sigfd, w->sig_buf, sizeof(w->sig_buf));
     }
 }
@@ -587,6 +588,9 @@ static int find_channel(void)
     if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET) {
         return -1;
     }
+    /* Inherited without CLOEXEC (dup2 clears it): set it, so that programs
+     * the app runs cannot keep the channel open after this worker exits. */
+    (void)fcntl(3, F_SETFD, FD_CLOEXEC);
     return 3;
 }
 
@@ -634,10 +638,7 @@ static void worker_free(struct up_worker *w)
         up_loop_cancel(w->loop, &w->chan_rx);
         up_loop_cancel(w->loop, &w->chan_tx);
         up_loop_cancel(w->loop, &w->accept_op);
-        /* Canceled ops complete within an iteration or two; bound it. */
-        for (int i = 0; i < 100 && up_loop_pending(w->loop) > 0; i++) {
-            up_loop_run_once(w->loop);
-        }
+        up_loop_drain(w->loop, 2000);
     }
     if (w->tx_inflight != NULL) {
         msg_free(w, w->tx_inflight);
