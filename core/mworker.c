@@ -27,6 +27,12 @@
  * it had its chance to finish and hand its connections back. */
 #define KILL_GRACE_MS 5000
 
+/* After a worker exits, how long its channel may go without delivering
+ * anything (a FAIL with the reason, handed-back connections) before it is
+ * given up. Each message read restarts it: a starved master reading slowly
+ * must not drop connections still queued in the channel. */
+#define REAPED_CHAN_MS 5000
+
 const char *up_mworker_state_name(enum up_mworker_state s)
 {
     switch (s) {
@@ -298,6 +304,10 @@ static void on_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
         return;
     }
     on_message(w, &w->in.hdr, fd, (size_t)n);
+    if (w->pid == 0) {
+        /* Reaped: the channel still makes progress, keep reading it. */
+        up_timer_start(w->gen->m->loop, &w->kill_timer, REAPED_CHAN_MS);
+    }
     recv_next(w);
 }
 
@@ -380,9 +390,6 @@ void up_mworker_maybe_gone(struct up_mworker *w)
     up_gen_worker_gone(w); /* may free w */
 }
 
-/* After a worker exits, how long its channel may take to deliver what is
- * still queued in it (a FAIL with the reason) and report EOF. */
-#define REAPED_CHAN_MS 1000
 
 /* The process was reaped with wait status status. Its channel still holds
  * whatever it sent last (FAIL with the dlerror() text, handed-back
