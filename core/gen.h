@@ -77,10 +77,11 @@ struct up_mworker {
     bool drain_queued;   /* DRAIN to send */
     bool drain_inflight; /* DRAIN being sent (tx) */
     bool drain_sent;
-    bool chan_dead;                               /* EOF, error or reaped: no more sends; closing */
-    struct up_passfd_out drain_out;               /* DRAIN message in flight */
-    struct up_mconn *tx_conn;                     /* CONN in flight */
-    struct up_mconn *txq_head, *txq_tail;         /* CONNs to send */
+    bool tx_dead;                         /* a send failed: send nothing more (rx goes on to EOF) */
+    bool chan_dead;                       /* EOF, error or reaped: no more sends; closing */
+    struct up_passfd_out drain_out;       /* DRAIN message in flight */
+    struct up_mconn *tx_conn;             /* CONN in flight */
+    struct up_mconn *txq_head, *txq_tail; /* CONNs to send */
     struct up_mconn *unacked_head, *unacked_tail; /* sent, not ACKed */
     size_t nqueued;                               /* in txq + unacked */
 
@@ -126,6 +127,12 @@ struct up_gen *up_gen_start(struct up_master *m);
 
 /* Move every generation toward what it wants (see above). */
 void up_gen_reconcile(struct up_master *m);
+
+/* Is there room under the process budget ((max-draining + 1) x N) for a
+ * new generation? If not, abandon any generation still starting and make
+ * the oldest draining one hand back its idle connections, and return false:
+ * the caller retries when a worker is gone. */
+bool up_gen_make_room(struct up_master *m);
 
 /* Ask gen to stop: drain with the master's timeout. flags: DRAIN flags
  * (UP_DRAIN_F_*) to send with it. */

@@ -136,9 +136,31 @@ static int send_conn(struct up_mworker *w, struct up_mconn *c)
     return r;
 }
 
+/* Sending to w failed (the worker exited, or closed its end): send nothing
+ * more, and give what waits to be sent to other workers. The receiving
+ * side stays open: the worker may have handed connections back just
+ * before it exited, and they are still queued in the channel. Only EOF
+ * there (or the reap guard) ends the channel. */
+static void tx_dead(struct up_mworker *w, int err)
+{
+    if (w->tx_dead) {
+        return;
+    }
+    w->tx_dead = true;
+    if (w->state != UP_MW_DRAINING || err != -EPIPE) {
+        up_log(UP_LOG_WARN, "worker pid=%d: channel send failed: %s, rerouting", (int)w->pid,
+               strerror(-err));
+    }
+    struct up_mconn *c;
+    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
+        w->nqueued--;
+        up_mconn_requeue(c);
+    }
+}
+
 void up_mworker_kick(struct up_mworker *w)
 {
-    if (w->chan < 0 || w->chan_dead || w->tx.busy) {
+    if (w->chan < 0 || w->chan_dead || w->tx_dead || w->tx.busy) {
         return;
     }
     int r = 0;
@@ -151,9 +173,14 @@ void up_mworker_kick(struct up_mworker *w)
         r = send_conn(w, list_pop(&w->txq_head, &w->txq_tail));
     }
     if (r < 0) {
-        up_log(UP_LOG_WARN, "worker pid=%d: channel send failed: %s, rerouting", (int)w->pid,
-               strerror(-r));
-        up_mworker_chan_dead(w);
+        struct up_mconn *c = w->tx_conn;
+        w->tx_conn = NULL;
+        w->drain_inflight = false;
+        if (c != NULL) {
+            w->nqueued--;
+            up_mconn_requeue(c);
+        }
+        tx_dead(w, r);
     }
 }
 
@@ -197,8 +224,7 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
         up_mconn_requeue(c);
     }
     if (res < 0 && res != -EAGAIN) {
-        up_mworker_chan_dead(w);
-        up_mworker_maybe_gone(w);
+        tx_dead(w, res);
         return;
     }
     up_mworker_kick(w);
@@ -389,7 +415,6 @@ void up_mworker_maybe_gone(struct up_mworker *w)
     w->state = UP_MW_GONE;
     up_gen_worker_gone(w); /* may free w */
 }
-
 
 /* The process was reaped with wait status status. Its channel still holds
  * whatever it sent last (FAIL with the dlerror() text, handed-back
