@@ -139,6 +139,22 @@ static void log_tails(const struct up_gen *g)
     }
 }
 
+/* A starting generation is no longer wanted (a newer reload replaces it):
+ * stop it without calling it a failure. Its workers were never ready, so
+ * they hold no connection and are killed. */
+static void gen_abandon(struct up_gen *g, const char *why)
+{
+    if (g->state != UP_GEN_STARTING) {
+        return;
+    }
+    set_state(g, UP_GEN_FAILED);
+    g->want = UP_GEN_WANT_STOP;
+    snprintf(g->fail_reason, sizeof(g->fail_reason), "%s", why);
+    up_timer_stop(g->m->loop, &g->ready_timer);
+    up_log(UP_LOG_INFO, "generation %u abandoned: %s", g->id, why);
+    up_gen_kill_all_of(g, SIGKILL);
+}
+
 static void gen_fail(struct up_gen *g, const char *why)
 {
     struct up_master *m = g->m;
@@ -196,6 +212,43 @@ static void enforce_max_draining(struct up_master *m)
             up_gen_stop(g, UP_DRAIN_F_SHED);
         }
     }
+}
+
+/* The cap on worker processes: the serving generation plus --max-draining
+ * old ones, N each. A reload storm, or connections that outlive many
+ * reloads, must not pile up processes and fds. */
+static unsigned process_budget(const struct up_master *m)
+{
+    return (unsigned)(m->cli->max_draining + 1) * (unsigned)m->cli->workers;
+}
+
+bool up_gen_make_room(struct up_master *m)
+{
+    if (up_gen_count_workers(m) + (unsigned)m->cli->workers <= process_budget(m)) {
+        return true;
+    }
+    /* A generation still starting is obsolete: a newer reload is waiting. */
+    struct up_gen *oldest = NULL;
+    bool shedding = false;
+    for (struct up_gen *g = m->gens; g != NULL; g = g->next) {
+        if (g->state == UP_GEN_STARTING) {
+            gen_abandon(g, "superseded by a newer reload");
+        } else if (g->state == UP_GEN_DRAINING) {
+            shedding = shedding || g->shed;
+            oldest = g->shed ? oldest : g;
+        }
+    }
+    /* Make the oldest draining generation give its idle connections back
+     * now (one at a time: its workers exit as soon as they hold none). */
+    if (!shedding && oldest != NULL) {
+        oldest->shed = true;
+        up_log(UP_LOG_INFO,
+               "%u workers alive, at the --max-draining budget of %u: generation %u hands "
+               "back its idle connections now",
+               up_gen_count_workers(m), process_budget(m), oldest->id);
+        up_gen_stop(oldest, UP_DRAIN_F_SHED);
+    }
+    return false;
 }
 
 static void activate(struct up_gen *g)
@@ -315,6 +368,7 @@ void up_gen_worker_gone(struct up_mworker *w)
     *pp = w->next;
     g->nworkers--;
     up_mworker_free(w);
+    up_master_worker_freed(m);
     /* A generation with no worker left is done if it is not serving, or
      * if the master is stopping (a starting one is abandoned then). */
     if (g->nworkers == 0 && g->respawn_due == 0 &&
@@ -366,10 +420,9 @@ struct up_gen *up_gen_start(struct up_master *m)
     m->stats.reloads++;
     /* The latest code wins: a generation still starting is abandoned. */
     for (struct up_gen *o = g->next; o != NULL; o = o->next) {
-        if (o->state == UP_GEN_STARTING) {
-            snprintf(o->fail_reason, sizeof(o->fail_reason), "superseded by generation %u", g->id);
-            gen_fail(o, o->fail_reason);
-        }
+        char why[64];
+        snprintf(why, sizeof(why), "superseded by generation %u", g->id);
+        gen_abandon(o, why);
     }
     int r = snapshot(g);
     if (r < 0) {
@@ -446,7 +499,8 @@ struct up_mworker *up_gen_pick(struct up_master *m)
         for (unsigned i = 0; i < k && w != NULL; i++) {
             w = w->next;
         }
-        if (w != NULL && w->state == UP_MW_READY && w->pid > 0 && !w->chan_full && !w->chan_dead) {
+        if (w != NULL && w->state == UP_MW_READY && w->pid > 0 && !w->chan_full && !w->chan_dead &&
+            !w->tx_dead) {
             return w;
         }
     }

@@ -212,10 +212,26 @@ void up_master_reload(struct up_master *m, const char *why)
         up_log(UP_LOG_INFO, "%s: ignoring reload, stopping", why);
         return;
     }
-    up_log(UP_LOG_INFO, "%s: reloading", why);
     up_notify_reloading();
+    if (!up_gen_make_room(m)) {
+        /* Reloads asked for meanwhile coalesce: the latest code wins. */
+        if (!m->reload_pending) {
+            up_log(UP_LOG_INFO, "%s: reload deferred until old workers exit", why);
+        }
+        m->reload_pending = true;
+        return;
+    }
+    m->reload_pending = false;
+    up_log(UP_LOG_INFO, "%s: reloading", why);
     if (up_gen_start(m) == NULL && m->active != NULL) {
         up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
+    }
+}
+
+void up_master_worker_freed(struct up_master *m)
+{
+    if (m->reload_pending && m->state != UP_MASTER_STOPPING && up_gen_make_room(m)) {
+        up_master_reload(m, "deferred reload");
     }
 }
 

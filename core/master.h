@@ -77,6 +77,7 @@ struct up_master {
     struct up_gen *active;
     unsigned next_gen;
     char last_error[1024]; /* why the last generation failed (503 page) */
+    bool reload_pending;   /* a reload waits for room under the process budget */
 
     /* Connections not yet owned by a worker. */
     struct up_mconn *mconns; /* every one (list) */
@@ -123,6 +124,10 @@ void up_master_unpause(struct up_master *m);
  * failed, or every one did): exit 3 at start-up, or answer 503 in watch
  * mode until a change fixes the app. */
 void up_master_no_generation(struct up_master *m);
+
+/* gen.c tells the master: a worker process is gone (a deferred reload may
+ * fit now). */
+void up_master_worker_freed(struct up_master *m);
 
 /* gen.c tells the master: a generation just became active. */
 void up_master_generation_active(struct up_master *m);
