@@ -594,8 +594,10 @@ BACKEND_TEST(reload, keepalive_migrate_idle, .timeout = 30, .fini = rl_fini)
 
 /* ---- under load ---- */
 
-BACKEND_TEST(reload, load_with_reload_every_100ms, .timeout = 60, .fini = rl_fini)
+/* The timeout covers waiting for the other storms (up_test_exclusive_load). */
+BACKEND_TEST(reload, load_with_reload_every_100ms, .timeout = 150, .fini = rl_fini)
 {
+    up_test_exclusive_load();
     static const char *const args[] = {"-n", "2", "-t", "2s", NULL};
     static const char *const load[] = {"--keepalive",   "64",          "--fresh", "2",
                                        "--seconds",     "10",          "--path",  "/",
@@ -612,8 +614,10 @@ BACKEND_TEST(reload, load_with_reload_every_100ms, .timeout = 60, .fini = rl_fin
     rl_assert_settled(2, fds_before);
 }
 
-BACKEND_TEST(reload, load_with_post_bodies_and_reload, .timeout = 60, .fini = rl_fini)
+/* The timeout covers waiting for the other storms (up_test_exclusive_load). */
+BACKEND_TEST(reload, load_with_post_bodies_and_reload, .timeout = 150, .fini = rl_fini)
 {
+    up_test_exclusive_load();
     static const char *const args[] = {"-n", "2", "-t", "2s", NULL};
     static const char *const load[] = {"--keepalive", "64",           "--fresh", "2", "--seconds",
                                        "5",           "--post-bytes", "3000",    NULL};
@@ -660,8 +664,10 @@ static void rl_swap_app(int i)
     rl_install(i % 2 == 0 ? broken[(i / 2) % 2] : "examples/hello.so", rl_path("app.so"));
 }
 
-BACKEND_TEST(reload, failed_reload_under_load, .timeout = 60, .fini = rl_fini)
+/* The timeout covers waiting for the other storms (up_test_exclusive_load). */
+BACKEND_TEST(reload, failed_reload_under_load, .timeout = 150, .fini = rl_fini)
 {
+    up_test_exclusive_load();
     static const char *const args[] = {"-n", "2", "-t", "2s", NULL};
     static const char *const load[] = {"--keepalive",   "64",          "--fresh", "2",
                                        "--seconds",     "5",           "--path",  "/",

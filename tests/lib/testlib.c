@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <limits.h>
 #include <liburing.h>
 #include <netinet/in.h>
@@ -796,4 +797,16 @@ void up_test_require_io_uring(void)
         cr_assert_fail("io_uring unavailable: %s (and UP_REQUIRE_IO_URING=1)", reason);
     }
     cr_skip_test("io_uring unavailable: %s", reason);
+}
+
+void up_test_exclusive_load(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/up-tests-load-%d.lock", (int)getuid());
+    /* Never closed: the lock ends with this test's process. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        while (flock(fd, LOCK_EX) < 0 && errno == EINTR) {
+        }
+    }
 }

@@ -183,3 +183,9 @@ void up_test_require_io_uring(void);
     static void name##_body(const char *backend)
 
 #endif
+
+/* For a test that saturates the machine (a load storm): wait until no other
+ * such test runs, then hold the right until this test process exits. Two
+ * storms on a 2-core machine starve each other, and a request delayed for
+ * seconds by the scheduler would look like a request the server lost. */
+void up_test_exclusive_load(void);

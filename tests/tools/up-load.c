@@ -282,7 +282,8 @@ static enum load_result fail_io(struct load_worker *w, ssize_t err, const char *
         snprintf(w->why, sizeof(w->why), "connection closed %s", when);
         return LOAD_LOST;
     }
-    snprintf(w->why, sizeof(w->why), "%s %s", strerror((int)-err), when);
+    snprintf(w->why, sizeof(w->why), "%s %s (%zu bytes of it received)", strerror((int)-err), when,
+             w->c.len);
     if (err == -ECONNRESET || err == -EPIPE) {
         return LOAD_RESET;
     }
