@@ -225,7 +225,7 @@ static bool run_op(struct epoll_loop *e, struct up_op *op)
         return true;
     }
     int res = attempt(op);
-    if (res == -EAGAIN || res == -EINTR) {
+    if (res == -EINTR || (res == -EAGAIN && !up_loop_op_nowait(op))) {
         return false;
     }
     finish(e, op, res);

@@ -38,6 +38,15 @@ struct up_loop {
  * more = the op stays armed (multishot). */
 void up_loop_complete(struct up_loop *loop, struct up_op *op, int res, bool more);
 
+/* The caller passed MSG_DONTWAIT to a socket op: it wants -EAGAIN back
+ * rather than a wait (the ring honours the flag itself; the emulations
+ * must too). */
+static inline bool up_loop_op_nowait(const struct up_op *op)
+{
+    return op->kind != UP_OP_POLL && op->kind != UP_OP_ACCEPT && op->kind != UP_OP_READ &&
+           (op->flags & MSG_DONTWAIT) != 0;
+}
+
 /* Back end constructors: 0 with *ret_loop set, or -errno (and for io_uring a
  * static text in *ret_reason saying what was missing). */
 int up_loop_uring_new(unsigned entries, struct up_loop **ret_loop, const char **ret_reason);

@@ -142,7 +142,7 @@ static void handle_cqe(struct uring_loop *u, struct up_op *op, int res, unsigned
     struct up_loop *loop = &u->base;
     if (via_poll(u, op) && res != -ECANCELED) {
         res = finish_via_poll(op, res);
-        if (res == -EAGAIN && !op->canceling && prep(u, op) == 0) {
+        if (res == -EAGAIN && !op->canceling && !up_loop_op_nowait(op) && prep(u, op) == 0) {
             return;
         }
     }

@@ -20,6 +20,9 @@
  *     op->busy is true meanwhile. A multishot op (accept) calls back many
  *     times; UP_OP_F_MORE is set on each call after which it stays armed.
  *
+ * MSG_DONTWAIT in an op's flags means what it means to the syscall on both
+ * back ends: the op completes with -EAGAIN instead of waiting.
+ *
  * Back end limits: per fd at most one read-side op (accept, recv, recvmsg,
  * read, poll for POLLIN) and one write-side op (send, sendmsg, poll for
  * POLLOUT) in flight at a time. Callers keep to this anyway: a connection

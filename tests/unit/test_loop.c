@@ -100,6 +100,24 @@ static void recv_send(enum up_backend be)
     up_loop_free(loop);
 }
 
+/* MSG_DONTWAIT means -EAGAIN, not a wait, on both back ends: the master
+ * relies on it to send a connection elsewhere when a channel is full. */
+static void dontwait_gives_eagain(enum up_backend be)
+{
+    struct up_loop *loop = new_loop(be);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    struct rec rx = {.op.cb = rec_cb};
+    char in[4];
+    cr_assert_eq(up_loop_recv(loop, &rx.op, sv[1], in, sizeof(in), MSG_DONTWAIT), 0);
+    run_until(loop, &rx.calls, 1);
+    cr_assert_eq(rx.last_res, -EAGAIN);
+    cr_assert_eq(up_loop_pending(loop), 0);
+    up_loop_close(loop, sv[0]);
+    up_loop_close(loop, sv[1]);
+    up_loop_free(loop);
+}
+
 static void cancel_delivers_ecanceled(enum up_backend be)
 {
     struct up_loop *loop = new_loop(be);
@@ -288,6 +306,7 @@ static void timers_fire_in_order(enum up_backend be)
     }
 
 BOTH(recv_send)
+BOTH(dontwait_gives_eagain)
 BOTH(cancel_delivers_ecanceled)
 BOTH(accept_multishot)
 BOTH(fd_through_sendmsg)
