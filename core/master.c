@@ -85,6 +85,10 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
         (struct up_listener *)((char *)op - offsetof(struct up_listener, accept));
     struct up_master *m = l->m;
     if (res >= 0) {
+        if (l->failing) {
+            l->failing = false;
+            up_log(UP_LOG_INFO, "listener %s: accepting again", l->text);
+        }
         up_mconn_accept_take(m, res, l->unix_sock);
         if (m->nmconns >= m->max_pending && !l->paused) {
             pause_accepting(m);
@@ -103,8 +107,12 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
     /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection waits in the
      * backlog; try again shortly instead of spinning on a readable
      * listener. */
-    up_log(UP_LOG_WARN, "listener %s: accept failed: %s, retrying in %d ms", l->text,
-           strerror(-res), ACCEPT_RETRY_MS);
+    if (!l->failing) {
+        /* Once per streak: the retry runs ten times a second. */
+        l->failing = true;
+        up_log(UP_LOG_WARN, "listener %s: accept failed: %s, retrying every %d ms", l->text,
+               strerror(-res), ACCEPT_RETRY_MS);
+    }
     up_timer_start(loop, &l->retry, ACCEPT_RETRY_MS);
 }
 

@@ -37,6 +37,7 @@ struct up_listener {
     struct up_timer retry; /* re-arm after EMFILE/ENFILE or a pause */
     bool paused;           /* too many connections pending: not accepting */
     bool unix_sock;        /* AF_UNIX listener */
+    bool failing;          /* accept keeps failing (EMFILE...): logged once */
     char text[128];
 };
 
