@@ -1,0 +1,542 @@
+/*
+ * hostile: clients that do not play by the rules, against up-run (and
+ * against up-worker alone where the worker is the one that must answer).
+ *
+ *   - slowloris: a head trickled one byte at a time gets 408 at the header
+ *     timeout and never reaches a worker;
+ *   - many silent connections: the master closes every one at the header
+ *     timeout, serves normal requests meanwhile, and gives back every fd;
+ *   - malformed and smuggling heads: the same answer whether the master sees
+ *     them (first request of a connection), a worker behind the master sees
+ *     them (a later request on a Keep-Alive connection: the master only
+ *     checks the first head), or a worker alone sees them;
+ *   - garbage pipelined after a good request: 200, then 400, then close.
+ *
+ * The master and its helpers are test_master.c's (declared below, as in
+ * test_master_reload.c). Each test runs on both back ends (BACKEND_TEST).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../lib/testlib.h"
+#include "head.h"
+
+/* ---- from test_master.c ---- */
+
+struct ma {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char log[PATH_MAX];
+    char ctl[PATH_MAX];
+    pid_t seen[64];
+    int nseen;
+};
+
+struct ma_worker {
+    unsigned gen;
+    pid_t pid;
+    char state[16];
+};
+
+struct ma_gen {
+    unsigned id;
+    char state[16];
+};
+
+struct ma_status {
+    int code;
+    char text[8192];
+    struct ma_gen gens[16];
+    int ngens;
+    struct ma_worker workers[64];
+    int nworkers;
+    long handed, answered, reloads, reload_failures, respawns;
+};
+
+extern struct ma ma;
+long long ma_now_ms(void);
+void ma_nap(int ms);
+void ma_fini(void);
+const char *ma_path(const char *name);
+const char *ma_log_text(void);
+void ma_start(const char *backend, const char *app, const char *const *extra);
+void ma_get(struct up_test_resp *r);
+void ma_status(struct ma_status *s);
+int ma_gen_pids(const struct ma_status *s, unsigned id, const char *state, pid_t *pids, int cap);
+void ma_wait_workers(unsigned id, int n, struct ma_status *s);
+
+/* ---- helpers of this file ---- */
+
+/* The issue asks for 10,000 silent connections; CI runs 2,000 to stay fast,
+ * UP_TEST_LONG=1 runs the full count. */
+#define HO_SILENT 2000
+#define HO_SILENT_LONG 10000
+
+#define HO_GET "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+/* up-worker --listen, for the cases a worker alone must answer. */
+static struct {
+    pid_t pid;
+    int port;
+    char log[PATH_MAX];
+} lone = {.pid = -1};
+
+static void ho_fini(void)
+{
+    if (lone.pid > 0) {
+        up_test_stop(lone.pid, 5000);
+        lone.pid = -1;
+    }
+    ma_fini();
+}
+
+/* Raise RLIMIT_NOFILE to the hard limit, for this process and the servers
+ * it starts (they inherit it); assert that at least need fds are allowed. */
+static void ho_raise_nofile(rlim_t need)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s", strerror(errno));
+    if (rl.rlim_cur < need) {
+        cr_skip_test("RLIMIT_NOFILE hard limit %llu is below the %llu fds this test needs",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+    }
+}
+
+/* Open fds of pid, from /proc/pid/fd; -1 if it cannot be read. */
+static int ho_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
+/* Wait until pid has want fds open; returns the last count seen. */
+static int ho_wait_fd_count(pid_t pid, int want, int timeout_ms)
+{
+    long long deadline = ma_now_ms() + timeout_ms;
+    int n;
+    while ((n = ho_fd_count(pid)) != want && ma_now_ms() < deadline) {
+        ma_nap(20);
+    }
+    return n;
+}
+
+/* The sum of the workers' conns= in a status text. */
+static long ho_worker_conns(const struct ma_status *s)
+{
+    long sum = 0;
+    for (const char *p = strstr(s->text, " conns="); p != NULL; p = strstr(p + 1, " conns=")) {
+        sum += strtol(p + 7, NULL, 10);
+    }
+    return sum;
+}
+
+static int ho_connect(int port)
+{
+    int fd = up_test_connect(port);
+    cr_assert_geq(fd, 0, "connect to %d: %s", port, strerror(-fd));
+    return fd;
+}
+
+static void ho_send(int fd, const void *buf, size_t len)
+{
+    int ret = up_test_send_all(fd, buf, len);
+    cr_assert_eq(ret, 0, "send: %s", strerror(-ret));
+}
+
+/* Read one response on fd and assert a 200. */
+static void ho_expect_200(int fd, const char *what)
+{
+    struct up_test_resp r = {0};
+    int ret = up_test_read_response(fd, &r, UP_TEST_TIMEOUT_MS);
+    cr_assert_eq(ret, 0, "%s: no response: %s; log:\n%s", what, strerror(-ret), ma_log_text());
+    cr_assert_eq(r.status, 200, "%s: status %d:\n%s", what, r.status, r.head);
+    up_test_resp_free(&r);
+}
+
+/* Read the rest of fd: assert one response with status and `Connection:
+ * close`, then a clean end of the connection and nothing after it. The
+ * raw response goes to raw (cap bytes, NUL-terminated). */
+static void ho_expect_error(int fd, int status, const char *what, char *raw, size_t cap)
+{
+    struct up_test_resp r = {0};
+    char rest[256];
+    int ret = up_test_read_response(fd, &r, UP_TEST_TIMEOUT_MS);
+    cr_assert_eq(ret, 0, "%s: no response (expected %d): %s; log:\n%s", what, status,
+                 strerror(-ret), ma_log_text());
+    size_t head = r.head_len < cap - 1 ? r.head_len : cap - 1;
+    size_t body = r.body_len < cap - 1 - head ? r.body_len : cap - 1 - head;
+    memcpy(raw, r.head, head);
+    memcpy(raw + head, r.body, body);
+    raw[head + body] = '\0';
+    cr_assert_eq(r.status, status, "%s: status %d, expected %d:\n%s", what, r.status, status, raw);
+    const char *conn = up_test_resp_header(&r, "Connection");
+    cr_assert(conn != NULL && strcasecmp(conn, "close") == 0, "%s: no Connection: close:\n%s", what,
+              raw);
+    up_test_resp_free(&r);
+    int n = up_test_read_until_close(fd, rest, sizeof(rest), 3000);
+    int end = errno;
+    cr_assert(end == 0 || end == ECONNRESET, "%s: the %d was not followed by a close: %s", what,
+              status, strerror(end));
+    cr_assert_eq(n, 0, "%s: %d bytes after the %d: %s", what, n, status, rest);
+}
+
+/* ---- slowloris ---- */
+
+BACKEND_TEST(hostile, slowloris, .timeout = 30, .fini = ho_fini)
+{
+    static const char *const extra[] = {"--header-timeout", "1s", NULL};
+    /* Never complete: 10 bytes a second would need 9 s for this. */
+    static const char head[] = "GET /slowloris HTTP/1.1\r\nHost: t\r\nUser-Agent: slowloris\r\n"
+                               "X-One: 1\r\nX-Two: 2\r\nX-Three: 3\r\n";
+    struct ma_status before, after;
+    char want[UP_HEAD_ERROR_MAX];
+    char buf[1024];
+    size_t want_len = up_head_error_response(408, want, sizeof(want));
+
+    ma_start(backend, up_test_bin("examples/hello.so"), extra);
+    ma_wait_workers(1, 2, &before);
+
+    int fd = ho_connect(ma.port);
+    long long t0 = ma_now_ms();
+    size_t sent = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (;;) {
+        cr_assert_lt(sent, sizeof(head) - 1, "the whole trickled head went out without an answer");
+        ho_send(fd, head + sent, 1);
+        sent++;
+        /* The trickle's pace, and the watch for the answer. */
+        if (poll(&p, 1, 100) == 1) {
+            break;
+        }
+    }
+    long long took = ma_now_ms() - t0;
+    int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
+    int end = errno;
+    close(fd);
+    fprintf(stderr, "[hostile] slowloris (%s): 408 after %lld ms and %zu bytes trickled\n", backend,
+            took, sent);
+    cr_assert_eq(end, 0, "no clean close after the answer: %s (got %d bytes: %s)", strerror(end), n,
+                 buf);
+    cr_assert_eq((size_t)n, want_len, "expected the master's 408, got %d bytes:\n%s\nlog:\n%s", n,
+                 buf, ma_log_text());
+    cr_assert_eq(memcmp(buf, want, want_len), 0, "expected:\n%s\ngot:\n%s", want, buf);
+    cr_assert_not_null(strstr(buf, "\r\nConnection: close\r\n"), "%s", buf);
+    cr_assert(took >= 800 && took <= 3000, "the 408 came after %lld ms (expected 800..3000)", took);
+
+    ma_status(&after);
+    cr_assert_eq(after.handed, before.handed, "the slow client reached a worker:\n%s\nthen\n%s",
+                 before.text, after.text);
+    cr_assert_eq(after.answered, before.answered + 1, "before:\n%s\nafter:\n%s", before.text,
+                 after.text);
+}
+
+/* ---- many silent connections ---- */
+
+/* Wait for every fd of fds[0..n) to end: a clean EOF with no byte before it.
+ * Between polls, every 250 ms, serve a normal request (asserting a 200) and
+ * sample the master's fd count. Returns the ms from t0 until the last one
+ * closed; *ret_peak gets the largest fd count seen, *ret_gets the requests
+ * served, *ret_worst_get the slowest of them in ms. */
+static long long ho_wait_all_closed(int *fds, int n, long long t0, long long deadline,
+                                    int *ret_peak, int *ret_gets, long long *ret_worst_get)
+{
+    struct pollfd *p = calloc((size_t)n, sizeof(*p));
+    cr_assert_not_null(p);
+    int open_left = n;
+    long long next_get = ma_now_ms();
+    long long last = 0;
+
+    for (int i = 0; i < n; i++) {
+        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN | POLLRDHUP};
+    }
+    *ret_peak = *ret_gets = 0;
+    *ret_worst_get = 0;
+    while (open_left > 0) {
+        long long now = ma_now_ms();
+        if (now >= next_get) {
+            struct up_test_resp r = {0};
+            int fdc = ho_fd_count(ma.pid);
+            *ret_peak = fdc > *ret_peak ? fdc : *ret_peak;
+            ma_get(&r);
+            long long get_ms = ma_now_ms() - now;
+            cr_assert_eq(r.status, 200, "a normal request among the silent ones got %d:\n%s",
+                         r.status, r.head);
+            up_test_resp_free(&r);
+            (*ret_gets)++;
+            *ret_worst_get = get_ms > *ret_worst_get ? get_ms : *ret_worst_get;
+            next_get = ma_now_ms() + 250;
+        }
+        cr_assert_lt(now, deadline,
+                     "%d of %d silent connections still open after %lld ms; log:\n%s", open_left, n,
+                     now - t0, ma_log_text());
+        int ready = poll(p, (nfds_t)n, 50);
+        cr_assert_geq(ready, 0, "poll: %s", strerror(errno));
+        for (int i = 0; i < n && ready > 0; i++) {
+            if (p[i].fd < 0 || p[i].revents == 0) {
+                continue;
+            }
+            ready--;
+            char c;
+            ssize_t got = recv(p[i].fd, &c, 1, MSG_DONTWAIT);
+            if (got == -1 && errno == EAGAIN) {
+                continue;
+            }
+            cr_assert_eq(got, 0, "silent connection %d: %s instead of a clean EOF", i,
+                         got > 0 ? "bytes" : strerror(errno));
+            p[i].fd = -1;
+            open_left--;
+            last = ma_now_ms() - t0;
+        }
+    }
+    free(p);
+    return last;
+}
+
+BACKEND_TEST(hostile, many_silent_connections, .timeout = 90, .fini = ho_fini)
+{
+    static const char *const extra[] = {"--header-timeout", "1s", NULL};
+    const char *long_env = getenv("UP_TEST_LONG");
+    int n = long_env != NULL && strcmp(long_env, "1") == 0 ? HO_SILENT_LONG : HO_SILENT;
+    struct ma_status before, after;
+    pid_t pids[2];
+    int wfd[2];
+
+    up_test_exclusive_load();
+    ho_raise_nofile((rlim_t)n + 256);
+    ma_start(backend, up_test_bin("examples/hello.so"), extra);
+    ma_wait_workers(1, 2, &before);
+    ma_gen_pids(&before, 1, "ready", pids, 2);
+    int base = ho_fd_count(ma.pid);
+    for (int i = 0; i < 2; i++) {
+        wfd[i] = ho_fd_count(pids[i]);
+    }
+
+    int *fds = calloc((size_t)n, sizeof(*fds));
+    cr_assert_not_null(fds);
+    long long t0 = ma_now_ms();
+    for (int i = 0; i < n; i++) {
+        fds[i] = ho_connect(ma.port);
+    }
+    long long connected = ma_now_ms() - t0;
+    /* The kernel holds a silent connection back (TCP_DEFER_ACCEPT) until it
+     * retransmits the SYN-ACK and the client ACKs again: after 1 s, or after
+     * 3 s for the ones whose second ACK the kernel's challenge-ACK limit
+     * ate. Then the header timeout (1 s) runs, then 3 s of slack; past the
+     * master's pending cap (8192) a second round is needed. */
+    long long limit = 3000 + 1000 * (1 + n / 8192) + 3000;
+    int peak, gets;
+    long long worst_get;
+    long long took =
+        ho_wait_all_closed(fds, n, t0, t0 + connected + limit, &peak, &gets, &worst_get);
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    free(fds);
+    int after_fds = ho_wait_fd_count(ma.pid, base, 3000);
+    fprintf(stderr,
+            "[hostile] many_silent_connections (%s): %d connected in %lld ms, all closed by the "
+            "master after %lld ms (limit %lld); master fds %d -> peak %d -> %d; %d normal "
+            "requests served meanwhile, slowest %lld ms\n",
+            backend, n, connected, took, connected + limit, base, peak, after_fds, gets, worst_get);
+    cr_assert_eq(after_fds, base, "the master has %d fds after the silent clients left, %d before",
+                 after_fds, base);
+    /* The master held the silent connections while it served the others. */
+    cr_assert_geq(peak, base + n / 4,
+                  "the master never held the silent connections (peak %d fds, base %d)", peak,
+                  base);
+
+    ma_status(&after);
+    cr_assert_eq(after.handed, before.handed + gets,
+                 "handed %ld -> %ld for %d normal requests: a silent connection reached a "
+                 "worker:\n%s",
+                 before.handed, after.handed, gets, after.text);
+    for (int i = 0; i < 2; i++) {
+        int w = ho_wait_fd_count(pids[i], wfd[i], 3000);
+        cr_assert_eq(w, wfd[i], "worker %d holds %d fds, %d before", (int)pids[i], w, wfd[i]);
+    }
+    /* conns= comes from the workers' once-a-second stats. */
+    long long deadline = ma_now_ms() + 3000;
+    while (ho_worker_conns(&after) != 0 && ma_now_ms() < deadline) {
+        ma_nap(100);
+        ma_status(&after);
+    }
+    cr_assert_eq(ho_worker_conns(&after), 0, "workers hold connections:\n%s", after.text);
+}
+
+/* ---- malformed heads and smuggling: the same answer everywhere ---- */
+
+struct ho_case {
+    const char *name;
+    int status;
+    const char *raw; /* NULL: the oversized head, built at run time */
+};
+
+static const struct ho_case ho_cases[] = {
+    {"oversized head", 431, NULL},
+    {"garbage", 400, "this is not http\r\n\r\n"},
+    {"duplicate Content-Length", 400,
+     "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde"},
+    {"Content-Length + chunked", 400,
+     "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "0\r\n\r\n"},
+    {"obs-fold", 400, "GET / HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n b\r\n\r\n"},
+    {"bare LF", 400, "GET / HTTP/1.1\nHost: t\n\n"},
+    {"Transfer-Encoding: gzip", 501,
+     "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n"},
+    {"HTTP/2.0", 505, "GET / HTTP/2.0\r\nHost: t\r\n\r\n"},
+};
+
+#define HO_NCASES (sizeof(ho_cases) / sizeof(ho_cases[0]))
+
+/* The case's bytes (malloc'd) and their length. */
+static char *ho_case_bytes(const struct ho_case *c, size_t *ret_len)
+{
+    if (c->raw != NULL) {
+        *ret_len = strlen(c->raw);
+        return strdup(c->raw);
+    }
+    size_t big = 20 * 1024;
+    char *raw = malloc(big + 64);
+    cr_assert_not_null(raw);
+    int n = snprintf(raw, 64, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: ");
+    memset(raw + n, 'a', big);
+    memcpy(raw + n + big, "\r\n\r\n", 4);
+    *ret_len = (size_t)n + big + 4;
+    return raw;
+}
+
+/* Send case c on a new connection to port, as its first request (second:
+ * after a good request answered 200 on the same connection), and assert
+ * c->status with Connection: close, then the close. */
+static void ho_check_case(int port, const struct ho_case *c, bool second, const char *where,
+                          char *raw, size_t cap)
+{
+    char what[160];
+    size_t len;
+    char *bytes = ho_case_bytes(c, &len);
+    int fd = ho_connect(port);
+
+    snprintf(what, sizeof(what), "%s, %s request to %s", c->name, second ? "second" : "first",
+             where);
+    if (second) {
+        ho_send(fd, HO_GET, strlen(HO_GET));
+        ho_expect_200(fd, what);
+    }
+    ho_send(fd, bytes, len);
+    free(bytes);
+    ho_expect_error(fd, c->status, what, raw, cap);
+    close(fd);
+}
+
+static void ho_lone_start(const char *backend)
+{
+    char listen[32];
+    char backend_env[64];
+    char *envp[] = {backend_env, NULL};
+
+    lone.port = up_test_free_port();
+    cr_assert_gt(lone.port, 0, "no free port: %s", strerror(-lone.port));
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", lone.port);
+    snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
+    snprintf(lone.log, sizeof(lone.log), "%s", ma_path("worker.log"));
+    char *argv[] = {(char *)up_test_bin("up-worker"), "--listen", listen,
+                    (char *)up_test_bin("examples/hello.so"), NULL};
+    lone.pid = up_test_spawn(argv, envp, lone.log);
+    cr_assert_gt(lone.pid, 0, "spawn up-worker: %s", strerror(-lone.pid));
+    int ret = up_test_wait_ready(lone.pid, lone.port, 10000);
+    cr_assert_eq(ret, 0, "up-worker --listen not listening on %d: %s", lone.port, strerror(-ret));
+}
+
+BACKEND_TEST(hostile, bad_heads_same_answer_everywhere, .timeout = 60, .fini = ho_fini)
+{
+    struct ma_status before, mid, after;
+    char master_raw[1024], worker_raw[1024], lone_raw[1024];
+    int differ = 0;
+
+    ma_start(backend, up_test_bin("examples/hello.so"), NULL);
+    ma_wait_workers(1, 2, &before);
+    ho_lone_start(backend);
+
+    /* First requests: the master answers, no worker sees them. */
+    for (size_t i = 0; i < HO_NCASES; i++) {
+        ho_check_case(ma.port, &ho_cases[i], false, "up-run (master)", master_raw,
+                      sizeof(master_raw));
+    }
+    ma_status(&mid);
+    cr_assert_eq(mid.handed, before.handed, "a bad first request reached a worker:\n%s\nthen\n%s",
+                 before.text, mid.text);
+    cr_assert_eq(mid.answered, before.answered + (long)HO_NCASES, "before:\n%s\nafter:\n%s",
+                 before.text, mid.text);
+
+    /* The same bytes after a good request: the worker behind the master
+     * answers; and a worker alone, first and second. */
+    for (size_t i = 0; i < HO_NCASES; i++) {
+        const struct ho_case *c = &ho_cases[i];
+        ho_check_case(ma.port, c, false, "up-run (master)", master_raw, sizeof(master_raw));
+        ho_check_case(ma.port, c, true, "up-run (worker)", worker_raw, sizeof(worker_raw));
+        ho_check_case(lone.port, c, false, "up-worker --listen", lone_raw, sizeof(lone_raw));
+        ho_check_case(lone.port, c, true, "up-worker --listen", lone_raw, sizeof(lone_raw));
+        if (strcmp(master_raw, worker_raw) != 0) {
+            differ++;
+            fprintf(stderr,
+                    "[hostile] bad heads (%s): %s: same status %d, other bytes:\n"
+                    "master:\n%s\nworker:\n%s\n",
+                    backend, c->name, c->status, master_raw, worker_raw);
+        }
+    }
+    ma_status(&after);
+    cr_assert_eq(after.handed, mid.handed + (long)HO_NCASES,
+                 "%zu keep-alive connections expected handed:\n%s\nthen\n%s", HO_NCASES, mid.text,
+                 after.text);
+    fprintf(stderr,
+            "[hostile] bad heads (%s): %zu cases x (master first, worker second, lone first, "
+            "lone second): same status everywhere; %d cases with other response bytes\n",
+            backend, HO_NCASES, differ);
+}
+
+/* ---- garbage pipelined after a good request ---- */
+
+BACKEND_TEST(hostile, pipelined_garbage_after_good_request, .timeout = 30, .fini = ho_fini)
+{
+    static const char raw[] = HO_GET "this is not http\r\n\r\n";
+    char buf[1024];
+
+    ma_start(backend, up_test_bin("examples/hello.so"), NULL);
+    int fd = ho_connect(ma.port);
+    ho_send(fd, raw, sizeof(raw) - 1);
+    ho_expect_200(fd, "the good request before the garbage");
+    ho_expect_error(fd, 400, "the garbage after a good request", buf, sizeof(buf));
+    close(fd);
+
+    /* The same with both in separate writes, the garbage after the 200. */
+    fd = ho_connect(ma.port);
+    ho_send(fd, HO_GET, strlen(HO_GET));
+    ho_expect_200(fd, "the good request");
+    ho_send(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15);
+    ho_expect_error(fd, 400, "TLS bytes after a good request", buf, sizeof(buf));
+    close(fd);
+}

@@ -1,0 +1,612 @@
+/*
+ * resources: the master under fd and buffer pressure, and what it costs.
+ *
+ *   - accept failing with EMFILE: the master backs off instead of spinning,
+ *     says so in its log, and serves again once fds are free;
+ *   - a worker whose channel is full (it blocks and reads nothing): the
+ *     master routes to the other worker, and loses nothing;
+ *   - idle Keep-Alive connections held by the workers cost the master
+ *     neither memory nor fds.
+ *
+ * The master and its helpers are test_master.c's (declared below, as in
+ * test_master_reload.c). Each test runs on both back ends (BACKEND_TEST).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../lib/testlib.h"
+
+/* ---- from test_master.c ---- */
+
+struct ma {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char log[PATH_MAX];
+    char ctl[PATH_MAX];
+    pid_t seen[64];
+    int nseen;
+};
+
+struct ma_worker {
+    unsigned gen;
+    pid_t pid;
+    char state[16];
+};
+
+struct ma_gen {
+    unsigned id;
+    char state[16];
+};
+
+struct ma_status {
+    int code;
+    char text[8192];
+    struct ma_gen gens[16];
+    int ngens;
+    struct ma_worker workers[64];
+    int nworkers;
+    long handed, answered, reloads, reload_failures, respawns;
+};
+
+extern struct ma ma;
+long long ma_now_ms(void);
+void ma_nap(int ms);
+void ma_fini(void);
+const char *ma_path(const char *name);
+const char *ma_log_text(void);
+void ma_wait_serving(int timeout_ms);
+void ma_start(const char *backend, const char *app, const char *const *extra);
+void ma_get(struct up_test_resp *r);
+void ma_status(struct ma_status *s);
+int ma_gen_pids(const struct ma_status *s, unsigned id, const char *state, pid_t *pids, int cap);
+void ma_wait_workers(unsigned id, int n, struct ma_status *s);
+
+/* ---- helpers of this file ---- */
+
+/* The issue asks for 10,000 idle Keep-Alive connections; CI holds 2,000 to
+ * stay fast, UP_TEST_LONG=1 the full count. */
+#define RS_IDLE 2000
+#define RS_IDLE_LONG 10000
+/* The master's RSS may not pass this with the connections held. */
+#define RS_MASTER_RSS_KIB 4096
+/* accept_emfile: the master's fd limit while the test starves it. */
+#define RS_MASTER_NOFILE 64
+/* full_channel: how long worker A blocks, and how many connections are
+ * sent meanwhile: more than twice what one channel holds (a SEQPACKET
+ * socketpair takes about 280 CONN messages with an fd each before
+ * sendmsg() says EAGAIN), so that round-robin alone cannot place them. */
+#define RS_BLOCK_MS 3000
+#define RS_BURST 1500
+
+#define RS_GET "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+#define RS_GET_CLOSE "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+static bool rs_long(void)
+{
+    const char *v = getenv("UP_TEST_LONG");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+/* Raise RLIMIT_NOFILE to the hard limit, for this process and the servers
+ * it starts (they inherit it); skip if fewer than need fds are allowed. */
+static void rs_raise_nofile(rlim_t need)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s", strerror(errno));
+    if (rl.rlim_cur < need) {
+        cr_skip_test("RLIMIT_NOFILE hard limit %llu is below the %llu fds this test needs",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+    }
+}
+
+/* Open fds of pid, from /proc/pid/fd; -1 if it cannot be read. */
+static int rs_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return -1;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
+/* Wait until pid has want fds open; returns the last count seen. */
+static int rs_wait_fd_count(pid_t pid, int want, int timeout_ms)
+{
+    long long deadline = ma_now_ms() + timeout_ms;
+    int n;
+    while ((n = rs_fd_count(pid)) != want && ma_now_ms() < deadline) {
+        ma_nap(20);
+    }
+    return n;
+}
+
+/* A field of /proc/pid/status in kB ("VmRSS:"), or -1. */
+static long rs_status_kib(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    long v = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, field, strlen(field)) == 0) {
+            v = strtol(line + strlen(field), NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* utime + stime of pid in clock ticks, from /proc/pid/stat; -1 if gone. */
+static long long rs_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long long ut, st;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (n <= 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    /* After ") ": state ppid pgrp session tty_nr tpgid flags minflt
+     * cminflt majflt cmajflt utime stime. */
+    if (paren == NULL ||
+        sscanf(paren + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
+        return -1;
+    }
+    return (long long)(ut + st);
+}
+
+/* How many lines of the master's log contain needle. */
+static int rs_log_count(const char *needle)
+{
+    FILE *f = fopen(ma.log, "re");
+    char line[1024];
+    int n = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+static int rs_connect(int port)
+{
+    int fd = up_test_connect(port);
+    cr_assert_geq(fd, 0, "connect to %d: %s", port, strerror(-fd));
+    return fd;
+}
+
+static void rs_send(int fd, const void *buf, size_t len)
+{
+    int ret = up_test_send_all(fd, buf, len);
+    cr_assert_eq(ret, 0, "send: %s", strerror(-ret));
+}
+
+/* Requests on new connections until one gets a 200, for up to timeout_ms.
+ * Returns the ms it took, or -1. */
+static long long rs_wait_200(int timeout_ms)
+{
+    long long t0 = ma_now_ms();
+    do {
+        struct up_test_resp r = {0};
+        int fd = up_test_connect(ma.port);
+        int ret = fd >= 0 ? up_test_send_all(fd, RS_GET_CLOSE, strlen(RS_GET_CLOSE)) : fd;
+        if (ret == 0) {
+            ret = up_test_read_response(fd, &r, 1000);
+        }
+        int status = r.status;
+        up_test_resp_free(&r);
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (ret == 0 && status == 200) {
+            return ma_now_ms() - t0;
+        }
+        ma_nap(50);
+    } while (ma_now_ms() - t0 < timeout_ms);
+    return -1;
+}
+
+/* ---- accept failing with EMFILE ---- */
+
+/* Start up-run as ma_start() does (test_master.c's ma_spawn: -n 2, -t 1s,
+ * its control socket, UP_BACKEND), but with RLIMIT_NOFILE at nofile from
+ * its first instruction: through prlimit(1) when it is installed (soft and
+ * hard), else by lowering this process's soft limit around the fork. A
+ * limit set on the running master would not do: io_uring reads
+ * RLIMIT_NOFILE when the accept is prepared, and a multishot accept is
+ * prepared once. The workers inherit the limit too; they need few fds. */
+static void rs_start_limited(const char *backend, const char *const *extra, rlim_t nofile)
+{
+    static const char *const prlimits[] = {"/usr/bin/prlimit", "/bin/prlimit"};
+    const char *prlimit_bin = NULL;
+    char port[16], backend_env[64], tmpdir_env[PATH_MAX], limit_arg[64];
+    char *envp[] = {backend_env, tmpdir_env, "XDG_RUNTIME_DIR=", NULL};
+    char *argv[32];
+    int n = 0;
+
+    for (size_t i = 0; i < sizeof(prlimits) / sizeof(prlimits[0]); i++) {
+        if (prlimit_bin == NULL && access(prlimits[i], X_OK) == 0) {
+            prlimit_bin = prlimits[i];
+        }
+    }
+    ma.port = up_test_free_port();
+    cr_assert_gt(ma.port, 0, "no free port: %s", strerror(-ma.port));
+    snprintf(port, sizeof(port), "%d", ma.port);
+    snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
+    snprintf(tmpdir_env, sizeof(tmpdir_env), "TMPDIR=%s", ma_path(""));
+    snprintf(limit_arg, sizeof(limit_arg), "--nofile=%llu:%llu", (unsigned long long)nofile,
+             (unsigned long long)nofile);
+    snprintf(ma.log, sizeof(ma.log), "%s", ma_path("master.log"));
+    snprintf(ma.ctl, sizeof(ma.ctl), "%s", ma_path("ctl.sock"));
+    if (prlimit_bin != NULL) {
+        /* prlimit sets the limits, then execs up-run in the same process. */
+        argv[n++] = (char *)prlimit_bin;
+        argv[n++] = limit_arg;
+        argv[n++] = "--";
+    }
+    argv[n++] = (char *)up_test_bin("up-run");
+    const char *const defaults[] = {"-p", port, "-n", "2", "-t", "1s", "--control", ma.ctl};
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+        argv[n++] = (char *)defaults[i];
+    }
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 30; i++) {
+        argv[n++] = (char *)extra[i];
+    }
+    argv[n++] = (char *)up_test_bin("examples/hello.so");
+    argv[n] = NULL;
+
+    struct rlimit saved, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = nofile;
+    if (prlimit_bin == NULL) {
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0, "setrlimit: %s", strerror(errno));
+    }
+    ma.pid = up_test_spawn(argv, envp, ma.log);
+    if (prlimit_bin == NULL) {
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0, "setrlimit: %s", strerror(errno));
+    }
+    cr_assert_gt(ma.pid, 0, "spawn up-run: %s", strerror(-ma.pid));
+    ma_wait_serving(10000);
+    fprintf(stderr, "[resources] accept_emfile (%s): up-run started with RLIMIT_NOFILE %llu (%s)\n",
+            backend, (unsigned long long)nofile,
+            prlimit_bin != NULL ? "through prlimit(1)" : "soft limit inherited");
+}
+
+BACKEND_TEST(resources, accept_emfile, .timeout = 60, .fini = ma_fini)
+{
+    static const char *const extra[] = {"--header-timeout", "10s", NULL};
+    struct ma_status s;
+    enum { EXTRA = 40 };
+
+    rs_raise_nofile(1024);
+    rs_start_limited(backend, extra, RS_MASTER_NOFILE);
+    ma_wait_workers(1, 2, &s);
+    int base = rs_fd_count(ma.pid);
+    cr_assert(base > 0 && base < RS_MASTER_NOFILE - 8, "the master has %d fds already", base);
+
+    /* Idle clients that sent a few bytes of a head (so TCP_DEFER_ACCEPT
+     * does not hold them back): the master keeps each one, waiting for the
+     * rest, until its fds run out; the last EXTRA stay in the backlog. */
+    int n = RS_MASTER_NOFILE - base + EXTRA;
+    int fds[RS_MASTER_NOFILE + EXTRA];
+    for (int i = 0; i < n; i++) {
+        fds[i] = rs_connect(ma.port);
+        rs_send(fds[i], "GET / HTTP/1.1\r\n", 16);
+    }
+    int ret = up_test_wait_log(ma.log, "accept failed", 5000);
+    cr_assert_eq(ret, 0, "no 'accept failed' in the log with %d idle clients; log:\n%s", n,
+                 ma_log_text());
+    cr_assert_eq(up_test_file_contains(ma.log, "retrying"), 1, "no retry announced; log:\n%s",
+                 ma_log_text());
+    /* A good request that arrives while the master is out of fds: it
+     * waits in the backlog and must be served once fds are free. */
+    int late = rs_connect(ma.port);
+    rs_send(late, RS_GET_CLOSE, strlen(RS_GET_CLOSE));
+
+    /* The stuck master must wait, not spin: measure its CPU over 2 s. */
+    long hz = sysconf(_SC_CLK_TCK);
+    int lines0 = rs_log_count("accept failed");
+    long long cpu0 = rs_cpu_ticks(ma.pid);
+    ma_nap(2000);
+    long long cpu1 = rs_cpu_ticks(ma.pid);
+    int lines1 = rs_log_count("accept failed");
+    int held = rs_fd_count(ma.pid);
+    cr_assert(cpu0 >= 0 && cpu1 >= 0, "the master died; log:\n%s", ma_log_text());
+    double cpu_s = (double)(cpu1 - cpu0) / (double)hz;
+    fprintf(stderr,
+            "[resources] accept_emfile (%s): master fds %d of %d (base %d), %d idle clients; "
+            "CPU %.2f s over 2 s while out of fds; %d 'accept failed' lines in those 2 s\n",
+            backend, held, RS_MASTER_NOFILE, base, n, cpu_s, lines1 - lines0);
+    cr_assert_lt(cpu_s, 0.3, "the master used %.2f s of CPU in 2 s out of fds: it spins", cpu_s);
+
+    /* Free the fds: every request is served again. */
+    long long t0 = ma_now_ms();
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    struct up_test_resp r = {0};
+    ret = up_test_read_response(late, &r, 5000);
+    long long late_ms = ma_now_ms() - t0;
+    close(late);
+    cr_assert_eq(ret, 0, "the request that waited in the backlog: %s; log:\n%s", strerror(-ret),
+                 ma_log_text());
+    cr_assert_eq(r.status, 200, "the request that waited in the backlog got %d", r.status);
+    up_test_resp_free(&r);
+    long long again = rs_wait_200(5000);
+    cr_assert_geq(again, 0, "no 200 within 5 s after the idle clients left; log:\n%s",
+                  ma_log_text());
+    int after = rs_wait_fd_count(ma.pid, base, 3000);
+    fprintf(stderr,
+            "[resources] accept_emfile (%s): the waiting request answered %lld ms after the "
+            "idle clients left, a new one %lld ms later; master fds back to %d (base %d)\n",
+            backend, late_ms, again, after, base);
+    cr_assert_eq(after, base, "the master has %d fds after recovering, %d before", after, base);
+}
+
+/* ---- a full channel: route to another worker ---- */
+
+struct rs_client {
+    int fd;
+    char buf[2048];
+    size_t len;
+    long long done_ms; /* from the burst's start; -1 while open */
+    pid_t pid;         /* X-Up-Pid of the answer */
+    int status;
+};
+
+/* Read every client's answer (Connection: close: until EOF) within
+ * timeout_ms. Returns how many ended. */
+static int rs_read_all(struct rs_client *c, int n, long long t0, int timeout_ms)
+{
+    struct pollfd *p = calloc((size_t)n, sizeof(*p));
+    cr_assert_not_null(p);
+    int open_left = 0;
+    for (int i = 0; i < n; i++) {
+        p[i] = (struct pollfd){.fd = c[i].done_ms < 0 ? c[i].fd : -1, .events = POLLIN};
+        open_left += c[i].done_ms < 0;
+    }
+    long long deadline = ma_now_ms() + timeout_ms;
+    while (open_left > 0 && ma_now_ms() < deadline) {
+        int ready = poll(p, (nfds_t)n, 50);
+        cr_assert_geq(ready, 0, "poll: %s", strerror(errno));
+        for (int i = 0; i < n && ready > 0; i++) {
+            if (p[i].fd < 0 || p[i].revents == 0) {
+                continue;
+            }
+            ready--;
+            size_t room = sizeof(c[i].buf) - 1 - c[i].len;
+            ssize_t got = recv(c[i].fd, c[i].buf + c[i].len, room, MSG_DONTWAIT);
+            if (got == -1 && errno == EAGAIN) {
+                continue;
+            }
+            if (got > 0 && (size_t)got < room) {
+                c[i].len += (size_t)got;
+                continue;
+            }
+            /* EOF, an error, or more than an answer: the end either way. */
+            c[i].buf[c[i].len] = '\0';
+            c[i].done_ms = ma_now_ms() - t0;
+            const char *pid = strcasestr(c[i].buf, "\r\nX-Up-Pid: ");
+            c[i].pid = pid != NULL ? (pid_t)atol(pid + 12) : -1;
+            c[i].status = strncmp(c[i].buf, "HTTP/1.1 ", 9) == 0 ? atoi(c[i].buf + 9) : -1;
+            p[i].fd = -1;
+            open_left--;
+        }
+    }
+    free(p);
+    return n - open_left;
+}
+
+/* The pid that logged "block: pid=P", waiting for it up to timeout_ms. */
+static pid_t rs_blocked_pid(int timeout_ms)
+{
+    int ret = up_test_wait_log(ma.log, "block: pid=", timeout_ms);
+    cr_assert_eq(ret, 0, "the blocking request never reached the app; log:\n%s", ma_log_text());
+    FILE *f = fopen(ma.log, "re");
+    cr_assert_not_null(f);
+    char line[1024];
+    pid_t pid = -1;
+    while (pid < 0 && fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, "block: pid=");
+        pid = at != NULL ? (pid_t)atol(at + 11) : -1;
+    }
+    fclose(f);
+    return pid;
+}
+
+BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini = ma_fini)
+{
+    char block_req[128];
+    struct ma_status before, after;
+    pid_t pids[2];
+
+    up_test_exclusive_load();
+    rs_raise_nofile(RS_BURST * 2 + 256);
+    ma_start(backend, up_test_bin("examples/block.so"), NULL);
+    ma_wait_workers(1, 2, &before);
+    ma_gen_pids(&before, 1, "ready", pids, 2);
+
+    /* Block one worker (A): it reads neither its connections nor its
+     * channel for RS_BLOCK_MS. */
+    snprintf(block_req, sizeof(block_req),
+             "GET /block?ms=%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", RS_BLOCK_MS);
+    int bfd = rs_connect(ma.port);
+    rs_send(bfd, block_req, strlen(block_req));
+    pid_t a = rs_blocked_pid(5000);
+    long long blocked_at = ma_now_ms();
+    cr_assert(a == pids[0] || a == pids[1], "the blocked pid %d is not a worker:\n%s", (int)a,
+              before.text);
+    pid_t b = a == pids[0] ? pids[1] : pids[0];
+
+    /* The burst: each connection sends a whole request at once. */
+    struct rs_client *c = calloc(RS_BURST, sizeof(*c));
+    cr_assert_not_null(c);
+    long long t0 = ma_now_ms();
+    for (int i = 0; i < RS_BURST; i++) {
+        c[i].fd = rs_connect(ma.port);
+        c[i].done_ms = -1;
+        rs_send(c[i].fd, RS_GET_CLOSE, strlen(RS_GET_CLOSE));
+    }
+    long long sent_ms = ma_now_ms() - t0;
+    /* What B answers, it answers while A still sleeps. */
+    long long a_wakes = blocked_at + RS_BLOCK_MS - t0;
+    int quick = rs_read_all(c, RS_BURST, t0, (int)(a_wakes > 200 ? a_wakes - 200 : 0));
+    int ended = rs_read_all(c, RS_BURST, t0, RS_BLOCK_MS + 10000);
+    struct up_test_resp r = {0};
+    int ret = up_test_read_response(bfd, &r, 5000);
+    close(bfd);
+    cr_assert_eq(ret, 0, "the blocking request: %s", strerror(-ret));
+    cr_assert_eq(r.status, 200, "the blocking request got %d", r.status);
+    up_test_resp_free(&r);
+
+    int by_a = 0, by_b = 0, ok = 0, b_late = 0;
+    long long b_last = 0, a_first = -1, last = 0;
+    for (int i = 0; i < RS_BURST; i++) {
+        ok += c[i].status == 200;
+        if (c[i].pid == a) {
+            by_a++;
+            a_first = a_first < 0 || c[i].done_ms < a_first ? c[i].done_ms : a_first;
+        } else if (c[i].pid == b) {
+            by_b++;
+            b_last = c[i].done_ms > b_last ? c[i].done_ms : b_last;
+            b_late += c[i].done_ms > a_wakes;
+        }
+        last = c[i].done_ms > last ? c[i].done_ms : last;
+        close(c[i].fd);
+    }
+    ma_status(&after);
+    const char *rr = strstr(after.text, "rerouted=");
+    long rerouted = rr != NULL ? strtol(rr + 9, NULL, 10) : -1;
+    fprintf(
+        stderr,
+        "[resources] full_channel (%s): %d connections sent in %lld ms while pid %d blocked "
+        "%d ms; %d answered before it woke; pid %d (blocked) answered %d, first at %lld ms; "
+        "pid %d answered %d, last at %lld ms; all %d ended by %lld ms, %d with 200; rerouted=%ld\n",
+        backend, RS_BURST, sent_ms, (int)a, RS_BLOCK_MS, quick, (int)a, by_a, a_first, (int)b, by_b,
+        b_last, ended, last, ok, rerouted);
+    free(c);
+    cr_assert_eq(ended, RS_BURST, "%d of %d connections got no answer; log:\n%s", RS_BURST - ended,
+                 RS_BURST, ma_log_text());
+    cr_assert_eq(ok, RS_BURST, "%d of %d answers were not 200", RS_BURST - ok, RS_BURST);
+    cr_assert_eq(by_a + by_b, RS_BURST, "answers from neither worker");
+    /* Round-robin alone would give B half; a full channel sends the rest
+     * of A's share to B too, while A sleeps. */
+    cr_assert_gt(by_b, RS_BURST * 5 / 8,
+                 "B answered %d of %d: the master did not route around A's full channel", by_b,
+                 RS_BURST);
+    cr_assert_eq(b_late, 0, "%d of B's answers came after A woke", b_late);
+    cr_assert_geq(quick, by_b, "only %d answers came while A slept", quick);
+    /* ACKs travel on their own: give the last ones a moment. */
+    long long deadline = ma_now_ms() + 3000;
+    while (after.handed != before.handed + RS_BURST + 1 && ma_now_ms() < deadline) {
+        ma_nap(50);
+        ma_status(&after);
+    }
+    cr_assert_eq(after.handed, before.handed + RS_BURST + 1, "lost connections?\n%s\nthen\n%s",
+                 before.text, after.text);
+}
+
+/* ---- idle Keep-Alive connections cost the master nothing ---- */
+
+BACKEND_TEST(resources, idle_connections_memory_flat, .timeout = 120, .fini = ma_fini)
+{
+    int n = rs_long() ? RS_IDLE_LONG : RS_IDLE;
+    struct ma_status s;
+    pid_t pids[2];
+    int wbase[2], wheld[2];
+
+    up_test_exclusive_load();
+    rs_raise_nofile((rlim_t)n + 256);
+    ma_start(backend, up_test_bin("examples/hello.so"), NULL);
+    ma_wait_workers(1, 2, &s);
+    ma_gen_pids(&s, 1, "ready", pids, 2);
+    int base = rs_fd_count(ma.pid);
+    long rss0 = rs_status_kib(ma.pid, "VmRSS:");
+    for (int i = 0; i < 2; i++) {
+        wbase[i] = rs_fd_count(pids[i]);
+    }
+
+    int *fds = calloc((size_t)n, sizeof(*fds));
+    cr_assert_not_null(fds);
+    long long t0 = ma_now_ms();
+    for (int i = 0; i < n; i++) {
+        struct up_test_resp r = {0};
+        fds[i] = rs_connect(ma.port);
+        rs_send(fds[i], RS_GET, strlen(RS_GET));
+        int ret = up_test_read_response(fds[i], &r, UP_TEST_TIMEOUT_MS);
+        cr_assert_eq(ret, 0, "connection %d: %s; log:\n%s", i, strerror(-ret), ma_log_text());
+        cr_assert_eq(r.status, 200, "connection %d: status %d", i, r.status);
+        up_test_resp_free(&r);
+    }
+    long long opened = ma_now_ms() - t0;
+    /* The master closes its copy of each fd once the worker ACKed it. */
+    int held = rs_wait_fd_count(ma.pid, base, 3000);
+    long rss1 = rs_status_kib(ma.pid, "VmRSS:");
+    long hwm = rs_status_kib(ma.pid, "VmHWM:");
+    for (int i = 0; i < 2; i++) {
+        wheld[i] = rs_fd_count(pids[i]);
+    }
+    /* Still open: no worker closed an idle connection meanwhile. */
+    for (int i = 0; i < n; i++) {
+        char ch;
+        ssize_t got = recv(fds[i], &ch, 1, MSG_DONTWAIT);
+        cr_assert(got == -1 && errno == EAGAIN, "connection %d ended while held (%zd, %s)", i, got,
+                  got < 0 ? strerror(errno) : "");
+    }
+    fprintf(stderr,
+            "[resources] idle_connections (%s): %d Keep-Alive connections opened in %lld ms; "
+            "master VmRSS %ld -> %ld KiB (HWM %ld), fds %d -> %d; worker fds %d -> %d and "
+            "%d -> %d\n",
+            backend, n, opened, rss0, rss1, hwm, base, held, wbase[0], wheld[0], wbase[1],
+            wheld[1]);
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    free(fds);
+    cr_assert_eq(held, base, "the master has %d fds with %d connections held by workers, %d before",
+                 held, n, base);
+    cr_assert_leq(rss1, RS_MASTER_RSS_KIB, "the master's VmRSS is %ld KiB (limit %d)", rss1,
+                  RS_MASTER_RSS_KIB);
+    cr_assert_geq(wheld[0] - wbase[0] + wheld[1] - wbase[1], n,
+                  "the workers hold %d more fds for %d connections",
+                  wheld[0] - wbase[0] + wheld[1] - wbase[1], n);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_gt(wheld[i] - wbase[i], n / 4, "worker %d took only %d connections", (int)pids[i],
+                     wheld[i] - wbase[i]);
+    }
+}
