@@ -309,7 +309,8 @@ static void conn_run(struct up_wconn *c)
         return;
     }
     struct up_worker *w = c->w;
-    if (w->state == UP_WORKER_DRAINING && (w->migrate_idle || w->exiting) && up_wconn_idle(c)) {
+    if (w->state == UP_WORKER_DRAINING &&
+        (w->migrate_idle || w->exiting || !up_worker_takes_back(w)) && up_wconn_idle(c)) {
         up_wconn_drain(c, w->exiting);
         return;
     }
@@ -322,6 +323,10 @@ static void conn_run(struct up_wconn *c)
 static void conn_free(struct up_wconn *c)
 {
     struct up_worker *w = c->w;
+    if (c->wait_ack) {
+        c->wait_ack = false;
+        w->nwaiting--;
+    }
     up_timer_stop(w->loop, &c->timer);
     up_http_parser_free(&c->parser);
     up_http_out_free(&c->out);
@@ -420,7 +425,17 @@ void up_wconn_abort(struct up_wconn *c)
     conn_close(c, false);
 }
 
-int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len)
+void up_wconn_acked(struct up_wconn *c)
+{
+    if (c->wait_ack) {
+        c->wait_ack = false;
+        c->w->nwaiting--;
+        conn_run(c);
+    }
+}
+
+int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len,
+                      uint64_t ack_seq)
 {
     struct up_wconn *c = calloc(1, sizeof(*c));
     char *rbuf = malloc(UP_WCONN_RBUF);
@@ -455,6 +470,15 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     }
     w->conns = c;
     w->nconns++;
+    if (ack_seq > w->acked_upto) {
+        /* Not ours until the master has our ACK: if we died before it
+         * went, the master would give this connection to another worker,
+         * and nothing may have been read from it or answered by then. */
+        c->ack_seq = ack_seq;
+        c->wait_ack = true;
+        w->nwaiting++;
+        return 0;
+    }
     conn_run(c);
     return 0;
 }

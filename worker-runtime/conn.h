@@ -66,12 +66,20 @@ struct up_wconn {
     bool close_after; /* close gracefully once the out queue is sent */
     bool in_run;      /* inside up_wconn_run(): on_output must not recurse */
     bool zombie;      /* socket gone; waiting for the app to finish res */
+    uint64_t ack_seq; /* arrival number; untouched until its ACK is sent */
+    bool wait_ack;    /* not read nor served yet: the ACK is not sent */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len
- * bytes, copied) are bytes already read from it by a previous owner. On
- * failure the fd is closed. Returns 0 or -errno. */
-int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len);
+ * bytes, copied) are bytes already read from it by a previous owner.
+ * ack_seq: serve it only once up_wconn_acked() says its ACK went to the
+ * master (0: at once, no master). On failure the fd is closed. Returns 0 or
+ * -errno. */
+int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len,
+                      uint64_t ack_seq);
+
+/* The ACK for c was sent: the connection is ours, serve it. */
+void up_wconn_acked(struct up_wconn *c);
 
 /* Nothing is in progress on c: no request started or with the app, nothing
  * queued to send. An idle connection can be handed back or closed without

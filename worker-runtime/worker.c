@@ -29,7 +29,8 @@ struct up_chan_msg {
     struct up_chan_msg *next;
     struct up_passfd_out out;
     struct up_msg hdr;
-    int fd; /* owned: closed once sent (the master has its own copy then) */
+    int fd;          /* owned: closed once sent (the master has its own copy then) */
+    uint64_t covers; /* ACK: the arrival numbers it covers, up to this */
     size_t len;
     char payload[];
 };
@@ -94,6 +95,9 @@ static void chan_lost(struct up_worker *w)
     }
     w->txq_tail = NULL;
     w->nacks = 0;
+    /* No master to tell: the waiting connections are ours alone now. */
+    w->acked_upto = w->arrivals;
+    up_worker_release_acked(w);
     begin_drain(w, w->cfg.drain_timeout_ms, 0);
 }
 
@@ -111,7 +115,21 @@ static struct up_chan_msg *take_acks(struct up_worker *w)
     m->hdr.arg = n;
     memmove(w->acks, w->acks + n, (w->nacks - n) * sizeof(uint64_t));
     w->nacks -= n;
+    w->acks_taken += n;
+    m->covers = w->acks_taken;
     return m;
+}
+
+void up_worker_release_acked(struct up_worker *w)
+{
+    /* Waiting connections are the newest: they sit at the list's head. */
+    for (struct up_wconn *c = w->conns; c != NULL && w->nwaiting > 0;) {
+        struct up_wconn *next = c->next;
+        if (c->wait_ack && c->ack_seq <= w->acked_upto) {
+            up_wconn_acked(c);
+        }
+        c = next;
+    }
 }
 
 /* Start the next send if none is in flight. ACKs go first: until the
@@ -154,10 +172,15 @@ static void on_chan_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t
     struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, chan_tx));
     struct up_chan_msg *m = w->tx_inflight;
     w->tx_inflight = NULL;
+    uint64_t covers = res >= 0 && m->hdr.kind == UP_MSG_ACK ? m->covers : 0;
     /* Sent: the master holds its own reference now, so ours goes. */
     msg_free(w, m);
     if (res < 0) {
         chan_lost(w);
+    }
+    if (covers > w->acked_upto) {
+        w->acked_upto = covers;
+        up_worker_release_acked(w);
     }
     chan_close_when_idle(w);
     chan_kick(w);
@@ -215,30 +238,34 @@ bool up_worker_takes_back(const struct up_worker *w)
     return up_worker_has_master(w) && !w->master_stopping;
 }
 
-static void ack(struct up_worker *w, uint64_t id)
+/* Queue an ACK for id. Returns the connection's arrival number, or 0 when
+ * out of memory (it is then served at once: the master keeps its copy
+ * until we exit, which is the old, weaker guarantee). */
+static uint64_t ack(struct up_worker *w, uint64_t id)
 {
     if (w->nacks == w->acks_cap) {
         size_t cap = w->acks_cap ? w->acks_cap * 2 : 64;
         uint64_t *a = realloc(w->acks, cap * sizeof(*a));
         if (a == NULL) {
-            return; /* the master re-routes on our death or keeps its copy */
+            return 0;
         }
         w->acks = a;
         w->acks_cap = cap;
     }
     w->acks[w->nacks++] = id;
+    return ++w->arrivals;
 }
 
 static void on_conn_msg(struct up_worker *w, const struct up_msg *hdr, int fd, size_t len)
 {
-    ack(w, hdr->conn_id);
+    uint64_t seq = ack(w, hdr->conn_id);
     if (w->state == UP_WORKER_DRAINING) {
         /* Routed to us before the master saw our drain: hand it straight
          * back rather than serve it on old code. */
         (void)up_worker_hand_back_take(w, fd, hdr->conn_id, w->chan_payload, len);
         return;
     }
-    int r = up_wconn_new_take(w, fd, hdr->conn_id, w->chan_payload, len);
+    int r = up_wconn_new_take(w, fd, hdr->conn_id, w->chan_payload, len, seq);
     if (r < 0) {
         up_log(UP_LOG_WARN, "conn id=%llu: cannot serve: %s, closing",
                (unsigned long long)hdr->conn_id, strerror(-r));
@@ -321,7 +348,7 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
         if (w->state == UP_WORKER_DRAINING) {
             up_close(res);
         } else {
-            (void)up_wconn_new_take(w, res, 0, NULL, 0);
+            (void)up_wconn_new_take(w, res, 0, NULL, 0, 0);
         }
     }
     if (flags & UP_OP_F_MORE) {

@@ -79,6 +79,13 @@ struct up_worker {
     struct up_chan_msg *tx_inflight; /* owned: being sent */
     uint64_t *acks;                  /* owned: conn ids received, not yet ACKed */
     size_t nacks, acks_cap;
+    /* Connections from the master are numbered as they arrive; a connection
+     * is not touched until the ACK covering its number has been sent, so
+     * that the master never re-routes a connection we began to read. */
+    uint64_t arrivals;   /* numbers given so far */
+    uint64_t acks_taken; /* numbers put into ACK messages */
+    uint64_t acked_upto; /* numbers whose ACK has been sent */
+    size_t nwaiting;     /* connections waiting for their ACK to go */
 
     bool chan_lost; /* the master is gone: close chan once ops end */
 
@@ -116,6 +123,9 @@ void up_worker_conn_gone(struct up_worker *w);
  * fd is closed either way). */
 int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, const char *data,
                              size_t len);
+
+/* Connections held back until their ACK is sent may go on now. */
+void up_worker_release_acked(struct up_worker *w);
 
 /* Whether connections go back to the master rather than being closed. */
 bool up_worker_has_master(const struct up_worker *w);
