@@ -310,11 +310,11 @@ static void on_respawn(struct up_loop *loop, struct up_timer *t)
 static void schedule_respawn(struct up_gen *g, const struct up_mworker *w)
 {
     struct up_master *m = g->m;
-    uint64_t now = up_loop_now(m->loop);
-    if (now - g->last_crash > STABLE_MS) {
+    /* The streak ends only when a worker stayed up: the time between two
+     * deaths is no measure, since the back-off itself stretches it. */
+    if (up_loop_now(m->loop) - w->spawned_at > STABLE_MS) {
         g->crash_streak = 0;
     }
-    g->last_crash = now;
     g->crash_streak++;
     uint64_t delay = RESPAWN_BASE_MS;
     for (unsigned i = 1; i < g->crash_streak && delay < RESPAWN_MAX_MS; i++) {

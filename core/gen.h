@@ -64,9 +64,10 @@ struct up_mworker {
     struct up_mworker *next; /* the generation's list */
     enum up_mworker_state state;
     unsigned index;
-    pid_t pid;      /* 0 once reaped */
-    int status;     /* wait status once reaped */
-    bool respawned; /* this one replaces a dead worker */
+    pid_t pid;           /* 0 once reaped */
+    int status;          /* wait status once reaped */
+    bool respawned;      /* this one replaces a dead worker */
+    uint64_t spawned_at; /* up_loop_now() ms at spawn: lived long enough? */
 
     int chan; /* owned: the master's end of the channel */
     struct up_op rx;
@@ -115,8 +116,7 @@ struct up_gen {
     struct up_timer ready_timer; /* --ready-timeout while STARTING */
     struct up_timer respawn_timer;
     unsigned crash_streak; /* deaths without a worker staying up */
-    uint64_t last_crash;
-    unsigned respawn_due; /* workers to start when respawn_timer fires */
+    unsigned respawn_due;  /* workers to start when respawn_timer fires */
     char fail_reason[1024];
 };
 

@@ -543,6 +543,7 @@ struct up_mworker *up_mworker_spawn(struct up_gen *g, unsigned index)
     }
     w->gen = g;
     w->index = index;
+    w->spawned_at = up_loop_now(m->loop);
     w->chan = w->errfd = -1;
     w->rx.cb = on_rx;
     w->tx.cb = on_tx;
