@@ -177,8 +177,15 @@ int up_head_rules_version(int major, int minor)
  * passed that llhttp did not take for chunked (`chunked<HT>`) it refuses only
  * after on_headers_complete, where the master has already stopped, and not
  * at all for an Upgrade without a body: decide it here, for both. */
-int up_head_rules_complete(const struct up_head_rules *r, int minor, bool chunked)
+int up_head_rules_complete(const struct up_head_rules *r, int major, int minor, bool chunked)
 {
+    /* Checked here too, not only when the version is read: llhttp takes a
+     * request line without a version for HTTP/0.9 and never reports a
+     * version for it, so that check alone would let 0.9 through. */
+    int v = up_head_rules_version(major, minor);
+    if (v < 0) {
+        return v;
+    }
     if (r->te && minor == 0) {
         return -EPROTO;
     }
@@ -380,7 +387,7 @@ static int on_value_complete(llhttp_t *ll)
 static int on_headers_complete(llhttp_t *ll)
 {
     struct check *c = check_of(ll);
-    int r = up_head_rules_complete(&c->rules, ll->http_minor, (ll->flags & F_CHUNKED) != 0);
+    int r = up_head_rules_complete(&c->rules, ll->http_major, ll->http_minor, (ll->flags & F_CHUNKED) != 0);
     return r < 0 ? check_fail(c, r) : HPE_PAUSED;
 }
 

@@ -134,9 +134,11 @@ int up_head_rules_field(struct up_head_rules *r, const char *name, size_t name_l
 /* The request line's version. Returns 0 or -EPROTONOSUPPORT. */
 int up_head_rules_version(int major, int minor);
 
-/* The head is complete; chunked is llhttp's verdict (F_CHUNKED). Returns 0,
+/* The head is complete: major/minor as llhttp parsed them (also for a
+ * request line without a version, which llhttp takes as HTTP/0.9);
+ * chunked is llhttp's verdict (F_CHUNKED). Returns 0, -EPROTONOSUPPORT,
  * -EPROTO or -EOPNOTSUPP. */
-int up_head_rules_complete(const struct up_head_rules *r, int minor, bool chunked);
+int up_head_rules_complete(const struct up_head_rules *r, int major, int minor, bool chunked);
 
 /* Map an llhttp error (enum llhttp_errno) that no callback of ours caused to
  * -EPROTO, -EOPNOTSUPP or -EPROTONOSUPPORT. */

@@ -246,3 +246,14 @@ Test(head, error_response_is_complete_and_closes, .timeout = 10)
     cr_assert_str_eq(up_head_reason(404), "Not Found");
     cr_assert_str_eq(up_head_reason(299), "");
 }
+
+/* Found by fuzzing: llhttp reads "GET  /" (no version) as HTTP/0.9 and
+ * never reports a version, so the version rule must hold at completion. */
+Test(head, http09_request_line_is_refused, .timeout = 10)
+{
+    static const char req[] = "GET  /\r\n\r\n";
+    struct up_head h;
+    int r = up_head_check(req, sizeof(req) - 1, 0, &h);
+    cr_assert_lt(r, 0, "HTTP/0.9 accepted (minor %d)", h.minor);
+    cr_assert_eq(up_head_error_status(r), 505);
+}
