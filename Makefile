@@ -3,6 +3,7 @@
 #   make run     install what is missing, build, serve examples/hello on :3000
 #   make test    build and run every test (SANITIZE=1: under ASan + UBSan)
 #   make bench   the benchmark harness (see bench/README.md)
+#   make fuzz    libFuzzer targets, FUZZ_SECONDS (60) each (clang; see tests/fuzz/)
 
 CC      ?= cc
 SANITIZE ?=
@@ -102,6 +103,35 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 check-format:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+# Fuzzing: libFuzzer targets (tests/fuzz/fuzz_NAME.c) built with clang under
+# ASan + UBSan from the sources they test, each run FUZZ_SECONDS over a copy
+# of its seed corpus in build/fuzz/corpus/NAME (tests/fuzz/corpus stays as is).
+FUZZ_CC       ?= clang
+FUZZ_SECONDS  ?= 60
+FUZZ_TARGETS  := head http passfd
+FUZZ_FLAGS    := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                 -fno-omit-frame-pointer
+FUZZ_CPPFLAGS := $(filter-out -MMD -MP,$(CPPFLAGS))
+FUZZ_LLHTTP   := $(patsubst $(LLHTTP_SRC)/%.c,build/fuzz/obj/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
+FUZZ_HTTP_DEP := core/head.c worker-runtime/http.c worker-runtime/response.c $(FUZZ_LLHTTP) \
+                 core/head.h worker-runtime/http.h worker-runtime/include/up/app.h
+
+build/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -I$(LLHTTP_INC) $(FUZZ_FLAGS) -w -c $< -o $@
+
+build/fuzz/fuzz_head: tests/fuzz/fuzz_head.c $(FUZZ_HTTP_DEP)
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c $(FUZZ_HTTP_DEP)
+build/fuzz/fuzz_passfd: tests/fuzz/fuzz_passfd.c passfd/passfd.c passfd/passfd.h
+build/fuzz/fuzz_%:
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -Wall -Wextra -Wshadow \
+	    -Wno-missing-field-initializers -o $@ $(filter %.c %.o,$^)
+
+fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+	@fail=0; for t in $(FUZZ_TARGETS); do tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || fail=1; done; \
+	    exit $$fail
 
 clean:
 	rm -rf build
