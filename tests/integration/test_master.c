@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/testlib.h"
+#include "ma.h"
 #include "head.h"
 
 #define MA_READY_MS 10000
@@ -33,37 +34,7 @@
 
 /* ---- the master under test ---- */
 
-struct ma {
-    pid_t pid; /* the master, or -1 */
-    int port;
-    char dir[64]; /* the test's temp dir, or "" */
-    char log[PATH_MAX];
-    char ctl[PATH_MAX];
-    pid_t seen[MA_MAX_SEEN]; /* every worker pid learned, for the fini */
-    int nseen;
-};
-
-struct ma_worker {
-    unsigned gen;
-    pid_t pid;
-    char state[16];
-};
-
-struct ma_gen {
-    unsigned id;
-    char state[16];
-};
-
 /* `up-run status`, parsed. */
-struct ma_status {
-    int code; /* the command's exit status */
-    char text[8192];
-    struct ma_gen gens[16];
-    int ngens;
-    struct ma_worker workers[64];
-    int nworkers;
-    long handed, answered, reloads, reload_failures, respawns;
-};
 
 struct ma ma = {.pid = -1};
 
