@@ -190,8 +190,8 @@ static void run_wave(struct conn *cs, int n, const struct sockaddr_in *sa)
                 c->st = ST_SENDING;
             }
             if (c->st == ST_SENDING) {
-                ssize_t w = send(c->fd, request + c->sent, sizeof(request) - 1 - c->sent,
-                                 MSG_NOSIGNAL);
+                ssize_t w =
+                    send(c->fd, request + c->sent, sizeof(request) - 1 - c->sent, MSG_NOSIGNAL);
                 if (w < 0) {
                     if (errno != EAGAIN && errno != EINTR) {
                         fail(c);

@@ -387,7 +387,8 @@ static int on_value_complete(llhttp_t *ll)
 static int on_headers_complete(llhttp_t *ll)
 {
     struct check *c = check_of(ll);
-    int r = up_head_rules_complete(&c->rules, ll->http_major, ll->http_minor, (ll->flags & F_CHUNKED) != 0);
+    int r = up_head_rules_complete(&c->rules, ll->http_major, ll->http_minor,
+                                   (ll->flags & F_CHUNKED) != 0);
     return r < 0 ? check_fail(c, r) : HPE_PAUSED;
 }
 

@@ -221,7 +221,8 @@ static bool ll_keep_alive(const llhttp_t *ll)
 static int on_headers_complete(llhttp_t *ll)
 {
     struct up_http_parser *p = parser_of(ll);
-    int r = up_head_rules_complete(&p->rules, ll->http_major, ll->http_minor, (ll->flags & F_CHUNKED) != 0);
+    int r = up_head_rules_complete(&p->rules, ll->http_major, ll->http_minor,
+                                   (ll->flags & F_CHUNKED) != 0);
     if (r < 0) {
         return fail(p, r);
     }
