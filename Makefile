@@ -88,10 +88,10 @@ run: deps all
 # Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
 # tests in parallel, one process each; every test picks its own ports.
 test: all $(B)/up-tests $(B)/tools/up-load
-	UP_BUILD_DIR=$(abspath $(B)) $(B)/up-tests $(TESTFLAGS)
+	UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) $(B)/up-tests $(TESTFLAGS)
 
 test-long: all $(B)/up-tests $(B)/tools/up-load
-	UP_BUILD_DIR=$(abspath $(B)) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
+	UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
 
 bench: all
 	bench/run.sh

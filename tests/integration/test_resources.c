@@ -556,8 +556,13 @@ BACKEND_TEST(resources, idle_connections_memory_flat, .timeout = 120, .fini = ma
     free(fds);
     cr_assert_eq(held, base, "the master has %d fds with %d connections held by workers, %d before",
                  held, n, base);
-    cr_assert_leq(rss1, RS_MASTER_RSS_KIB, "the master's VmRSS is %ld KiB (limit %d)", rss1,
-                  RS_MASTER_RSS_KIB);
+    /* The RSS bound is the real build's: under ASan the shadow memory and
+     * the quarantine (which keeps every freed per-connection struct
+     * resident) put the master at ~10 MiB before the first connection. */
+    if (!up_test_sanitized()) {
+        cr_assert_leq(rss1, RS_MASTER_RSS_KIB, "the master's VmRSS is %ld KiB (limit %d)", rss1,
+                      RS_MASTER_RSS_KIB);
+    }
     cr_assert_geq(wheld[0] - wbase[0] + wheld[1] - wbase[1], n,
                   "the workers hold %d more fds for %d connections",
                   wheld[0] - wbase[0] + wheld[1] - wbase[1], n);

@@ -810,3 +810,9 @@ void up_test_exclusive_load(void)
         }
     }
 }
+
+bool up_test_sanitized(void)
+{
+    const char *v = getenv("UP_TEST_SANITIZED");
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}

@@ -189,3 +189,7 @@ void up_test_require_io_uring(void);
  * storms on a 2-core machine starve each other, and a request delayed for
  * seconds by the scheduler would look like a request the server lost. */
 void up_test_exclusive_load(void);
+
+/* The binaries under test were built with SANITIZE=1 (the Makefile sets
+ * UP_TEST_SANITIZED): memory figures then measure the sanitizer too. */
+bool up_test_sanitized(void);
