@@ -89,6 +89,26 @@ static int tl_try_port(int port)
     return ret;
 }
 
+/* Claim port for this test process: a lock file held until the process
+ * exits. The servers under test bind with SO_REUSEPORT, so two tests that
+ * drew the same port would both bind it and silently share its traffic;
+ * the bind check alone cannot see a port another test drew but has not
+ * bound yet. Returns true if the port is ours. */
+static bool tl_claim_port(int port)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/up-test-port-%d.lock", port);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return true; /* no lock possible: the bind check still applies */
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return false;
+    }
+    return true; /* fd never closed: the claim ends with the process */
+}
+
 int up_test_free_port(void)
 {
     int low = 32768;
@@ -107,7 +127,7 @@ int up_test_free_port(void)
      * end, so only another test's random pick can collide with ours. */
     for (int i = 0; i < 64 && low > 11000; i++) {
         int port = 10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000));
-        if (tl_try_port(port) == port) {
+        if (tl_claim_port(port) && tl_try_port(port) == port) {
             return port;
         }
     }
