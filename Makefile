@@ -85,13 +85,17 @@ deps:
 run: deps all
 	$(B)/up-run $(if $(WORKERS),-n $(WORKERS)) $(B)/examples/hello.so
 
+# Under SANITIZE, leaks inside Criterion's own runner are not ours.
+TEST_ENV := UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) \
+            LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0
+
 # Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
 # tests in parallel, one process each; every test picks its own ports.
 test: all $(B)/up-tests $(B)/tools/up-load
-	UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) $(B)/up-tests $(TESTFLAGS)
+	$(TEST_ENV) $(B)/up-tests $(TESTFLAGS)
 
 test-long: all $(B)/up-tests $(B)/tools/up-load
-	UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
+	$(TEST_ENV) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
 
 bench: all
 	bench/run.sh
