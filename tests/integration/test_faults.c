@@ -210,15 +210,6 @@ static int fa_fds_settled(pid_t pid, int want)
     return last;
 }
 
-static int fa_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void fa_fini(void)
 {
     for (int i = 0; i < fa.nfds; i++) {
@@ -247,9 +238,7 @@ static void fa_fini(void)
         }
     }
     fa.nseen = 0;
-    if (fa.dir[0] != '\0' && getenv("UP_TEST_KEEP") == NULL) {
-        nftw(fa.dir, fa_rm, 8, FTW_DEPTH | FTW_PHYS);
-    }
+    up_test_remove_dir(fa.dir);
 }
 
 /* A path in the test's temp dir, created on first use. Static ring buffer,

@@ -106,15 +106,6 @@ static ssize_t ma_proc_read(pid_t pid, const char *what, char *buf, size_t cap)
     return n;
 }
 
-static int ma_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void ma_fini(void)
 {
     if (ma.pid > 0) {
@@ -132,9 +123,7 @@ void ma_fini(void)
         }
     }
     ma.nseen = 0;
-    if (ma.dir[0] != '\0' && getenv("UP_TEST_KEEP") == NULL) {
-        nftw(ma.dir, ma_rm, 8, FTW_DEPTH | FTW_PHYS);
-    }
+    up_test_remove_dir(ma.dir);
 }
 
 /* A path in the test's temp dir, created on first use. Static ring buffer,

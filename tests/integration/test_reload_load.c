@@ -50,9 +50,6 @@ struct rl_load {
 
 static void rl_fini(void)
 {
-    DIR *d;
-    struct dirent *e;
-    char path[PATH_MAX];
 
     for (int i = 0; i < RL_MAX_CLIENTS; i++) {
         if (rl.clients[i] >= 0) {
@@ -68,20 +65,7 @@ static void rl_fini(void)
         up_test_stop(rl.master, RL_STOP_MS);
         rl.master = -1;
     }
-    if (rl.dir[0] == '\0' || getenv("UP_TEST_KEEP") != NULL) {
-        return;
-    }
-    d = opendir(rl.dir);
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            snprintf(path, sizeof(path), "%s/%s", rl.dir, e->d_name);
-            unlink(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    rmdir(rl.dir);
+    up_test_remove_dir(rl.dir);
 }
 
 /* A path in the test's temp dir, created on first use. Static ring buffer,
@@ -100,26 +84,9 @@ static const char *rl_path(const char *name)
     return buf;
 }
 
-/* The last 6 KiB of a file, for failure messages: a reload storm logs a
- * lot, and what went wrong is at the end. */
-static const char *rl_tail(const char *path)
-{
-    static char buf[6144];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
-    off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
-    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, from) : -1;
-
-    buf[n > 0 ? n : 0] = '\0';
-    if (fd >= 0) {
-        close(fd);
-    }
-    return buf;
-}
-
 static const char *rl_log_text(void)
 {
-    return rl_tail(rl.log);
+    return up_test_file_tail(rl.log);
 }
 
 static long long rl_now_ms(void)
@@ -429,7 +396,7 @@ static void rl_load_finish(const char *what, int timeout_ms, struct rl_load *out
     int status = up_test_wait_exit(rl.load, timeout_ms);
     cr_assert_neq(status, -ETIMEDOUT, "up-load still runs %d ms after its end", timeout_ms);
     rl.load = -1;
-    snprintf(text, sizeof(text), "%s", rl_tail(rl.load_out));
+    snprintf(text, sizeof(text), "%s", up_test_file_tail(rl.load_out));
 
     const char *line = strstr(text, "up-load: requests=");
     cr_assert_not_null(line, "no summary from up-load (exit %d):\n%s", status, text);

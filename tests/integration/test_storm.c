@@ -302,9 +302,6 @@ static void st_sampler_stop(void)
 
 static void st_fini(void)
 {
-    DIR *d;
-    struct dirent *e;
-    char path[PATH_MAX];
 
     st_sampler_stop();
     for (int i = 0; i < ST_MAX_CLIENTS; i++) {
@@ -325,20 +322,7 @@ static void st_fini(void)
     }
     free(st.big);
     st.big = NULL;
-    if (st.dir[0] == '\0' || getenv("UP_TEST_KEEP") != NULL) {
-        return;
-    }
-    d = opendir(st.dir);
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            snprintf(path, sizeof(path), "%s/%s", st.dir, e->d_name);
-            unlink(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    rmdir(st.dir);
+    up_test_remove_dir(st.dir);
 }
 
 /* A path in the test's temp dir, created on first use. Static ring buffer,
@@ -357,26 +341,9 @@ static const char *st_path(const char *name)
     return buf;
 }
 
-/* The last 6 KiB of a file, for failure messages: a storm logs a lot, and
- * what went wrong is at the end. */
-static const char *st_tail(const char *path)
-{
-    static char buf[6144];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
-    off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
-    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, from) : -1;
-
-    buf[n > 0 ? n : 0] = '\0';
-    if (fd >= 0) {
-        close(fd);
-    }
-    return buf;
-}
-
 static const char *st_log_text(void)
 {
-    return st_tail(st.log);
+    return up_test_file_tail(st.log);
 }
 
 /* A socket the test holds (closed by the fini if need be). */
@@ -628,8 +595,8 @@ static unsigned st_status(char *text, size_t cap, long *handed_back)
     pid_t pid = up_test_spawn(argv, NULL, out);
     cr_assert_gt(pid, 0, "spawn up-run status: %s", strerror(-pid));
     int status = up_test_wait_exit(pid, 5000);
-    cr_assert_eq(status, 0, "up-run status exited %d:\n%s", status, st_tail(out));
-    snprintf(text, cap, "%s", st_tail(out));
+    cr_assert_eq(status, 0, "up-run status exited %d:\n%s", status, up_test_file_tail(out));
+    snprintf(text, cap, "%s", up_test_file_tail(out));
     unsigned max = 0;
     for (const char *p = text; (p = strstr(p, "generation ")) != NULL; p++) {
         unsigned g = (unsigned)strtoul(p + 11, NULL, 10);
@@ -676,7 +643,7 @@ static void st_load_finish(int i, const char *what, int timeout_ms, struct st_lo
     int status = up_test_wait_exit(st.load[i], timeout_ms);
     cr_assert_neq(status, -ETIMEDOUT, "up-load still runs %d ms after its end", timeout_ms);
     st.load[i] = -1;
-    snprintf(text, sizeof(text), "%s", st_tail(st.load_out[i]));
+    snprintf(text, sizeof(text), "%s", up_test_file_tail(st.load_out[i]));
 
     const char *line = strstr(text, "up-load: requests=");
     cr_assert_not_null(line, "no summary from up-load (exit %d):\n%s", status, text);

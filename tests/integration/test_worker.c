@@ -35,28 +35,12 @@ static struct wk wk = {.pid = -1};
 
 static void wk_fini(void)
 {
-    DIR *d;
-    struct dirent *e;
-    char path[PATH_MAX];
 
     if (wk.pid > 0) {
         up_test_stop(wk.pid, WK_STOP_MS);
         wk.pid = -1;
     }
-    if (wk.dir[0] == '\0' || getenv("UP_TEST_KEEP") != NULL) {
-        return;
-    }
-    d = opendir(wk.dir);
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            snprintf(path, sizeof(path), "%s/%s", wk.dir, e->d_name);
-            unlink(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    rmdir(wk.dir);
+    up_test_remove_dir(wk.dir);
 }
 
 /* A path in the test's temp dir, created on first use. Static ring buffer,

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/file.h>
 #include <limits.h>
 #include <liburing.h>
@@ -835,4 +836,35 @@ bool up_test_sanitized(void)
 {
     const char *v = getenv("UP_TEST_SANITIZED");
     return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+static int tl_rm(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void up_test_remove_dir(const char *dir)
+{
+    if (dir[0] != '\0' && getenv("UP_TEST_KEEP") == NULL) {
+        nftw(dir, tl_rm, 8, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+const char *up_test_file_tail(const char *path)
+{
+    static char buf[6144];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+    off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
+    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, from) : -1;
+
+    buf[n > 0 ? n : 0] = '\0';
+    if (fd >= 0) {
+        close(fd);
+    }
+    return buf;
 }

@@ -193,3 +193,11 @@ void up_test_exclusive_load(void);
 /* The binaries under test were built with SANITIZE=1 (the Makefile sets
  * UP_TEST_SANITIZED): memory figures then measure the sanitizer too. */
 bool up_test_sanitized(void);
+
+/* Remove a test's temp dir and everything in it, unless UP_TEST_KEEP is set
+ * (to look at the logs after a failure). "" does nothing. */
+void up_test_remove_dir(const char *dir);
+
+/* The last 6 KiB of a file, NUL-terminated, for failure messages: a busy
+ * log's news is at its end. Static buffer, overwritten by the next call. */
+const char *up_test_file_tail(const char *path);
