@@ -1,5 +1,7 @@
 #include "asrv.h"
 
+#include "acceptor.h"
+
 #include "fd.h"
 #include "log.h"
 
@@ -27,7 +29,7 @@ struct up_asrv {
     struct up_loop *loop;
     int fd; /* owned: the listening socket */
     bool same_uid;
-    struct up_op accept;
+    struct up_acceptor acceptor; /* backs off when accept() fails (EMFILE) */
     up_asrv_complete_fn complete;
     up_asrv_answer_fn answer;
     void *ctx;
@@ -119,18 +121,12 @@ static void client_start(struct up_asrv *s, int fd)
     }
 }
 
-static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+static void on_conn(struct up_acceptor *a, int fd)
 {
-    struct up_asrv *s = (struct up_asrv *)((char *)op - offsetof(struct up_asrv, accept));
-    if (res >= 0) {
-        client_start(s, res);
-    }
-    if (!(flags & UP_OP_F_MORE) && !op->canceling && s->fd >= 0) {
-        /* EMFILE and friends: the next connection retries; a control
-         * socket is too quiet to need a timer. */
-        (void)up_loop_accept(loop, &s->accept, s->fd);
-    }
+    client_start(a->ctx, fd);
 }
+
+static const struct up_acceptor_cbs asrv_acceptor_cbs = {.on_conn = on_conn};
 
 int up_asrv_open_take(struct up_loop *loop, int lfd, bool same_uid, up_asrv_complete_fn complete,
                       up_asrv_answer_fn answer, void *ctx, struct up_asrv **ret)
@@ -146,13 +142,9 @@ int up_asrv_open_take(struct up_loop *loop, int lfd, bool same_uid, up_asrv_comp
                           .complete = complete,
                           .answer = answer,
                           .ctx = ctx};
-    s->accept.cb = on_accept;
-    int r = up_loop_accept(loop, &s->accept, lfd);
-    if (r < 0) {
-        up_close(lfd);
-        free(s);
-        return r;
-    }
+    up_acceptor_init(&s->acceptor, loop, lfd, &asrv_acceptor_cbs, s);
+    /* A failure to start is retried by the acceptor itself. */
+    (void)up_acceptor_start(&s->acceptor);
     *ret = s;
     return 0;
 }
@@ -165,7 +157,7 @@ void up_asrv_close(struct up_asrv *s)
     for (struct asrv_client *c = s->clients; c != NULL; c = c->next) {
         up_loop_cancel(s->loop, &c->op);
     }
-    up_loop_cancel(s->loop, &s->accept);
+    up_acceptor_stop(&s->acceptor);
     /* The clients' and the accept's final callbacks run here. */
     up_loop_drain(s->loop, 2000);
     s->fd = up_loop_close(s->loop, s->fd);

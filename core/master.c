@@ -28,92 +28,58 @@
 /* Connections not yet handed off at which accepting pauses (the kernel's
  * backlog holds the rest): bounds the master's memory and fds. */
 #define MAX_PENDING 8192
-/* Retry after accept() failed for lack of fds or memory. */
-#define ACCEPT_RETRY_MS 100
 /* After a stop's drain deadline, this long for workers to go before
  * they are killed. */
 #define STOP_GRACE_MS 5000
 
 /* ---- listeners ---- */
 
-static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
-
-static void arm_accept(struct up_listener *l)
+static void on_conn(struct up_acceptor *a, int fd)
 {
-    if (l->accept.busy || l->paused || l->m->state == UP_MASTER_STOPPING) {
-        return;
-    }
-    int r = up_loop_accept(l->m->loop, &l->accept, l->fd);
-    if (r < 0) {
-        up_log(UP_LOG_WARN, "listener %s: cannot accept: %s, retrying", l->text, strerror(-r));
-        up_timer_start(l->m->loop, &l->retry, ACCEPT_RETRY_MS);
-    }
-}
-
-static void on_accept_retry(struct up_loop *loop, struct up_timer *t)
-{
-    (void)loop;
-    arm_accept((struct up_listener *)((char *)t - offsetof(struct up_listener, retry)));
-}
-
-static void pause_accepting(struct up_master *m)
-{
-    for (int i = 0; i < m->nlisteners; i++) {
-        struct up_listener *l = &m->listeners[i];
-        if (!l->paused) {
-            l->paused = true;
-            up_loop_cancel(m->loop, &l->accept);
+    struct up_listener *l = a->ctx;
+    struct up_master *m = l->m;
+    up_mconn_accept_take(m, fd, l->unix_sock);
+    if (m->nmconns >= m->max_pending && !m->accept_paused) {
+        m->accept_paused = true;
+        for (int i = 0; i < m->nlisteners; i++) {
+            up_acceptor_pause(&m->listeners[i].acceptor);
         }
+        up_log(UP_LOG_WARN, "%zu connections waiting for a worker: accepting paused", m->nmconns);
     }
-    up_log(UP_LOG_WARN, "%zu connections waiting for a worker: accepting paused", m->nmconns);
 }
+
+static void on_accept_error(struct up_acceptor *a, int err, bool first)
+{
+    struct up_listener *l = a->ctx;
+    if (first) {
+        /* Once per streak: the retry runs ten times a second. */
+        up_log(UP_LOG_WARN, "listener %s: accept failed: %s, retrying every %d ms", l->text,
+               strerror(-err), UP_ACCEPTOR_RETRY_MS);
+    }
+}
+
+static void on_accept_recovered(struct up_acceptor *a)
+{
+    struct up_listener *l = a->ctx;
+    up_log(UP_LOG_INFO, "listener %s: accepting again", l->text);
+}
+
+static const struct up_acceptor_cbs listener_cbs = {
+    .on_conn = on_conn,
+    .on_error = on_accept_error,
+    .on_recovered = on_accept_recovered,
+};
 
 void up_master_unpause(struct up_master *m)
 {
-    if (m->nlisteners == 0 || !m->listeners[0].paused || m->nmconns > m->max_pending * 3 / 4) {
+    if (!m->accept_paused || m->nmconns > m->max_pending * 3 / 4 ||
+        m->state == UP_MASTER_STOPPING) {
         return;
     }
+    m->accept_paused = false;
     for (int i = 0; i < m->nlisteners; i++) {
-        m->listeners[i].paused = false;
-        arm_accept(&m->listeners[i]);
+        up_acceptor_resume(&m->listeners[i].acceptor);
     }
-}
-
-static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
-{
-    struct up_listener *l =
-        (struct up_listener *)((char *)op - offsetof(struct up_listener, accept));
-    struct up_master *m = l->m;
-    if (res >= 0) {
-        if (l->failing) {
-            l->failing = false;
-            up_log(UP_LOG_INFO, "listener %s: accepting again", l->text);
-        }
-        up_mconn_accept_take(m, res, l->unix_sock);
-        if (m->nmconns >= m->max_pending && !l->paused) {
-            pause_accepting(m);
-        }
-    }
-    if (flags & UP_OP_F_MORE) {
-        return;
-    }
-    if (op->canceling) {
-        return; /* paused or stopping: arm_accept() starts it again */
-    }
-    if (res >= 0) {
-        arm_accept(l);
-        return;
-    }
-    /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection waits in the
-     * backlog; try again shortly instead of spinning on a readable
-     * listener. */
-    if (!l->failing) {
-        /* Once per streak: the retry runs ten times a second. */
-        l->failing = true;
-        up_log(UP_LOG_WARN, "listener %s: accept failed: %s, retrying every %d ms", l->text,
-               strerror(-res), ACCEPT_RETRY_MS);
-    }
-    up_timer_start(loop, &l->retry, ACCEPT_RETRY_MS);
 }
 
 static int open_listeners(struct up_master *m)
@@ -148,8 +114,7 @@ static int open_listeners(struct up_master *m)
         }
         l->m = m;
         l->unix_sock = a.ss.ss_family == AF_UNIX;
-        l->accept.cb = on_accept;
-        l->retry.cb = on_accept_retry;
+        up_acceptor_init(&l->acceptor, m->loop, l->fd, &listener_cbs, l);
         snprintf(l->text, sizeof(l->text), "%s", a.text);
         m->nlisteners++;
     }
@@ -296,8 +261,7 @@ void up_master_stop(struct up_master *m, bool graceful)
         up_notify("STOPPING=1");
     }
     for (int i = 0; i < m->nlisteners; i++) {
-        up_loop_cancel(m->loop, &m->listeners[i].accept);
-        up_timer_stop(m->loop, &m->listeners[i].retry);
+        up_acceptor_stop(&m->listeners[i].acceptor);
     }
     if (m->watch != NULL) {
         up_watch_stop(m->watch);
@@ -463,7 +427,7 @@ int up_master_init(struct up_master *m, const struct up_cli *cli)
         return -ENOEXEC;
     }
     for (int i = 0; i < m->nlisteners; i++) {
-        arm_accept(&m->listeners[i]);
+        (void)up_acceptor_start(&m->listeners[i].acceptor);
     }
     return 0;
 }
@@ -483,7 +447,7 @@ void up_master_free(struct up_master *m)
     if (m->loop != NULL) {
         up_loop_cancel(m->loop, &m->sig_op);
         for (int i = 0; i < m->nlisteners; i++) {
-            up_loop_cancel(m->loop, &m->listeners[i].accept);
+            up_acceptor_stop(&m->listeners[i].acceptor);
         }
         up_ctl_close(m->ctl);
         up_metrics_close(m->metrics);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "acceptor.h"
 #include "cli.h"
 #include "loop.h"
 
@@ -32,12 +33,9 @@ struct up_watch;
 
 struct up_listener {
     struct up_master *m;
-    int fd;                /* owned; never closed while up-run runs */
-    struct up_op accept;   /* multishot accept */
-    struct up_timer retry; /* re-arm after EMFILE/ENFILE or a pause */
-    bool paused;           /* too many connections pending: not accepting */
-    bool unix_sock;        /* AF_UNIX listener */
-    bool failing;          /* accept keeps failing (EMFILE...): logged once */
+    int fd; /* owned; never closed while up-run runs */
+    struct up_acceptor acceptor;
+    bool unix_sock; /* AF_UNIX listener */
     char text[128];
 };
 
@@ -84,6 +82,7 @@ struct up_master {
     struct up_mconn *mconns; /* every one (list) */
     size_t nmconns;
     size_t max_pending;          /* accepting pauses at this many */
+    bool accept_paused;          /* ... and has not resumed yet */
     struct up_mconn *queue_head; /* head complete, waiting for a worker */
     struct up_mconn *queue_tail;
     uint64_t next_conn_id;

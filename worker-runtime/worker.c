@@ -21,8 +21,6 @@
 
 /* How often a worker tells the master what it holds (for `up-run status`). */
 #define STATS_MS 1000
-/* Back-off after accept() fails for lack of fds (EMFILE/ENFILE). */
-#define ACCEPT_RETRY_MS 100
 
 /* One queued message to the master. */
 struct up_chan_msg {
@@ -327,43 +325,37 @@ static void chan_recv(struct up_worker *w)
 
 /* ---- the --listen socket ---- */
 
-static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
-
-static void accept_retry(struct up_loop *loop, struct up_timer *t)
+static void on_listen_conn(struct up_acceptor *a, int fd)
 {
-    struct up_worker *w =
-        (struct up_worker *)((char *)t - offsetof(struct up_worker, accept_timer));
+    struct up_worker *w = a->ctx;
     if (w->state == UP_WORKER_DRAINING) {
-        w->lfd = up_loop_close(loop, w->lfd);
-        maybe_exit(w);
-    } else if (!w->accept_op.busy && up_loop_accept(loop, &w->accept_op, w->lfd) < 0) {
-        up_timer_start(loop, t, ACCEPT_RETRY_MS);
+        up_close(fd);
+    } else {
+        (void)up_wconn_new_take(w, fd, 0, NULL, 0, 0);
     }
 }
 
-static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+static void on_listen_error(struct up_acceptor *a, int err, bool first)
 {
-    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, accept_op));
-    if (res >= 0) {
-        if (w->state == UP_WORKER_DRAINING) {
-            up_close(res);
-        } else {
-            (void)up_wconn_new_take(w, res, 0, NULL, 0, 0);
-        }
+    (void)a;
+    if (first) {
+        up_log(UP_LOG_WARN, "accept failed: %s, retrying every %d ms", strerror(-err),
+               UP_ACCEPTOR_RETRY_MS);
     }
-    if (flags & UP_OP_F_MORE) {
-        return;
-    }
-    if (w->state == UP_WORKER_DRAINING || res == -ECANCELED) {
-        w->lfd = up_loop_close(loop, w->lfd);
-        maybe_exit(w);
-        return;
-    }
-    /* Out of fds (EMFILE/ENFILE) or another error: retry shortly rather
-     * than spin on a listener that stays readable. */
-    up_log(UP_LOG_WARN, "accept failed: %s, retrying in %d ms", strerror(-res), ACCEPT_RETRY_MS);
-    up_timer_start(loop, &w->accept_timer, ACCEPT_RETRY_MS);
 }
+
+static void on_listen_stopped(struct up_acceptor *a)
+{
+    struct up_worker *w = a->ctx;
+    w->lfd = up_loop_close(w->loop, w->lfd);
+    maybe_exit(w);
+}
+
+static const struct up_acceptor_cbs listen_cbs = {
+    .on_conn = on_listen_conn,
+    .on_error = on_listen_error,
+    .on_stopped = on_listen_stopped,
+};
 
 static int open_listener(struct up_worker *w)
 {
@@ -380,12 +372,10 @@ static int open_listener(struct up_worker *w)
         up_log(UP_LOG_ERR, "cannot listen on %s: %s", a.text, strerror(-r));
         return r;
     }
-    w->accept_op.cb = on_accept;
-    r = up_loop_accept(w->loop, &w->accept_op, w->lfd);
-    if (r < 0) {
-        w->lfd = up_close(w->lfd);
-    }
-    return r;
+    up_acceptor_init(&w->acceptor, w->loop, w->lfd, &listen_cbs, w);
+    /* A failure to start is retried by the acceptor, as EMFILE is. */
+    (void)up_acceptor_start(&w->acceptor);
+    return 0;
 }
 
 /* ---- draining and exit ---- */
@@ -440,11 +430,8 @@ static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flag
         w->state = UP_WORKER_DRAINING;
         up_log(UP_LOG_DEBUG, "draining: %zu connections, deadline in %llu ms", w->nconns,
                (unsigned long long)deadline_ms);
-        if (w->lfd >= 0 && w->accept_op.busy) {
-            up_loop_cancel(w->loop, &w->accept_op); /* on_accept closes lfd */
-        } else if (w->lfd >= 0) {
-            up_timer_stop(w->loop, &w->accept_timer);
-            w->lfd = up_loop_close(w->loop, w->lfd);
+        if (w->lfd >= 0) {
+            up_acceptor_stop(&w->acceptor); /* on_listen_stopped closes lfd */
         }
     }
     /* A second DRAIN (the cap on draining generations) may only shorten
@@ -634,7 +621,6 @@ static int worker_setup(struct up_worker *w)
         up_log(UP_LOG_INFO, "%s; using epoll", why);
     }
     w->drain_timer.cb = on_drain_deadline;
-    w->accept_timer.cb = accept_retry;
     w->stats_timer.cb = on_stats;
     w->chan_rx.cb = on_chan_rx;
     w->chan_tx.cb = on_chan_tx;
@@ -664,7 +650,9 @@ static void worker_free(struct up_worker *w)
         w->chan_lost = true; /* exiting: the canceled reads are no news */
         up_loop_cancel(w->loop, &w->chan_rx);
         up_loop_cancel(w->loop, &w->chan_tx);
-        up_loop_cancel(w->loop, &w->accept_op);
+        if (w->lfd >= 0) {
+            up_acceptor_stop(&w->acceptor);
+        }
         up_loop_drain(w->loop, 2000);
     }
     if (w->tx_inflight != NULL) {

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acceptor.h"
 #include "app.h"
 #include "http.h"
 #include "loop.h"
@@ -90,8 +91,7 @@ struct up_worker {
     bool chan_lost; /* the master is gone: close chan once ops end */
 
     int lfd; /* owned: --listen socket, or -1 */
-    struct up_op accept_op;
-    struct up_timer accept_timer; /* retry after EMFILE */
+    struct up_acceptor acceptor;
 
     int sigfd; /* owned: signalfd for TERM, INT, QUIT, HUP */
     struct up_op sig_op;
