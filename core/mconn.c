@@ -19,8 +19,8 @@
 /* How long an answered connection reads and drops what the client still
  * sends, waiting for its FIN, before it is closed anyway. */
 #define LINGER_MS 2000
-/* WAIT on a unix socket (no SO_RCVLOWAT there): peek again this often. */
-#define UNIX_REPEEK_MS 20
+/* WAIT without SO_RCVLOWAT (unix sockets): peek again this often. */
+#define REPEEK_MS 20
 /* A connection routed this many times without a worker keeping it is
  * answered 503 rather than passed around forever. */
 #define MAX_TRIES 8
@@ -285,20 +285,31 @@ static void wait_more(struct up_mconn *c)
     struct up_master *m = c->m;
     buf_put(m, &c->buf);
     set_state(c, UP_MCONN_WAIT);
-    if (c->unix_sock) {
-        up_timer_start(m->loop, &c->timer, UNIX_REPEEK_MS);
-        return;
-    }
-    if (c->peeked > 0 && (int)c->peeked + 1 != c->rcvlowat) {
-        /* Wake only when more than what we saw has arrived. */
+    if (!c->repeek_timer && c->peeked > 0 && (int)c->peeked + 1 != c->rcvlowat) {
+        /* Wake only when more than what we saw has arrived. TCP caps the
+         * mark at half its largest receive buffer, far above any head. */
         int lowat = (int)c->peeked + 1;
         if (setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) == 0) {
             c->rcvlowat = lowat;
+        } else {
+            c->repeek_timer = true; /* a poll would wake at once: no spin */
         }
+    }
+    if (c->repeek_timer) {
+        up_timer_start(m->loop, &c->timer, REPEEK_MS);
+        return;
     }
     if (up_loop_poll(m->loop, &c->op, c->fd, POLLIN | POLLRDHUP) < 0) {
         mconn_close(c);
     }
+}
+
+/* The client's FIN (or an error) is there: asked without waiting, for the
+ * re-peek by timer, which has no poll result of its own. */
+static bool peer_closed_now(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 static void on_peek(struct up_mconn *c, int res)
@@ -308,10 +319,19 @@ static void on_peek(struct up_mconn *c, int res)
         wait_more(c);
         return;
     }
-    if (res <= 0 || (size_t)res == c->peeked) {
-        /* Closed or reset before a whole head; or readable with nothing new,
-         * which (with SO_RCVLOWAT above what we had) means the FIN came. */
+    if (res <= 0) {
+        /* A read of 0: the client closed before a whole head; or reset. */
         mconn_close(c);
+        return;
+    }
+    if ((size_t)res == c->peeked) {
+        /* Nothing new. The end of the stream only if the FIN is really
+         * there; otherwise the rest of the head is still on its way. */
+        if (c->peer_closed || (c->repeek_timer && peer_closed_now(c->fd))) {
+            mconn_close(c);
+        } else {
+            wait_more(c);
+        }
         return;
     }
     c->peeked = (size_t)res;
@@ -350,7 +370,7 @@ void up_mconn_accept_take(struct up_master *m, int fd, bool unix_sock)
         return;
     }
     m->stats.accepted++;
-    c->unix_sock = unix_sock;
+    c->repeek_timer = unix_sock; /* unix sockets have no SO_RCVLOWAT */
     c->deadline = up_loop_now(m->loop) + m->cli->header_timeout_ms;
     up_timer_start(m->loop, &c->timer, m->cli->header_timeout_ms);
     peek(c);
@@ -459,6 +479,7 @@ static void on_op(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
         if (res < 0) {
             mconn_close(c);
         } else {
+            c->peer_closed = (res & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
             peek(c);
         }
         return;
@@ -504,10 +525,10 @@ static void on_timer(struct up_loop *loop, struct up_timer *t)
     struct up_mconn *c = (struct up_mconn *)((char *)t - offsetof(struct up_mconn, timer));
     switch (c->state) {
     case UP_MCONN_WAIT:
-        if (c->unix_sock && up_loop_now(loop) < c->deadline) {
-            /* Unix sockets have no SO_RCVLOWAT: look again, at a low rate. */
+        if (c->repeek_timer && up_loop_now(loop) < c->deadline) {
+            /* No SO_RCVLOWAT: look again, at a low rate. */
             uint64_t left = c->deadline - up_loop_now(loop);
-            up_timer_start(loop, &c->timer, left < UNIX_REPEEK_MS ? left : UNIX_REPEEK_MS);
+            up_timer_start(loop, &c->timer, left < REPEEK_MS ? left : REPEEK_MS);
             peek(c);
             return;
         }

@@ -13,8 +13,11 @@
  *            consumed, the worker reads the request itself.
  *   WAIT     the head is partial (or nothing arrived yet): SO_RCVLOWAT is
  *            raised above what was peeked and a poll waits, so a trickling
- *            client costs one wakeup per step and never a spin. No buffer
- *            is held while waiting.
+ *            client costs one wakeup per step and never a spin. Where
+ *            SO_RCVLOWAT does not work (unix sockets) a timer re-peeks at a
+ *            low rate instead. No buffer is held while waiting. A peek that
+ *            finds nothing new is not taken for the end of the stream: only
+ *            the client's FIN, seen as POLLRDHUP, or a read of 0, is.
  *   QUEUED   ready to go; in the master's queue, or in a worker's send
  *            queue. A connection handed back by a draining worker starts
  *            here, with the bytes the worker had read as prefix.
@@ -73,7 +76,8 @@ struct up_mconn {
     size_t answer_len, answer_off;
     bool timed_out;    /* the header timeout fired while an op ran */
     uint64_t deadline; /* header timeout, in up_loop_now() ms */
-    bool unix_sock;    /* AF_UNIX: no SO_RCVLOWAT, WAIT polls by timer */
+    bool repeek_timer; /* no SO_RCVLOWAT (AF_UNIX, or refused): WAIT re-peeks by timer */
+    bool peer_closed;  /* WAIT's poll saw the client's FIN (POLLRDHUP) or an error */
     unsigned tries;    /* times routed */
 };
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../lib/testlib.h"
@@ -496,4 +497,70 @@ BACKEND_TEST(hostile, pipelined_garbage_after_good_request, .timeout = 30, .fini
     ho_send(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15);
     ho_expect_error(fd, 400, "TLS bytes after a good request", buf, sizeof(buf));
     close(fd);
+}
+
+/* ---- a head in pieces, and a FIN after part of one ---- */
+
+/* A connected unix stream socket to path, with the same timeouts as
+ * up_test_connect(). */
+static int ho_connect_unix(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    struct timeval tv = {.tv_sec = UP_TEST_TIMEOUT_MS / 1000};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect %s: %s", path,
+                 strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* A head sent in two pieces 300 ms apart is served, on TCP and on a unix
+ * socket: a peek that finds nothing new is not the end of the stream. A
+ * FIN after part of a head closes the connection at once, not at the
+ * header timeout. */
+BACKEND_TEST(hostile, partial_head_in_pieces_and_fin, .timeout = 30, .fini = ho_fini)
+{
+    static const char part1[] = "GET / HTTP/1.1\r\nHo";
+    static const char part2[] = "st: t\r\n\r\n";
+    char sock[PATH_MAX], lunix[PATH_MAX + 8], ltcp[32], buf[256];
+    snprintf(sock, sizeof(sock), "%s", ma_path("l.sock"));
+    snprintf(lunix, sizeof(lunix), "unix:%s", sock);
+    int port = up_test_free_port();
+    cr_assert_gt(port, 0);
+    snprintf(ltcp, sizeof(ltcp), "127.0.0.1:%d", port);
+    const char *extra[] = {"-l", lunix, "-l", ltcp, NULL};
+    ma_spawn(backend, up_test_bin("examples/hello.so"), extra);
+    ma.port = port; /* -l replaces the -p that ma_spawn() gives */
+    ma_wait_serving(10000);
+
+    for (int unix_sock = 0; unix_sock <= 1; unix_sock++) {
+        const char *what = unix_sock ? "unix socket" : "TCP";
+        int fd = unix_sock ? ho_connect_unix(sock) : ho_connect(port);
+        ho_send(fd, part1, strlen(part1));
+        ma_nap(300);
+        ho_send(fd, part2, strlen(part2));
+        ho_expect_200(fd, what);
+        close(fd);
+
+        fd = unix_sock ? ho_connect_unix(sock) : ho_connect(port);
+        ho_send(fd, part1, strlen(part1));
+        ma_nap(100);
+        long long t0 = ma_now_ms();
+        cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+        int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
+        int end = errno;
+        long long took = ma_now_ms() - t0;
+        cr_assert(end == 0 || end == ECONNRESET, "%s: still open 5 s after the FIN: %s", what,
+                  strerror(end));
+        cr_assert_eq(n, 0, "%s: an answer to half a head: %s", what, buf);
+        cr_assert_lt(took, 1000, "%s: closed %lld ms after the FIN", what, took);
+        close(fd);
+        fprintf(stderr,
+                "[hostile] partial head (%s, %s): two pieces 300 ms apart served; FIN after "
+                "half a head closed in %lld ms\n",
+                backend, what, took);
+    }
 }
