@@ -36,6 +36,7 @@ enum {
     OPT_BACKEND,
     OPT_CONTROL,
     OPT_HEADER_TIMEOUT,
+    OPT_QUEUE_TIMEOUT,
     OPT_MAX_HEAD,
     OPT_METRICS,
 };
@@ -59,6 +60,7 @@ static const struct option cli_long[] = {
     {"backend", required_argument, NULL, OPT_BACKEND},
     {"control", required_argument, NULL, OPT_CONTROL},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"queue-timeout", required_argument, NULL, OPT_QUEUE_TIMEOUT},
     {"max-head", required_argument, NULL, OPT_MAX_HEAD},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"help", no_argument, NULL, 'h'},
@@ -431,6 +433,8 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         return cli_duration(s, arg, false, &s->c.ready_timeout_ms, err, cap);
     case OPT_HEADER_TIMEOUT:
         return cli_duration(s, arg, false, &s->c.header_timeout_ms, err, cap);
+    case OPT_QUEUE_TIMEOUT:
+        return cli_duration(s, arg, false, &s->c.queue_timeout_ms, err, cap);
     case OPT_MAX_DRAINING:
         return cli_int(s, arg, UP_CLI_MAX_DRAINING, "a number", &s->c.max_draining, err, cap);
     case OPT_CONTROL:
@@ -679,6 +683,7 @@ static void cli_defaults(struct cli_state *s, char **argv)
     s->c.max_draining = 4;
     s->c.backend = UP_BACKEND_AUTO;
     s->c.header_timeout_ms = 10 * 1000;
+    s->c.queue_timeout_ms = 10 * 1000;
     s->c.max_head = 16384;
 }
 
@@ -749,6 +754,8 @@ void up_cli_usage(FILE *f)
           "                           (default $PORT, else 3000)\n"
           "  -l, --listen ADDR        listen on ADDR instead: PORT, HOST:PORT,\n"
           "                           [V6]:PORT or unix:/PATH; repeatable, up to 16\n"
+          "      --queue-timeout DUR  answer 503 (Retry-After) to a request no worker\n"
+          "                           could take within DUR (default 10s)\n"
           "      --header-timeout DUR answer 408 to a request head not complete\n"
           "                           within DUR (default 10s)\n"
           "      --max-head BYTES     answer 431 to a request head over BYTES\n"

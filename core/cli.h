@@ -71,6 +71,7 @@ struct up_cli {
     enum up_backend backend;    /* --backend, default $UP_BACKEND or auto */
     const char *control;        /* --control PATH, or NULL: see up_cli_control_path() */
     uint64_t header_timeout_ms; /* --header-timeout, default 10s */
+    uint64_t queue_timeout_ms;  /* --queue-timeout, default 10s */
     size_t max_head;            /* --max-head BYTES, default 16384 */
     const char *metrics;        /* --metrics host:port, or NULL */
     bool development;           /* UP_ENV=development */

@@ -19,4 +19,13 @@ int up_close(int fd);
 /* Set or clear O_NONBLOCK. Returns 0 or -errno. */
 int up_fd_set_nonblock(int fd, int on);
 
+/* Raise the soft RLIMIT_NOFILE to the hard limit (capped at the kernel's
+ * fs.nr_open), as nginx's worker_rlimit_nofile and Go's runtime do: the
+ * soft limit of 1024 that systemd and most shells give is a relic of
+ * select(), which up never uses, and a worker holding Keep-Alive clients
+ * needs one fd each. *ret_before and *ret_now (may be NULL) get the soft
+ * limit before and after. Returns 0, or -errno with the limit unchanged
+ * (both are still filled in). */
+int up_fd_raise_nofile(unsigned long long *ret_before, unsigned long long *ret_now);
+
 #endif

@@ -114,16 +114,19 @@ static void gen_free(struct up_gen *g)
     free(g);
 }
 
-static void add_worker(struct up_gen *g, unsigned index, bool respawned)
+/* Start one worker. false if it could not be started (fork or exec
+ * failed, fds ran out: logged). */
+static bool add_worker(struct up_gen *g, unsigned index, bool respawned)
 {
     struct up_mworker *w = up_mworker_spawn(g, index);
     if (w == NULL) {
-        return;
+        return false;
     }
     w->respawned = respawned;
     w->next = g->workers;
     g->workers = w;
     g->nworkers++;
+    return true;
 }
 
 /* ---- failure and success ---- */
@@ -251,6 +254,8 @@ bool up_gen_make_room(struct up_master *m)
     return false;
 }
 
+static uint64_t respawn_delay(const struct up_gen *g);
+
 static void activate(struct up_gen *g)
 {
     struct up_master *m = g->m;
@@ -266,6 +271,10 @@ static void activate(struct up_gen *g)
         up_log(UP_LOG_INFO, "generation %u serving", g->id);
     }
     enforce_max_draining(m);
+    if (g->respawn_due > 0 && m->cli->respawn) {
+        g->crash_streak++;
+        up_timer_start(m->loop, &g->respawn_timer, respawn_delay(g));
+    }
     up_master_generation_active(m);
 }
 
@@ -291,6 +300,21 @@ void up_gen_worker_ready(struct up_mworker *w)
 
 /* ---- respawn ---- */
 
+/* The back-off for the current crash streak: 100 ms doubling, at most 10 s. */
+static uint64_t respawn_delay(const struct up_gen *g)
+{
+    uint64_t delay = RESPAWN_BASE_MS;
+    for (unsigned i = 1; i < g->crash_streak && delay < RESPAWN_MAX_MS; i++) {
+        delay *= 2;
+    }
+    return delay > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : delay;
+}
+
+/* Start the workers the generation is short of. One that cannot start now
+ * (fork failing at a process limit, no fds) is retried with the back-off,
+ * for as long as it takes: a generation left with no worker must not stay
+ * "active" and silent. Meanwhile connections wait in the queue, at most
+ * --queue-timeout each, and health says degraded. */
 static void on_respawn(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
@@ -300,14 +324,24 @@ static void on_respawn(struct up_loop *loop, struct up_timer *t)
         return;
     }
     while (g->respawn_due > 0) {
+        /* The index is reused for logs only; any free number will do. */
+        if (!add_worker(g, g->nworkers + g->respawn_due - 1, true)) {
+            g->crash_streak++;
+            uint64_t delay = respawn_delay(g);
+            up_log(UP_LOG_WARN, "generation %u is %u worker%s short: retrying in %llu ms", g->id,
+                   g->respawn_due, g->respawn_due == 1 ? "" : "s", (unsigned long long)delay);
+            up_timer_start(g->m->loop, &g->respawn_timer, delay);
+            up_master_check_health(g->m);
+            return;
+        }
         g->respawn_due--;
         g->m->stats.respawns++;
-        /* The index is reused for logs only; any free number will do. */
-        add_worker(g, g->nworkers + g->respawn_due, true);
     }
 }
 
-static void schedule_respawn(struct up_gen *g, const struct up_mworker *w)
+/* w is leaving the active generation unasked (why, for the log): start a
+ * replacement after the back-off. */
+static void schedule_respawn(struct up_gen *g, const struct up_mworker *w, const char *why)
 {
     struct up_master *m = g->m;
     /* The streak ends only when a worker stayed up: the time between two
@@ -316,22 +350,23 @@ static void schedule_respawn(struct up_gen *g, const struct up_mworker *w)
         g->crash_streak = 0;
     }
     g->crash_streak++;
-    uint64_t delay = RESPAWN_BASE_MS;
-    for (unsigned i = 1; i < g->crash_streak && delay < RESPAWN_MAX_MS; i++) {
-        delay *= 2;
-    }
-    if (delay > RESPAWN_MAX_MS) {
-        delay = RESPAWN_MAX_MS;
-    }
+    uint64_t delay = respawn_delay(g);
     g->respawn_due++;
     if (!up_timer_armed(&g->respawn_timer)) {
         /* One line per back-off step, not one per death. */
-        up_log(UP_LOG_WARN, "worker g%u#%u exited unexpectedly (%s %d); respawning in %llu ms",
-               g->id, w->index, WIFSIGNALED(w->status) ? "signal" : "status",
-               WIFSIGNALED(w->status) ? WTERMSIG(w->status) : WEXITSTATUS(w->status),
+        up_log(UP_LOG_WARN, "worker g%u#%u %s; respawning in %llu ms", g->id, w->index, why,
                (unsigned long long)delay);
         up_timer_start(m->loop, &g->respawn_timer, delay);
     }
+}
+
+void up_gen_worker_leaving(struct up_mworker *w)
+{
+    struct up_gen *g = w->gen;
+    if (g->state == UP_GEN_ACTIVE && g->m->state != UP_MASTER_STOPPING && g->m->cli->respawn) {
+        schedule_respawn(g, w, "drains on its own");
+    }
+    up_master_check_health(g->m);
 }
 
 /* ---- a worker's end ---- */
@@ -359,7 +394,11 @@ void up_gen_worker_gone(struct up_mworker *w)
     } else if (g->state == UP_GEN_ACTIVE && m->state != UP_MASTER_STOPPING &&
                w->state != UP_MW_DRAINING && m->cli->respawn) {
         (void)was_ready;
-        schedule_respawn(g, w);
+        char how[64];
+        snprintf(how, sizeof(how), "exited unexpectedly (%s %d)",
+                 WIFSIGNALED(w->status) ? "signal" : "status",
+                 WIFSIGNALED(w->status) ? WTERMSIG(w->status) : WEXITSTATUS(w->status));
+        schedule_respawn(g, w, how);
     }
     struct up_mworker **pp = &g->workers;
     while (*pp != w) {
@@ -369,6 +408,7 @@ void up_gen_worker_gone(struct up_mworker *w)
     g->nworkers--;
     up_mworker_free(w);
     up_master_worker_freed(m);
+    up_master_check_health(m);
     /* A generation with no worker left is done if it is not serving, or
      * if the master is stopping (a starting one is abandoned then). */
     if (g->nworkers == 0 && g->respawn_due == 0 &&
@@ -441,6 +481,9 @@ struct up_gen *up_gen_start(struct up_master *m)
         gen_free(g);
         return NULL;
     }
+    /* Some could not start (fork failing, no fds): the rest serve, and the
+     * missing ones are retried once the generation is active. */
+    g->respawn_due = (unsigned)m->cli->workers - g->nworkers;
     up_timer_start(m->loop, &g->ready_timer, m->cli->ready_timeout_ms);
     return g;
 }
@@ -486,7 +529,7 @@ void up_gen_kill_all(struct up_master *m, int sig)
     }
 }
 
-struct up_mworker *up_gen_pick(struct up_master *m)
+struct up_mworker *up_gen_pick(struct up_master *m, pid_t avoid)
 {
     struct up_gen *g = m->active;
     if (g == NULL || g->nworkers == 0) {
@@ -499,10 +542,31 @@ struct up_mworker *up_gen_pick(struct up_master *m)
         for (unsigned i = 0; i < k && w != NULL; i++) {
             w = w->next;
         }
-        if (w != NULL && w->state == UP_MW_READY && w->pid > 0 && !w->chan_full && !w->chan_dead &&
-            !w->tx_dead) {
+        if (w != NULL && up_mworker_routable(w) && w->pid != avoid) {
             return w;
         }
     }
     return NULL;
+}
+
+void up_gen_ready_counts(const struct up_master *m, unsigned *ret_ready, unsigned *ret_with_fds)
+{
+    unsigned ready = 0, with_fds = 0;
+    const struct up_gen *g = m->active;
+    for (const struct up_mworker *w = g != NULL ? g->workers : NULL; w != NULL; w = w->next) {
+        bool r = w->state == UP_MW_READY && w->pid > 0 && !w->chan_dead;
+        ready += r;
+        with_fds += r && !w->fd_pressure;
+    }
+    *ret_ready = ready;
+    *ret_with_fds = with_fds;
+}
+
+void up_gen_resume_rx(struct up_master *m)
+{
+    for (struct up_gen *g = m->gens; g != NULL && m->nmconns < m->max_pending; g = g->next) {
+        for (struct up_mworker *w = g->workers; w != NULL; w = w->next) {
+            up_mworker_resume_rx(w);
+        }
+    }
 }

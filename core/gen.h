@@ -17,8 +17,13 @@
  *
  * A worker:
  *
- *     STARTING --READY--> READY --DRAIN sent--> DRAINING
+ *     STARTING --READY--> READY --DRAIN sent, or DRAINING received--> DRAINING
  *        \________\__________\____process reaped + channel closed____> GONE
+ *
+ *   Only a DRAINING worker may hand connections back. A READY one is
+ *   routable unless its channel is full, it holds UP_MW_MAX_UNACKED
+ *   connections it has not ACKed, or it said DECLINE (out of fds) and not
+ *   yet ROOM.
  *
  *   chan is valid until the channel is closed (EOF, or the worker reaped);
  *   every connection sent to it but not yet ACKed stays owned by the master
@@ -34,6 +39,7 @@
 
 #include "loop.h"
 #include "passfd.h"
+#include "ratelimit.h"
 
 struct up_master;
 struct up_mconn;
@@ -58,6 +64,10 @@ enum up_mworker_state {
 };
 
 #define UP_MW_ERR_TAIL 2048 /* bytes of a worker's last stderr output kept */
+/* Connections sent to one worker and not yet ACKed: each holds an fd in
+ * the master, so a worker that reads them and never ACKs (stuck, or
+ * hostile: it runs the user's code) must not collect the master's fds. */
+#define UP_MW_MAX_UNACKED 512
 
 struct up_mworker {
     struct up_gen *gen;
@@ -80,6 +90,11 @@ struct up_mworker {
     bool drain_sent;
     bool tx_dead;                         /* a send failed: send nothing more (rx goes on to EOF) */
     bool chan_dead;                       /* EOF, error or reaped: no more sends; closing */
+    bool rx_paused;                       /* draining, and the master at its pending cap: its
+                                           * hand-backs wait in the channel (see recv_next) */
+    bool fd_pressure;                     /* DECLINE: out of fds; not routable until ROOM */
+    bool on_its_own;                      /* it said DRAINING: signalled by someone else */
+    struct up_ratelimit warn_rl;          /* warnings its messages cause */
     struct up_passfd_out drain_out;       /* DRAIN message in flight */
     struct up_mconn *tx_conn;             /* CONN in flight */
     struct up_mconn *txq_head, *txq_tail; /* CONNs to send */
@@ -145,9 +160,21 @@ void up_gen_kill_all_of(struct up_gen *g, int sig);
 /* A SIGCHLD arrived: reap every exited child. */
 void up_gen_reap(struct up_master *m);
 
-/* Pick a worker for a connection: round-robin over the ready workers of
- * the active generation whose channel is not full. NULL if none. */
-struct up_mworker *up_gen_pick(struct up_master *m);
+/* Pick a worker for a connection: round-robin over the routable workers
+ * (see above) of the active generation, never the one with pid avoid (the
+ * worker a connection came back from; 0 for none). NULL if none. */
+struct up_mworker *up_gen_pick(struct up_master *m, pid_t avoid);
+
+/* Whether w takes new connections now (see the diagram). */
+bool up_mworker_routable(const struct up_mworker *w);
+
+/* Ready workers of the active generation (alive, channel open), and how
+ * many of them have fds (no DECLINE pending): for health. */
+void up_gen_ready_counts(const struct up_master *m, unsigned *ret_ready, unsigned *ret_with_fds);
+
+/* The master has room for connections again: read on the channels paused
+ * at the pending cap. */
+void up_gen_resume_rx(struct up_master *m);
 
 /* Queue c (QUEUED, fd owned by the master) on w's channel. */
 void up_mworker_send_conn(struct up_mworker *w, struct up_mconn *c);
@@ -174,8 +201,12 @@ void up_mworker_chan_dead(struct up_mworker *w);
 void up_mworker_reaped(struct up_mworker *w, int status);
 /* Free w once it is reaped and no op is in flight (calls up_gen_worker_gone). */
 void up_mworker_maybe_gone(struct up_mworker *w);
+/* Read w's channel again after a pause at the pending cap. */
+void up_mworker_resume_rx(struct up_mworker *w);
 /* Callbacks from mworker.c into gen.c. */
 void up_gen_worker_ready(struct up_mworker *w);
 void up_gen_worker_gone(struct up_mworker *w);
+/* w said DRAINING: it will leave; replace it if it served. */
+void up_gen_worker_leaving(struct up_mworker *w);
 
 #endif

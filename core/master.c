@@ -15,6 +15,7 @@
 #include "watch.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
@@ -26,8 +27,16 @@
 #include <unistd.h>
 
 /* Connections not yet handed off at which accepting pauses (the kernel's
- * backlog holds the rest): bounds the master's memory and fds. */
+ * backlog holds the rest): bounds the master's memory and fds. Lower when
+ * the fd limit is (see size_pending()), never below MIN_PENDING. */
 #define MAX_PENDING 8192
+#define MIN_PENDING 16
+/* fds that come and go besides the pending connections: control and
+ * metrics clients, the app's snapshot copy, a spawn's pipes. */
+#define FD_MARGIN 64
+/* While accepting is paused at the cap, look for slow heads to shed this
+ * often (see up_mconn_shed()). */
+#define SHED_EVERY_MS 250
 /* After a stop's drain deadline, this long for workers to go before
  * they are killed. */
 #define STOP_GRACE_MS 5000
@@ -39,11 +48,14 @@ static void on_conn(struct up_acceptor *a, int fd)
     struct up_listener *l = a->ctx;
     struct up_master *m = l->m;
     up_mconn_accept_take(m, fd, l->unix_sock);
+    up_mconn_shed(m);
     if (m->nmconns >= m->max_pending && !m->accept_paused) {
         m->accept_paused = true;
         for (int i = 0; i < m->nlisteners; i++) {
             up_acceptor_pause(&m->listeners[i].acceptor);
         }
+        /* No accept comes to shed slow heads now: a timer does. */
+        up_timer_start(m->loop, &m->shed_timer, SHED_EVERY_MS);
         up_log(UP_LOG_WARN, "%zu connections waiting for a worker: accepting paused", m->nmconns);
     }
 }
@@ -70,13 +82,26 @@ static const struct up_acceptor_cbs listener_cbs = {
     .on_recovered = on_accept_recovered,
 };
 
+static void on_shed_timer(struct up_loop *loop, struct up_timer *t)
+{
+    struct up_master *m = (struct up_master *)((char *)t - offsetof(struct up_master, shed_timer));
+    up_mconn_shed(m);
+    if (m->accept_paused) {
+        up_timer_start(loop, t, SHED_EVERY_MS);
+    }
+}
+
 void up_master_unpause(struct up_master *m)
 {
+    if (m->nmconns < m->max_pending) {
+        up_gen_resume_rx(m); /* hand-backs waiting in draining workers' channels */
+    }
     if (!m->accept_paused || m->nmconns > m->max_pending * 3 / 4 ||
         m->state == UP_MASTER_STOPPING) {
         return;
     }
     m->accept_paused = false;
+    up_timer_stop(m->loop, &m->shed_timer);
     for (int i = 0; i < m->nlisteners; i++) {
         up_acceptor_resume(&m->listeners[i].acceptor);
     }
@@ -215,15 +240,7 @@ void up_master_no_generation(struct up_master *m)
     }
     if (m->watch != NULL) {
         up_log(UP_LOG_ERR, "no generation is serving; answering 503 until a change fixes it");
-        up_mconn_route_queued(m); /* each one now gets the 503 page */
-        while (m->queue_head != NULL) {
-            struct up_mconn *c = m->queue_head;
-            m->queue_head = c->qnext;
-            if (m->queue_head == NULL) {
-                m->queue_tail = NULL;
-            }
-            up_mconn_route(c);
-        }
+        up_mconn_route_all(m); /* each one now gets the 503 page */
         return;
     }
     if (m->state == UP_MASTER_STARTING) {
@@ -241,6 +258,7 @@ void up_master_generation_active(struct up_master *m)
     char status[96];
     snprintf(status, sizeof(status), "READY=1\nSTATUS=generation %u serving", m->active->id);
     up_notify(status);
+    up_master_check_health(m);
     up_mconn_route_queued(m);
 }
 
@@ -297,6 +315,47 @@ void up_master_child_exited(struct up_master *m, pid_t pid, int status)
     }
 }
 
+/* ---- health and status ---- */
+
+const char *up_master_health(const struct up_master *m)
+{
+    switch (m->state) {
+    case UP_MASTER_STARTING:
+        return "starting";
+    case UP_MASTER_STOPPING:
+        return "stopping";
+    case UP_MASTER_RUNNING:
+        break;
+    }
+    if (m->active == NULL) {
+        return "no generation serving";
+    }
+    unsigned ready, with_fds;
+    up_gen_ready_counts(m, &ready, &with_fds);
+    if (ready == 0) {
+        return "no ready worker";
+    }
+    if (with_fds == 0) {
+        return "every worker is out of fds";
+    }
+    return NULL;
+}
+
+void up_master_check_health(struct up_master *m)
+{
+    const char *h = up_master_health(m);
+    if (h == m->health) {
+        return;
+    }
+    if (m->state == UP_MASTER_RUNNING && h != NULL) {
+        up_log(UP_LOG_WARN,
+               "degraded: %s; new connections wait for one (at most --queue-timeout, then 503)", h);
+    } else if (m->state == UP_MASTER_RUNNING && m->health != NULL && m->active != NULL) {
+        up_log(UP_LOG_INFO, "healthy again: generation %u has a ready worker", m->active->id);
+    }
+    m->health = h;
+}
+
 /* ---- status ---- */
 
 size_t up_master_status(const struct up_master *m, char *buf, size_t cap)
@@ -310,8 +369,10 @@ size_t up_master_status(const struct up_master *m, char *buf, size_t cap)
             n += k_ > 0 ? (size_t)k_ : 0;                                                          \
         }                                                                                          \
     } while (0)
-    OUT("master pid=%d state=%s backend=%s pending=%zu\n", (int)getpid(), states[m->state],
-        up_loop_backend_name(m->loop), m->nmconns);
+    const char *health = up_master_health(m);
+    OUT("master pid=%d state=%s backend=%s pending=%zu health=%s%s%s\n", (int)getpid(),
+        states[m->state], up_loop_backend_name(m->loop), m->nmconns,
+        health == NULL ? "ok" : "degraded", health == NULL ? "" : ": ", health ? health : "");
     for (const struct up_gen *g = m->gens; g != NULL; g = g->next) {
         OUT("generation %u %s workers=%u\n", g->id, up_gen_state_name(g->state), g->nworkers);
         for (const struct up_mworker *w = g->workers; w != NULL; w = w->next) {
@@ -323,11 +384,14 @@ size_t up_master_status(const struct up_master *m, char *buf, size_t cap)
     }
     const struct up_master_stats *s = &m->stats;
     OUT("accepted=%llu handed=%llu rerouted=%llu handed_back=%llu answered=%llu reloads=%llu "
-        "reload_failures=%llu respawns=%llu\n",
+        "reload_failures=%llu respawns=%llu queue_timeouts=%llu shed=%llu lost=%llu\n",
         (unsigned long long)s->accepted, (unsigned long long)s->handed,
         (unsigned long long)s->rerouted, (unsigned long long)s->handed_back,
         (unsigned long long)s->answered, (unsigned long long)s->reloads,
-        (unsigned long long)s->reload_fails, (unsigned long long)s->respawns);
+        (unsigned long long)s->reload_fails, (unsigned long long)s->respawns,
+        (unsigned long long)s->queue_timeouts, (unsigned long long)s->shed,
+        (unsigned long long)s->lost);
+    OUT("fd limit %llu, pending cap %zu\n", m->nofile, m->max_pending);
     if (m->last_error[0] != '\0') {
         OUT("last error: %s\n", m->last_error);
     }
@@ -380,13 +444,62 @@ static int write_pidfile(const char *path)
     return r;
 }
 
+/* fds open in this process now, from /proc/self/fd; -errno if unreadable. */
+static long count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return -errno;
+    }
+    long n = -1; /* the directory's own fd */
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
+/* Size the pending cap to the fd limit: what the master holds now, two fds
+ * per worker process the budget allows (channel, stderr pipe), a margin,
+ * and one per pending connection. Accepting then pauses before accept()
+ * or a hand-back could fail for lack of fds. */
+static void size_pending(struct up_master *m, unsigned long long raised_from)
+{
+    const struct up_cli *cli = m->cli;
+    long fixed = count_fds();
+    long long workers = 2LL * (cli->max_draining + 1) * cli->workers;
+    long long room = (long long)m->nofile - (fixed > 0 ? fixed : 32) - workers - FD_MARGIN;
+    m->max_pending = room > MAX_PENDING ? MAX_PENDING : room < MIN_PENDING ? MIN_PENDING : room;
+    char from[64] = "";
+    if (raised_from != m->nofile) {
+        snprintf(from, sizeof(from), " (raised from %llu)", raised_from);
+    }
+    up_log(UP_LOG_INFO, "fd limit %llu%s: up to %zu connections wait for a worker", m->nofile, from,
+           m->max_pending);
+    if (room < MIN_PENDING) {
+        up_log(UP_LOG_WARN,
+               "fd limit %llu is too low for %ld workers with --max-draining=%d; raise it "
+               "(LimitNOFILE= in the unit, ulimit -n)",
+               m->nofile, cli->workers, cli->max_draining);
+    }
+}
+
 int up_master_init(struct up_master *m, const struct up_cli *cli)
 {
     memset(m, 0, sizeof(*m));
     m->cli = cli;
     m->sigfd = -1;
     m->max_pending = MAX_PENDING;
+    m->queue_rl = (struct up_ratelimit)UP_RATELIMIT_INIT(10000, 5);
     m->stop_timer.cb = on_stop_deadline;
+    m->shed_timer.cb = on_shed_timer;
+    unsigned long long nofile_before = 0;
+    int rr = up_fd_raise_nofile(&nofile_before, &m->nofile);
+    if (rr < 0) {
+        up_log(UP_LOG_WARN, "cannot raise the fd limit from %llu: %s, keeping it", nofile_before,
+               strerror(-rr));
+    }
     for (int i = 0; i < UP_MAX_LISTENERS; i++) {
         m->listeners[i].fd = -1;
     }
@@ -419,6 +532,7 @@ int up_master_init(struct up_master *m, const struct up_cli *cli)
     if (cli->watch && (r = up_watch_start(m, &m->watch)) < 0) {
         return r;
     }
+    size_pending(m, nofile_before);
     if (cli->pidfile != NULL && (r = write_pidfile(cli->pidfile)) < 0) {
         up_log(UP_LOG_ERR, "cannot write pidfile %s: %s", cli->pidfile, strerror(-r));
         return r;

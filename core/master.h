@@ -22,6 +22,7 @@
 #include "acceptor.h"
 #include "cli.h"
 #include "loop.h"
+#include "ratelimit.h"
 
 struct up_gen;
 struct up_mconn;
@@ -46,14 +47,17 @@ enum up_master_state {
 };
 
 struct up_master_stats {
-    uint64_t accepted;     /* connections accepted */
-    uint64_t handed;       /* connections a worker took (ACK) */
-    uint64_t rerouted;     /* handed again after a worker died or was full */
-    uint64_t handed_back;  /* connections a draining worker gave back */
-    uint64_t answered;     /* answered by the master itself (4xx/503) */
-    uint64_t reloads;      /* reloads started */
-    uint64_t reload_fails; /* generations that failed to start */
-    uint64_t respawns;     /* workers replaced after dying */
+    uint64_t accepted;       /* connections accepted */
+    uint64_t handed;         /* connections a worker took (ACK) */
+    uint64_t rerouted;       /* handed again after a worker died or was full */
+    uint64_t handed_back;    /* connections a draining worker gave back */
+    uint64_t answered;       /* answered by the master itself (4xx/503) */
+    uint64_t reloads;        /* reloads started */
+    uint64_t reload_fails;   /* generations that failed to start */
+    uint64_t respawns;       /* workers replaced after dying */
+    uint64_t queue_timeouts; /* waited --queue-timeout for a worker: 503 or closed */
+    uint64_t lost;           /* handed back while the master was out of fds */
+    uint64_t shed;           /* incomplete heads answered 408 early: pending cap */
 };
 
 struct up_master {
@@ -79,12 +83,17 @@ struct up_master {
     bool reload_pending;   /* a reload waits for room under the process budget */
 
     /* Connections not yet owned by a worker. */
-    struct up_mconn *mconns; /* every one (list) */
+    struct up_mconn *mconns; /* every one (list, newest first) */
+    struct up_mconn *mconns_tail;
     size_t nmconns;
+    size_t nleaving;             /* of those: answered or closing, the fd about to go */
+    size_t nshedding;            /* ... and those chosen to be shed, not answered yet */
     size_t max_pending;          /* accepting pauses at this many */
     bool accept_paused;          /* ... and has not resumed yet */
     struct up_mconn *queue_head; /* head complete, waiting for a worker */
     struct up_mconn *queue_tail;
+    size_t nqueued;
+    struct up_ratelimit queue_rl; /* queue timeout warnings */
     uint64_t next_conn_id;
     char *bufs; /* free list of peek buffers */
 
@@ -92,6 +101,9 @@ struct up_master {
     struct up_metrics *metrics;
     struct up_watch *watch;
     struct up_timer stop_timer; /* graceful stop deadline */
+    struct up_timer shed_timer; /* accepting paused: shed slow heads (mconn.h) */
+    unsigned long long nofile;  /* RLIMIT_NOFILE, raised to the hard limit at start */
+    const char *health;         /* the last health logged (up_master_health()) */
     struct up_master_stats stats;
 };
 
@@ -137,5 +149,14 @@ void up_master_child_exited(struct up_master *m, pid_t pid, int status);
 
 /* Write a status report (generations, workers, counters) into buf. */
 size_t up_master_status(const struct up_master *m, char *buf, size_t cap);
+
+/* NULL while the master can serve: it runs and a worker of the active
+ * generation is ready and has fds. Otherwise why not, in a few words
+ * ("no ready worker"), for /healthz, status and the log. */
+const char *up_master_health(const struct up_master *m);
+
+/* Something that health depends on changed: log a change of health once
+ * (degraded, why; and recovered). */
+void up_master_check_health(struct up_master *m);
 
 #endif

@@ -8,6 +8,7 @@
 #include "head.h"
 #include "log.h"
 #include "master.h"
+#include "ratelimit.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -19,6 +20,14 @@
 /* How long an answered connection reads and drops what the client still
  * sends, waiting for its FIN, before it is closed anyway. */
 #define LINGER_MS 2000
+/* The same for one shed to make room: short, since room is the point. */
+#define SHED_LINGER_MS 250
+/* Shedding starts at 7/8 of the pending cap and brings what stays down to
+ * half of it (paused accepting resumes at 3/4), oldest incomplete heads
+ * first, so that a few rounds reach the good requests queued in the
+ * kernel's backlog behind slow ones. A head younger than SHED_MIN_AGE_MS
+ * is never shed: a real client's head comes in one or two packets. */
+#define SHED_MIN_AGE_MS 250
 /* WAIT without SO_RCVLOWAT (unix sockets): peek again this often. */
 #define REPEEK_MS 20
 /* A connection routed this many times without a worker keeping it is
@@ -27,6 +36,8 @@
 
 static void peek(struct up_mconn *c);
 static void answer(struct up_mconn *c, int status, const char *detail);
+static void queue_timed_out(struct up_mconn *c);
+static void queue_remove(struct up_master *m, struct up_mconn *c);
 static void mconn_close(struct up_mconn *c);
 
 static const char *state_name(enum up_mconn_state s)
@@ -50,6 +61,17 @@ static const char *state_name(enum up_mconn_state s)
     return "?";
 }
 
+static bool peeking(enum up_mconn_state s)
+{
+    return s == UP_MCONN_PEEK || s == UP_MCONN_WAIT;
+}
+
+/* On its way out: the fd goes soon, whatever happens. */
+static bool leaving(enum up_mconn_state s)
+{
+    return s == UP_MCONN_ANSWER || s == UP_MCONN_LINGER || s == UP_MCONN_CLOSING;
+}
+
 static void set_state(struct up_mconn *c, enum up_mconn_state to)
 {
     /* allowed[from][to], as drawn in mconn.h. */
@@ -60,8 +82,10 @@ static void set_state(struct up_mconn *c, enum up_mconn_state to)
                            [UP_MCONN_CLOSING] = true},
         [UP_MCONN_WAIT] =
             {[UP_MCONN_PEEK] = true, [UP_MCONN_ANSWER] = true, [UP_MCONN_CLOSING] = true},
-        [UP_MCONN_QUEUED] =
-            {[UP_MCONN_SENT] = true, [UP_MCONN_ANSWER] = true, [UP_MCONN_CLOSING] = true},
+        [UP_MCONN_QUEUED] = {[UP_MCONN_SENT] = true,
+                             [UP_MCONN_ANSWER] = true,
+                             [UP_MCONN_LINGER] = true,
+                             [UP_MCONN_CLOSING] = true},
         [UP_MCONN_SENT] = {[UP_MCONN_QUEUED] = true, [UP_MCONN_CLOSING] = true},
         [UP_MCONN_ANSWER] = {[UP_MCONN_LINGER] = true, [UP_MCONN_CLOSING] = true},
         [UP_MCONN_LINGER] = {[UP_MCONN_CLOSING] = true},
@@ -71,6 +95,12 @@ static void set_state(struct up_mconn *c, enum up_mconn_state to)
         up_log(UP_LOG_ERR, "conn id=%llu: bad transition %s -> %s", (unsigned long long)c->id,
                state_name(c->state), state_name(to));
         abort();
+    }
+    if (!leaving(c->state) && leaving(to)) {
+        c->m->nleaving++;
+    }
+    if (c->shed && peeking(c->state) && !peeking(to)) {
+        c->m->nshedding--;
     }
     c->state = to;
 }
@@ -120,9 +150,12 @@ static struct up_mconn *mconn_new_take(struct up_master *m, int fd)
     c->id = ++m->next_conn_id;
     c->op.cb = on_op;
     c->timer.cb = on_timer;
+    c->accepted_at = up_loop_now(m->loop);
     c->next = m->mconns;
     if (m->mconns != NULL) {
         m->mconns->prev = c;
+    } else {
+        m->mconns_tail = c;
     }
     m->mconns = c;
     m->nmconns++;
@@ -132,6 +165,9 @@ static struct up_mconn *mconn_new_take(struct up_master *m, int fd)
 static void mconn_free(struct up_mconn *c)
 {
     struct up_master *m = c->m;
+    if (c->in_queue) {
+        queue_remove(m, c);
+    }
     up_timer_stop(m->loop, &c->timer);
     buf_put(m, &c->buf);
     free(c->prefix);
@@ -143,6 +179,14 @@ static void mconn_free(struct up_mconn *c)
     }
     if (c->next != NULL) {
         c->next->prev = c->prev;
+    } else {
+        m->mconns_tail = c->prev;
+    }
+    if (leaving(c->state)) {
+        m->nleaving--;
+    }
+    if (c->shed && peeking(c->state)) {
+        m->nshedding--;
     }
     m->nmconns--;
     free(c);
@@ -166,26 +210,53 @@ static void mconn_close(struct up_mconn *c)
 
 /* ---- the master's queue of connections waiting for a worker ---- */
 
+/* Doubly linked, because a connection leaves it from anywhere when its
+ * queue timeout runs out. Each one in it has its timer armed for that. */
 static void queue_push(struct up_master *m, struct up_mconn *c)
 {
     c->qnext = NULL;
+    c->qprev = m->queue_tail;
     if (m->queue_tail != NULL) {
         m->queue_tail->qnext = c;
     } else {
         m->queue_head = c;
     }
     m->queue_tail = c;
+    m->nqueued++;
+    c->in_queue = true;
+    if (c->queued_at == 0) {
+        /* The wait counts from the first time in the queue: going round
+         * (no worker, back to the tail) does not restart it. */
+        c->queued_at = up_loop_now(m->loop) + 1;
+    }
+    uint64_t waited = up_loop_now(m->loop) + 1 - c->queued_at;
+    uint64_t limit = m->cli->queue_timeout_ms;
+    up_timer_start(m->loop, &c->timer, waited < limit ? limit - waited : 0);
+}
+
+static void queue_remove(struct up_master *m, struct up_mconn *c)
+{
+    if (c->qprev != NULL) {
+        c->qprev->qnext = c->qnext;
+    } else {
+        m->queue_head = c->qnext;
+    }
+    if (c->qnext != NULL) {
+        c->qnext->qprev = c->qprev;
+    } else {
+        m->queue_tail = c->qprev;
+    }
+    c->qnext = c->qprev = NULL;
+    c->in_queue = false;
+    m->nqueued--;
+    up_timer_stop(m->loop, &c->timer);
 }
 
 static struct up_mconn *queue_pop(struct up_master *m)
 {
     struct up_mconn *c = m->queue_head;
     if (c != NULL) {
-        m->queue_head = c->qnext;
-        if (m->queue_head == NULL) {
-            m->queue_tail = NULL;
-        }
-        c->qnext = NULL;
+        queue_remove(m, c);
     }
     return c;
 }
@@ -214,7 +285,7 @@ void up_mconn_route(struct up_mconn *c)
         answer(c, 503, NULL);
         return;
     }
-    struct up_mworker *w = up_gen_pick(m);
+    struct up_mworker *w = up_gen_pick(m, c->avoid);
     if (w != NULL) {
         c->tries++;
         up_mworker_send_conn(w, c);
@@ -233,16 +304,21 @@ void up_mconn_route_queued(struct up_master *m)
 {
     /* Route at most what is queued now: a connection that finds no worker
      * goes back to the tail and must not be retried in this pass. */
-    size_t n = 0;
-    for (struct up_mconn *c = m->queue_head; c != NULL; c = c->qnext) {
-        n++;
-    }
-    while (n-- > 0 && up_gen_pick(m) != NULL) {
+    size_t n = m->nqueued;
+    while (n-- > 0 && up_gen_pick(m, 0) != NULL) {
         struct up_mconn *c = queue_pop(m);
         if (c == NULL) {
             break;
         }
         up_mconn_route(c);
+    }
+}
+
+void up_mconn_route_all(struct up_master *m)
+{
+    size_t n = m->nqueued;
+    while (n-- > 0 && m->queue_head != NULL) {
+        up_mconn_route(queue_pop(m));
     }
 }
 
@@ -376,13 +452,16 @@ void up_mconn_accept_take(struct up_master *m, int fd, bool unix_sock)
     peek(c);
 }
 
-void up_mconn_handed_back_take(struct up_master *m, int fd, const char *data, size_t len)
+void up_mconn_handed_back_take(struct up_master *m, int fd, const char *data, size_t len,
+                               unsigned tries, pid_t from)
 {
     struct up_mconn *c = mconn_new_take(m, fd);
     if (c == NULL) {
         return;
     }
     m->stats.handed_back++;
+    c->tries = tries;
+    c->avoid = from;
     if (len > 0) {
         c->prefix = malloc(len);
         if (c->prefix == NULL) {
@@ -411,25 +490,29 @@ static void answer(struct up_mconn *c, int status, const char *detail)
 {
     struct up_master *m = c->m;
     buf_put(m, &c->buf);
-    size_t cap = UP_HEAD_ERROR_MAX + (detail ? strlen(detail) + 64 : 0);
+    size_t cap = UP_HEAD_ERROR_MAX + (detail ? strlen(detail) + 64 : 0) + 32;
     c->answer = malloc(cap);
     if (c->answer == NULL) {
         mconn_close(c);
         return;
     }
-    if (detail == NULL) {
+    if (detail == NULL && status != 503) {
         c->answer_len = up_head_error_response(status, c->answer, cap);
     } else {
-        int body = (int)strlen(detail) + 1;
-        c->answer_len = (size_t)snprintf(c->answer, cap,
-                                         "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                                         "Content-Length: %d\r\nConnection: close\r\n\r\n%s\n",
-                                         status, up_head_reason(status), body, detail);
+        /* 503: no worker to take it now. Retry-After tells clients and
+         * load balancers that a retry soon may well work. */
+        const char *body = detail != NULL ? detail : up_head_reason(status);
+        c->answer_len = (size_t)snprintf(
+            c->answer, cap,
+            "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s"
+            "Connection: close\r\n\r\n%s\n",
+            status, up_head_reason(status), strlen(body) + 1,
+            status == 503 ? "Retry-After: 1\r\n" : "", body);
     }
     m->stats.answered++;
     up_log(UP_LOG_DEBUG, "conn id=%llu: answered %d", (unsigned long long)c->id, status);
     set_state(c, UP_MCONN_ANSWER);
-    up_timer_start(m->loop, &c->timer, LINGER_MS);
+    up_timer_start(m->loop, &c->timer, c->shed ? SHED_LINGER_MS : LINGER_MS);
     send_answer(c);
 }
 
@@ -449,9 +532,46 @@ static void linger(struct up_mconn *c)
         int one = 1;
         (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
     }
-    up_timer_start(m->loop, &c->timer, LINGER_MS);
+    up_timer_start(m->loop, &c->timer, c->shed ? SHED_LINGER_MS : LINGER_MS);
     if (!linger_again(c)) {
         mconn_close(c);
+    }
+}
+
+/* Close without an answer, gracefully: a connection handed back idle, with
+ * nothing asked yet, that no worker could take in time. */
+static void close_gracefully(struct up_mconn *c)
+{
+    c->answer_len = 512;
+    c->answer = malloc(c->answer_len); /* scratch for what linger drops */
+    if (c->answer == NULL) {
+        mconn_close(c);
+        return;
+    }
+    linger(c);
+}
+
+/* c waited --queue-timeout in the queue with no worker to take it. */
+static void queue_timed_out(struct up_mconn *c)
+{
+    struct up_master *m = c->m;
+    queue_remove(m, c);
+    m->stats.queue_timeouts++;
+    char byte;
+    bool asked =
+        c->peeked > 0 || c->prefix_len > 0 || recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+    unsigned long long held = 0;
+    if (up_ratelimit_ok(&m->queue_rl, up_loop_now(m->loop), &held)) {
+        up_log(UP_LOG_WARN,
+               "conn id=%llu: no worker could take it within %llu ms (--queue-timeout), %s "
+               "(%llu more like it not logged)",
+               (unsigned long long)c->id, (unsigned long long)m->cli->queue_timeout_ms,
+               asked ? "answering 503" : "closing it (idle, nothing asked)", held);
+    }
+    if (asked) {
+        answer(c, 503, NULL);
+    } else {
+        close_gracefully(c);
     }
 }
 
@@ -543,6 +663,10 @@ static void on_timer(struct up_loop *loop, struct up_timer *t)
         mconn_close(c);
         return;
     case UP_MCONN_QUEUED:
+        if (c->in_queue) {
+            queue_timed_out(c);
+        }
+        return;
     case UP_MCONN_SENT:
     case UP_MCONN_CLOSING:
         return;
@@ -561,5 +685,40 @@ void up_mconn_flush_all(struct up_master *m, int status)
             mconn_close(c);
         }
         c = next;
+    }
+}
+
+void up_mconn_shed(struct up_master *m)
+{
+    size_t staying = m->nmconns - m->nleaving - m->nshedding;
+    if (staying < m->max_pending / 8 * 7) {
+        return;
+    }
+    /* Slow clients (a head trickling in a byte at a time) must not keep a
+     * fresh, complete request out: the oldest incomplete heads go first,
+     * with a 408 and a short graceful close. */
+    size_t want = staying - m->max_pending / 2;
+    size_t shed = 0;
+    uint64_t now = up_loop_now(m->loop);
+    for (struct up_mconn *c = m->mconns_tail; c != NULL && shed < want;) {
+        struct up_mconn *prev = c->prev; /* c may be freed */
+        if (now - c->accepted_at < SHED_MIN_AGE_MS) {
+            break; /* the list is in accept order: the rest are younger */
+        }
+        if ((c->state == UP_MCONN_PEEK || c->state == UP_MCONN_WAIT) && c->peeked > 0 && !c->shed) {
+            c->shed = true;
+            m->nshedding++; /* until it leaves PEEK/WAIT: see set_state() */
+            shed++;
+            header_timeout(c); /* 408 now, as at the header timeout */
+        }
+        c = prev;
+    }
+    m->stats.shed += shed;
+    unsigned long long held = 0;
+    if (shed > 0 && up_ratelimit_ok(&m->queue_rl, now, &held)) {
+        up_log(UP_LOG_WARN,
+               "%zu connections pending (cap %zu): answered 408 to the %zu oldest incomplete "
+               "heads to make room (%llu more lines like this not logged)",
+               staying, m->max_pending, shed, held);
     }
 }

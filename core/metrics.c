@@ -63,6 +63,16 @@ size_t up_metrics_text(const struct up_master *m, char *buf, size_t cap)
     add(&a, "up_reload_failures_total", "counter", "Generations that failed to start.",
         s->reload_fails);
     add(&a, "up_respawns_total", "counter", "Workers replaced after dying.", s->respawns);
+    add(&a, "up_connections_queue_timeouts_total", "counter",
+        "Connections no worker could take within --queue-timeout (503 or closed).",
+        s->queue_timeouts);
+    add(&a, "up_connections_shed_total", "counter",
+        "Incomplete request heads answered 408 early to make room (pending cap).", s->shed);
+    add(&a, "up_connections_lost_total", "counter",
+        "Connections handed back while the master was out of fds.", s->lost);
+    add(&a, "up_healthy", "gauge",
+        "1 when a worker of the active generation can take a connection.",
+        up_master_health(m) == NULL);
     add(&a, "up_workers", "gauge", "Worker processes, every generation.", total);
     add(&a, "up_workers_ready", "gauge", "Workers taking new connections.", ready);
     add(&a, "up_generation", "gauge", "The generation taking new connections.",
@@ -88,10 +98,13 @@ static size_t answer(void *ctx, char *buf, size_t len, size_t cap)
     if (strncmp(buf, "GET /metrics ", 13) == 0) {
         blen = up_metrics_text(m, body, sizeof(body));
     } else if (strncmp(buf, "GET /healthz ", 13) == 0) {
-        bool ok = m->active != NULL && m->state == UP_MASTER_RUNNING;
-        status = ok ? 200 : 503;
+        /* 503 while no worker can take a connection, so that a load
+         * balancer sends its clients elsewhere meanwhile. */
+        const char *why = up_master_health(m);
+        status = why == NULL ? 200 : 503;
         type = "text/plain";
-        blen = (size_t)snprintf(body, sizeof(body), "%s\n", ok ? "ok" : "unavailable");
+        blen = (size_t)snprintf(body, sizeof(body), "%s%s\n",
+                                why == NULL ? "ok" : "degraded: ", why == NULL ? "" : why);
     } else {
         status = 404;
         type = "text/plain";

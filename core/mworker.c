@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,6 +128,7 @@ static int send_conn(struct up_mworker *w, struct up_mconn *c)
     up_msg_init(&hdr, UP_MSG_CONN);
     hdr.conn_id = c->id;
     hdr.peeked = (uint32_t)c->peeked;
+    hdr.arg = c->tries;
     w->tx_conn = c;
     int r = up_passfd_prep(&c->out, &hdr, c->prefix, c->prefix_len, c->fd);
     if (r == 0) {
@@ -242,39 +245,157 @@ static void recv_next(struct up_mworker *w)
     if (w->chan_dead) {
         return;
     }
+    struct up_master *m = w->gen->m;
+    if (w->state == UP_MW_DRAINING && m->nmconns >= m->max_pending) {
+        /* A draining worker's channel brings hand-backs, each a new fd
+         * here: at the pending cap (sized to our fd limit) leave them in
+         * the channel, where the worker still owns them, rather than have
+         * the kernel drop them at our limit. up_gen_resume_rx() goes on
+         * once connections are done. */
+        w->rx_paused = true;
+        return;
+    }
+    w->rx_paused = false;
     up_passfd_in_prep(&w->in, w->payload, UP_PASSFD_MAX_PAYLOAD);
     if (up_loop_recvmsg(w->gen->m->loop, &w->rx, w->chan, &w->in.msg, 0) < 0) {
         up_mworker_chan_dead(w);
     }
 }
 
-static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
+/* A warning caused by what w sent: it runs the user's code, so it could
+ * send a flood; at most a few lines a minute per worker, the rest counted. */
+static void warn_about(struct up_mworker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void warn_about(struct up_mworker *w, const char *fmt, ...)
+{
+    unsigned long long held = 0;
+    if (!up_ratelimit_ok(&w->warn_rl, up_loop_now(w->gen->m->loop), &held)) {
+        return;
+    }
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (held > 0) {
+        up_log(UP_LOG_WARN, "worker pid=%d: %s (and %llu more warnings not logged)", (int)w->pid,
+               text, held);
+    } else {
+        up_log(UP_LOG_WARN, "worker pid=%d: %s", (int)w->pid, text);
+    }
+}
+
+/* Take c (SENT) off w's list of connections sent and not yet ACKed.
+ * Returns c, or NULL if no connection with that id is there. */
+static struct up_mconn *unacked_take(struct up_mworker *w, uint64_t id)
 {
     /* ACKs come in the order the CONNs went out (one channel, in order);
      * an id not at the front is searched for, to stay correct anyway. */
+    struct up_mconn *prev = NULL;
+    struct up_mconn *c = w->unacked_head;
+    while (c != NULL && c->id != id) {
+        prev = c;
+        c = c->qnext;
+    }
+    if (c == NULL) {
+        return NULL;
+    }
+    if (prev != NULL) {
+        prev->qnext = c->qnext;
+    } else {
+        w->unacked_head = c->qnext;
+    }
+    if (w->unacked_tail == c) {
+        w->unacked_tail = prev;
+    }
+    c->qnext = NULL;
+    w->nqueued--;
+    return c;
+}
+
+static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
+{
+    size_t unknown = 0;
+    uint64_t first = 0;
     for (size_t i = 0; i < n; i++) {
-        struct up_mconn *prev = NULL;
-        struct up_mconn *c = w->unacked_head;
-        while (c != NULL && c->id != ids[i]) {
-            prev = c;
-            c = c->qnext;
-        }
+        struct up_mconn *c = unacked_take(w, ids[i]);
         if (c == NULL) {
-            up_log(UP_LOG_WARN, "worker pid=%d: ACK for unknown conn id=%llu, ignoring",
-                   (int)w->pid, (unsigned long long)ids[i]);
+            first = unknown++ == 0 ? ids[i] : first;
             continue;
         }
-        if (prev != NULL) {
-            prev->qnext = c->qnext;
-        } else {
-            w->unacked_head = c->qnext;
-        }
-        if (w->unacked_tail == c) {
-            w->unacked_tail = prev;
-        }
-        w->nqueued--;
         up_mconn_acked(c);
     }
+    if (unknown > 0) {
+        /* One line per message, not one per id: a message holds 8,192. */
+        warn_about(w, "ACK for %zu unknown conn ids (the first id=%llu), ignoring", unknown,
+                   (unsigned long long)first);
+    }
+}
+
+/* DECLINE: the worker is out of fds and never got c's. c is still ours
+ * (fd kept): send it elsewhere, and this worker nothing until ROOM. */
+static void on_decline(struct up_mworker *w, uint64_t id)
+{
+    struct up_mconn *c = unacked_take(w, id);
+    if (!w->fd_pressure) {
+        w->fd_pressure = true;
+        up_log(UP_LOG_WARN,
+               "worker pid=%d is out of fds: routing new connections to other workers until "
+               "it has room (raise LimitNOFILE / ulimit -n)",
+               (int)w->pid);
+    }
+    if (c == NULL) {
+        warn_about(w, "DECLINE for unknown conn id=%llu, ignoring", (unsigned long long)id);
+        return;
+    }
+    up_mconn_requeue(c);
+}
+
+/* The worker began draining on its own: someone else signalled it. */
+static void on_draining(struct up_mworker *w)
+{
+    if (w->state == UP_MW_DRAINING) {
+        return; /* our DRAIN crossed its notice */
+    }
+    struct up_master *m = w->gen->m;
+    up_log(UP_LOG_WARN,
+           "worker g%u#%u pid=%d drains on its own (signalled by something else than this "
+           "master): routing nothing more to it",
+           w->gen->id, w->index, (int)w->pid);
+    w->state = UP_MW_DRAINING;
+    w->on_its_own = true;
+    /* What waits to be sent goes elsewhere now. */
+    struct up_mconn *c;
+    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
+        w->nqueued--;
+        up_mconn_requeue(c);
+    }
+    /* Its own drain deadline is its business; ours bounds it. */
+    up_timer_start(m->loop, &w->kill_timer, m->cli->drain_timeout_ms + KILL_GRACE_MS);
+    up_gen_worker_leaving(w);
+}
+
+/* A connection handed back. The worker runs the user's code: take it only
+ * as the protocol allows, from a draining worker, with no more already
+ * read than a request head may hold. */
+static void on_hand_back(struct up_mworker *w, const struct up_msg *hdr, int fd, size_t len)
+{
+    struct up_master *m = w->gen->m;
+    if (w->state != UP_MW_DRAINING) {
+        warn_about(w, "handed a connection back while not draining; closing it");
+        up_close(fd);
+        return;
+    }
+    if (len > m->cli->max_head) {
+        warn_about(w,
+                   "handed a connection back with %zu bytes already read (over --max-head); "
+                   "closing it",
+                   len);
+        up_close(fd);
+        return;
+    }
+    unsigned tries = hdr->arg < UINT_MAX ? (unsigned)hdr->arg : UINT_MAX;
+    up_mconn_handed_back_take(m, fd, w->payload, len, tries, w->pid);
 }
 
 static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, size_t len)
@@ -292,7 +413,7 @@ static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, s
         break;
     case UP_MSG_CONN:
         if (fd >= 0) {
-            up_mconn_handed_back_take(m, fd, w->payload, len);
+            on_hand_back(w, hdr, fd, len);
             fd = -1;
         }
         break;
@@ -300,12 +421,59 @@ static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, s
         w->conns = hdr->arg;
         w->requests = hdr->arg2;
         break;
+    case UP_MSG_DECLINE:
+        on_decline(w, hdr->conn_id);
+        break;
+    case UP_MSG_ROOM:
+        if (w->fd_pressure) {
+            w->fd_pressure = false;
+            up_log(UP_LOG_INFO, "worker pid=%d has fds again: routing to it", (int)w->pid);
+            up_mconn_route_queued(m);
+        }
+        break;
+    case UP_MSG_DRAINING:
+        on_draining(w);
+        break;
     case UP_MSG_DRAIN:
-        up_log(UP_LOG_WARN, "worker pid=%d sent %s, ignoring", (int)w->pid,
-               up_msg_kind_name(hdr->kind));
+        warn_about(w, "sent %s, ignoring", up_msg_kind_name(hdr->kind));
         break;
     }
     up_close(fd);
+}
+
+/* A receive that failed without ending the channel. */
+static void rx_error(struct up_mworker *w, int err)
+{
+    struct up_master *m = w->gen->m;
+    switch (err) {
+    case -EMFILE:
+        /* A hand-back whose fd the kernel dropped at our fd limit: the
+         * worker had closed its copy, so that connection is gone. The
+         * pending cap and the pause in recv_next() keep this from
+         * happening unless something else took our fds. */
+        m->stats.lost++;
+        warn_about(w, "a connection it handed back was lost: the master is out of fds (raise "
+                      "LimitNOFILE / ulimit -n)");
+        break;
+    case -ECONNRESET:
+        /* The worker exited with messages of ours unread. The kernel says
+         * so once, before the messages it sent us, which are still here
+         * and are read next. */
+        break;
+    case -EPROTONOSUPPORT:
+        snprintf(w->gen->fail_reason, sizeof(w->gen->fail_reason),
+                 "worker #%u speaks another protocol version than this up-run (protocol %u): "
+                 "up-worker and up-run are from different builds",
+                 w->index, UP_PASSFD_VERSION);
+        warn_about(w, "%s", w->gen->fail_reason);
+        if (w->state == UP_MW_STARTING && w->pid > 0) {
+            kill(w->pid, SIGKILL); /* never ready: it holds nothing */
+        }
+        break;
+    default:
+        warn_about(w, "malformed message (%s), dropped", strerror(-err));
+        break;
+    }
 }
 
 static void on_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
@@ -320,10 +488,17 @@ static void on_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
         up_mworker_maybe_gone(w);
         return;
     }
+    if (n == -EMFILE || n == -EPROTO || n == -EPROTONOSUPPORT || n == -ECONNRESET) {
+        /* None of these ends the channel, or makes us kill a worker that
+         * holds connections: what comes after still arrives. */
+        rx_error(w, n);
+        recv_next(w);
+        return;
+    }
     if (n < 0) {
         if (n != -EPIPE && n != -ECANCELED) {
-            up_log(UP_LOG_WARN, "worker pid=%d: bad message: %s, closing its channel", (int)w->pid,
-                   strerror(-n));
+            up_log(UP_LOG_WARN, "worker pid=%d: cannot read its channel: %s, closing it",
+                   (int)w->pid, strerror(-n));
         }
         up_mworker_chan_dead(w);
         up_mworker_maybe_gone(w);
@@ -440,6 +615,10 @@ static void on_kill_timer(struct up_loop *loop, struct up_timer *t)
     if (w->pid == 0) {
         up_mworker_chan_dead(w); /* reaped, and the channel never ended */
         up_mworker_maybe_gone(w);
+    } else if (w->rx_paused) {
+        /* Its hand-backs wait on us (the pending cap), not it on its
+         * connections: it is not late. */
+        up_timer_start(loop, &w->kill_timer, 1000);
     } else {
         up_log(UP_LOG_WARN, "worker pid=%d still running past its drain deadline, killing it",
                (int)w->pid);
@@ -549,6 +728,7 @@ struct up_mworker *up_mworker_spawn(struct up_gen *g, unsigned index)
     w->tx.cb = on_tx;
     w->err_op.cb = on_err;
     w->kill_timer.cb = on_kill_timer;
+    w->warn_rl = (struct up_ratelimit)UP_RATELIMIT_INIT(60000, 5);
     r = up_passfd_pair(chan);
     if (r < 0 || pipe2(errp, O_CLOEXEC) < 0) {
         r = r < 0 ? r : -errno;
@@ -582,6 +762,19 @@ fail:
         free(w);
     }
     return NULL;
+}
+
+void up_mworker_resume_rx(struct up_mworker *w)
+{
+    if (w->rx_paused && !w->rx.busy) {
+        recv_next(w);
+    }
+}
+
+bool up_mworker_routable(const struct up_mworker *w)
+{
+    return w->state == UP_MW_READY && w->pid > 0 && !w->chan_full && !w->chan_dead && !w->tx_dead &&
+           !w->fd_pressure && w->nqueued < UP_MW_MAX_UNACKED;
 }
 
 void up_mworker_free(struct up_mworker *w)

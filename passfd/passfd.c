@@ -26,8 +26,9 @@ void up_msg_init(struct up_msg *hdr, enum up_msg_kind kind)
 }
 
 static const char *const up_msg_kind_names[] = {
-    [UP_MSG_CONN] = "CONN", [UP_MSG_DRAIN] = "DRAIN", [UP_MSG_READY] = "READY",
-    [UP_MSG_FAIL] = "FAIL", [UP_MSG_ACK] = "ACK",     [UP_MSG_STATS] = "STATS",
+    [UP_MSG_CONN] = "CONN",       [UP_MSG_DRAIN] = "DRAIN", [UP_MSG_READY] = "READY",
+    [UP_MSG_FAIL] = "FAIL",       [UP_MSG_ACK] = "ACK",     [UP_MSG_STATS] = "STATS",
+    [UP_MSG_DECLINE] = "DECLINE", [UP_MSG_ROOM] = "ROOM",   [UP_MSG_DRAINING] = "DRAINING",
 };
 
 #define UP_MSG_KIND_COUNT (sizeof(up_msg_kind_names) / sizeof(up_msg_kind_names[0]))
@@ -161,13 +162,13 @@ static int take_fds(struct msghdr *msg, int *ret_fd)
     return 0;
 }
 
-/* The checks on the bytes, once the fds are taken care of. */
-static int check_msg(const struct up_passfd_in *in, size_t n)
+/* The checks on the bytes, once the fds are taken care of; fd is the one
+ * that arrived, or -1. */
+static int check_msg(const struct up_passfd_in *in, size_t n, int fd)
 {
     /* MSG_TRUNC: the datagram was longer than header + cap, and SEQPACKET
-     * dropped the rest. MSG_CTRUNC: the kernel closed fds it had no room
-     * for. Either way the message cannot be trusted. */
-    if (in->msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+     * dropped the rest: it cannot be trusted. */
+    if (in->msg.msg_flags & MSG_TRUNC) {
         return -EPROTO;
     }
     if (n < sizeof(struct up_msg) || in->hdr.magic != UP_PASSFD_MAGIC) {
@@ -182,6 +183,15 @@ static int check_msg(const struct up_passfd_in *in, size_t n)
     /* An unknown kind is a peer we do not understand, even at our version. */
     if (!kind_known(in->hdr.kind)) {
         return -EPROTO;
+    }
+    /* MSG_CTRUNC: the kernel could not hand over every fd. It installs
+     * them in order and stops at the first one the receiver has no room
+     * for (RLIMIT_NOFILE), and we leave room for four while a message
+     * carries one: none at all arrived means the receiver is out of fds,
+     * and the message itself is good. Some arrived means more were sent
+     * than the protocol allows. */
+    if (in->msg.msg_flags & MSG_CTRUNC) {
+        return fd < 0 ? -EMFILE : -EPROTO;
     }
     return 0;
 }
@@ -205,7 +215,7 @@ int up_passfd_decode(struct up_passfd_in *in, ssize_t n, int *ret_fd)
         r = -EPIPE;
         goto fail;
     }
-    r = check_msg(in, (size_t)n);
+    r = check_msg(in, (size_t)n, fd);
     if (r < 0) {
         goto fail;
     }

@@ -12,16 +12,26 @@
  *                            master has peeked (still unread in the socket);
  *                            payload = prefix bytes the worker must treat as
  *                            already read (a connection handed back and routed
- *                            again); conn_id; client address.
+ *                            again); conn_id; arg = times the master has
+ *                            routed it without a request being served.
  *                     DRAIN  arg = drain deadline, ms from now;
- *                            flags UP_DRAIN_F_MIGRATE_IDLE: hand idle
- *                            connections back at once.
+ *                            flags UP_DRAIN_F_*: see below.
  *   worker -> master  READY  the app loaded and is ready.
  *                     FAIL   payload = reason text (dlerror() and the like).
- *                     ACK    arg = conn_id of a CONN now owned by the worker.
+ *                     ACK    payload = the conn_ids (uint64_t each) of CONNs
+ *                            now owned by the worker; arg = how many.
  *                     CONN   hand a connection back: fd, payload = bytes the
- *                            worker already read from it, conn_id.
+ *                            worker already read from it, conn_id; arg = the
+ *                            CONN's arg when no request was served on it
+ *                            here (a bounce), else 0.
  *                     STATS  arg = connections held, arg2 = requests served.
+ *                     DECLINE  conn_id of a CONN whose fd never arrived: the
+ *                            worker is at its fd limit. The master still
+ *                            owns the connection and routes it elsewhere.
+ *                     ROOM   the worker has fds again after a DECLINE.
+ *                     DRAINING  the worker began draining on its own (a
+ *                            SIGTERM not from the master): route nothing
+ *                            more to it; it hands back what comes anyway.
  *
  * The module owns no fd of its own and holds no state. It uses libc only,
  * never logs, and never blocks unless the socket itself is blocking
@@ -40,7 +50,7 @@
 #include <sys/uio.h>
 
 #define UP_PASSFD_MAGIC 0x7570u /* "up" */
-#define UP_PASSFD_VERSION 1u
+#define UP_PASSFD_VERSION 2u
 /* Largest payload: a handed-back connection's already-read bytes are bounded
  * by the worker's read buffer, which is smaller than this. */
 #define UP_PASSFD_MAX_PAYLOAD 65536u
@@ -52,12 +62,14 @@ enum up_msg_kind {
     UP_MSG_FAIL = 4,
     UP_MSG_ACK = 5,
     UP_MSG_STATS = 6,
+    UP_MSG_DECLINE = 7,
+    UP_MSG_ROOM = 8,
+    UP_MSG_DRAINING = 9,
 };
 
 #define UP_DRAIN_F_MIGRATE_IDLE 0x1u /* DRAIN: hand idle connections back now */
 #define UP_DRAIN_F_SHED 0x2u         /* DRAIN: hand every idle one back now (cap) */
 #define UP_DRAIN_F_STOP 0x4u         /* DRAIN: the master stops; close idle ones */
-#define UP_CONN_F_IDLE 0x1u          /* CONN back: no request in progress */
 
 /* Fixed-size header, host byte order (both ends are on the same machine).
  * Fields not used by a kind are zero. */
@@ -124,9 +136,13 @@ void up_passfd_in_prep(struct up_passfd_in *in, void *payload, size_t cap);
  * length (>= 0) and stores the fd (or -1) in *ret_fd, which the caller then
  * owns. On failure closes every fd that arrived and returns:
  *   -EPIPE   n == 0: the peer closed the channel
- *   -EPROTO  truncated message or control data (MSG_TRUNC/MSG_CTRUNC), bad
- *            magic, unknown kind, payload_len not matching, unexpected
- *            cmsg, more than one fd
+ *   -EMFILE  the message arrived whole and checked out (in->hdr is valid),
+ *            but the kernel dropped its fd: the receiver is at its fd limit
+ *            (MSG_CTRUNC with no fd at all). The sender's copy of the fd is
+ *            all that is left of it.
+ *   -EPROTO  truncated message or control data (MSG_TRUNC, or MSG_CTRUNC
+ *            with fds), bad magic, unknown kind, payload_len not matching,
+ *            unexpected cmsg, more than one fd
  *   -EPROTONOSUPPORT  another protocol version (a mismatched binary)
  *   n        when n < 0 (an errno from the receive itself)
  * *ret_fd is untouched on failure. */

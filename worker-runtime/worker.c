@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,7 +213,7 @@ static void send_simple(struct up_worker *w, enum up_msg_kind kind, uint64_t arg
 }
 
 int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, const char *data,
-                             size_t len)
+                             size_t len, uint64_t tries)
 {
     struct up_chan_msg *m = up_worker_has_master(w) ? msg_new(UP_MSG_CONN, data, len) : NULL;
     if (m == NULL) {
@@ -221,7 +222,7 @@ int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, cons
     }
     m->fd = fd;
     m->hdr.conn_id = conn_id;
-    m->hdr.flags = UP_CONN_F_IDLE;
+    m->hdr.arg = tries;
     chan_queue(w, m);
     return 0;
 }
@@ -254,16 +255,70 @@ static uint64_t ack(struct up_worker *w, uint64_t id)
     return ++w->arrivals;
 }
 
+/* How many fds must be free before a worker under fd pressure says it
+ * has room again: enough for a burst of connections, not just one. */
+#define ROOM_FDS 16
+
+static void decline(struct up_worker *w, const struct up_msg *hdr)
+{
+    if (hdr->kind != UP_MSG_CONN) {
+        return; /* only a CONN carries an fd */
+    }
+    struct rlimit rl = {0};
+    (void)getrlimit(RLIMIT_NOFILE, &rl);
+    if (!w->fd_pressure) {
+        w->fd_pressure = true;
+        up_log(UP_LOG_WARN,
+               "out of fds (limit %llu) holding %zu connections: declining new ones until "
+               "some close",
+               (unsigned long long)rl.rlim_cur, w->nconns);
+    }
+    struct up_chan_msg *m = msg_new(UP_MSG_DECLINE, NULL, 0);
+    if (m != NULL) {
+        m->hdr.conn_id = hdr->conn_id;
+        chan_queue(w, m);
+    }
+    /* Without the message the master re-routes the connection anyway
+     * when no ACK ever comes for it: it keeps its copy until then. */
+}
+
+/* Under fd pressure: are ROOM_FDS fds free again? Checked by taking them
+ * (and letting them go at once): the only exact answer, since the app may
+ * hold fds we do not count. */
+static bool have_room(void)
+{
+    int fds[ROOM_FDS];
+    int n = 0;
+    while (n < ROOM_FDS && (fds[n] = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0) {
+        n++;
+    }
+    for (int i = 0; i < n; i++) {
+        up_close(fds[i]);
+    }
+    return n == ROOM_FDS;
+}
+
+static void check_room(struct up_worker *w)
+{
+    if (w->fd_pressure && have_room()) {
+        w->fd_pressure = false;
+        up_log(UP_LOG_INFO, "fds free again, holding %zu connections: taking new ones", w->nconns);
+        send_simple(w, UP_MSG_ROOM, 0, 0);
+    }
+}
+
 static void on_conn_msg(struct up_worker *w, const struct up_msg *hdr, int fd, size_t len)
 {
     uint64_t seq = ack(w, hdr->conn_id);
     if (w->state == UP_WORKER_DRAINING) {
         /* Routed to us before the master saw our drain: hand it straight
-         * back rather than serve it on old code. */
-        (void)up_worker_hand_back_take(w, fd, hdr->conn_id, w->chan_payload, len);
+         * back rather than serve it on old code. Its try count goes back
+         * with it: a connection bounced between draining workers must
+         * not go round forever. */
+        (void)up_worker_hand_back_take(w, fd, hdr->conn_id, w->chan_payload, len, hdr->arg);
         return;
     }
-    int r = up_wconn_new_take(w, fd, hdr->conn_id, w->chan_payload, len, seq);
+    int r = up_wconn_new_take(w, fd, hdr->conn_id, w->chan_payload, len, seq, hdr->arg);
     if (r < 0) {
         up_log(UP_LOG_WARN, "conn id=%llu: cannot serve: %s, closing",
                (unsigned long long)hdr->conn_id, strerror(-r));
@@ -288,6 +343,15 @@ static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t
     }
     int fd = -1;
     int n = up_passfd_decode(&w->chan_in, res, &fd);
+    if (n == -EMFILE) {
+        /* Out of fds: the kernel dropped the connection's fd on its way
+         * in. The master still has its copy: decline this one, and keep
+         * the channel and every connection we hold. */
+        decline(w, &w->chan_in.hdr);
+        chan_recv(w);
+        chan_kick(w);
+        return;
+    }
     if (n < 0) {
         if (n != -EPIPE && n != -ECANCELED) {
             up_log(UP_LOG_ERR, "bad message from master: %s", strerror(-n));
@@ -331,7 +395,7 @@ static void on_listen_conn(struct up_acceptor *a, int fd)
     if (w->state == UP_WORKER_DRAINING) {
         up_close(fd);
     } else {
-        (void)up_wconn_new_take(w, fd, 0, NULL, 0, 0);
+        (void)up_wconn_new_take(w, fd, 0, NULL, 0, 0, 0);
     }
 }
 
@@ -394,6 +458,7 @@ static void maybe_exit(struct up_worker *w)
 
 void up_worker_conn_gone(struct up_worker *w)
 {
+    check_room(w);
     maybe_exit(w);
 }
 
@@ -467,6 +532,13 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             w->exiting = true;
             up_loop_stop(loop);
         } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            if (w->state != UP_WORKER_DRAINING && up_worker_has_master(w)) {
+                /* Not the master's idea: tell it first, so that it routes
+                 * nothing more here and starts a replacement. On the one
+                 * channel, this goes before any connection we hand back. */
+                up_log(UP_LOG_INFO, "%s: draining", strsignal((int)si.ssi_signo));
+                send_simple(w, UP_MSG_DRAINING, 0, 0);
+            }
             begin_drain(w, w->cfg.drain_timeout_ms, 0);
         }
     }
@@ -562,6 +634,7 @@ static void on_stats(struct up_loop *loop, struct up_timer *t)
     if (up_worker_has_master(w) && w->tx_inflight == NULL) {
         send_simple(w, UP_MSG_STATS, w->nconns, w->nrequests);
     }
+    check_room(w);
     up_timer_start(loop, t, STATS_MS);
 }
 
@@ -691,6 +764,16 @@ int up_worker_main(const struct up_worker_cfg *cfg)
         if (getppid() == 1) {
             return 1;
         }
+    }
+    /* One fd per client held: the master logs the limit it raised, and a
+     * worker started alone (--listen) says so itself. */
+    unsigned long long before = 0, now = 0;
+    int rr = up_fd_raise_nofile(&before, &now);
+    if (rr < 0) {
+        up_log(UP_LOG_WARN, "cannot raise the fd limit from %llu: %s, keeping it", before,
+               strerror(-rr));
+    } else if (cfg->listen != NULL) {
+        up_log(UP_LOG_INFO, "fd limit %llu", now);
     }
     int code = 3;
     char err[1024] = "";

@@ -88,7 +88,8 @@ struct up_worker {
     uint64_t acked_upto; /* numbers whose ACK has been sent */
     size_t nwaiting;     /* connections waiting for their ACK to go */
 
-    bool chan_lost; /* the master is gone: close chan once ops end */
+    bool chan_lost;   /* the master is gone: close chan once ops end */
+    bool fd_pressure; /* a CONN's fd was dropped at our fd limit: DECLINE sent */
 
     int lfd; /* owned: --listen socket, or -1 */
     struct up_acceptor acceptor;
@@ -119,10 +120,11 @@ void up_worker_conn_gone(struct up_worker *w);
 
 /* Hand a connection back to the master: takes fd (closed once sent, or at
  * once if the channel is gone) and copies data[0..len) (bytes already read
- * from it). Returns 0, or -EPIPE when there is no master to take it (the
- * fd is closed either way). */
+ * from it). tries: the CONN's try count when no request was served on it
+ * here, else 0. Returns 0, or -EPIPE when there is no master to take it
+ * (the fd is closed either way). */
 int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, const char *data,
-                             size_t len);
+                             size_t len, uint64_t tries);
 
 /* Connections held back until their ACK is sent may go on now. */
 void up_worker_release_acked(struct up_worker *w);

@@ -191,7 +191,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     int r = up_passfd_decode(&in, n, &fd);
     if (r < 0) {
         CHECK(fd == -2, "ret_fd written on failure (%d)", r);
-        CHECK(r == -EPROTO || r == -EPROTONOSUPPORT || r == -EPIPE || r == n, "error %d", r);
+        CHECK(r == -EPROTO || r == -EPROTONOSUPPORT || r == -EPIPE || r == -EMFILE || r == n,
+              "error %d", r);
+        /* Out of fds: only a whole, good message whose fd never came. */
+        CHECK(r != -EMFILE || ((in.msg.msg_flags & MSG_CTRUNC) && nfds == 0 &&
+                               !(in.msg.msg_flags & MSG_TRUNC) && n >= (ssize_t)sizeof(in.hdr)),
+              "-EMFILE for a message that is not a whole one without its fd");
         CHECK(n != 0 || r == -EPIPE || r == -EPROTO, "n 0 gives %d", r);
         for (size_t i = 0; i < nfds; i++) {
             CHECK(!fd_open(fds[i]), "fd %d left open after failure %d", fds[i], r);

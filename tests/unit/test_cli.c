@@ -115,6 +115,7 @@ Test(cli, defaults)
     cr_assert_eq(c.backend, UP_BACKEND_AUTO);
     cr_assert_null(c.control);
     cr_assert_eq(c.header_timeout_ms, 10000);
+    cr_assert_eq(c.queue_timeout_ms, 10000);
     cr_assert_eq(c.max_head, 16384);
     cr_assert_null(c.metrics);
     cr_assert(!c.development);
@@ -132,7 +133,8 @@ Test(cli, every_long_option_parsed)
              "--no-keepalive", "--pidfile", "/tmp/up.pid", "--title=web", "--require", "libm.so.6",
              "--require", cli_app, "--ready=manual", "--ready-timeout=2s", "--migrate=idle",
              "--max-draining=64", "--backend=epoll", "--control=/tmp/c.sock",
-             "--header-timeout=1500ms", "--max-head=32k", "--metrics=127.0.0.1:9100", cli_app);
+             "--header-timeout=1500ms", "--queue-timeout=3s", "--max-head=32k",
+             "--metrics=127.0.0.1:9100", cli_app);
     cr_assert_eq(c.nlisten, 2);
     cr_assert_str_eq(c.listen[0], "127.0.0.1:8080");
     cr_assert_str_eq(c.listen[1], "unix:/tmp/x.sock");
@@ -156,6 +158,7 @@ Test(cli, every_long_option_parsed)
     cr_assert_eq(c.backend, UP_BACKEND_EPOLL);
     cr_assert_str_eq(c.control, "/tmp/c.sock");
     cr_assert_eq(c.header_timeout_ms, 1500);
+    cr_assert_eq(c.queue_timeout_ms, 3000);
     cr_assert_eq(c.max_head, 32768);
     cr_assert_str_eq(c.metrics, "127.0.0.1:9100");
     up_cli_free(&c);
@@ -438,6 +441,7 @@ Test(cli, help_and_version_return_one, .init = cr_redirect_stdout)
         "--backend",
         "--control",
         "--header-timeout",
+        "--queue-timeout",
         "--max-head",
         "--metrics",
         "USR2",

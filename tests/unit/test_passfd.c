@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../lib/fdcount.h"
@@ -285,6 +286,55 @@ Test(passfd, truncated_control_is_eproto_and_closes_fd, .timeout = 10)
     close(q[0]);
     close_all(sv, 2);
     cr_assert_eq(up_test_fd_count(), before);
+}
+
+/* The receiver at its fd limit: the kernel drops the fd and sets
+ * MSG_CTRUNC, the message itself is whole. decode says -EMFILE and leaves
+ * the header readable, so that a worker can decline that one connection
+ * by its id and keep its channel. */
+Test(passfd, receiver_out_of_fds_is_emfile_with_the_header, .timeout = 10)
+{
+    int sv[2], p[2];
+    make_pair(sv);
+    make_pipe(p);
+    int before = up_test_fd_count();
+
+    struct up_msg hdr;
+    up_msg_init(&hdr, UP_MSG_CONN);
+    hdr.conn_id = 4242;
+    cr_assert_eq(up_passfd_send(sv[0], &hdr, "ab", 2, p[1], 0), 0);
+
+    /* No fd can be installed above the lowest free one. */
+    int probe = dup(0);
+    cr_assert_geq(probe, 0);
+    close(probe);
+    struct rlimit saved, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = (rlim_t)probe;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    char payload[16];
+    struct up_passfd_in in;
+    up_passfd_in_prep(&in, payload, sizeof(payload));
+    ssize_t n = recvmsg(sv[1], &in.msg, MSG_CMSG_CLOEXEC);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    cr_assert_eq(n, (ssize_t)sizeof(hdr) + 2);
+    cr_assert(in.msg.msg_flags & MSG_CTRUNC);
+    int fd = 12345;
+    cr_assert_eq(up_passfd_decode(&in, n, &fd), -EMFILE);
+    cr_assert_eq(fd, 12345);
+    cr_assert_eq(in.hdr.kind, UP_MSG_CONN);
+    cr_assert_eq(in.hdr.conn_id, 4242);
+    cr_assert_eq(up_test_fd_count(), before);
+
+    /* The channel goes on: the next message arrives, fd and all. */
+    cr_assert_eq(up_passfd_send(sv[0], &hdr, NULL, 0, p[1], 0), 0);
+    struct up_msg got;
+    cr_assert_eq(up_passfd_recv(sv[1], &got, NULL, 0, &fd, 0), 0);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    close_all(p, 2);
+    close_all(sv, 2);
 }
 
 Test(passfd, short_message_is_eproto_and_closes_fd, .timeout = 10)
@@ -619,7 +669,10 @@ Test(passfd, kind_names, .timeout = 10)
     cr_assert_str_eq(up_msg_kind_name(UP_MSG_FAIL), "FAIL");
     cr_assert_str_eq(up_msg_kind_name(UP_MSG_ACK), "ACK");
     cr_assert_str_eq(up_msg_kind_name(UP_MSG_STATS), "STATS");
+    cr_assert_str_eq(up_msg_kind_name(UP_MSG_DECLINE), "DECLINE");
+    cr_assert_str_eq(up_msg_kind_name(UP_MSG_ROOM), "ROOM");
+    cr_assert_str_eq(up_msg_kind_name(UP_MSG_DRAINING), "DRAINING");
     cr_assert_str_eq(up_msg_kind_name(0), "?");
-    cr_assert_str_eq(up_msg_kind_name(7), "?");
+    cr_assert_str_eq(up_msg_kind_name(10), "?");
     cr_assert_str_eq(up_msg_kind_name(1000000), "?");
 }
