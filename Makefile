@@ -118,8 +118,9 @@ FUZZ_FLAGS    := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
                  -fno-omit-frame-pointer
 FUZZ_CPPFLAGS := $(filter-out -MMD -MP,$(CPPFLAGS))
 FUZZ_LLHTTP   := $(patsubst $(LLHTTP_SRC)/%.c,build/fuzz/obj/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
-FUZZ_HTTP_DEP := core/head.c worker-runtime/http.c worker-runtime/response.c $(FUZZ_LLHTTP) \
-                 core/head.h worker-runtime/http.h worker-runtime/include/up/app.h
+FUZZ_HTTP_DEP := core/head.c core/uri.c worker-runtime/http.c worker-runtime/chunk.c \
+                 worker-runtime/response.c $(FUZZ_LLHTTP) core/head.h core/uri.h \
+                 worker-runtime/http.h worker-runtime/chunk.h worker-runtime/include/up/app.h
 
 build/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

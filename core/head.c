@@ -1,5 +1,7 @@
 #include "head.h"
 
+#include "uri.h"
+
 #include <errno.h>
 #include <llhttp.h>
 #include <stdio.h>
@@ -11,7 +13,9 @@
 enum scan_state {
     SCAN_LEAD,     /* before the request line: empty lines (CRLF) are skipped */
     SCAN_LEAD_CR,  /* the CR of such an empty line */
-    SCAN_REQ,      /* in the request line */
+    SCAN_METHOD,   /* in the method (pos: 0 until its first byte) */
+    SCAN_TARGET,   /* in the request-target (pos: 0 until its first byte) */
+    SCAN_VERSION,  /* in the version (pos: bytes of it seen) */
     SCAN_REQ_CR,   /* the CR ending the request line */
     SCAN_START,    /* at the start of a field line or of the final empty line */
     SCAN_FIELD,    /* in a field line */
@@ -22,22 +26,59 @@ enum scan_state {
 void up_head_scan_init(struct up_head_scan *s, bool trailers)
 {
     s->state = trailers ? SCAN_START : SCAN_LEAD;
-    s->spaces = 0;
+    s->pos = 0;
 }
 
-/* The request line must be `method SP target SP version`: llhttp accepts runs
- * of SP between the parts (and HTTP/0.9's `GET /`), which another parser in
- * front of us may split differently. */
-static int scan_req(struct up_head_scan *s, char c)
+static bool is_tchar(unsigned char c)
 {
-    if (c == '\r') {
-        s->state = SCAN_REQ_CR;
-    } else if (c == '\n') {
-        return -EPROTO;
-    } else if (c == ' ' && ++s->spaces > 2) {
-        return -EPROTO;
+    bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return alnum || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* The method is a token (RFC 9110 9.1), any token: llhttp's list of the
+ * methods it knows plays no part. */
+static int scan_method(struct up_head_scan *s, unsigned char c)
+{
+    if (c == ' ' && s->pos > 0) {
+        s->state = SCAN_TARGET;
+        s->pos = 0;
+        return UP_HEAD_SCAN_METHOD;
     }
-    return 0;
+    s->pos = 1;
+    return is_tchar(c) ? 0 : -EPROTO;
+}
+
+/* RFC 9112 3.2: the request-target is VCHARs, and a server must not
+ * autocorrect it. llhttp takes HT and FF (and obs-text) inside a path, where
+ * a front end splitting on any whitespace sees another target and version;
+ * obs-text is whitespace to some (0x85, 0xA0 in Latin-1). A fragment is never
+ * sent (RFC 9110 4.1): `#` would reach the app inside the path or query. */
+static int scan_target(struct up_head_scan *s, unsigned char c)
+{
+    if (c == ' ' && s->pos > 0) {
+        s->state = SCAN_VERSION;
+        s->pos = 0;
+        return 0;
+    }
+    s->pos = 1;
+    return c > ' ' && c < 0x7f && c != '#' ? 0 : -EPROTO;
+}
+
+/* Exactly `HTTP/` DIGIT `.` DIGIT (RFC 9112 2.3; a '0' in shape stands for
+ * any digit): llhttp also takes RTSP/1.0 and ICE/1.0 and would serve them as
+ * HTTP/1.0. Which versions are served is up_head_rules_version()'s business. */
+static int scan_version(struct up_head_scan *s, unsigned char c)
+{
+    static const char shape[] = "HTTP/0.0";
+    unsigned i = s->pos++;
+    if (i == sizeof(shape) - 1) {
+        s->state = SCAN_REQ_CR;
+        return c == '\r' ? 0 : -EPROTO;
+    }
+    if (shape[i] == '0') {
+        return c >= '0' && c <= '9' ? 0 : -EPROTO;
+    }
+    return c == (unsigned char)shape[i] ? 0 : -EPROTO;
 }
 
 /* A line that starts with SP or HT continues the previous field (obs-fold):
@@ -55,7 +96,7 @@ static int scan_start(struct up_head_scan *s, char c)
     return 0;
 }
 
-/* One byte: 0 to go on, 1 when it ended the section, or -EPROTO. */
+/* One byte: 0 to go on, UP_HEAD_SCAN_END or _METHOD, or -EPROTO. */
 static int scan_byte(struct up_head_scan *s, char c)
 {
     switch ((enum scan_state)s->state) {
@@ -64,16 +105,20 @@ static int scan_byte(struct up_head_scan *s, char c)
             s->state = SCAN_LEAD_CR;
             return 0;
         }
-        s->state = SCAN_REQ;
-        return scan_req(s, c);
+        s->state = SCAN_METHOD;
+        return scan_method(s, (unsigned char)c);
     case SCAN_LEAD_CR:
         s->state = SCAN_LEAD;
         return c == '\n' ? 0 : -EPROTO;
-    case SCAN_REQ:
-        return scan_req(s, c);
+    case SCAN_METHOD:
+        return scan_method(s, (unsigned char)c);
+    case SCAN_TARGET:
+        return scan_target(s, (unsigned char)c);
+    case SCAN_VERSION:
+        return scan_version(s, (unsigned char)c);
     case SCAN_REQ_CR:
         s->state = SCAN_START;
-        return c == '\n' && s->spaces == 2 ? 0 : -EPROTO;
+        return c == '\n' ? 0 : -EPROTO;
     case SCAN_START:
         return scan_start(s, c);
     case SCAN_FIELD:
@@ -85,7 +130,7 @@ static int scan_byte(struct up_head_scan *s, char c)
         s->state = SCAN_START;
         return c == '\n' ? 0 : -EPROTO;
     case SCAN_END_CR:
-        return c == '\n' ? 1 : -EPROTO;
+        return c == '\n' ? UP_HEAD_SCAN_END : -EPROTO;
     }
     return -EPROTO;
 }
@@ -100,7 +145,7 @@ int up_head_scan_feed(struct up_head_scan *s, const char *buf, size_t len, size_
         }
     }
     *ret_used = len;
-    return 0;
+    return UP_HEAD_SCAN_MORE;
 }
 
 /* ---- the rules ---- */
@@ -111,9 +156,7 @@ bool up_head_token(const char *s, size_t len)
         return false;
     }
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        if (!alnum && (c == 0 || strchr("!#$%&'*+-.^_`|~", c) == NULL)) {
+        if (!is_tchar((unsigned char)s[i])) {
             return false;
         }
     }
@@ -147,14 +190,60 @@ int up_head_rules_name(const char *name, size_t len)
     return up_head_token(name, len) ? 0 : -EPROTO;
 }
 
-/* Two Host fields would let two routers pick different hosts. Any coding
- * but `chunked` we cannot decode, and more than one field is either that or
- * chunked twice, which RFC 9112 6.1 forbids. */
+/* ---- llhttp and targets ---- */
+
+void up_head_llhttp_init(llhttp_t *ll, const llhttp_settings_t *settings, void *data)
+{
+    llhttp_init(ll, HTTP_REQUEST, settings);
+    ll->lenient_flags |= LENIENT_VERSION;
+    ll->data = data;
+}
+
+static bool method_is(const char *m, size_t len, const char *name)
+{
+    return len == strlen(name) && memcmp(m, name, len) == 0;
+}
+
+const char *up_head_llhttp_method(const char *method, size_t len)
+{
+    return method_is(method, len, "CONNECT") ? "CONNECT " : "GET ";
+}
+
+/* RFC 9112 3.2: origin-form, absolute-form, authority-form for CONNECT and
+ * only there, `*` for OPTIONS and only there. llhttp takes `*` and `*x` for
+ * any method, `/x` for CONNECT, and any bytes between `//` and the path as
+ * the authority of an absolute-form target. */
+int up_head_rules_target(const char *method, size_t method_len, const char *target, size_t len)
+{
+    const char *auth;
+    size_t auth_len;
+    if (method_is(method, method_len, "CONNECT")) {
+        return up_uri_authority_ok(target, len, true) ? 0 : -EPROTO;
+    }
+    if (len > 0 && target[0] == '/') {
+        return 0;
+    }
+    if (len > 0 && target[0] == '*') {
+        return len == 1 && method_is(method, method_len, "OPTIONS") ? 0 : -EPROTO;
+    }
+    if (up_uri_absolute_authority(target, len, &auth, &auth_len)) {
+        return up_uri_authority_ok(auth, auth_len, false) ? 0 : -EPROTO;
+    }
+    return -EPROTO;
+}
+
+/* ---- fields and versions ---- */
+
+/* Two Host fields would let two routers pick different hosts, and so would
+ * one whose value is not `uri-host [":" port]` (RFC 9112 3.2 has both
+ * answered 400; an empty value is allowed). Any coding but `chunked` we
+ * cannot decode, and more than one field is either that or chunked twice,
+ * which RFC 9112 6.1 forbids. */
 int up_head_rules_field(struct up_head_rules *r, const char *name, size_t name_len,
                         const char *value, size_t value_len)
 {
     if (up_head_name_is(name, name_len, "host")) {
-        if (r->host) {
+        if (r->host || (value_len > 0 && !up_uri_authority_ok(value, value_len, false))) {
             return -EPROTO;
         }
         r->host = true;
@@ -167,16 +256,22 @@ int up_head_rules_field(struct up_head_rules *r, const char *name, size_t name_l
     return 0;
 }
 
+/* RFC 9110 2.5: a 1.x message with a minor version above ours is handled as
+ * the highest 1.x we speak. */
 int up_head_rules_version(int major, int minor)
 {
-    return major == 1 && (minor == 0 || minor == 1) ? 0 : -EPROTONOSUPPORT;
+    if (major != 1 || minor < 0 || minor > 9) {
+        return -EPROTONOSUPPORT;
+    }
+    return minor == 0 ? 0 : 1;
 }
 
 /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means faulty
  * framing (a 1.0 hop in between would not know it). A Transfer-Encoding we
  * passed that llhttp did not take for chunked (`chunked<HT>`) it refuses only
  * after on_headers_complete, where the master has already stopped, and not
- * at all for an Upgrade without a body: decide it here, for both. */
+ * at all for an Upgrade without a body: decide it here, for both. RFC 9112
+ * 3.2: an HTTP/1.1 request without Host is 400 (1.0 predates Host). */
 int up_head_rules_complete(const struct up_head_rules *r, int major, int minor, bool chunked)
 {
     /* Checked here too, not only when the version is read: llhttp takes a
@@ -186,10 +281,13 @@ int up_head_rules_complete(const struct up_head_rules *r, int major, int minor, 
     if (v < 0) {
         return v;
     }
-    if (r->te && minor == 0) {
+    if (r->te && v == 0) {
         return -EPROTO;
     }
-    return r->te && !chunked ? -EOPNOTSUPP : 0;
+    if (r->te && !chunked) {
+        return -EOPNOTSUPP;
+    }
+    return v == 1 && !r->host ? -EPROTO : 0;
 }
 
 int up_head_llhttp_error(int hpe)
@@ -306,13 +404,14 @@ struct span {
     size_t len;
 };
 
-/* One llhttp pass over the peeked bytes, in a single execute call: every span
- * callback then points into the caller's buffer. */
+/* One llhttp pass over the peeked bytes after the method, in a single
+ * execute call: every span callback then points into the caller's buffer. */
 struct check {
     llhttp_t ll;
     struct up_head_rules rules;
     struct span method, target, name, value;
-    int err; /* set by a callback that failed */
+    int minor; /* as served: up_head_rules_version() */
+    int err;   /* set by a callback that failed */
 };
 
 static void span_add(struct span *s, const char *at, size_t len)
@@ -334,12 +433,6 @@ static int check_fail(struct check *c, int err)
     return HPE_USER;
 }
 
-static int on_method(llhttp_t *ll, const char *at, size_t len)
-{
-    span_add(&check_of(ll)->method, at, len);
-    return 0;
-}
-
 static int on_url(llhttp_t *ll, const char *at, size_t len)
 {
     span_add(&check_of(ll)->target, at, len);
@@ -358,10 +451,19 @@ static int on_value(llhttp_t *ll, const char *at, size_t len)
     return 0;
 }
 
+static int on_url_complete(llhttp_t *ll)
+{
+    struct check *c = check_of(ll);
+    int r = up_head_rules_target(c->method.at, c->method.len, c->target.at, c->target.len);
+    return r < 0 ? check_fail(c, r) : 0;
+}
+
 static int on_version_complete(llhttp_t *ll)
 {
+    struct check *c = check_of(ll);
     int r = up_head_rules_version(ll->http_major, ll->http_minor);
-    return r < 0 ? check_fail(check_of(ll), r) : 0;
+    c->minor = r;
+    return r < 0 ? check_fail(c, r) : 0;
 }
 
 static int on_field_complete(llhttp_t *ll)
@@ -393,10 +495,10 @@ static int on_headers_complete(llhttp_t *ll)
 }
 
 static const llhttp_settings_t check_settings = {
-    .on_method = on_method,
     .on_url = on_url,
     .on_header_field = on_field,
     .on_header_value = on_value,
+    .on_url_complete = on_url_complete,
     .on_version_complete = on_version_complete,
     .on_header_field_complete = on_field_complete,
     .on_header_value_complete = on_value_complete,
@@ -420,6 +522,20 @@ static int check_run(struct check *c, const char *buf, size_t len)
     return c->err < 0 ? c->err : up_head_llhttp_error(e);
 }
 
+/* The scanner stopped after the SP that ends the method, at buf + end: the
+ * method follows the empty lines it skipped. llhttp gets its stand-in. */
+static int check_method(struct check *c, const char *buf, size_t end)
+{
+    size_t start = 0;
+    while (buf[start] == '\r') {
+        start += 2;
+    }
+    c->method = (struct span){buf + start, end - 1 - start};
+    const char *standin = up_head_llhttp_method(c->method.at, c->method.len);
+    llhttp_errno_t e = llhttp_execute(&c->ll, standin, strlen(standin));
+    return e == HPE_OK ? 0 : up_head_llhttp_error(e);
+}
+
 static void check_fill(const struct check *c, const char *buf, size_t len, struct up_head *h)
 {
     const char *target_end = c->target.at + c->target.len;
@@ -429,7 +545,7 @@ static void check_fill(const struct check *c, const char *buf, size_t len, struc
     h->method_len = c->method.len;
     h->target = c->target.at;
     h->target_len = c->target.len;
-    h->minor = c->ll.http_minor;
+    h->minor = c->minor;
     /* The request line ends in the first LF after the target; the head ends
      * in CRLF CRLF, whose last CRLF is not part of any field line. */
     h->fields = eol + 1;
@@ -438,31 +554,41 @@ static void check_fill(const struct check *c, const char *buf, size_t len, struc
 
 /* The scanner goes first, over at most max_head bytes; llhttp then sees only
  * the bytes before the first bad one, so that the error reported is the one
- * at the earliest byte, whatever the split of the input, as in the worker. */
+ * at the earliest byte, whatever the split of the input, as in the worker.
+ * The scanner stops once after the method, where llhttp gets its stand-in. */
 int up_head_check(const char *buf, size_t len, size_t max_head, struct up_head *ret_head)
 {
     if (max_head == 0) {
         max_head = UP_HEAD_MAX_DEFAULT;
     }
+    size_t limit = len < max_head ? len : max_head;
     struct up_head_scan scan;
     up_head_scan_init(&scan, false);
     size_t used;
-    int s = up_head_scan_feed(&scan, buf, len < max_head ? len : max_head, &used);
+    int s = up_head_scan_feed(&scan, buf, limit, &used);
 
     struct check c = {0};
-    llhttp_init(&c.ll, HTTP_REQUEST, &check_settings);
-    c.ll.data = &c;
-    int r = check_run(&c, buf, used);
+    up_head_llhttp_init(&c.ll, &check_settings, &c);
+    int r = 0;
+    if (s == UP_HEAD_SCAN_METHOD) {
+        size_t start = used;
+        r = check_method(&c, buf, start);
+        s = up_head_scan_feed(&scan, buf + start, limit - start, &used);
+        if (r == 0) {
+            r = check_run(&c, buf + start, used);
+        }
+        used += start;
+    }
     if (r < 0) {
         return r;
     }
     if (s < 0) {
         return s;
     }
-    if (s == 0 && r == 0) {
+    if (s == UP_HEAD_SCAN_MORE && r == 0) {
         return used >= max_head ? -E2BIG : UP_HEAD_PARTIAL;
     }
-    if (s != 1 || r != 1 || c.method.at == NULL || c.target.at == NULL) {
+    if (s != UP_HEAD_SCAN_END || r != 1 || c.target.at == NULL) {
         return -EPROTO; /* the scanner and llhttp disagree on where the head ends */
     }
     check_fill(&c, buf, used, ret_head);
@@ -501,6 +627,10 @@ static bool next_field(const char **cur, const char *end, struct span *name, str
 int up_head_header(const struct up_head *head, const char *name, const char **ret_value,
                    size_t *ret_len)
 {
+    if (up_head_name_is(name, strlen(name), "host") &&
+        up_uri_absolute_authority(head->target, head->target_len, ret_value, ret_len)) {
+        return 0;
+    }
     const char *cur = head->fields;
     const char *end = head->fields + head->fields_len;
     struct span n, v;

@@ -5,17 +5,25 @@
  *
  * llhttp (built without LLHTTP_STRICT_MODE) accepts things a server in front
  * of other servers must refuse: bare LF line ends, obs-fold continuation
- * lines, whitespace inside field names, HTTP/0.9 and HTTP/2.0 request lines.
- * Request smuggling lives in such differences between two parsers, so this
- * module adds what llhttp leaves out:
+ * lines, whitespace inside field names, control bytes (HT, FF) in the
+ * request-target, RTSP/ICE versions, HTTP/0.9 and HTTP/2.0 request lines;
+ * and it refuses methods it does not know. Request smuggling lives in such
+ * differences between two parsers, so this module decides instead of the
+ * build of llhttp that happens to be linked:
  *
  *   - the scanner (up_head_scan_*) walks the raw bytes of a head or of a
  *     trailer section: every line ends in CRLF, no line starts with SP/HT,
- *     the request line has exactly two SP, and it finds where the section
- *     ends;
- *   - the rules (up_head_rules_*) judge what llhttp reports: field names are
- *     tokens, at most one Host, Transfer-Encoding is exactly one `chunked`,
- *     no Transfer-Encoding in HTTP/1.0, the version is 1.0 or 1.1.
+ *     and the request line is exactly `method SP request-target SP
+ *     HTTP/D.D`: the method a token, the target VCHARs without `#`;
+ *   - the method is the scanner's to judge, not llhttp's: llhttp is given
+ *     a stand-in (up_head_llhttp_method()) so that any token reaches the
+ *     app;
+ *   - the rules (up_head_rules_*) judge what llhttp reports: the target's
+ *     form (origin; absolute with a valid authority; `*` for OPTIONS only;
+ *     authority-form for CONNECT only), field names are tokens, one Host
+ *     with a valid value, Host present in HTTP/1.1, Transfer-Encoding is
+ *     exactly one `chunked`, no Transfer-Encoding in HTTP/1.0, the version
+ *     is 1.x (1.2 and up served as 1.1, RFC 9110 2.5).
  *
  * The master uses up_head_check() on bytes it peeked; it never consumes them.
  *
@@ -26,13 +34,14 @@
  *   -EMSGSIZE         413 body over the limit (the worker's parser only)
  *   -E2BIG            431 head over the limit, or too many header fields
  *   -EOPNOTSUPP       501 a Transfer-Encoding other than `chunked`
- *   -EPROTONOSUPPORT  505 an HTTP version other than 1.0 and 1.1
+ *   -EPROTONOSUPPORT  505 an HTTP version other than 1.x
  *
  * Pure: no I/O, no allocation, no global state; never logs.
  */
 #ifndef UP_HEAD_H
 #define UP_HEAD_H
 
+#include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,7 +62,7 @@ struct up_head {
     size_t method_len;  /* */
     const char *target; /* the request target as sent */
     size_t target_len;  /* */
-    int minor;          /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    int minor;          /* 0 for HTTP/1.0, 1 for HTTP/1.1 (and 1.2 .. 1.9) */
     const char *fields; /* the header lines, each ending in CRLF */
     size_t fields_len;  /* */
 };
@@ -68,7 +77,9 @@ int up_head_check(const char *buf, size_t len, size_t max_head, struct up_head *
 
 /* The value of the first header field named name (case-insensitive), without
  * surrounding whitespace, as a span into the checked buffer. Returns 0, or
- * -ENOENT when there is none. */
+ * -ENOENT when there is none. "Host" is the request's one authority: the
+ * target's for an absolute-form target (RFC 9112 3.2.2: it overrides the
+ * Host field), as the worker shows it to the app. */
 int up_head_header(const struct up_head *head, const char *name, const char **ret_value,
                    size_t *ret_len);
 
@@ -100,19 +111,42 @@ size_t up_head_error_response(int status, char *buf, size_t cap);
 /* The scanner. Its state is a few bytes, so it runs incrementally: feed it
  * the bytes of the section in any pieces. */
 struct up_head_scan {
-    uint8_t state;  /* private */
-    uint8_t spaces; /* private: SP seen in the request line */
+    uint8_t state; /* private */
+    uint8_t pos;   /* private: bytes into the part of the request line */
+};
+
+enum up_head_scan_result {
+    UP_HEAD_SCAN_MORE = 0,   /* all of buf was valid; the section goes on */
+    UP_HEAD_SCAN_END = 1,    /* the section ended */
+    UP_HEAD_SCAN_METHOD = 2, /* the method ended: the caller gives llhttp its stand-in */
 };
 
 /* Start a head (request line first, empty lines before it allowed) or, with
  * trailers true, a trailer section (header lines only). */
 void up_head_scan_init(struct up_head_scan *s, bool trailers);
 
-/* Scan buf[0..len). Returns 1 when the section ended, with *ret_used the bytes
- * through the empty line; 0 when all of buf was valid and the section goes on
- * (*ret_used = len); -EPROTO on a bad byte, with *ret_used its offset (the
- * bytes before it were valid). After 1 or -EPROTO, init again before reuse. */
+/* Scan buf[0..len). Returns UP_HEAD_SCAN_END when the section ended, with
+ * *ret_used the bytes through the empty line; UP_HEAD_SCAN_METHOD (a head
+ * only, once) when the SP after the method was reached, with *ret_used the
+ * bytes through that SP: the bytes before it, after any leading CRLFs, are
+ * the method; feed the rest again. UP_HEAD_SCAN_MORE when all of buf was
+ * valid and the section goes on (*ret_used = len); -EPROTO on a bad byte,
+ * with *ret_used its offset (the bytes before it were valid). After END or
+ * -EPROTO, init again before reuse. */
 int up_head_scan_feed(struct up_head_scan *s, const char *buf, size_t len, size_t *ret_used);
+
+/* llhttp_init() for a request head, as both parsers run llhttp: its version
+ * checks (it knows 0.9, 1.0, 1.1 and 2.0) are left out, for the scanner
+ * checks the version's shape and up_head_rules_version() its numbers. */
+void up_head_llhttp_init(llhttp_t *ll, const llhttp_settings_t *settings, void *data);
+
+/* What llhttp is given in place of the method (with the SP after it): llhttp
+ * knows a fixed list of methods and treats some of them specially, so it
+ * sees CONNECT (whose target and framing it must know) or GET. */
+const char *up_head_llhttp_method(const char *method, size_t len);
+
+/* The target as llhttp reported it, with the method. Returns 0 or -EPROTO. */
+int up_head_rules_target(const char *method, size_t method_len, const char *target, size_t len);
 
 /* What the rules remember across the fields of one head. Zero it to start. */
 struct up_head_rules {
@@ -131,13 +165,14 @@ int up_head_rules_name(const char *name, size_t len);
 int up_head_rules_field(struct up_head_rules *r, const char *name, size_t name_len,
                         const char *value, size_t value_len);
 
-/* The request line's version. Returns 0 or -EPROTONOSUPPORT. */
+/* The request line's version. Returns the minor version to serve, 0 or 1
+ * (HTTP/1.2 .. 1.9 are served as 1.1), or -EPROTONOSUPPORT. */
 int up_head_rules_version(int major, int minor);
 
 /* The head is complete: major/minor as llhttp parsed them (also for a
  * request line without a version, which llhttp takes as HTTP/0.9);
  * chunked is llhttp's verdict (F_CHUNKED). Returns 0, -EPROTONOSUPPORT,
- * -EPROTO or -EOPNOTSUPP. */
+ * -EPROTO (also for HTTP/1.1 without Host) or -EOPNOTSUPP. */
 int up_head_rules_complete(const struct up_head_rules *r, int major, int minor, bool chunked);
 
 /* Map an llhttp error (enum llhttp_errno) that no callback of ours caused to

@@ -1,5 +1,8 @@
 #include "http.h"
 
+#include "chunk.h"
+#include "uri.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,28 +12,35 @@
  * The parser runs two machines over the same bytes. In a head or a trailer
  * section the scanner of core/head.c (line ends, obs-fold, request line) and
  * llhttp go in step: the scanner first finds how far the bytes are good and
- * where the section ends, then llhttp parses exactly those bytes. Bodies are
- * llhttp's alone. llhttp is paused at the points where the caller must act
- * (the end of a message, a 100-continue head) and at the last chunk, where
- * the scanner takes over the trailers again.
+ * where the section ends, then llhttp parses exactly those bytes. The method
+ * is the scanner's: llhttp gets a stand-in for it (head.h). A chunk-size line
+ * and the CRLF before it are checked here and given to llhttp rewritten, so
+ * that its loose chunk parsing (it skips the two bytes after a chunk's data
+ * unread, and takes no BWS in extensions) never decides; chunk data and
+ * Content-Length bodies are llhttp's. llhttp is paused at the points where
+ * the caller must act (the end of a message, a 100-continue head), at the
+ * end of each chunk's data, and at the last chunk, where the scanner takes
+ * over the trailers again.
  */
 
 enum http_phase {
-    PHASE_HEAD,     /* request line and fields */
-    PHASE_BODY,     /* the body, Content-Length or chunked */
-    PHASE_TRAILERS, /* the trailer section after the last chunk */
-    PHASE_REQUEST,  /* a request is out; waiting for up_http_request_done() */
-    PHASE_ERROR,    /* p->err says which */
+    PHASE_HEAD,       /* request line and fields */
+    PHASE_BODY,       /* Content-Length body or a chunk's data: llhttp's */
+    PHASE_CHUNK_LINE, /* [CRLF after the data] chunk-size [extensions] CRLF */
+    PHASE_TRAILERS,   /* the trailer section after the last chunk */
+    PHASE_REQUEST,    /* a request is out; waiting for up_http_request_done() */
+    PHASE_ERROR,      /* p->err says which */
 };
 
 enum http_pause {
     PAUSE_NONE,
     PAUSE_EXPECT,     /* on_headers_complete: 100-continue and a body pending */
+    PAUSE_CHUNK_DATA, /* on_body at the end of a chunk's data */
     PAUSE_LAST_CHUNK, /* on_chunk_header with size 0: trailers follow */
     PAUSE_MESSAGE,    /* on_message_complete */
 };
 
-/* Offsets are uint32_t: the arena holds at most about twice max_head. */
+/* Offsets are uint32_t: the arena holds at most a few times max_head. */
 #define HTTP_MAX_HEAD_CAP (64u * 1024u * 1024u)
 /* A body buffer larger than this is freed after its request, so that an idle
  * Keep-Alive connection does not keep a large upload's memory. */
@@ -101,13 +111,20 @@ static int on_span(llhttp_t *ll, const char *at, size_t len)
 static int on_url_complete(llhttp_t *ll)
 {
     struct up_http_parser *p = parser_of(ll);
-    return arena_end_span(p, &p->req.target) < 0 ? fail(p, -ENOMEM) : 0;
+    if (arena_end_span(p, &p->req.target) < 0) {
+        return fail(p, -ENOMEM);
+    }
+    const char *method = p->arena + p->req.method;
+    const char *target = p->arena + p->req.target;
+    int r = up_head_rules_target(method, strlen(method), target, strlen(target));
+    return r < 0 ? fail(p, r) : 0;
 }
 
 static int on_version_complete(llhttp_t *ll)
 {
-    int r = up_head_rules_version(ll->http_major, ll->http_minor);
-    return r < 0 ? fail(parser_of(ll), r) : 0;
+    struct up_http_parser *p = parser_of(ll);
+    p->minor = up_head_rules_version(ll->http_major, ll->http_minor);
+    return p->minor < 0 ? fail(p, p->minor) : 0;
 }
 
 static int on_field_complete(llhttp_t *ll)
@@ -167,33 +184,46 @@ static int on_value_complete(llhttp_t *ll)
     return 0;
 }
 
-/* Where the path starts: after `scheme://authority` in an absolute-form
- * target (RFC 9112 3.2.2), else at the start. */
-static size_t target_path_start(const char *t, size_t len)
+/* RFC 9112 3.2.2: the authority of an absolute-form target overrides the
+ * Host field, so the app sees one authority: the Host field's value is the
+ * target's (a Host field is added for HTTP/1.0 without one). The arena has
+ * room for this (split_target()). */
+static int host_from_target(struct up_http_parser *p, size_t auth_off, size_t auth_len)
 {
-    const char *s = memmem(t, len, "://", 3);
-    if (t[0] == '/' || s == NULL) {
-        return 0;
+    uint32_t value = (uint32_t)p->arena_len;
+    arena_put(p, p->arena + auth_off, auth_len);
+    arena_put(p, "", 1);
+    for (size_t i = 0; i < p->nfields; i++) {
+        const char *name = p->arena + p->fields[i].name;
+        if (up_head_name_is(name, strlen(name), "host")) {
+            p->fields[i].value = value;
+            return 0;
+        }
     }
-    s += 3;
-    return (size_t)(s - t) + strcspn(s, "/?");
+    p->name = (uint32_t)p->arena_len;
+    arena_put(p, "Host", 5);
+    return add_field(p, value);
 }
 
-/* Copy the path and the query out of the target, each NUL-terminated. The
- * room for both is reserved first, so that t stays valid and the puts below
- * cannot fail. */
+/* Copy the path and the query out of the target, each NUL-terminated: the
+ * path starts after `scheme://authority` in an absolute-form target. The
+ * room for both and for the authority is reserved first, so that t stays
+ * valid and the puts below cannot fail. */
 static int split_target(struct up_http_parser *p)
 {
     size_t len = strlen(p->arena + p->req.target);
-    int r = grow(&p->arena, &p->arena_cap, p->arena_len + len + 4);
+    int r = grow(&p->arena, &p->arena_cap, p->arena_len + 2 * len + 16);
     if (r < 0) {
         return r;
     }
     const char *t = p->arena + p->req.target;
-    size_t start = target_path_start(t, len);
+    const char *auth;
+    size_t auth_len = 0;
+    bool absolute = up_uri_absolute_authority(t, len, &auth, &auth_len);
+    size_t start = absolute ? (size_t)(auth - t) + auth_len : 0;
     size_t q = start + strcspn(t + start, "?");
     p->req.path = (uint32_t)p->arena_len;
-    if (q == start && start != 0) {
+    if (q == start && absolute) {
         arena_put(p, "/", 1);
     } else {
         arena_put(p, t + start, q - start);
@@ -204,16 +234,19 @@ static int split_target(struct up_http_parser *p)
         arena_put(p, t + q + 1, len - q - 1);
     }
     arena_put(p, "", 1);
+    if (absolute) {
+        r = host_from_target(p, (size_t)(auth - p->arena), auth_len);
+    }
     p->span = p->arena_len; /* trailer fields, if any, are built from here */
-    return 0;
+    return r;
 }
 
-static bool ll_keep_alive(const llhttp_t *ll)
+static bool ll_keep_alive(const llhttp_t *ll, int minor)
 {
     if (ll->upgrade || (ll->flags & F_CONNECTION_CLOSE)) {
         return false;
     }
-    return ll->http_minor == 1 || (ll->flags & F_CONNECTION_KEEP_ALIVE);
+    return minor == 1 || (ll->flags & F_CONNECTION_KEEP_ALIVE);
 }
 
 /* The Content-Length is known here: refuse a body over the limit before a
@@ -235,22 +268,31 @@ static int on_headers_complete(llhttp_t *ll)
         return fail(p, -ENOMEM);
     }
     p->head_done = true;
-    p->req.method = llhttp_method_name(ll->method);
-    p->req.minor = ll->http_minor;
-    p->req.head = ll->method == HTTP_HEAD;
-    p->req.keep_alive = ll_keep_alive(ll);
+    const char *method = p->arena + p->req.method;
+    p->req.minor = (uint8_t)p->minor;
+    p->req.head = strcmp(method, "HEAD") == 0;
+    p->req.connect = strcmp(method, "CONNECT") == 0;
+    p->req.keep_alive = ll_keep_alive(ll, p->minor);
     bool body = (ll->flags & F_CHUNKED) || ll->content_length > 0;
-    if (p->expect && ll->http_minor == 1 && body) {
+    if (p->expect && p->minor == 1 && body) {
         p->pause = PAUSE_EXPECT;
         return HPE_PAUSED;
     }
     return 0;
 }
 
+/* What is left of the body limit: chunk extensions count toward it. */
+static size_t body_room(const struct up_http_parser *p)
+{
+    return p->limits.max_body - p->body_len - p->ext_len;
+}
+
+/* At the end of a chunk's data (llhttp has no bytes of it left to read) the
+ * CRLF after it is ours to check: see feed_chunk_line(). */
 static int on_body(llhttp_t *ll, const char *at, size_t len)
 {
     struct up_http_parser *p = parser_of(ll);
-    if (len > p->limits.max_body - p->body_len) {
+    if (len > body_room(p)) {
         return fail(p, -EMSGSIZE);
     }
     if (grow(&p->body, &p->body_cap, p->body_len + len + 1) < 0) {
@@ -258,6 +300,10 @@ static int on_body(llhttp_t *ll, const char *at, size_t len)
     }
     memcpy(p->body + p->body_len, at, len);
     p->body_len += len;
+    if ((ll->flags & F_CHUNKED) && ll->content_length == 0) {
+        p->pause = PAUSE_CHUNK_DATA;
+        return HPE_PAUSED;
+    }
     return 0;
 }
 
@@ -269,7 +315,7 @@ static int on_chunk_header(llhttp_t *ll)
         p->pause = PAUSE_LAST_CHUNK;
         return HPE_PAUSED;
     }
-    if (ll->content_length > p->limits.max_body - p->body_len) {
+    if (ll->content_length > body_room(p)) {
         return fail(p, -EMSGSIZE);
     }
     return 0;
@@ -302,12 +348,14 @@ static const llhttp_settings_t http_settings = {
  * upgrade) never makes it drop the bytes of the next. */
 static void parser_reset(struct up_http_parser *p)
 {
-    llhttp_init(&p->ll, HTTP_REQUEST, &http_settings);
-    p->ll.data = p;
+    up_head_llhttp_init(&p->ll, &http_settings, p);
     up_head_scan_init(&p->scan, false);
     p->rules = (struct up_head_rules){0};
     p->phase = PHASE_HEAD;
     p->pause = PAUSE_NONE;
+    p->method_done = false;
+    p->minor = 0;
+    p->ext_len = 0;
     p->expect = false;
     p->head_done = false;
     p->section = 0;
@@ -342,6 +390,64 @@ static int run(struct up_http_parser *p, const char *data, size_t len, size_t *r
     return p->err < 0 ? p->err : up_head_llhttp_error(e);
 }
 
+/* ---- chunk-size lines ---- */
+
+static void chunk_line_start(struct up_http_parser *p, bool after_data)
+{
+    up_chunk_line_init(&p->chunk, after_data);
+    p->phase = PHASE_CHUNK_LINE;
+}
+
+/* The line ended: llhttp gets it rewritten, which it parses as the line
+ * sent. 0 when a chunk's data follows, 1 when llhttp paused at the last
+ * chunk, or -errno (413 from on_chunk_header). */
+static int chunk_line_run(struct up_http_parser *p)
+{
+    char line[UP_CHUNK_LINE_MAX];
+    size_t n = up_chunk_line_rewrite(&p->chunk, line);
+    size_t used;
+    int r = run(p, line, n, &used);
+    if (r > 0 && used != n) {
+        return -EPROTO;
+    }
+    if (r == 0) {
+        p->phase = PHASE_BODY;
+    }
+    return r;
+}
+
+/* Extension bytes count toward the body limit: a client cannot send more
+ * than max_body bytes of them, and over it is 413, as for the body. */
+static int feed_chunk_line(struct up_http_parser *p, const char *data, size_t len, size_t *ret_used)
+{
+    for (size_t i = 0; i < len; i++) {
+        bool ext = false;
+        int r = up_chunk_line_byte(&p->chunk, (unsigned char)data[i], &ext);
+        if (r >= 0 && ext && ++p->ext_len > p->limits.max_body - p->body_len) {
+            r = -EMSGSIZE;
+        }
+        if (r != 0) {
+            *ret_used = r > 0 ? i + 1 : i;
+            return r > 0 ? chunk_line_run(p) : r;
+        }
+    }
+    *ret_used = len;
+    return 0;
+}
+
+/* ---- heads and trailers ---- */
+
+/* After the head: llhttp reads a Content-Length body itself; a chunked one
+ * starts with a chunk-size line. */
+static void body_start(struct up_http_parser *p)
+{
+    if (p->ll.flags & F_CHUNKED) {
+        chunk_line_start(p, false);
+    } else {
+        p->phase = PHASE_BODY;
+    }
+}
+
 /* The scanner found the end of the section and llhttp did not pause there:
  * right for a head with a body to come, wrong anywhere else. */
 static int section_end(struct up_http_parser *p)
@@ -349,8 +455,35 @@ static int section_end(struct up_http_parser *p)
     if (p->phase != PHASE_HEAD || !p->head_done) {
         return -EPROTO;
     }
-    p->phase = PHASE_BODY;
+    body_start(p);
     return 0;
+}
+
+/* Before llhttp has the method: the scanner passed data[0..n), empty lines
+ * (CRLF) and then bytes of the method (a token), which go to the arena at
+ * offset 0. At its end (the SP, data[n - 1]) llhttp gets the stand-in. */
+static int feed_method(struct up_http_parser *p, const char *data, size_t n, bool end)
+{
+    size_t m = end ? n - 1 : n;
+    size_t i = 0;
+    while (i < m && (data[i] == '\r' || data[i] == '\n')) {
+        i++;
+    }
+    if (arena_put(p, data + i, m - i) < 0) {
+        return -ENOMEM;
+    }
+    if (!end) {
+        return 0;
+    }
+    if (arena_end_span(p, &p->req.method) < 0) {
+        return -ENOMEM;
+    }
+    p->method_done = true;
+    const char *method = p->arena + p->req.method;
+    const char *standin = up_head_llhttp_method(method, strlen(method));
+    size_t used;
+    int r = run(p, standin, strlen(standin), &used);
+    return r > 0 ? -EPROTO : r;
 }
 
 /* A head or trailer section: scanner, then llhttp over the bytes it passed,
@@ -360,16 +493,25 @@ static int feed_section(struct up_http_parser *p, const char *data, size_t len, 
     size_t room = p->limits.max_head - p->section;
     size_t n;
     int s = up_head_scan_feed(&p->scan, data, len < room ? len : room, &n);
-    int r = run(p, data, n, ret_used);
+    int r;
+    if (p->method_done) {
+        r = run(p, data, n, ret_used);
+    } else {
+        *ret_used = n;
+        r = feed_method(p, data, n, s == UP_HEAD_SCAN_METHOD);
+    }
     p->section += *ret_used;
     if (r < 0) {
         return r;
     }
+    if (s == UP_HEAD_SCAN_METHOD) {
+        return 0; /* the rest of data is fed again */
+    }
     if (r > 0) {
         /* llhttp ended the section: it must be where the scanner did. */
-        return s > 0 && *ret_used == n ? 1 : -EPROTO;
+        return s == UP_HEAD_SCAN_END && *ret_used == n ? 1 : -EPROTO;
     }
-    if (s != 0) {
+    if (s != UP_HEAD_SCAN_MORE) {
         return s < 0 ? s : section_end(p);
     }
     return p->section >= p->limits.max_head ? -E2BIG : 0;
@@ -396,8 +538,11 @@ static int after_pause(struct up_http_parser *p)
     p->pause = PAUSE_NONE;
     switch (why) {
     case PAUSE_EXPECT:
-        p->phase = PHASE_BODY;
+        body_start(p);
         return UP_HTTP_EXPECT_CONTINUE;
+    case PAUSE_CHUNK_DATA:
+        chunk_line_start(p, true);
+        return 0;
     case PAUSE_LAST_CHUNK:
         p->phase = PHASE_TRAILERS;
         p->section = 0;
@@ -420,6 +565,24 @@ static int feed_fail(struct up_http_parser *p, int err)
     return err;
 }
 
+static int feed_some(struct up_http_parser *p, const char *data, size_t len, size_t *ret_used)
+{
+    switch ((enum http_phase)p->phase) {
+    case PHASE_BODY:
+        return run(p, data, len, ret_used);
+    case PHASE_CHUNK_LINE:
+        return feed_chunk_line(p, data, len, ret_used);
+    case PHASE_HEAD:
+    case PHASE_TRAILERS:
+        return feed_section(p, data, len, ret_used);
+    case PHASE_REQUEST:
+    case PHASE_ERROR:
+        break;
+    }
+    *ret_used = 0;
+    return -EPROTO;
+}
+
 int up_http_feed(struct up_http_parser *p, const char *data, size_t len, size_t *ret_used)
 {
     if (p->phase == PHASE_ERROR) {
@@ -431,8 +594,7 @@ int up_http_feed(struct up_http_parser *p, const char *data, size_t len, size_t 
     size_t off = 0;
     while (off < len) {
         size_t n;
-        int r = p->phase == PHASE_BODY ? run(p, data + off, len - off, &n)
-                                       : feed_section(p, data + off, len - off, &n);
+        int r = feed_some(p, data + off, len - off, &n);
         off += n;
         if (r > 0) {
             r = after_pause(p);
@@ -513,7 +675,7 @@ bool up_http_keep_alive(const struct up_req *req)
 
 const char *up_req_method(const struct up_req *req)
 {
-    return req->method;
+    return req->arena + req->method;
 }
 
 const char *up_req_target(const struct up_req *req)

@@ -32,20 +32,36 @@
  * its response may still be in the out queue (unsent) when the next request
  * is parsed, and the next response is queued after it, so order is kept.
  *
- * Strictness (the same rules as the master's core/head.c): bare LF, obs-fold,
- * SP in field names, runs of SP in the request line, duplicate or invalid
- * Content-Length, Content-Length with Transfer-Encoding, two Host fields,
- * Transfer-Encoding in HTTP/1.0 and bad chunk sizes are 400; any
- * Transfer-Encoding but one `chunked` is 501; versions other than 1.0 and 1.1
- * are 505. A body over max_body is 413 (from Content-Length as soon as the
- * head is complete); a head or trailer section over max_head, or more than
- * max_headers fields, is 431. After any error the connection must be closed
- * (the framing can no longer be trusted): the parser stays in the error. The
- * client may still be sending (a 413 body): read and drop its bytes for a
- * moment before closing, or the kernel resets the connection and the client
- * may never see the answer.
+ * Strictness (the same rules as the master's core/head.c, decided there and
+ * not by the build of llhttp linked in):
+ *   - 400: bare LF, obs-fold, SP in field names, a request line other than
+ *     `method SP target SP HTTP/D.D` (runs of SP, RTSP/ICE versions), a
+ *     method that is not a token, a target with a control byte, SP, DEL,
+ *     obs-text or `#`, `*` but for OPTIONS, an absolute-form target with an
+ *     invalid authority (or userinfo), CONNECT without host:port, HTTP/1.1
+ *     without Host, two Host fields or one whose value is not host[:port],
+ *     duplicate or invalid Content-Length, Content-Length with
+ *     Transfer-Encoding, Transfer-Encoding in HTTP/1.0, bad chunk sizes
+ *     (more than 16 hex digits), a chunk extension outside RFC 9112 7.1.1's
+ *     grammar (BWS, token, token or quoted-string value), chunk data not
+ *     followed by CRLF;
+ *   - 501: any Transfer-Encoding but one `chunked`;
+ *   - 505: a major version other than 1, and HTTP/0.9 (HTTP/1.2 .. 1.9 are
+ *     served as 1.1, RFC 9110 2.5);
+ *   - 413: a body over max_body (from Content-Length as soon as the head is
+ *     complete); chunk extension bytes count toward max_body;
+ *   - 431: a head or trailer section over max_head, or more than
+ *     max_headers fields.
+ * Any method that is a token reaches the app (PURGE, M-SEARCH, ...).
+ * After any error the connection must be closed (the framing can no longer
+ * be trusted): the parser stays in the error. The client may still be
+ * sending (a 413 body): read and drop its bytes for a moment before closing,
+ * or the kernel resets the connection and the client may never see the
+ * answer.
  * Trailer fields are checked and dropped. Upgrade and CONNECT requests are
- * served as plain requests and the connection closes after the response.
+ * served as plain requests and the connection closes after the response; a
+ * 2xx to CONNECT goes out without Content-Length, Transfer-Encoding or body
+ * (RFC 9110 9.3.6).
  */
 #ifndef UP_HTTP_H
 #define UP_HTTP_H
@@ -57,6 +73,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "chunk.h"
 #include "head.h"
 #include "up/app.h"
 
@@ -85,9 +102,8 @@ struct up_http_field {
 /* The parsed request (app.h's opaque struct up_req). Read it through the
  * up_req_* functions; valid from UP_HTTP_REQUEST to up_http_request_done(). */
 struct up_req {
-    const char *method; /* static text */
-    const char *arena;  /* target, path, query and fields, NUL-terminated */
-    uint32_t target, path, query;
+    const char *arena; /* method, target, path, query and fields, NUL-terminated */
+    uint32_t method, target, path, query;
     const struct up_http_field *fields;
     size_t nfields;
     const char *body; /* NUL-terminated; "" when empty */
@@ -95,6 +111,7 @@ struct up_req {
     const char *peer;
     uint8_t minor;
     bool head;       /* the method is HEAD */
+    bool connect;    /* the method is CONNECT */
     bool keep_alive; /* the client allows another request on this connection */
 };
 
@@ -112,11 +129,15 @@ struct up_http_parser {
     struct up_http_limits limits;
     struct up_head_scan scan;
     struct up_head_rules rules;
+    struct up_chunk_line chunk;   /* the chunk-size line being read */
     uint8_t phase;                /* enum http_phase in http.c */
     uint8_t pause;                /* why llhttp paused: enum http_pause in http.c */
+    bool method_done;             /* llhttp has the method's stand-in */
     bool expect;                  /* `Expect: 100-continue` was seen */
     bool head_done;               /* on_headers_complete ran */
     int err;                      /* sticky error, or 0 */
+    int minor;                    /* the version served: up_head_rules_version() */
+    size_t ext_len;               /* chunk extension bytes, counted with the body */
     size_t section;               /* bytes of the current head or trailer section */
     char *arena;                  /* owned; reused from request to request */
     size_t arena_len;             /* */
@@ -226,11 +247,12 @@ struct up_res {
     uint8_t state;           /* enum res_state in response.c */
     uint8_t minor;
     bool head_method;
+    bool connect;     /* the request was CONNECT */
     bool keep_alive;  /* the request allows it */
     bool force_close; /* the glue wants the connection closed */
     bool close;       /* decided when the head was queued */
     bool chunked;     /* the body goes out in chunks */
-    bool no_body;     /* HEAD, 1xx, 204, 304: no body bytes */
+    bool no_body;     /* HEAD, 1xx, 204, 304, 2xx to CONNECT: no body bytes */
     bool deferred;
     bool has_date;
     int status;

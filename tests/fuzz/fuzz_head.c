@@ -275,13 +275,21 @@ static void check_complete(const char *buf, size_t len, const struct up_head *h)
     CHECK(in_span(h->fields, h->fields_len, buf, h->len), "fields span");
     CHECK(h->fields + h->fields_len + 2 == buf + h->len, "fields do not end the head");
     CHECK(h->fields >= h->target + h->target_len, "fields before the target");
+    CHECK(up_head_token(h->method, h->method_len), "method '%.*s' not a token", (int)h->method_len,
+          h->method);
+    for (size_t i = 0; i < h->target_len; i++) {
+        unsigned char c = (unsigned char)h->target[i];
+        CHECK(c > ' ' && c < 0x7f && c != '#', "byte %02x in the target", c);
+    }
 
     static const char *const names[] = {"host", "cookie", "content-length", "x"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *v;
         size_t vlen;
         if (up_head_header(h, names[i], &v, &vlen) == 0) {
-            CHECK(in_span(v, vlen, h->fields, h->fields_len), "value of %s", names[i]);
+            /* Host may be the authority of an absolute-form target. */
+            bool target = i == 0 && in_span(v, vlen, h->target, h->target_len);
+            CHECK(target || in_span(v, vlen, h->fields, h->fields_len), "value of %s", names[i]);
         }
         if (up_head_cookie(h, names[i], &v, &vlen) == 0) {
             CHECK(in_span(v, vlen, h->fields, h->fields_len), "cookie %s", names[i]);

@@ -86,7 +86,8 @@ Test(head, partial_head_waits_for_more_and_complete_head_is_reported, .timeout =
     cr_assert_eq(h.minor, 0);
     cr_assert_eq(h.fields_len, 0);
 
-    expect_complete("\r\nPOST /up HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    expect_complete("\r\nPOST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+                    "Expect: 100-continue\r\n\r\n",
                     "", &h);
     expect_span(h.method, h.method_len, "POST");
 }
@@ -94,14 +95,15 @@ Test(head, partial_head_waits_for_more_and_complete_head_is_reported, .timeout =
 Test(head, head_followed_by_body_or_pipelined_request_is_complete, .timeout = 10)
 {
     struct up_head h;
-    expect_complete("POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\n", "hello", &h);
+    expect_complete("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", "hello", &h);
     expect_span(h.target, h.target_len, "/p");
-    expect_complete("GET /1 HTTP/1.1\r\n\r\n", "GET /2 HTTP/1.1\r\n\r\n", &h);
+    expect_complete("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n", "GET /2 HTTP/1.1\r\n\r\n", &h);
     expect_span(h.target, h.target_len, "/1");
-    expect_complete("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    expect_complete("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
                     "5\r\nhello\r\n0\r\n\r\n", &h);
     /* The body is not checked: not the master's business. */
-    expect_complete("POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n", "\n\n\x01 garbage", &h);
+    expect_complete("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n", "\n\n\x01 garbage",
+                    &h);
 }
 
 Test(head, header_and_cookie_lookup_without_copying, .timeout = 10)
@@ -137,7 +139,7 @@ Test(head, malformed_heads_are_400, .timeout = 10)
         "hello world\r\n\r\n",
         "GET  / HTTP/1.1\r\n\r\n",
         "GET /\r\n\r\n",
-        "get / HTTP/1.1\r\n\r\n",
+        "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
         "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
         "GET / HTTP/1.1\r\nHo st: h\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
@@ -181,7 +183,7 @@ Test(head, unknown_transfer_coding_is_501_and_version_505, .timeout = 10)
                  "Upgrade: h2c\r\n\r\n",
                  0, -EOPNOTSUPP);
     expect_error("GET / HTTP/2.0\r\n\r\n", 0, -EPROTONOSUPPORT);
-    expect_error("GET / HTTP/1.2\r\n\r\n", 0, -EPROTONOSUPPORT);
+    expect_error("GET / HTTP/3.1\r\nHost: h\r\n\r\n", 0, -EPROTONOSUPPORT);
     cr_assert_eq(up_head_error_status(-EOPNOTSUPP), 501);
     cr_assert_eq(up_head_error_status(-EPROTONOSUPPORT), 505);
     cr_assert_eq(up_head_error_status(-EPROTO), 400);
@@ -190,7 +192,7 @@ Test(head, unknown_transfer_coding_is_501_and_version_505, .timeout = 10)
 
 Test(head, head_over_the_limit_is_431, .timeout = 10)
 {
-    const char *exact = "GET / HTTP/1.1\r\nX: 01234567890\r\n\r\n";
+    const char *exact = "GET / HTTP/1.1\r\nHost: 01234567\r\n\r\n";
     cr_assert_eq(strlen(exact), 34);
     struct up_head h;
     cr_assert_eq(check_prefix(exact, 34, 34, &h), UP_HEAD_COMPLETE);
@@ -203,7 +205,7 @@ Test(head, head_over_the_limit_is_431, .timeout = 10)
     /* The default limit is 16 KiB. */
     static char big[UP_HEAD_MAX_DEFAULT + 64];
     memset(big, 'a', sizeof(big));
-    memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+    memcpy(big, "GET / HTTP/1.1\r\nHost: h\r\nX: ", 28);
     cr_assert_eq(check_prefix(big, UP_HEAD_MAX_DEFAULT - 1, 0, NULL), UP_HEAD_PARTIAL);
     cr_assert_eq(check_prefix(big, UP_HEAD_MAX_DEFAULT, 0, NULL), -E2BIG);
     cr_assert_eq(check_prefix(big, sizeof(big), 0, NULL), -E2BIG);
@@ -248,12 +250,214 @@ Test(head, error_response_is_complete_and_closes, .timeout = 10)
 }
 
 /* Found by fuzzing: llhttp reads "GET  /" (no version) as HTTP/0.9 and
- * never reports a version, so the version rule must hold at completion. */
+ * never reports a version, so the version rule must hold at completion.
+ * The scanner now refuses it first, at the second SP (an empty target). */
 Test(head, http09_request_line_is_refused, .timeout = 10)
 {
     static const char req[] = "GET  /\r\n\r\n";
     struct up_head h;
     int r = up_head_check(req, sizeof(req) - 1, 0, &h);
     cr_assert_lt(r, 0, "HTTP/0.9 accepted (minor %d)", h.minor);
-    cr_assert_eq(up_head_error_status(r), 505);
+    cr_assert_eq(up_head_error_status(r), 400);
+    struct up_head_rules rules = {0};
+    cr_assert_eq(up_head_rules_complete(&rules, 0, 9, false), -EPROTONOSUPPORT,
+                 "a version llhttp never reported is still refused at completion");
+}
+
+/* ---- the request line and the target (RFC 9112 3, RFC 9110 4, 9.1) ---- */
+
+/* Each of bad[] is 400 at every prefix from its bad byte on. */
+static void expect_all_400(const char *const *bad, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        expect_error(bad[i], 0, -EPROTO);
+    }
+}
+
+#define EXPECT_ALL_400(bad) expect_all_400(bad, sizeof(bad) / sizeof(bad[0]))
+
+/* llhttp takes HT and FF inside a path: a front end that splits the request
+ * line on any whitespace sees the target /a and another version. */
+Test(head, control_bytes_and_non_ascii_in_the_target_are_400, .timeout = 10)
+{
+    static const char *const bad[] = {
+        "GET /a\tHTTP/1.1 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /a\fb HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /a\x0b HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /a?q=\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /\x85 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /\xa0 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h/\t HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET \t/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+    struct up_head h;
+    expect_complete("GET /a|b{c}\"<>^`\\?x=[1] HTTP/1.1\r\nHost: h\r\n\r\n", "", &h);
+    expect_span(h.target, h.target_len, "/a|b{c}\"<>^`\\?x=[1]");
+}
+
+/* RFC 9110 4.1: a fragment is never sent; llhttp hands it on in the target,
+ * where it would reach the app inside the path or the query. */
+Test(head, fragment_in_the_target_is_400, .timeout = 10)
+{
+    static const char *const bad[] = {
+        "GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /a?b#f HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /# HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h/a#f HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+}
+
+/* RFC 9112 3.2: Host is required in HTTP/1.1 (also as 1.2), and one with an
+ * invalid value is 400; HTTP/1.0 predates it. */
+Test(head, http11_without_host_is_400_and_http10_is_not, .timeout = 10)
+{
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-Host: h\r\nHosts: h\r\n\r\n",
+        "GET / HTTP/1.2\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+    struct up_head h;
+    expect_complete("GET / HTTP/1.0\r\n\r\n", "", &h);
+    cr_assert_eq(h.minor, 0);
+    expect_complete("GET / HTTP/1.1\r\nHost:\r\n\r\n", "", &h);
+}
+
+Test(head, invalid_host_value_is_400, .timeout = 10)
+{
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\nHost: ]ufd\r\n\r\n", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "GET / HTTP/1.1\r\nHost: [zz::1]\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",  "GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: h h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:1:2\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+    static const char *const good[] = {
+        "example.com:8080", "[::1]:80", "127.0.0.1", "h:", "[v1.x:y]", "%41b", "a-b_c~d!$&'()*+,;=",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char in[128];
+        struct up_head h;
+        const char *v;
+        size_t n;
+        snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", good[i]);
+        expect_complete(in, "", &h);
+        cr_assert_eq(up_head_header(&h, "host", &v, &n), 0);
+        expect_span(v, n, good[i]);
+    }
+}
+
+/* RFC 9112 3.2.4: `*` is the target of a server-wide OPTIONS only. */
+Test(head, asterisk_form_is_for_options_only, .timeout = 10)
+{
+    static const char *const bad[] = {
+        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+        "OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "OPTIONS */ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "options * HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+    struct up_head h;
+    expect_complete("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "", &h);
+    expect_span(h.target, h.target_len, "*");
+}
+
+/* RFC 9112 3.2.2: an absolute-form target's authority must be valid, and it
+ * is the request's authority: the Host field is ignored in its favour. */
+Test(head, absolute_form_needs_a_valid_authority_which_overrides_host, .timeout = 10)
+{
+    static const char *const bad[] = {
+        "PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h:8o/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://[::1/x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h%2/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+    struct up_head h;
+    const char *v;
+    size_t n;
+    expect_complete("GET http://example.com/x?y HTTP/1.1\r\nHost: other\r\n\r\n", "", &h);
+    expect_span(h.target, h.target_len, "http://example.com/x?y");
+    cr_assert_eq(up_head_header(&h, "Host", &v, &n), 0);
+    expect_span(v, n, "example.com");
+    expect_complete("GET HTTPS://[::1]:8443?q HTTP/1.0\r\n\r\n", "", &h);
+    cr_assert_eq(up_head_header(&h, "host", &v, &n), 0, "the target's, without a Host field");
+    expect_span(v, n, "[::1]:8443");
+    expect_complete("GET /x HTTP/1.1\r\nHost: other\r\n\r\n", "", &h);
+    cr_assert_eq(up_head_header(&h, "host", &v, &n), 0);
+    expect_span(v, n, "other");
+}
+
+/* RFC 9112 3.2.3: CONNECT takes host:port and nothing else; llhttp also
+ * takes an origin-form target for it. */
+Test(head, connect_takes_the_authority_form_only, .timeout = 10)
+{
+    static const char *const bad[] = {
+        "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n",
+        "CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n",
+        "CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+    struct up_head h;
+    expect_complete("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "", &h);
+    expect_span(h.method, h.method_len, "CONNECT");
+    expect_span(h.target, h.target_len, "example.com:443");
+}
+
+/* RFC 9110 9.1: a method is any token; llhttp's list of those it knows no
+ * longer decides. Method names are case-sensitive: `get` is not GET. */
+Test(head, any_token_is_a_method, .timeout = 10)
+{
+    static const char *const methods[] = {
+        "-BLARGH", "PURGE", "get", "M-SEARCH", "DESCRIBE", "PRI", "X!#$%&'*+.^_`|~09",
+    };
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        char in[128];
+        struct up_head h;
+        snprintf(in, sizeof(in), "\r\n%s /m HTTP/1.1\r\nHost: h\r\n\r\n", methods[i]);
+        expect_complete(in, "", &h);
+        expect_span(h.method, h.method_len, methods[i]);
+        expect_span(h.target, h.target_len, "/m");
+    }
+    static const char *const bad[] = {
+        "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\"T / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "G,T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",
+        " / HTTP/1.1\r\nHost: h\r\n\r\n",           "\r\n / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "G\xc3\x89T / HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
+}
+
+/* RFC 9110 2.5: a higher minor version of HTTP/1 is handled as 1.1. The
+ * version is exactly HTTP/D.D (RFC 9112 2.3): llhttp also takes RTSP/1.0
+ * and ICE/1.0, and would serve them as HTTP/1.0. */
+Test(head, higher_minor_version_is_http11_and_other_protocols_are_400, .timeout = 10)
+{
+    struct up_head h;
+    expect_complete("GET / HTTP/1.2\r\nHost: h\r\n\r\n", "", &h);
+    cr_assert_eq(h.minor, 1);
+    expect_complete("POST / HTTP/1.9\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", "", &h);
+    cr_assert_eq(h.minor, 1);
+    expect_error("GET / HTTP/0.9\r\nHost: h\r\n\r\n", 0, -EPROTONOSUPPORT);
+    expect_error("GET / HTTP/3.0\r\nHost: h\r\n\r\n", 0, -EPROTONOSUPPORT);
+    expect_error("GET / HTTP/9.9\r\nHost: h\r\n\r\n", 0, -EPROTONOSUPPORT);
+    static const char *const bad[] = {
+        "GET / RTSP/1.0\r\nHost: h\r\n\r\n",  "SOURCE / ICE/1.0\r\nHost: h\r\n\r\n",
+        "GET / HTTP/01.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+        "GET / http/1.1\r\nHost: h\r\n\r\n",  "GET / HTTP/1\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1.x\r\nHost: h\r\n\r\n",  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    };
+    EXPECT_ALL_400(bad);
 }
