@@ -187,6 +187,7 @@ void up_http_res_start(struct up_res *res, const struct up_req *req, struct up_h
     res->state = RES_OPEN;
     res->minor = req->minor;
     res->head_method = req->head;
+    res->connect = req->connect;
     res->keep_alive = req->keep_alive;
     res->close = false;
     res->chunked = false;
@@ -225,17 +226,22 @@ static void res_notify(struct up_res *res)
     }
 }
 
-static bool status_bodiless(int status)
+/* RFC 9110 9.3.6: a 2xx answer to CONNECT turns the connection into a
+ * tunnel right after its head, so it has no body and must not carry
+ * Content-Length or Transfer-Encoding. The runtime does not tunnel: the
+ * connection closes after it (CONNECT never keeps the connection). */
+static bool res_bodiless(const struct up_res *res)
 {
-    return status < 200 || status == 204 || status == 304;
+    int status = res->status;
+    return status < 200 || status == 204 || status == 304 || (res->connect && status / 100 == 2);
 }
 
 /* Content-Length or Transfer-Encoding, then Connection. A HEAD response gets
- * the fields a GET would (RFC 9110 9.3.2); 1xx, 204 and 304 get neither
- * length nor coding (RFC 9110 8.6, RFC 9112 6.1). */
+ * the fields a GET would (RFC 9110 9.3.2); 1xx, 204, 304 and a 2xx to
+ * CONNECT get neither length nor coding (RFC 9110 8.6, 9.3.6, RFC 9112 6.1). */
 static void res_head_framing(struct up_res *res, enum res_framing f, size_t len)
 {
-    bool bodiless = status_bodiless(res->status);
+    bool bodiless = res_bodiless(res);
     res->no_body = bodiless || res->head_method;
     res->chunked = f == FRAME_CHUNKED && !bodiless;
     res->close = !res->keep_alive || res->force_close || (f == FRAME_CLOSE && !bodiless);

@@ -67,9 +67,10 @@ static const struct up_http_limits limit_sets[4] = {
 
 /* What the wire check must know about a response it did not parse itself. */
 enum {
-    RESP_HEAD = 1,  /* the request was HEAD: no body bytes */
-    RESP_CLOSE = 2, /* the connection closes after it */
-    RESP_CUT = 4,   /* detached mid-stream: the body is cut short */
+    RESP_HEAD = 1,    /* the request was HEAD: no body bytes */
+    RESP_CLOSE = 2,   /* the connection closes after it */
+    RESP_CUT = 4,     /* detached mid-stream: the body is cut short */
+    RESP_CONNECT = 8, /* the request was CONNECT: a 2xx has no body, no framing */
 };
 
 struct response {
@@ -276,6 +277,7 @@ static void serve(struct run *r, struct up_req *req)
     event(r, h);
     struct up_res *res = &r->res;
     int flags = strcmp(up_req_method(req), "HEAD") == 0 ? RESP_HEAD : 0;
+    flags |= strcmp(up_req_method(req), "CONNECT") == 0 ? RESP_CONNECT : 0;
     struct response *resp = response_begins(r, flags);
     up_http_res_start(res, req, &r->out);
     unsigned before = r->notified;
@@ -466,7 +468,8 @@ static void check_response(const struct run *r, size_t i)
     CHECK(f.lengths <= 1 && f.codings <= 1 && f.lengths + f.codings <= 1, "framing fields");
     CHECK(!(resp->flags & RESP_CLOSE) || f.closes == 1, "no Connection: close");
     size_t body = len - head;
-    bool bodiless = f.status < 200 || f.status == 204 || f.status == 304;
+    bool bodiless = f.status < 200 || f.status == 204 || f.status == 304 ||
+                    ((resp->flags & RESP_CONNECT) && f.status / 100 == 2);
     if (resp->flags & RESP_CUT) {
         return;
     }

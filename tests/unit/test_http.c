@@ -981,6 +981,30 @@ Test(http, handler_returning_without_a_body_sends_an_empty_one, .timeout = 10)
     cr_assert_str_eq(o.text, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
 }
 
+/* RFC 9110 9.3.6: a 2xx to CONNECT has no Content-Length or
+ * Transfer-Encoding and no body, whatever the app does; the connection
+ * closes (the runtime does not tunnel). Other statuses are framed as usual. */
+Test(http, connect_2xx_has_no_framing_fields_and_no_body, .timeout = 10)
+{
+    static const char req[] = "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n";
+    struct out_text o;
+    bool close;
+    respond(req, send_hello, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             "Connection: close\r\n\r\n");
+    cr_assert(close);
+    respond(req, stream_three, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+    cr_assert(close);
+    respond(req, no_content, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+    respond(req, managed_headers, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 201 Created\r\nX-Ok: v\t1\r\nConnection: close\r\n\r\n");
+    respond(req, nothing, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+                             "Connection: close\r\n\r\n");
+}
+
 /* HTTP/1.2 is served as 1.1: the status line says 1.1, a stream is chunked
  * and the connection stays open; and `head` is not HEAD (methods are
  * case-sensitive), so it gets the body. */
