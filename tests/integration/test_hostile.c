@@ -6,10 +6,13 @@
  *     timeout and never reaches a worker;
  *   - many silent connections: the master closes every one at the header
  *     timeout, serves normal requests meanwhile, and gives back every fd;
- *   - malformed and smuggling heads: the same answer whether the master sees
- *     them (first request of a connection), a worker behind the master sees
- *     them (a later request on a Keep-Alive connection: the master only
- *     checks the first head), or a worker alone sees them;
+ *   - malformed and smuggling heads: the same answer, byte for byte, whether
+ *     the master sees them (first request of a connection), a worker behind
+ *     the master sees them (a later request on a Keep-Alive connection: the
+ *     master only checks the first head), or a worker alone sees them;
+ *   - edges that are served (any token as a method, HTTP/1.2, an
+ *     absolute-form target, chunk extensions with BWS): the app sees the
+ *     same request from all three;
  *   - garbage pipelined after a good request: 200, then 400, then close.
  *
  * The master and its helpers are test_master.c's (declared below, as in
@@ -351,6 +354,7 @@ struct ho_case {
     const char *name;
     int status;
     const char *raw; /* NULL: the oversized head, built at run time */
+    bool body;       /* bad after a good head: the master hands it on */
 };
 
 static const struct ho_case ho_cases[] = {
@@ -366,9 +370,35 @@ static const struct ho_case ho_cases[] = {
     {"Transfer-Encoding: gzip", 501,
      "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n"},
     {"HTTP/2.0", 505, "GET / HTTP/2.0\r\nHost: t\r\n\r\n"},
+    {"HT in the target", 400, "GET /a\tHTTP/1.1 HTTP/1.1\r\nHost: t\r\n\r\n"},
+    {"FF in the target", 400, "GET /a\fb HTTP/1.1\r\nHost: t\r\n\r\n"},
+    {"HTTP/1.1 without Host", 400, "GET / HTTP/1.1\r\nX-Host: t\r\n\r\n"},
+    {"invalid Host", 400, "GET / HTTP/1.1\r\nHost: u@t\r\n\r\n"},
+    {"asterisk for GET", 400, "GET * HTTP/1.1\r\nHost: t\r\n\r\n"},
+    {"absolute-form, bad authority", 400, "PUT s://]ufd/: HTTP/1.1\r\nHost: t\r\n\r\n"},
+    {"CONNECT to a path", 400, "CONNECT /x HTTP/1.1\r\nHost: t\r\n\r\n"},
+    {"fragment", 400, "GET /a?b#f HTTP/1.1\r\nHost: t\r\n\r\n"},
+    {"method not a token", 400, "G(T / HTTP/1.1\r\nHost: t\r\n\r\n"},
+    {"RTSP/1.0", 400, "GET / RTSP/1.0\r\nHost: t\r\n\r\n"},
+    {"HTTP/3.0", 505, "GET / HTTP/3.0\r\nHost: t\r\n\r\n"},
+    {"chunk data without CRLF", 400,
+     "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", true},
+    {"chunk extension BWS at the end", 400,
+     "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;a \r\nabc\r\n0\r\n\r\n",
+     true},
 };
 
 #define HO_NCASES (sizeof(ho_cases) / sizeof(ho_cases[0]))
+
+/* The cases whose head is good: the master hands them to a worker. */
+static long ho_body_cases(void)
+{
+    long n = 0;
+    for (size_t i = 0; i < HO_NCASES; i++) {
+        n += ho_cases[i].body;
+    }
+    return n;
+}
 
 /* The case's bytes (malloc'd) and their length. */
 static char *ho_case_bytes(const struct ho_case *c, size_t *ret_len)
@@ -410,7 +440,7 @@ static void ho_check_case(int port, const struct ho_case *c, bool second, const 
     close(fd);
 }
 
-static void ho_lone_start(const char *backend)
+static void ho_lone_start_app(const char *backend, const char *app)
 {
     char listen[32];
     char backend_env[64];
@@ -421,59 +451,136 @@ static void ho_lone_start(const char *backend)
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", lone.port);
     snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
     snprintf(lone.log, sizeof(lone.log), "%s", ma_path("worker.log"));
-    char *argv[] = {(char *)up_test_bin("up-worker"), "--listen", listen,
-                    (char *)up_test_bin("examples/hello.so"), NULL};
+    char *argv[] = {(char *)up_test_bin("up-worker"), "--listen", listen, (char *)app, NULL};
     lone.pid = up_test_spawn(argv, envp, lone.log);
     cr_assert_gt(lone.pid, 0, "spawn up-worker: %s", strerror(-lone.pid));
     int ret = up_test_wait_ready(lone.pid, lone.port, 10000);
     cr_assert_eq(ret, 0, "up-worker --listen not listening on %d: %s", lone.port, strerror(-ret));
 }
 
+static void ho_lone_start(const char *backend)
+{
+    ho_lone_start_app(backend, up_test_bin("examples/hello.so"));
+}
+
 BACKEND_TEST(hostile, bad_heads_same_answer_everywhere, .timeout = 60, .fini = ho_fini)
 {
     struct ma_status before, mid, after;
-    char master_raw[1024], worker_raw[1024], lone_raw[1024];
-    int differ = 0;
+    char master_raw[1024], worker_raw[1024], lone_raw[1024], lone2_raw[1024];
+    long nbody = ho_body_cases();
 
     ma_start(backend, up_test_bin("examples/hello.so"), NULL);
     ma_wait_workers(1, 2, &before);
     ho_lone_start(backend);
 
-    /* First requests: the master answers, no worker sees them. */
+    /* First requests: the master answers, no worker sees them; except the
+     * cases with a good head and a bad body, which a worker answers. */
     for (size_t i = 0; i < HO_NCASES; i++) {
         ho_check_case(ma.port, &ho_cases[i], false, "up-run (master)", master_raw,
                       sizeof(master_raw));
     }
     ma_status(&mid);
-    cr_assert_eq(mid.handed, before.handed, "a bad first request reached a worker:\n%s\nthen\n%s",
-                 before.text, mid.text);
-    cr_assert_eq(mid.answered, before.answered + (long)HO_NCASES, "before:\n%s\nafter:\n%s",
+    cr_assert_eq(mid.handed, before.handed + nbody,
+                 "a bad first request reached a worker:\n%s\nthen\n%s", before.text, mid.text);
+    cr_assert_eq(mid.answered, before.answered + (long)HO_NCASES - nbody, "before:\n%s\nafter:\n%s",
                  before.text, mid.text);
 
     /* The same bytes after a good request: the worker behind the master
-     * answers; and a worker alone, first and second. */
+     * answers; and a worker alone, first and second. Every answer is the
+     * same, byte for byte. */
     for (size_t i = 0; i < HO_NCASES; i++) {
         const struct ho_case *c = &ho_cases[i];
         ho_check_case(ma.port, c, false, "up-run (master)", master_raw, sizeof(master_raw));
         ho_check_case(ma.port, c, true, "up-run (worker)", worker_raw, sizeof(worker_raw));
         ho_check_case(lone.port, c, false, "up-worker --listen", lone_raw, sizeof(lone_raw));
-        ho_check_case(lone.port, c, true, "up-worker --listen", lone_raw, sizeof(lone_raw));
-        if (strcmp(master_raw, worker_raw) != 0) {
-            differ++;
-            fprintf(stderr,
-                    "[hostile] bad heads (%s): %s: same status %d, other bytes:\n"
-                    "master:\n%s\nworker:\n%s\n",
-                    backend, c->name, c->status, master_raw, worker_raw);
-        }
+        ho_check_case(lone.port, c, true, "up-worker --listen", lone2_raw, sizeof(lone2_raw));
+        cr_assert_str_eq(worker_raw, master_raw, "%s (%s): master and worker differ", c->name,
+                         backend);
+        cr_assert_str_eq(lone_raw, master_raw, "%s (%s): master and lone worker differ", c->name,
+                         backend);
+        cr_assert_str_eq(lone2_raw, master_raw, "%s (%s): master and lone worker differ", c->name,
+                         backend);
     }
     ma_status(&after);
-    cr_assert_eq(after.handed, mid.handed + (long)HO_NCASES,
+    cr_assert_eq(after.handed, mid.handed + (long)HO_NCASES + nbody,
                  "%zu keep-alive connections expected handed:\n%s\nthen\n%s", HO_NCASES, mid.text,
                  after.text);
     fprintf(stderr,
             "[hostile] bad heads (%s): %zu cases x (master first, worker second, lone first, "
-            "lone second): same status everywhere; %d cases with other response bytes\n",
-            backend, HO_NCASES, differ);
+            "lone second): same status and bytes everywhere\n",
+            backend, HO_NCASES);
+}
+
+/* ---- edges that are served: the app sees the same request everywhere ---- */
+
+struct ho_served {
+    const char *name;
+    const char *raw;
+    const char *want; /* lines the echo app must list, each ending in \n */
+};
+
+static const struct ho_served ho_served_cases[] = {
+    {"a method llhttp does not know", "-BLARGH /m HTTP/1.1\r\nHost: t\r\n\r\n",
+     "method: -BLARGH\ntarget: /m\n"},
+    {"HTTP/1.2", "GET /v HTTP/1.2\r\nHost: t\r\n\r\n", "method: GET\ntarget: /v\n"},
+    {"absolute-form", "GET http://example.com/x?y HTTP/1.1\r\nHost: t\r\n\r\n",
+     "path: /x\nquery: y\nHost: example.com\n"},
+    {"chunk extensions with BWS",
+     "POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5 ; name = \"v \\\" w\"\r\nhello\r\n0\r\n\r\n",
+     "\nhello"},
+};
+
+/* Send raw on a new connection to port (second: after a good request), read
+ * a 200 on HTTP/1.1 and return its body (malloc'd). */
+static char *ho_served_body(int port, const struct ho_served *c, bool second, const char *where)
+{
+    struct up_test_resp r = {0};
+    int fd = ho_connect(port);
+    if (second) {
+        ho_send(fd, HO_GET, strlen(HO_GET));
+        ho_expect_200(fd, c->name);
+    }
+    ho_send(fd, c->raw, strlen(c->raw));
+    int ret = up_test_read_response(fd, &r, UP_TEST_TIMEOUT_MS);
+    close(fd);
+    cr_assert_eq(ret, 0, "%s (%s): no response: %s", c->name, where, strerror(-ret));
+    cr_assert_eq(r.status, 200, "%s (%s): status %d:\n%s", c->name, where, r.status, r.head);
+    cr_assert_eq(r.minor, 1, "%s (%s): %s", c->name, where, r.head);
+    char *body = strndup(r.body != NULL ? r.body : "", r.body_len);
+    cr_assert_not_null(body);
+    cr_assert_not_null(strstr(body, c->want), "%s (%s): no '%s' in:\n%s", c->name, where, c->want,
+                       body);
+    up_test_resp_free(&r);
+    return body;
+}
+
+BACKEND_TEST(hostile, edges_served_the_same_everywhere, .timeout = 60, .fini = ho_fini)
+{
+    static const char *const where[] = {"up-run (master)", "up-run (worker)", "up-worker --listen",
+                                        "up-worker --listen, second"};
+    struct ma_status st;
+    char echo[PATH_MAX];
+    snprintf(echo, sizeof(echo), "%s", up_test_bin("examples/echo.so"));
+
+    ma_start(backend, echo, NULL);
+    ma_wait_workers(1, 2, &st);
+    ho_lone_start_app(backend, echo);
+    for (size_t i = 0; i < sizeof(ho_served_cases) / sizeof(ho_served_cases[0]); i++) {
+        const struct ho_served *c = &ho_served_cases[i];
+        char *body[4] = {
+            ho_served_body(ma.port, c, false, where[0]),
+            ho_served_body(ma.port, c, true, where[1]),
+            ho_served_body(lone.port, c, false, where[2]),
+            ho_served_body(lone.port, c, true, where[3]),
+        };
+        for (int k = 1; k < 4; k++) {
+            cr_assert_str_eq(body[k], body[0], "%s: %s and %s differ", c->name, where[0], where[k]);
+        }
+        for (int k = 0; k < 4; k++) {
+            free(body[k]);
+        }
+    }
 }
 
 /* ---- garbage pipelined after a good request ---- */
