@@ -67,16 +67,28 @@ struct up_app {
 
 /* ---- the request ---- */
 
-/* "GET", "POST", ... */
+/* The method as sent: "GET", "POST", ... Any token reaches the app, also
+ * one the runtime does not know ("PURGE", "M-SEARCH"): answer 501 (or 405)
+ * to those the app does not implement. Methods are case-sensitive: "get" is
+ * not "GET", and only "HEAD" gets a response without a body. */
 const char *up_req_method(const struct up_req *req);
-/* The request target as sent: "/path?query". */
+/* The request target as sent: "/path?query"; "http://host/path?query" in
+ * absolute form; "host:port" for CONNECT; "*" for OPTIONS only. It never
+ * holds a fragment ('#'), a control byte or non-ASCII: those are 400. */
 const char *up_req_target(const struct up_req *req);
-/* The target up to '?', and what follows '?' ("" when there is none). */
+/* The target's path ("/" for "http://host") and what follows '?' ("" when
+ * there is none); for an absolute-form target, without scheme and host. */
 const char *up_req_path(const struct up_req *req);
 const char *up_req_query(const struct up_req *req);
-/* 0 for HTTP/1.0, 1 for HTTP/1.1. */
+/* 0 for HTTP/1.0, 1 for HTTP/1.1 (and for 1.2 .. 1.9, served as 1.1). */
 int up_req_minor_version(const struct up_req *req);
-/* The first header named name (case-insensitive), or NULL. */
+/* The first header named name (case-insensitive), or NULL.
+ * "Host" is the request's one authority: an HTTP/1.1 request always has
+ * one (possibly empty), valid as host[:port]; for an absolute-form target
+ * ("GET http://example.com/x") it is the target's authority, which replaces
+ * the value the client sent in the Host field (RFC 9112 3.2.2), and it is
+ * there even for an HTTP/1.0 request that sent no Host field. The master's
+ * routing sees the same value. */
 const char *up_req_header(const struct up_req *req, const char *name);
 /* Header i in the order received: 0 with *ret_name and *ret_value set, or -1 when
  * i is past the last one. */
