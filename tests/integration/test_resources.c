@@ -97,26 +97,6 @@ static int rs_wait_fd_count(pid_t pid, int want, int timeout_ms)
     return n;
 }
 
-/* A field of /proc/pid/status in kB ("VmRSS:"), or -1. */
-static long rs_status_kib(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    long v = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof(line), f) != NULL) {
-        if (strncmp(line, field, strlen(field)) == 0) {
-            v = strtol(line + strlen(field), NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return v;
-}
-
 /* utime + stime of pid in clock ticks, from /proc/pid/stat; -1 if gone. */
 static long long rs_cpu_ticks(pid_t pid)
 {
@@ -774,7 +754,7 @@ BACKEND_TEST(resources, idle_connections_memory_flat, .timeout = 120, .fini = ma
     ma_wait_workers(1, 2, &s);
     ma_gen_pids(&s, 1, "ready", pids, 2);
     int base = rs_fd_count(ma.pid);
-    long rss0 = rs_status_kib(ma.pid, "VmRSS:");
+    long rss0 = up_test_status_kib(ma.pid, "VmRSS:");
     for (int i = 0; i < 2; i++) {
         wbase[i] = rs_fd_count(pids[i]);
     }
@@ -794,8 +774,8 @@ BACKEND_TEST(resources, idle_connections_memory_flat, .timeout = 120, .fini = ma
     long long opened = ma_now_ms() - t0;
     /* The master closes its copy of each fd once the worker ACKed it. */
     int held = rs_wait_fd_count(ma.pid, base, 3000);
-    long rss1 = rs_status_kib(ma.pid, "VmRSS:");
-    long hwm = rs_status_kib(ma.pid, "VmHWM:");
+    long rss1 = up_test_status_kib(ma.pid, "VmRSS:");
+    long hwm = up_test_status_kib(ma.pid, "VmHWM:");
     for (int i = 0; i < 2; i++) {
         wheld[i] = rs_fd_count(pids[i]);
     }

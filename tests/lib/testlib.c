@@ -832,6 +832,25 @@ void up_test_exclusive_load(void)
     }
 }
 
+long up_test_status_kib(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    long v = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, field, strlen(field)) == 0) {
+            v = strtol(line + strlen(field), NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
 bool up_test_sanitized(void)
 {
     const char *v = getenv("UP_TEST_SANITIZED");

@@ -190,6 +190,10 @@ void up_test_require_io_uring(void);
  * seconds by the scheduler would look like a request the server lost. */
 void up_test_exclusive_load(void);
 
+/* A field of /proc/pid/status in kB (field is "VmRSS:", "VmHWM:", ...), or
+ * -1 if pid or the field is not there. */
+long up_test_status_kib(pid_t pid, const char *field);
+
 /* The binaries under test were built with SANITIZE=1 (the Makefile sets
  * UP_TEST_SANITIZED): memory figures then measure the sanitizer too. */
 bool up_test_sanitized(void);
