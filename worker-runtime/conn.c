@@ -110,6 +110,22 @@ static void arm_timer(struct up_wconn *c)
     }
 }
 
+/* Whether the out queue holds too much to take another request: set at
+ * UP_WCONN_OUT_HIGH, cleared at UP_WCONN_OUT_LOW. Only asked before a new
+ * request is begun: once begun, a request is read to its end (the parser's
+ * limits bound it) and answered, and its answer is queued whatever its size,
+ * so answers stay whole and in order. */
+static bool backlogged(struct up_wconn *c)
+{
+    size_t n = up_http_out_pending(&c->out);
+    if (n >= UP_WCONN_OUT_HIGH) {
+        c->backlogged = true;
+    } else if (n <= UP_WCONN_OUT_LOW) {
+        c->backlogged = false;
+    }
+    return c->backlogged;
+}
+
 /* ---- I/O ---- */
 
 static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t flags);
@@ -119,6 +135,9 @@ static void want_read(struct up_wconn *c)
 {
     if (c->rx.busy || c->req_active || c->close_after || c->roff < c->rlen) {
         return;
+    }
+    if (!c->started && backlogged(c)) {
+        return; /* on_send runs conn_run again as the queue drains */
     }
     c->roff = c->rlen = 0;
     int r = up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0);
@@ -266,6 +285,9 @@ static bool step(struct up_wconn *c)
     }
     if (c->close_after || c->roff == c->rlen) {
         return false;
+    }
+    if (!c->started && backlogged(c)) {
+        return false; /* the next pipelined request waits in rbuf */
     }
     size_t used = c->rlen - c->roff;
     int r = up_http_feed(&c->parser, c->rbuf + c->roff, c->rlen - c->roff, &used);

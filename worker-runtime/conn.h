@@ -6,9 +6,10 @@
  *      |  \---hand back (idle)---> HANDBACK --rx done--> (fd sent to master)
  *      \------abort (error)-----------------------------------> CLOSING
  *
- *   OPEN      fd valid; reads when no request is with the app; writes the
- *             out queue; one timer: idle (nothing started), read (a request
- *             started) or none (the app has it).
+ *   OPEN      fd valid; reads when no request is with the app and the out
+ *             queue is not backlogged; writes the out queue; one timer: idle
+ *             (nothing started), read (a request started) or none (the app
+ *             has it).
  *   LINGER    shutdown(SHUT_WR) done; what the client still sends is read
  *             and dropped, so that close() finds an empty receive queue and
  *             sends FIN rather than RST.
@@ -21,6 +22,13 @@
  * Requests are served one at a time, in order: the next pipelined request is
  * parsed only after the previous response is complete (queued), so
  * responses can never be reordered.
+ *
+ * Memory per connection is bounded whatever the client does. Input: one
+ * UP_WCONN_RBUF buffer plus the parser's limits (head, body). Output: past
+ * UP_WCONN_OUT_HIGH bytes queued, no new request is read or parsed until
+ * the queue is back under UP_WCONN_OUT_LOW, so a client that pipelines and
+ * never reads holds about UP_WCONN_OUT_HIGH plus one response. The size of
+ * that one response (a large body, a long stream) is the app's.
  */
 #ifndef UP_WORKER_CONN_H
 #define UP_WORKER_CONN_H
@@ -45,6 +53,15 @@ enum up_wconn_state {
 #define UP_WCONN_RBUF 8192
 #define UP_WCONN_IOV 16
 
+/* Back-pressure marks for the out queue, in bytes. Keeping the link busy is
+ * the kernel's socket buffer's job (hundreds of KiB to MiBs); this queue
+ * only holds what is produced while a send is in flight, so a few dozen
+ * typical responses are plenty. Higher would only let a client that does
+ * not read pin more of the worker's memory. The low mark is half, so that a
+ * connection does not stop and go on at every send. */
+#define UP_WCONN_OUT_HIGH (64u * 1024u)
+#define UP_WCONN_OUT_LOW (UP_WCONN_OUT_HIGH / 2)
+
 struct up_wconn {
     struct up_worker *w;
     struct up_wconn *prev, *next; /* the worker's list */
@@ -64,6 +81,7 @@ struct up_wconn {
     bool req_active;  /* a request is with the app, its response not done */
     bool started;     /* bytes of the next request were fed to the parser */
     bool close_after; /* close gracefully once the out queue is sent */
+    bool backlogged;  /* past UP_WCONN_OUT_HIGH, not yet under _LOW */
     bool in_run;      /* inside up_wconn_run(): on_output must not recurse */
     bool zombie;      /* socket gone; waiting for the app to finish res */
     uint64_t ack_seq; /* arrival number; untouched until its ACK is sent */
@@ -85,7 +103,8 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
 void up_wconn_acked(struct up_wconn *c);
 
 /* Nothing is in progress on c: no request started or with the app, nothing
- * queued to send. An idle connection can be handed back or closed without
+ * queued to send (so a connection held back by a backlogged out queue is
+ * never idle). An idle connection can be handed back or closed without
  * losing anything. */
 bool up_wconn_idle(const struct up_wconn *c);
 
