@@ -820,6 +820,7 @@ void up_cli_usage(FILE *f)
           "                           log level on stderr (default info)\n"
           "  UP_BACKEND=io_uring|epoll|auto\n"
           "                           default for --backend\n"
+          "  UP_SEND_TIMEOUT=DUR      reset a client that takes no output for DUR (60s)\n"
           "  PORT                     default for --port\n"
           "\n"
           "Exit codes: 0 clean stop, 1 runtime failure, 2 usage error,\n"

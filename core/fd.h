@@ -6,8 +6,9 @@
  *
  *     c->fd = up_close(c->fd);
  *
- * Never blocks (close() of a socket does not linger unless SO_LINGER is set,
- * and up never sets it). Never logs.
+ * Never blocks (close() of a socket lingers only with a non-zero SO_LINGER
+ * timeout, and up sets none: the worker's send timeout sets a zero one, which
+ * makes close() reset the connection at once). Never logs.
  */
 #ifndef UP_FD_H
 #define UP_FD_H

@@ -8,11 +8,13 @@
 #include "worker.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -21,6 +23,9 @@
  * out, so that an idle client that never closes does not hold the exit. */
 #define LINGER_MS 2000
 #define LINGER_DRAIN_MS 250
+
+/* The send timeout is checked in this many ticks: see send_tick(). */
+#define SEND_TICKS 8
 
 static void conn_run(struct up_wconn *c);
 static void conn_close(struct up_wconn *c, bool graceful);
@@ -74,21 +79,73 @@ static void peer_text(int fd, char *buf, size_t cap)
 
 /* ---- timers ---- */
 
+/* The client takes nothing: nothing graceful is possible. SO_LINGER with a
+ * zero timeout makes close() send RST and free what the kernel still holds
+ * for the client (up to the socket buffer, MiBs) at once, rather than keep
+ * probing a closed window with it. close() does not block either way. */
+static void conn_reset(struct up_wconn *c)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    conn_close(c, false);
+}
+
+static uint64_t send_tick_ms(const struct up_worker *w)
+{
+    uint64_t ms = w->cfg.send_timeout_ms / SEND_TICKS;
+    return ms > 0 ? ms : 1;
+}
+
+/* Bytes the kernel still holds for the client: unsent, or sent and not
+ * acknowledged (for a unix socket: not yet read by the peer); -1 if it
+ * cannot tell. */
+static int kernel_outq(int fd)
+{
+    int n;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : -1;
+}
+
+/*
+ * Output is queued: is the client taking it? Progress is a byte the kernel
+ * took from the queue (on_send) or a byte the client acknowledged (the
+ * kernel's own queue shrank between two ticks). The second matters: the
+ * kernel frees send buffer space a whole packet at a time (64 KiB on
+ * loopback, with GSO) and only wakes a writer once a good part of its
+ * buffer is free, so a client that reads slowly but steadily may let no
+ * send complete for seconds. Ticks come every send_timeout / SEND_TICKS
+ * while output is queued, and cost one ioctl each, only then. The
+ * connection is reset at the first tick a whole send timeout after the last
+ * progress seen. Progress is seen up to a tick late, and an acknowledgment
+ * between a send and the next tick (which has nothing to compare with yet)
+ * not at all, so a client that stops taking output is reset after 7/8 to
+ * 9/8 of the send timeout.
+ */
+static void send_tick(struct up_wconn *c)
+{
+    struct up_worker *w = c->w;
+    uint64_t now = up_loop_now(w->loop);
+    int q = kernel_outq(c->fd);
+    if (q >= 0 && c->tx_kernel >= 0 && q < c->tx_kernel) {
+        c->tx_progress = now;
+    }
+    c->tx_kernel = q;
+    if (now - c->tx_progress >= w->cfg.send_timeout_ms) {
+        up_log(UP_LOG_DEBUG, "conn id=%llu: output stuck for %llu ms (%zu bytes queued), reset",
+               (unsigned long long)c->id, (unsigned long long)(now - c->tx_progress),
+               up_http_out_pending(&c->out));
+        conn_reset(c);
+        return;
+    }
+    up_timer_start(w->loop, &c->timer, send_tick_ms(w));
+}
+
 static void on_timer(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     struct up_wconn *c = (struct up_wconn *)((char *)t - offsetof(struct up_wconn, timer));
     switch (c->state) {
     case UP_WCONN_OPEN:
-        if (c->started && !c->req_active) {
-            /* A request was begun and not finished in time. */
-            up_http_error_response(&c->out, 408);
-            c->close_after = true;
-            conn_run(c);
-        } else if (up_wconn_idle(c)) {
-            conn_close(c, true);
-        }
-        return;
+        break;
     case UP_WCONN_LINGER:
         conn_close(c, false);
         return;
@@ -96,17 +153,68 @@ static void on_timer(struct up_loop *loop, struct up_timer *t)
     case UP_WCONN_CLOSING:
         return;
     }
+    switch (c->wait) {
+    case UP_WCONN_WAIT_SEND:
+        send_tick(c);
+        return;
+    case UP_WCONN_WAIT_READ:
+        if (c->started && !c->req_active) {
+            /* A request was begun and not finished in time. */
+            up_http_error_response(&c->out, 408);
+            c->close_after = true;
+            conn_run(c);
+        }
+        return;
+    case UP_WCONN_WAIT_IDLE:
+        if (up_wconn_idle(c)) {
+            conn_close(c, true);
+        }
+        return;
+    case UP_WCONN_WAIT_NONE:
+        return;
+    }
 }
 
+static enum up_wconn_wait wait_for(const struct up_wconn *c)
+{
+    if (up_http_out_pending(&c->out) > 0) {
+        return UP_WCONN_WAIT_SEND; /* also while the app streams */
+    }
+    if (c->req_active || c->close_after) {
+        return UP_WCONN_WAIT_NONE;
+    }
+    if (c->started || c->roff < c->rlen) {
+        return UP_WCONN_WAIT_READ;
+    }
+    return UP_WCONN_WAIT_IDLE;
+}
+
+/* Re-arm the one timer for what the connection waits for now. The idle and
+ * read timeouts count from the last event; the send ticks keep their own
+ * pace while output stays queued, so that the app writing more does not
+ * push the send timeout back. */
 static void arm_timer(struct up_wconn *c)
 {
     struct up_worker *w = c->w;
-    if (c->req_active || up_http_out_pending(&c->out) > 0 || c->close_after) {
-        up_timer_stop(w->loop, &c->timer);
-    } else if (c->started || c->roff < c->rlen) {
+    enum up_wconn_wait was = c->wait;
+    c->wait = wait_for(c);
+    switch (c->wait) {
+    case UP_WCONN_WAIT_SEND:
+        if (was != UP_WCONN_WAIT_SEND || !up_timer_armed(&c->timer)) {
+            c->tx_progress = up_loop_now(w->loop);
+            c->tx_kernel = -1;
+            up_timer_start(w->loop, &c->timer, send_tick_ms(w));
+        }
+        return;
+    case UP_WCONN_WAIT_READ:
         up_timer_start(w->loop, &c->timer, w->cfg.read_timeout_ms);
-    } else {
+        return;
+    case UP_WCONN_WAIT_IDLE:
         up_timer_start(w->loop, &c->timer, w->cfg.idle_timeout_ms);
+        return;
+    case UP_WCONN_WAIT_NONE:
+        up_timer_stop(w->loop, &c->timer);
+        return;
     }
 }
 
@@ -168,6 +276,10 @@ static void on_send(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
     struct up_wconn *c = (struct up_wconn *)((char *)op - offsetof(struct up_wconn, tx));
     if (res > 0 && c->state != UP_WCONN_CLOSING) {
         up_http_out_consume(&c->out, (size_t)res);
+        /* The kernel took bytes: progress (see send_tick()). Its queue grew
+         * by them, so the next tick starts a new comparison. */
+        c->tx_progress = up_loop_now(c->w->loop);
+        c->tx_kernel = -1;
         conn_run(c);
         return;
     }
@@ -478,6 +590,7 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
         memcpy(c->rbuf, prefix, len);
     }
     c->rlen = len;
+    c->tx_kernel = -1;
     c->rx.cb = on_recv;
     c->tx.cb = on_send;
     c->timer.cb = on_timer;

@@ -7,9 +7,10 @@
  *      \------abort (error)-----------------------------------> CLOSING
  *
  *   OPEN      fd valid; reads when no request is with the app and the out
- *             queue is not backlogged; writes the out queue; one timer: idle
+ *             queue is not backlogged; writes the out queue; one timer,
+ *             whose meaning `wait` names: send (output queued), idle
  *             (nothing started), read (a request started) or none (the app
- *             has it).
+ *             has it and nothing is queued).
  *   LINGER    shutdown(SHUT_WR) done; what the client still sends is read
  *             and dropped, so that close() finds an empty receive queue and
  *             sends FIN rather than RST.
@@ -28,7 +29,9 @@
  * UP_WCONN_OUT_HIGH bytes queued, no new request is read or parsed until
  * the queue is back under UP_WCONN_OUT_LOW, so a client that pipelines and
  * never reads holds about UP_WCONN_OUT_HIGH plus one response. The size of
- * that one response (a large body, a long stream) is the app's.
+ * that one response (a large body, a long stream) is the app's. And queued
+ * output that makes no progress for the send timeout gets the connection
+ * reset: see send_tick() in conn.c.
  */
 #ifndef UP_WORKER_CONN_H
 #define UP_WORKER_CONN_H
@@ -62,6 +65,14 @@ enum up_wconn_state {
 #define UP_WCONN_OUT_HIGH (64u * 1024u)
 #define UP_WCONN_OUT_LOW (UP_WCONN_OUT_HIGH / 2)
 
+/* What the connection's one timer stands for while OPEN. */
+enum up_wconn_wait {
+    UP_WCONN_WAIT_NONE, /* not armed: the app has the request, nothing queued */
+    UP_WCONN_WAIT_IDLE, /* between requests: the idle timeout */
+    UP_WCONN_WAIT_READ, /* a request begun: the read timeout */
+    UP_WCONN_WAIT_SEND, /* output queued: ticks that check its progress */
+};
+
 struct up_wconn {
     struct up_worker *w;
     struct up_wconn *prev, *next; /* the worker's list */
@@ -71,7 +82,10 @@ struct up_wconn {
     struct up_op rx; /* recv into rbuf */
     struct up_op tx; /* sendmsg of the out queue */
     struct up_timer timer;
-    char *rbuf; /* owned, UP_WCONN_RBUF bytes; [roff, rlen) not yet fed */
+    enum up_wconn_wait wait; /* what timer stands for (OPEN) */
+    uint64_t tx_progress;    /* loop time the out queue last moved (WAIT_SEND) */
+    int tx_kernel;           /* the kernel's send queue at the last tick, or -1 */
+    char *rbuf;              /* owned, UP_WCONN_RBUF bytes; [roff, rlen) not yet fed */
     size_t roff, rlen;
     struct up_http_parser parser;
     struct up_http_out out;

@@ -29,8 +29,10 @@ static void usage(FILE *f)
                "      --max-head BYTES      largest request head (default 16384)\n"
                "      --body-limit BYTES    largest request body (default 1048576)\n"
                "      --generation N, --index I   set by up-run\n"
-               "environment: UP_BACKEND=io_uring|epoll, UP_IDLE_TIMEOUT, UP_READ_TIMEOUT,\n"
-               "  UP_DRAIN_TIMEOUT (durations like 5s), UP_BODY_LIMIT, UP_LOG=debug\n");
+               "environment: UP_BACKEND=io_uring|epoll, UP_BODY_LIMIT, UP_LOG=debug, and\n"
+               "  durations (like 5s): UP_IDLE_TIMEOUT (60s), UP_READ_TIMEOUT (30s),\n"
+               "  UP_DRAIN_TIMEOUT (10s), UP_SEND_TIMEOUT (60s: reset a client that takes\n"
+               "  no byte of its answers for that long)\n");
 }
 
 static int env_duration(const char *name, uint64_t def, uint64_t *ret)
@@ -73,7 +75,13 @@ static int parse_env(struct up_worker_cfg *cfg)
     }
     if (env_duration("UP_IDLE_TIMEOUT", 60000, &cfg->idle_timeout_ms) < 0 ||
         env_duration("UP_READ_TIMEOUT", 30000, &cfg->read_timeout_ms) < 0 ||
+        env_duration("UP_SEND_TIMEOUT", 60000, &cfg->send_timeout_ms) < 0 ||
         env_duration("UP_DRAIN_TIMEOUT", 10000, &cfg->drain_timeout_ms) < 0) {
+        return -EINVAL;
+    }
+    /* 0 would reset every connection whose answer is not sent at once. */
+    if (cfg->send_timeout_ms == 0) {
+        fprintf(stderr, "up-worker: UP_SEND_TIMEOUT must be more than 0 (try 60s)\n");
         return -EINVAL;
     }
     return 0;

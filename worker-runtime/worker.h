@@ -50,6 +50,7 @@ struct up_worker_cfg {
     struct up_http_limits limits; /* UP_BODY_LIMIT, --max-head */
     uint64_t idle_timeout_ms;     /* UP_IDLE_TIMEOUT: idle keep-alive */
     uint64_t read_timeout_ms;     /* UP_READ_TIMEOUT: a started request */
+    uint64_t send_timeout_ms;     /* UP_SEND_TIMEOUT: queued output not moving */
     uint64_t drain_timeout_ms;    /* drain deadline when the master is gone */
 };
 
