@@ -29,9 +29,10 @@
  * UP_WCONN_OUT_HIGH bytes queued, no new request is read or parsed until
  * the queue is back under UP_WCONN_OUT_LOW, so a client that pipelines and
  * never reads holds about UP_WCONN_OUT_HIGH plus one response. The size of
- * that one response (a large body, a long stream) is the app's. And queued
- * output that makes no progress for the send timeout gets the connection
- * reset: see send_tick() in conn.c.
+ * that one response (a large body, a long stream) is the app's: it can see
+ * the queue with up_res_pending(). And queued output that makes no progress
+ * for the send timeout gets the connection reset: see send_tick() in
+ * conn.c.
  */
 #ifndef UP_WORKER_CONN_H
 #define UP_WORKER_CONN_H

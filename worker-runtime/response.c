@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,6 +396,15 @@ void up_res_end(struct up_res *res)
         res_end_stream(res);
         res_notify(res);
     }
+}
+
+long up_res_pending(const struct up_res *res)
+{
+    if (res->out == NULL) {
+        return -1; /* detached: the connection is gone */
+    }
+    size_t n = up_http_out_pending(res->out);
+    return n < (size_t)LONG_MAX ? (long)n : LONG_MAX;
 }
 
 void up_res_defer(struct up_res *res)

@@ -118,6 +118,17 @@ void up_res_end(struct up_res *res);
  * up_res_send() or up_res_end(). Without this, returning from the handler
  * finishes the response. */
 void up_res_defer(struct up_res *res);
+/* Back-pressure: how many bytes of output on this connection (this
+ * response and any before it) still wait in the worker for the kernel to
+ * take them, or -1 once the connection is gone (what is written then is
+ * dropped; finish the response to free it). The worker stops reading new
+ * requests from a connection while more than 64 KiB is queued, but it never
+ * refuses what the app writes: a deferred handler that streams a large or
+ * endless body should write its next piece only while this is small (say
+ * under 64 KiB), and otherwise look again a little later from up_after().
+ * A client that takes no byte for UP_SEND_TIMEOUT (default 60s) is
+ * disconnected, and this then returns -1. */
+long up_res_pending(const struct up_res *res);
 
 /* ---- the worker ---- */
 
