@@ -8,14 +8,21 @@
  * one worker, kept in `wk` so that the fini stops it by pid even after a
  * failed assertion (and testlib's PDEATHSIG covers a test that times out).
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -489,6 +496,325 @@ BACKEND_TEST(worker, deferred_responses_do_not_block, .timeout = 30, .fini = wk_
     /* Served one after the other, the two would take 1000 ms. */
     cr_assert_lt(took, 900, "two 500 ms waits took %lld ms: the worker blocked", took);
     up_test_resp_free(&r);
+}
+
+/* ---- back-pressure and the send timeout ---- */
+
+/* Connect to the worker with the client's socket buffers set first (0
+ * leaves one as the kernel sizes it): only before connect() do they size
+ * the TCP window. A small receive buffer makes a slow reader's progress
+ * visible to the worker often: on loopback the MSS is 64 KiB, and with a
+ * default buffer the window opens again only after 64 KiB were read. */
+static int wk_connect_buffers(int rcvbuf, int sndbuf)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wk.port)};
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(rcvbuf == 0 || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
+    cr_assert(sndbuf == 0 || setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+    cr_assert_eq(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect to %d: %s", wk.port,
+                 strerror(errno));
+    return fd;
+}
+
+/* Send what the kernel takes of buf[*sent..len) now, without blocking.
+ * Returns how many bytes went, or -errno when the connection failed. */
+static long wk_send_some(int fd, const char *buf, size_t len, size_t *sent)
+{
+    long went = 0;
+    while (*sent < len) {
+        ssize_t n = send(fd, buf + *sent, len - *sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            *sent += (size_t)n;
+            went += n;
+        } else if (n == -1 && errno == EINTR) {
+            continue;
+        } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else {
+            return -errno;
+        }
+    }
+    return went;
+}
+
+/* Bytes waiting in fd's receive queue. */
+static int wk_inq(int fd)
+{
+    int n = 0;
+    cr_assert_eq(ioctl(fd, FIONREAD, &n), 0, "FIONREAD: %s", strerror(errno));
+    return n;
+}
+
+/* What a client that never reads saw. */
+struct wk_push {
+    size_t sent;       /* bytes the kernel took */
+    long long last_ms; /* when it last took any */
+    long long end_ms;  /* when the connection failed, or -1 */
+    int end;           /* what it failed with (ECONNRESET, EPIPE), or ETIMEDOUT */
+    long peak_kib;     /* the worker's highest VmRSS seen meanwhile */
+};
+
+/* Push buf[0..len) at fd and never read, until the connection fails or the
+ * deadline passes, sampling the worker's VmRSS every 20 ms. Once all is
+ * sent it goes on waiting for the failure (a reset shows as POLLERR). */
+static void wk_push_unread(int fd, const char *buf, size_t len, long long deadline,
+                           struct wk_push *p)
+{
+    long long next_sample = 0;
+
+    *p = (struct wk_push){.last_ms = wk_now_ms(), .end_ms = -1, .end = ETIMEDOUT};
+    for (long long now = wk_now_ms(); now < deadline; now = wk_now_ms()) {
+        if (now >= next_sample) {
+            long kib = up_test_status_kib(wk.pid, "VmRSS:");
+            p->peak_kib = kib > p->peak_kib ? kib : p->peak_kib;
+            next_sample = now + 20;
+        }
+        long went = wk_send_some(fd, buf, len, &p->sent);
+        if (went > 0) {
+            p->last_ms = wk_now_ms();
+            continue;
+        }
+        struct pollfd pf = {.fd = fd, .events = p->sent < len ? POLLOUT : 0};
+        if (went == 0 && poll(&pf, 1, 20) >= 0 && !(pf.revents & (POLLERR | POLLHUP))) {
+            continue;
+        }
+        int err = went < 0 ? (int)-went : 0;
+        socklen_t elen = sizeof(err);
+        if (err == 0) {
+            (void)getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+        }
+        p->end = err != 0 ? err : EPIPE;
+        p->end_ms = wk_now_ms();
+        return;
+    }
+}
+
+BACKEND_TEST(worker, unread_answers_bounded_then_send_timeout, .timeout = 60, .fini = wk_fini)
+{
+    static const char *const env[] = {"UP_SEND_TIMEOUT=2s", "UP_IDLE_TIMEOUT=30s",
+                                      "UP_READ_TIMEOUT=30s", NULL};
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    enum { TOTAL = 20 * 1024 * 1024 };
+    char *buf = malloc(TOTAL);
+    size_t len = 0;
+    struct wk_push p;
+
+    cr_assert_not_null(buf);
+    while (len + sizeof(req) - 1 <= TOTAL) {
+        memcpy(buf + len, req, sizeof(req) - 1);
+        len += sizeof(req) - 1;
+    }
+    wk_start(backend, "examples/hello.so", env);
+    long rss0 = up_test_status_kib(wk.pid, "VmRSS:");
+    int fd = wk_connect();
+    /* 20 MiB of requests ask for ~80 MiB of answers, which this client
+     * never reads: the worker must stop taking requests rather than queue
+     * the answers, and reset the connection once it stays stuck for the
+     * send timeout. */
+    wk_push_unread(fd, buf, len, wk_now_ms() + 20000, &p);
+    long hwm = up_test_status_kib(wk.pid, "VmHWM:");
+    long peak = hwm > p.peak_kib ? hwm : p.peak_kib;
+    long long waited = p.end_ms - p.last_ms;
+    fprintf(stderr,
+            "[worker] unread answers (%s): %zu of %zu bytes of requests sent; worker VmRSS %ld "
+            "KiB, peak %ld KiB (+%ld); connection ended (%s) %lld ms after the last byte sent\n",
+            backend, p.sent, len, rss0, peak, peak - rss0, strerror(p.end),
+            p.end_ms < 0 ? -1 : waited);
+    close(fd);
+    free(buf);
+    cr_assert(p.end == ECONNRESET || p.end == EPIPE,
+              "not reset within 20 s (%s) after %zu bytes sent\nlog:\n%s", strerror(p.end), p.sent,
+              wk_log_text());
+    cr_assert_geq(waited, 1000, "reset %lld ms after the client stalled: before the 2 s timeout",
+                  waited);
+    cr_assert_leq(waited, 6000, "reset %lld ms after the client stalled: not by the 2 s timeout",
+                  waited);
+    /* Under ASan the shadow memory and the quarantine would be measured
+     * too: the bound is the real build's. */
+    if (!up_test_sanitized()) {
+        cr_assert_lt(peak - rss0, 16 * 1024, "the worker grew by %ld KiB (limit 16 MiB)",
+                     peak - rss0);
+    }
+    /* The reset went through the normal close: the worker holds nothing. */
+    long long t0 = wk_now_ms();
+    int status = up_test_stop(wk.pid, WK_STOP_MS);
+    long long took = wk_now_ms() - t0;
+    wk.pid = -1;
+    cr_assert_eq(status, 0, "exit status %d after SIGTERM\nlog:\n%s", status, wk_log_text());
+    cr_assert_lt(took, 2000, "SIGTERM with no connection held took %lld ms", took);
+}
+
+BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 60, .fini = wk_fini)
+{
+    enum { N = 2000, BODY = 4096 };
+    static const char head[] = "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n";
+    const size_t one = sizeof(head) - 1 + BODY;
+    char *buf = malloc(N * one);
+    char want[BODY];
+    struct up_test_resp r = {0};
+    size_t len = N * one;
+    size_t sent = 0;
+
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < N; i++) {
+        char *body = buf + i * one + sizeof(head) - 1;
+        memcpy(buf + i * one, head, sizeof(head) - 1);
+        memset(body, 'a' + (int)(i % 26), BODY);
+        memcpy(body, want, (size_t)snprintf(want, sizeof(want), "request %05zu ", i));
+    }
+    wk_start(backend, "examples/echo.so", NULL);
+    int fd = wk_connect();
+
+    /* First send without reading, until neither our sending nor our
+     * receive queue moves for 300 ms: the ~8 MiB of answers are more than
+     * the socket buffers hold (tcp_wmem caps the worker's at 4 MiB here),
+     * so the worker has then stopped taking requests, answers queued. */
+    long long deadline = wk_now_ms() + 20000;
+    long long quiet = wk_now_ms();
+    int inq = -1;
+    while (wk_now_ms() < deadline && wk_now_ms() - quiet < 300) {
+        long went = wk_send_some(fd, buf, len, &sent);
+        cr_assert_geq(went, 0, "send: %s", strerror((int)-went));
+        int q = wk_inq(fd);
+        if (went > 0 || q != inq) {
+            quiet = wk_now_ms();
+            inq = q;
+        }
+        struct pollfd pf = {.fd = fd, .events = sent < len ? POLLOUT : 0};
+        (void)poll(&pf, 1, 20);
+    }
+    size_t sent_unread = sent;
+
+    /* Then read every answer in order, sending the rest as it is taken. */
+    for (size_t i = 0; i < N; i++) {
+        while (sent < (i + 1) * one) {
+            long went = wk_send_some(fd, buf, len, &sent);
+            cr_assert_geq(went, 0, "send: %s", strerror((int)-went));
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            cr_assert(wk_now_ms() < deadline, "request %zu not taken in time", i);
+            (void)poll(&pf, 1, 20);
+        }
+        wk_read(fd, &r);
+        cr_assert_eq(r.status, 200, "answer %zu: status %d", i, r.status);
+        cr_assert_eq(r.body_len, BODY, "answer %zu: %zu bytes", i, r.body_len);
+        const char *body = buf + i * one + sizeof(head) - 1;
+        cr_assert(memcmp(r.body, body, BODY) == 0, "answer %zu is not its request's: %.14s", i,
+                  r.body);
+    }
+    fprintf(stderr,
+            "[worker] pipelined 2000 (%s): %zu of %zu bytes sent before the first read, %d bytes "
+            "of answers then waiting\n",
+            backend, sent_unread, len, inq);
+    close(fd);
+    free(buf);
+    up_test_resp_free(&r);
+}
+
+BACKEND_TEST(worker, slow_reader_of_a_stream_is_not_reset, .timeout = 60, .fini = wk_fini)
+{
+    static const char *const env[] = {"UP_SEND_TIMEOUT=2s", NULL};
+    enum { CHUNKS = 400, SIZE = 16384, SLOW_MS = 6000 };
+    /* 6.25 MiB of body: more than the kernel holds for one connection
+     * (4 MiB of send buffer at most here), so the worker's queue waits on
+     * this client all along. */
+    static const char req[] = "GET /stream?chunks=400&ms=0&size=16384 HTTP/1.1\r\nHost: t\r\n\r\n";
+    size_t cap = CHUNKS * (SIZE + 16) + 4096;
+    char *got = malloc(cap);
+    size_t len = 0;
+
+    cr_assert_not_null(got);
+    wk_start(backend, "examples/slow.so", env);
+    int fd = wk_connect_buffers(4096, 0);
+    wk_send(fd, req);
+
+    /* 1 KiB every 50 ms for three send timeouts: slow, but progress. */
+    long long t0 = wk_now_ms();
+    while (wk_now_ms() - t0 < SLOW_MS) {
+        (void)poll(NULL, 0, 50);
+        ssize_t n = recv(fd, got + len, 1024, MSG_DONTWAIT);
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            continue;
+        }
+        cr_assert_gt(n, 0, "the slow reader was cut after %lld ms, %zu bytes read: %s\nlog:\n%s",
+                     wk_now_ms() - t0, len, n == 0 ? "EOF" : strerror(errno), wk_log_text());
+        len += (size_t)n;
+    }
+    size_t slow_len = len;
+
+    /* Then the rest at full speed: the whole stream arrives. */
+    static const char end[] = "\r\n0\r\n\r\n";
+    long long deadline = wk_now_ms() + 20000;
+    while (len < sizeof(end) - 1 || memcmp(got + len - (sizeof(end) - 1), end, sizeof(end) - 1)) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        cr_assert(wk_now_ms() < deadline, "stream not complete in time: %zu bytes", len);
+        cr_assert(len < cap, "more than %zu bytes", cap);
+        (void)poll(&pf, 1, 100);
+        ssize_t n = recv(fd, got + len, cap - len, MSG_DONTWAIT);
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            continue;
+        }
+        cr_assert_gt(n, 0, "cut after %zu bytes: %s", len, n == 0 ? "EOF" : strerror(errno));
+        len += (size_t)n;
+    }
+    fprintf(stderr, "[worker] slow reader (%s): %zu bytes in %d ms, then %zu in all\n", backend,
+            slow_len, SLOW_MS, len);
+    cr_assert_geq(len, (size_t)CHUNKS * SIZE, "only %zu bytes", len);
+    got[len - sizeof(end) + 1] = '\0';
+    cr_assert_not_null(strstr(got, "\r\nchunk 399."), "the last chunk is missing");
+    cr_assert_not_null(strstr(got, "\r\nchunk 0."), "the first chunk is missing");
+    close(fd);
+    free(got);
+}
+
+BACKEND_TEST(worker, stalled_stream_reset_lets_a_draining_worker_exit, .timeout = 60,
+             .fini = wk_fini)
+{
+    static const char *const env[] = {"UP_SEND_TIMEOUT=2s", "UP_DRAIN_TIMEOUT=30s", NULL};
+    char buf[4096];
+
+    wk_start(backend, "examples/slow.so", env);
+    int fd = wk_connect_buffers(4096, 0);
+    /* 1.5 GiB if nothing held it back: endless for this test. */
+    wk_send(fd, "GET /stream?chunks=100000&ms=0&size=16384 HTTP/1.1\r\nHost: t\r\n\r\n");
+    long long deadline = wk_now_ms() + 10000;
+    long long quiet = wk_now_ms();
+    int inq = -1;
+    while (wk_now_ms() - quiet < 300) {
+        cr_assert(wk_now_ms() < deadline, "the stream never filled the receive queue");
+        int q = wk_inq(fd);
+        if (q != inq) {
+            quiet = wk_now_ms();
+            inq = q;
+        }
+        (void)poll(NULL, 0, 20);
+    }
+
+    /* Draining, the worker waits for this busy connection; the send
+     * timeout resets it, the app sees -1 from up_res_pending() and ends
+     * the stream, and the worker, holding nothing, exits long before its
+     * drain timeout. */
+    long long t0 = wk_now_ms();
+    cr_assert_eq(kill(wk.pid, SIGTERM), 0);
+    int status = up_test_wait_exit(wk.pid, 15000);
+    long long took = wk_now_ms() - t0;
+    if (status != -ETIMEDOUT) {
+        wk.pid = -1;
+    }
+    cr_assert_eq(status, 0, "exit status %d (%s) after SIGTERM\nlog:\n%s", status,
+                 status == -ETIMEDOUT ? "still running after 15 s" : "", wk_log_text());
+    cr_assert_lt(took, 6000, "exited %lld ms after SIGTERM: not by the 2 s send timeout", took);
+    int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
+    int end = errno;
+    fprintf(stderr, "[worker] stalled stream (%s): %d bytes waiting, exit %lld ms after SIGTERM\n",
+            backend, inq, took);
+    cr_assert_eq(end, ECONNRESET, "the connection ended with %s after %d bytes, not a reset",
+                 strerror(end), n);
+    close(fd);
 }
 
 /* ---- loading the app ---- */
