@@ -332,6 +332,8 @@ void up_mconn_requeue(struct up_mconn *c)
 
 void up_mconn_acked(struct up_mconn *c)
 {
+    up_log(UP_LOG_DEBUG, "conn id=%llu: handed to pid=%d", (unsigned long long)c->id,
+           (int)c->worker->pid);
     c->worker = NULL;
     c->m->stats.handed++;
     /* The worker's copy keeps the socket open; ours goes. */
