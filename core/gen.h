@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "log.h"
 #include "loop.h"
 #include "passfd.h"
 #include "ratelimit.h"
@@ -106,8 +107,7 @@ struct up_mworker {
     char errbuf[512];
     char tail[UP_MW_ERR_TAIL]; /* last stderr bytes, for failure reports */
     size_t tail_len;
-    char line[512]; /* stderr line being assembled */
-    size_t line_len;
+    struct up_log_relay err_lines; /* stderr passed on line by line */
 
     uint64_t conns;             /* STATS: connections held */
     uint64_t requests;          /* STATS: requests served */

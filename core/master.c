@@ -510,6 +510,11 @@ int up_master_init(struct up_master *m, const struct up_cli *cli)
                why ? why : "");
         return r;
     }
+    /* From here on a stuck stderr (a log reader that stopped) costs log
+     * lines, never the loop. */
+    if ((r = up_log_async(m->loop)) < 0) {
+        up_log(UP_LOG_WARN, "cannot buffer the log: %s, writing it blocking", strerror(-r));
+    }
     up_log(UP_LOG_INFO, "event loop: %s%s%s", up_loop_backend_name(m->loop),
            why ? " (io_uring unavailable: " : "", why ? why : "");
     if ((r = find_self(m)) < 0 || (r = make_snap_dir(m)) < 0) {
@@ -559,6 +564,9 @@ int up_master_run(struct up_master *m)
 void up_master_free(struct up_master *m)
 {
     if (m->loop != NULL) {
+        /* First: its wait for stderr would hold up every drain below. One
+         * last try to write the log, never waiting. */
+        up_log_async_end();
         up_loop_cancel(m->loop, &m->sig_op);
         for (int i = 0; i < m->nlisteners; i++) {
             up_acceptor_stop(&m->listeners[i].acceptor);

@@ -530,7 +530,7 @@ void up_mworker_chan_dead(struct up_mworker *w)
     }
 }
 
-/* ---- stderr: passed through to ours, the tail kept for reports ---- */
+/* ---- stderr: passed on to ours line by line, the tail kept for reports ---- */
 
 static void keep_tail(struct up_mworker *w, const char *s, size_t n)
 {
@@ -553,11 +553,9 @@ static void on_err(struct up_loop *loop, struct up_op *op, int res, uint32_t fla
     (void)flags;
     struct up_mworker *w = (struct up_mworker *)((char *)op - offsetof(struct up_mworker, err_op));
     if (res > 0) {
-        /* Whole writes: workers write one line per write(2). A slow stderr
-         * (a full pipe) would block us here; stderr is a terminal, a file
-         * or journald in practice. */
-        ssize_t wr = write(STDERR_FILENO, w->errbuf, (size_t)res);
-        (void)wr;
+        /* The log never blocks: while our stderr is stuck, lines are dropped
+         * there, and this pipe is still read so the worker never blocks. */
+        up_log_relay(&w->err_lines, w->errbuf, (size_t)res);
         keep_tail(w, w->errbuf, (size_t)res);
         if (up_loop_read(loop, &w->err_op, w->errfd, w->errbuf, sizeof(w->errbuf)) == 0) {
             return;
@@ -567,10 +565,10 @@ static void on_err(struct up_loop *loop, struct up_op *op, int res, uint32_t fla
      * read was canceled at reap time: take what is left, without waiting. */
     ssize_t n;
     while ((n = read(w->errfd, w->errbuf, sizeof(w->errbuf))) > 0) {
-        ssize_t wr = write(STDERR_FILENO, w->errbuf, (size_t)n);
-        (void)wr;
+        up_log_relay(&w->err_lines, w->errbuf, (size_t)n);
         keep_tail(w, w->errbuf, (size_t)n);
     }
+    up_log_relay_end(&w->err_lines);
     w->errfd = up_loop_close(loop, w->errfd);
     up_mworker_maybe_gone(w);
 }
