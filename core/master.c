@@ -395,6 +395,9 @@ size_t up_master_status(const struct up_master *m, char *buf, size_t cap)
     if (m->last_error[0] != '\0') {
         OUT("last error: %s\n", m->last_error);
     }
+    if (up_log_lines_dropped() > 0) {
+        OUT("log: %llu lines dropped\n", (unsigned long long)up_log_lines_dropped());
+    }
 #undef OUT
     return n < cap ? n : cap;
 }

@@ -77,6 +77,8 @@ size_t up_metrics_text(const struct up_master *m, char *buf, size_t cap)
     add(&a, "up_workers_ready", "gauge", "Workers taking new connections.", ready);
     add(&a, "up_generation", "gauge", "The generation taking new connections.",
         m->active ? m->active->id : 0);
+    add(&a, "up_log_lines_dropped_total", "counter",
+        "Log lines dropped because stderr was not writable.", up_log_lines_dropped());
     return a.len;
 }
 
