@@ -169,8 +169,8 @@ static void lg_assert_whole_lines(char *text)
         lines++;
         if (strncmp(line, "noisy ", 6) == 0) {
             size_t len = strlen(line);
-            cr_assert(len > 8 && strcmp(line + len - 8, "lazy dog") == 0,
-                      "line %d is cut: '%s'", lines, line);
+            cr_assert(len > 8 && strcmp(line + len - 8, "lazy dog") == 0, "line %d is cut: '%s'",
+                      lines, line);
             continue;
         }
         cr_assert(strstr(line, ": debug: ") != NULL || strstr(line, ": info: ") != NULL ||
@@ -189,8 +189,8 @@ BACKEND_TEST(log, stuck_stderr_never_blocks_the_master, .timeout = 120, .fini = 
     lg_start_stuck(backend, up_test_bin("examples/echo.so"), true, NULL);
     long long slowest = lg_requests(LG_DEBUG_REQUESTS, LG_GET);
     lg_status(&s);
-    cr_assert_gt(lg.status, 0, "no log line dropped after %d connections:\n%s",
-                 LG_DEBUG_REQUESTS, s.text);
+    cr_assert_gt(lg.status, 0, "no log line dropped after %d connections:\n%s", LG_DEBUG_REQUESTS,
+                 s.text);
     unsigned long dropped = lg.status;
 
     /* SIGUSR2 is read from the signalfd by the same loop. */
@@ -230,8 +230,8 @@ BACKEND_TEST(log, workers_keep_serving_when_stderr_is_stuck, .timeout = 120, .fi
     lg_start_stuck(backend, up_test_bin("examples/noisy.so"), false, extra);
     /* 20 lines of about 100 bytes a request: 500 requests are some 1 MiB
      * written by the workers into the pipes the master reads. */
-    long long slowest = lg_requests(
-        500, "GET /?lines=20 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    long long slowest =
+        lg_requests(500, "GET /?lines=20 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     lg_status(&s);
     cr_assert_gt(lg.status, 0, "no log line dropped:\n%s", s.text);
     /* The metric counts the same lines (a few more may have come from the
@@ -245,8 +245,10 @@ BACKEND_TEST(log, workers_keep_serving_when_stderr_is_stuck, .timeout = 120, .fi
     up_test_resp_free(&r);
     cr_assert_eq(lg_read(LG_NOTICE, 10000), 0, "no '%s' line once stderr was read; read:\n%s",
                  LG_NOTICE, ma_log_text());
-    fprintf(stderr, "[log] %s: 500 noisy requests with stderr stuck, slowest %lld ms; %lu lines "
-            "dropped\n", backend, slowest, lg.status);
+    fprintf(stderr,
+            "[log] %s: 500 noisy requests with stderr stuck, slowest %lld ms; %lu lines "
+            "dropped\n",
+            backend, slowest, lg.status);
     char *text = lg_copy_text();
     lg_assert_whole_lines(text);
     free(text);
