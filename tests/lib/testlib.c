@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <sys/file.h>
 #include <limits.h>
 #include <liburing.h>
@@ -886,4 +887,20 @@ const char *up_test_file_tail(const char *path)
         close(fd);
     }
     return buf;
+}
+
+void up_test_require_root(void)
+{
+    if (geteuid() != 0) {
+        cr_skip_test("acting as another user needs root");
+    }
+}
+
+int up_test_become_other_user(void)
+{
+    gid_t gid = UP_TEST_OTHER_UID;
+    if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(UP_TEST_OTHER_UID) < 0) {
+        return -errno;
+    }
+    return 0;
 }

@@ -205,3 +205,17 @@ void up_test_remove_dir(const char *dir);
 /* The last 6 KiB of a file, NUL-terminated, for failure messages: a busy
  * log's news is at its end. Static buffer, overwritten by the next call. */
 const char *up_test_file_tail(const char *path);
+
+/* ---- another user ---- */
+
+/* The uid and gid tests act as when they need "another user" of the
+ * machine: nobody. */
+#define UP_TEST_OTHER_UID 65534
+
+/* Skip the running test unless it runs as root (only root can act as
+ * another user, or chown a file to one). */
+void up_test_require_root(void);
+
+/* In a forked child of a test: drop every group and become
+ * UP_TEST_OTHER_UID. Returns 0 or -errno. */
+int up_test_become_other_user(void);
