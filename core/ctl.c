@@ -6,6 +6,7 @@
 #include "master.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,46 +48,238 @@ static size_t run_command(void *ctx, char *buf, size_t len, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
-static int make_parent_dir(const char *path)
+/* Where the control path comes from: the choice up_cli_control_path()
+ * makes, which decides how its directory is checked (see ctl.h). */
+enum ctl_place {
+    CTL_EXPLICIT, /* --control PATH */
+    CTL_XDG,      /* $XDG_RUNTIME_DIR/up-PORT.sock */
+    CTL_TMP,      /* /tmp/up-UID/PORT.sock */
+};
+
+static enum ctl_place ctl_place(const struct up_cli *cli)
 {
-    char dir[108];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir) {
-        return 0;
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (cli->control != NULL) {
+        return CTL_EXPLICIT;
     }
-    *slash = '\0';
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        return -errno;
+    return xdg != NULL && xdg[0] != '\0' ? CTL_XDG : CTL_TMP;
+}
+
+/* How to get past a directory that is refused, by where it came from. */
+static const char *ctl_dir_hint(enum ctl_place place)
+{
+    switch (place) {
+    case CTL_EXPLICIT:
+        return "choose another path with --control PATH";
+    case CTL_XDG:
+        return "fix $XDG_RUNTIME_DIR (a directory of mode 0700 owned by this user), or choose a "
+               "socket with --control PATH";
+    case CTL_TMP:
+        return "remove it, or choose a socket with --control PATH or $XDG_RUNTIME_DIR";
+    }
+    return "";
+}
+
+static const char *file_kind(mode_t mode)
+{
+    return S_ISREG(mode)    ? "regular file"
+           : S_ISDIR(mode)  ? "directory"
+           : S_ISLNK(mode)  ? "symbolic link"
+           : S_ISFIFO(mode) ? "named pipe"
+           : S_ISSOCK(mode) ? "socket"
+                            : "device";
+}
+
+__attribute__((format(printf, 3, 4))) static int untrusted(char *err, size_t cap, const char *fmt,
+                                                           ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return -EPERM;
+}
+
+/* The directory part of path: "." for a bare name, "/" for "/name". */
+static void dir_of(const char *path, char *dir, size_t cap)
+{
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        snprintf(dir, cap, ".");
+    } else {
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+}
+
+static int stat_failed(const char *path, char *err, size_t cap)
+{
+    int r = -errno;
+    snprintf(err, cap, "%s: %s", path, strerror(-r));
+    return r;
+}
+
+int up_ctl_check_private_dir(const char *dir, char *err, size_t cap)
+{
+    struct stat st;
+    uid_t me = geteuid();
+    /* lstat: a symlink could point anywhere its owner likes later. */
+    if (lstat(dir, &st) < 0) {
+        return stat_failed(dir, err, cap);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return untrusted(err, cap, "%s is a %s, not a directory", dir, file_kind(st.st_mode));
+    }
+    if (st.st_uid != me) {
+        return untrusted(err, cap, "%s belongs to uid %u, not to this user (uid %u)", dir,
+                         (unsigned)st.st_uid, (unsigned)me);
+    }
+    if ((st.st_mode & 077) != 0) {
+        return untrusted(err, cap, "%s has mode %04o: other users may use it (it must be 0700)",
+                         dir, (unsigned)(st.st_mode & 07777));
     }
     return 0;
 }
 
-/* Bind the control socket at path. A socket file nobody answers on is stale
- * and replaced; a live one means another master: -EADDRINUSE. */
-static int bind_socket(const char *path, int *ret_fd)
+int up_ctl_check_shared_dir(const char *dir, char *err, size_t cap)
+{
+    struct stat st;
+    uid_t me = geteuid();
+    if (stat(dir, &st) < 0) {
+        return stat_failed(dir, err, cap);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return untrusted(err, cap, "%s is a %s, not a directory", dir, file_kind(st.st_mode));
+    }
+    if (st.st_uid != me && st.st_uid != 0) {
+        return untrusted(err, cap,
+                         "%s belongs to uid %u, another user, who could replace the socket", dir,
+                         (unsigned)st.st_uid);
+    }
+    /* Without the sticky bit anyone may unlink or rename our socket there. */
+    if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0) {
+        return untrusted(err, cap,
+                         "%s is writable by every user and not sticky: anyone could replace the "
+                         "socket",
+                         dir);
+    }
+    return 0;
+}
+
+int up_ctl_check_peer(int fd, uid_t *ret_uid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        return -errno;
+    }
+    if (cred.uid != geteuid() && cred.uid != 0) {
+        *ret_uid = cred.uid;
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* Check path's directory by the rules for place; err ends with the way out. */
+static int check_dir(const char *path, enum ctl_place place, char *err, size_t cap)
+{
+    char dir[108];
+    dir_of(path, dir, sizeof(dir));
+    int r = place == CTL_EXPLICIT ? up_ctl_check_shared_dir(dir, err, cap)
+                                  : up_ctl_check_private_dir(dir, err, cap);
+    if (r == -EPERM) {
+        size_t n = strlen(err);
+        snprintf(err + n, cap - n, "; %s", ctl_dir_hint(place));
+    }
+    return r;
+}
+
+/* Make path's directory if it is missing (mode 0700, one level), then check
+ * it: mkdir neither follows a symlink nor changes an existing directory, so
+ * the check sees whatever was there before. */
+static int prepare_dir(const char *path, enum ctl_place place, char *err, size_t cap)
+{
+    char dir[108];
+    dir_of(path, dir, sizeof(dir));
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        int r = -errno;
+        snprintf(err, cap, "cannot create %s: %s", dir, strerror(-r));
+        return r;
+    }
+    return check_dir(path, place, err, cap);
+}
+
+/* Make room at the socket's path: nothing there, or a stale socket of ours
+ * (nobody answers on it), which is removed. A socket that answers is
+ * another master: -EADDRINUSE. Anything else stays as it is: a file that is
+ * not a socket (connect() says ECONNREFUSED for a regular file too) or
+ * another user's socket. */
+static int clear_path(const struct sockaddr_un *a, char *err, size_t cap)
+{
+    const char *path = a->sun_path;
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        return errno == ENOENT ? 0 : stat_failed(path, err, cap);
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, cap,
+                 "%s is a %s, not a socket; up-run leaves it alone: remove it or choose another "
+                 "path with --control PATH",
+                 path, file_kind(st.st_mode));
+        return -EEXIST;
+    }
+    if (st.st_uid != geteuid()) {
+        return untrusted(err, cap,
+                         "%s is a socket of uid %u, not of this user; up-run leaves it alone: "
+                         "choose another path with --control PATH",
+                         path, (unsigned)st.st_uid);
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        return stat_failed("socket", err, cap);
+    }
+    int c = connect(probe, (const struct sockaddr *)a, sizeof(*a));
+    int e = errno;
+    up_close(probe);
+    if (c == 0) {
+        snprintf(err, cap, "%s is in use: another up-run is running there; use --control PATH",
+                 path);
+        return -EADDRINUSE;
+    }
+    if (e != ECONNREFUSED) {
+        snprintf(err, cap, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    return unlink(path) < 0 ? stat_failed(path, err, cap) : 0;
+}
+
+/* Bind and listen on the control socket at path, after the checks of
+ * ctl.h. Returns 0 with *ret_fd, or -errno with err saying why. */
+static int bind_socket(const char *path, enum ctl_place place, int *ret_fd, char *err, size_t cap)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-    int r = make_parent_dir(path);
-    int fd = r < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (r == 0 && fd < 0) {
-        r = -errno;
-    }
+    int r = prepare_dir(path, place, err, cap);
     if (r == 0) {
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0) {
-            r = -EADDRINUSE;
-        } else {
-            unlink(path);
-        }
-        up_close(probe);
+        r = clear_path(&a, err, cap);
     }
-    if (r == 0 && (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || chmod(path, 0600) < 0 ||
-                   listen(fd, 16) < 0)) {
+    int fd = r < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (r < 0 || fd < 0) {
+        return r < 0 ? r : stat_failed("socket", err, cap);
+    }
+    /* bind() creates the file with mode 0777 & ~umask: under 0177 it is
+     * 0600 from its first moment, where a chmod() afterwards would leave a
+     * window. The umask is the process's, and the master has one thread. */
+    mode_t old = umask(0177);
+    int b = bind(fd, (struct sockaddr *)&a, sizeof(a));
+    r = b < 0 ? -errno : 0;
+    umask(old);
+    if (r == 0 && listen(fd, 16) < 0) {
         r = -errno;
+        unlink(path);
     }
     if (r < 0) {
+        snprintf(err, cap, "%s: %s", path, strerror(-r));
         up_close(fd);
         return r;
     }
@@ -102,16 +295,20 @@ int up_ctl_open(struct up_master *m, struct up_ctl **ret)
     }
     ctl->m = m;
     int fd = -1;
+    char err[512] = "";
     int r = up_cli_control_path(m->cli, ctl->path, sizeof(ctl->path));
-    if (r >= 0) {
-        r = bind_socket(ctl->path, &fd);
+    if (r < 0) {
+        snprintf(err, sizeof(err), "the path does not fit a unix socket address");
+    } else {
+        r = bind_socket(ctl->path, ctl_place(m->cli), &fd, err, sizeof(err));
     }
-    if (r >= 0) {
-        r = up_asrv_open_take(m->loop, fd, true, line_complete, run_command, ctl, &ctl->srv);
+    if (r >= 0 && (r = up_asrv_open_take(m->loop, fd, true, line_complete, run_command, ctl,
+                                         &ctl->srv)) < 0) {
+        snprintf(err, sizeof(err), "%s: %s", ctl->path, strerror(-r));
+        unlink(ctl->path);
     }
     if (r < 0) {
-        up_log(UP_LOG_ERR, "control socket %s: %s%s", ctl->path, strerror(-r),
-               r == -EADDRINUSE ? " (another up-run is running there; use --control)" : "");
+        up_log(UP_LOG_ERR, "control socket: %s", err);
         free(ctl);
         return r;
     }
@@ -129,11 +326,33 @@ void up_ctl_close(struct up_ctl *ctl)
     free(ctl);
 }
 
+/* Client side: whether path may be connected to, before connecting (the
+ * answer is checked again by the peer's credentials after). A path that does
+ * not exist is left for connect() to report. */
+static int client_check(const struct up_cli *cli, const char *path, char *err, size_t cap)
+{
+    enum ctl_place place = ctl_place(cli);
+    int r = check_dir(path, place, err, cap);
+    if (r < 0) {
+        return r == -ENOENT ? 0 : r;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        snprintf(err, cap, "%s is a %s, not a socket", path, file_kind(st.st_mode));
+        return -EEXIST;
+    }
+    return 0;
+}
+
 int up_ctl_command(const struct up_cli *cli, const char *cmd)
 {
-    char path[108];
+    char path[108], err[512];
     if (up_cli_control_path(cli, path, sizeof(path)) < 0) {
         fprintf(stderr, "up-run: control socket path too long\n");
+        return 1;
+    }
+    if (client_check(cli, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "up-run: not connecting: %s\n", err);
         return 1;
     }
     struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -144,6 +363,20 @@ int up_ctl_command(const struct up_cli *cli, const char *cmd)
                 "up-run: no master answers on %s: %s\n"
                 "Is up-run running? Name it with -p PORT or --control PATH.\n",
                 path, strerror(errno));
+        up_close(fd);
+        return 1;
+    }
+    uid_t peer = 0;
+    int r = up_ctl_check_peer(fd, &peer);
+    if (r < 0) {
+        if (r == -EPERM) {
+            fprintf(stderr,
+                    "up-run: %s is served by uid %u, neither this user nor root: not trusting "
+                    "it\n",
+                    path, (unsigned)peer);
+        } else {
+            fprintf(stderr, "up-run: %s: cannot check the peer: %s\n", path, strerror(-r));
+        }
         up_close(fd);
         return 1;
     }

@@ -1,14 +1,41 @@
 /*
  * ctl: the control socket of a running master, and its client side.
  *
- * A unix stream socket (mode 0600, in a directory of mode 0700) at the path
- * up_cli_control_path() gives. A client connects, writes one command line
- * ("reload", "status" or "stop"), and reads the answer until EOF. The
- * master checks the peer's credentials: only its own user (or root) may
- * command it.
+ * A unix stream socket at the path up_cli_control_path() gives. A client
+ * connects, writes one command line ("reload", "status" or "stop"), and
+ * reads the answer until EOF. The master checks the peer's credentials: only
+ * its own user (or root) may command it; the client checks the master's the
+ * same way and prints nothing of an answer from anyone else.
+ *
+ * Other users of the machine may create files too, so the path is trusted
+ * only under these rules, checked by the master before it binds and by the
+ * client before it connects:
+ *
+ *   - The default directories (/tmp/up-UID, and $XDG_RUNTIME_DIR, which the
+ *     XDG spec requires to be the same) must be private: a real directory
+ *     (lstat: not a symlink), owned by this user, with no permission bit for
+ *     group or others. Another user who made /tmp/up-UID first could
+ *     otherwise squat or serve the socket name. The master creates
+ *     /tmp/up-UID with mode 0700 when it is missing and refuses to start
+ *     (exit 3) when it is not private, saying how to fix it.
+ *   - An explicit --control PATH is the operator's choice, so its directory
+ *     needs less: it must not belong to another user (root is fine), and if
+ *     every user may write to it, it must be sticky (like /tmp), so that
+ *     nobody else can remove or rename our socket. A group-writable
+ *     directory is allowed: its group is trusted by whoever set it up.
+ *   - The socket path itself is never followed: a symlink, a regular file or
+ *     anything else that is not a socket is refused and left alone. A socket
+ *     nobody answers on is stale and replaced, but only when it is this
+ *     user's; one that answers means another master is running there.
+ *
+ * The socket is created with mode 0600 (bound under umask 0177, so it never
+ * exists with a wider mode).
  */
 #ifndef UP_CTL_H
 #define UP_CTL_H
+
+#include <stddef.h>
+#include <sys/types.h>
 
 #include "cli.h"
 
@@ -16,8 +43,10 @@ struct up_master;
 struct up_ctl;
 
 /* Open the control socket for m. Returns 0 with *ret set, or -errno
- * (logged). A stale socket file (no master behind it) is replaced; a live
- * one is an error: another master runs on the same port. */
+ * (logged with what is wrong and how to fix it): -EADDRINUSE when another
+ * master answers there, -EPERM when the directory or the path is not to be
+ * trusted under the rules above, -EEXIST when something that is not a
+ * socket is at the path. */
 int up_ctl_open(struct up_master *m, struct up_ctl **ret);
 
 /* Close the socket, end every client, and remove the socket file. NULL is
@@ -26,7 +55,26 @@ void up_ctl_close(struct up_ctl *ctl);
 
 /* Client side: send cmd to the master that cli names and print its answer
  * on stdout. Blocks (a command-line tool). Returns the exit code: 0 done,
- * 1 the master said no or is not there. */
+ * 1 the master said no, is not there, or is not to be trusted (a message on
+ * stderr says why). */
 int up_ctl_command(const struct up_cli *cli, const char *cmd);
+
+/* The checks behind the rules above, for the master, the client and tests.
+ * Each returns 0 when trusted, -ENOENT when dir does not exist, -EPERM (or
+ * another -errno) with a sentence in err (cap bytes) naming dir and what is
+ * wrong. None creates or changes anything; none logs. */
+
+/* A default directory: private to this user (not a symlink, owned by the
+ * effective uid, mode without group or other bits). */
+int up_ctl_check_private_dir(const char *dir, char *err, size_t cap);
+
+/* The directory of an explicit --control PATH (symlinks to it followed):
+ * owned by this user or root, and sticky if others may write to it. */
+int up_ctl_check_shared_dir(const char *dir, char *err, size_t cap);
+
+/* The peer of the connected unix socket fd runs as this user or as root:
+ * 0, or -EPERM with *ret_uid set to the peer's uid, or -errno from
+ * getsockopt(SO_PEERCRED). */
+int up_ctl_check_peer(int fd, uid_t *ret_uid);
 
 #endif
