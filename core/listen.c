@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -99,18 +100,31 @@ int up_listen_parse(const char *text, struct up_listen_addr *ret, char *err, siz
     return r;
 }
 
-static void unlink_stale(const struct sockaddr_un *un)
+/* Make room at a unix socket path: remove a socket file left over by a
+ * previous run (connecting to it is refused: nobody listens), and nothing
+ * else. connect() says ECONNREFUSED for a regular file too, so what is at
+ * the path is asked of lstat() first: a file that is not a socket (or a
+ * symlink to anything) is someone's data, left alone, and the path is
+ * refused with -EEXIST. A live socket stays, and bind() then says
+ * EADDRINUSE. */
+static int clear_unix_path(const struct sockaddr_un *un)
 {
-    /* Only remove a socket file nobody listens on: connecting to a live one
-     * succeeds, and then the address is really in use. */
+    struct stat st;
+    if (lstat(un->sun_path, &st) < 0) {
+        return errno == ENOENT ? 0 : -errno;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        return -EEXIST;
+    }
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (probe < 0) {
-        return;
+        return -errno;
     }
     if (connect(probe, (const struct sockaddr *)un, sizeof(*un)) < 0 && errno == ECONNREFUSED) {
         unlink(un->sun_path);
     }
     up_close(probe);
+    return 0;
 }
 
 static int set_int(int fd, int level, int name, int v)
@@ -127,7 +141,7 @@ int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *
     }
     int r = 0;
     if (family == AF_UNIX) {
-        unlink_stale((const struct sockaddr_un *)&a->ss);
+        r = clear_unix_path((const struct sockaddr_un *)&a->ss);
     } else {
         r = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
         if (r == 0 && o->reuseport) {

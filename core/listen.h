@@ -28,9 +28,11 @@ struct up_listen_opts {
     int defer_accept_s; /* TCP_DEFER_ACCEPT seconds; 0 = off */
 };
 
-/* Create, bind and listen. A unix socket path left over by a previous run
- * (nobody accepting on it) is removed first. Returns 0 with *ret_fd owned by
- * the caller, or -errno. */
+/* Create, bind and listen. A unix socket left over by a previous run
+ * (nobody accepting on it) is removed first; anything at the path that is
+ * not a socket (a regular file, a symlink, ...) is left untouched and the
+ * call fails with -EEXIST. Returns 0 with *ret_fd owned by the caller, or
+ * -errno (-EADDRINUSE: a live socket is there). */
 int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd);
 
 /* The TCP port a listening socket is bound to, or -1 (unix socket). */
