@@ -12,6 +12,7 @@
 #include "mconn.h"
 #include "metrics.h"
 #include "notify.h"
+#include "pidfile.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -429,21 +430,21 @@ static int make_snap_dir(struct up_master *m)
     return mkdtemp(m->snap_dir) == NULL ? -errno : 0;
 }
 
-static int write_pidfile(const char *path)
+/* Write --pidfile, and remember that this master did: only the master
+ * that wrote it removes it (up_master_free). */
+static int write_pidfile(struct up_master *m)
 {
-    char tmp[600], text[32];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return -errno;
+    pid_t owner = 0;
+    int r = up_pidfile_write(m->cli->pidfile, &owner);
+    if (r == -EBUSY) {
+        up_log(UP_LOG_ERR,
+               "pidfile %s names pid=%d, an up-run master that is running: stop it first or "
+               "use another --pidfile",
+               m->cli->pidfile, (int)owner);
+    } else if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot write pidfile %s: %s", m->cli->pidfile, strerror(-r));
     }
-    int len = snprintf(text, sizeof(text), "%d\n", (int)getpid());
-    int r = write(fd, text, (size_t)len) == len ? 0 : -EIO;
-    up_close(fd);
-    /* rename: a reader never sees a half-written file. */
-    if (r == 0 && rename(tmp, path) < 0) {
-        r = -errno;
-    }
+    m->pidfile_written = r == 0;
     return r;
 }
 
@@ -541,8 +542,7 @@ int up_master_init(struct up_master *m, const struct up_cli *cli)
         return r;
     }
     size_pending(m, nofile_before);
-    if (cli->pidfile != NULL && (r = write_pidfile(cli->pidfile)) < 0) {
-        up_log(UP_LOG_ERR, "cannot write pidfile %s: %s", cli->pidfile, strerror(-r));
+    if (cli->pidfile != NULL && (r = write_pidfile(m)) < 0) {
         return r;
     }
     if (up_gen_start(m) == NULL && m->watch == NULL) {
@@ -591,9 +591,10 @@ void up_master_free(struct up_master *m)
     if (m->snap_dir[0] != '\0') {
         rmdir(m->snap_dir);
     }
-    if (m->cli != NULL && m->cli->pidfile != NULL) {
-        unlink(m->cli->pidfile);
+    if (m->pidfile_written && up_pidfile_remove(m->cli->pidfile) == -ESRCH) {
+        up_log(UP_LOG_WARN, "pidfile %s names another process now, leaving it", m->cli->pidfile);
     }
+    m->pidfile_written = false;
     up_loop_free(m->loop);
     m->loop = NULL;
 }

@@ -68,6 +68,8 @@ struct up_master {
     char self_dir[512]; /* where up-run lives: up-worker is beside it */
     char snap_dir[256]; /* private dir holding each generation's app copy */
 
+    bool pidfile_written; /* this master wrote --pidfile: only it removes it */
+
     struct up_listener listeners[UP_MAX_LISTENERS];
     int nlisteners;
 
