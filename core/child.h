@@ -6,6 +6,11 @@
  * --build command) starts with no signal blocked and every disposition at
  * its default. posix_spawn (vfork-based in glibc) keeps this cheap however
  * large the master is. Never logs.
+ *
+ * A child gets the master's environment except what describes the master
+ * to systemd: NOTIFY_SOCKET (app code must not report READY or STOPPING for
+ * the service) and LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES (the master's
+ * fds, not the child's).
  */
 #ifndef UP_CHILD_H
 #define UP_CHILD_H
@@ -13,8 +18,9 @@
 #include <spawn.h>
 #include <sys/types.h>
 
-/* Run path with argv and the master's environment; fa (may be NULL) says
- * which fds to set up. Returns 0 with *ret_pid set, or -errno. */
+/* Run path with argv and the master's environment less the variables
+ * above; fa (may be NULL) says which fds to set up. Returns 0 with *ret_pid
+ * set, or -errno (-ENOMEM, or posix_spawn's error). */
 int up_child_spawn(const char *path, const char *const argv[], const posix_spawn_file_actions_t *fa,
                    pid_t *ret_pid);
 
