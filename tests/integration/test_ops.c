@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static struct {
@@ -20,7 +22,8 @@ static struct {
     char log[128];
     pid_t pid;
     int port;
-} ops = {.pid = -1};
+    pid_t other; /* a process of another user the test started, or -1 */
+} ops = {.pid = -1, .other = -1};
 
 static void ops_fini(void)
 {
@@ -28,38 +31,51 @@ static void ops_fini(void)
         up_test_stop(ops.pid, 5000);
         ops.pid = -1;
     }
+    if (ops.other > 0) {
+        kill(ops.other, SIGKILL);
+        waitpid(ops.other, NULL, 0);
+        ops.other = -1;
+    }
+    up_test_remove_dir(ops.dir);
+}
+
+/* dir/name in the test's temp dir, made on first use. Static ring, like
+ * up_test_bin(). */
+static const char *ops_path(const char *name)
+{
+    static char ring[8][128];
+    static unsigned next;
+    char *buf = ring[next++ % 8];
+    if (ops.dir[0] == '\0') {
+        snprintf(ops.dir, sizeof(ops.dir), "/tmp/up-ops-XXXXXX");
+        cr_assert_not_null(mkdtemp(ops.dir));
+    }
+    snprintf(buf, 128, "%s/%s", ops.dir, name);
+    return buf;
 }
 
 static const char *ops_log(void)
 {
-    static char text[8192];
-    FILE *f = fopen(ops.log, "r");
-    size_t n = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
-    text[n] = '\0';
-    if (f) {
-        fclose(f);
-    }
-    return text;
+    return up_test_file_tail(ops.log);
 }
 
-/* Start up-run on a fresh port with extra arguments (NULL-terminated) and
- * env (may be NULL), and wait until it answers. */
-static void ops_start(const char *backend, const char *const extra[], char *const env[])
+/* Start up-run serving app on a fresh port with extra arguments
+ * (NULL-terminated) and env (may be NULL), and wait until it answers. */
+static void ops_start_app(const char *backend, const char *app, const char *const extra[],
+                          char *const env[])
 {
-    snprintf(ops.dir, sizeof(ops.dir), "/tmp/up-ops-XXXXXX");
-    cr_assert_not_null(mkdtemp(ops.dir));
-    snprintf(ops.log, sizeof(ops.log), "%s/stderr", ops.dir);
+    snprintf(ops.log, sizeof(ops.log), "%s", ops_path("stderr"));
     ops.port = up_test_free_port();
-    char port[16], ctl[128], be[32];
+    char port[16], be[32];
     snprintf(port, sizeof(port), "%d", ops.port);
-    snprintf(ctl, sizeof(ctl), "%s/ctl.sock", ops.dir);
     snprintf(be, sizeof(be), "--backend=%s", backend);
-    const char *argv[32] = {up_test_bin("up-run"), "-n", "2", "-p", port, "--control", ctl, be};
+    const char *argv[32] = {up_test_bin("up-run"), "-n", "2", "-p", port, "--control",
+                            ops_path("ctl.sock"),  be};
     int a = 8;
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
         argv[a++] = extra[i];
     }
-    argv[a++] = up_test_bin("examples/hello.so");
+    argv[a++] = app;
     argv[a] = NULL;
     ops.pid = up_test_spawn((char *const *)argv, env, ops.log);
     cr_assert_gt(ops.pid, 0);
@@ -68,6 +84,34 @@ static void ops_start(const char *backend, const char *const extra[], char *cons
     /* The port accepts at once; a worker is ready when the log says so. */
     cr_assert_eq(up_test_wait_log(ops.log, "generation 1 serving", 10000), 0,
                  "no generation serving:\n%s", ops_log());
+}
+
+static void ops_start(const char *backend, const char *const extra[], char *const env[])
+{
+    ops_start_app(backend, up_test_bin("examples/hello.so"), extra, env);
+}
+
+/* Run up-run with args (NULL-terminated, without the program) and env (may
+ * be NULL) to its end, its stdout and stderr into out (cap bytes). Returns
+ * its exit status; one still running after 10 s fails the test. */
+static int ops_run(const char *const args[], char *const env[], char *out, size_t cap)
+{
+    const char *argv[32] = {up_test_bin("up-run")};
+    int a = 1;
+    for (int i = 0; args[i] != NULL && a < 31; i++) {
+        argv[a++] = args[i];
+    }
+    argv[a] = NULL;
+    const char *path = ops_path("run.out");
+    pid_t pid = up_test_spawn((char *const *)argv, env, path);
+    cr_assert_gt(pid, 0, "spawn up-run: %s", strerror(-pid));
+    int status = up_test_wait_exit(pid, 10000);
+    if (status == -ETIMEDOUT) {
+        up_test_stop(pid, 2000);
+    }
+    snprintf(out, cap, "%s", up_test_file_tail(path));
+    cr_assert_geq(status, 0, "up-run %s still runs after 10 s:\n%s", args[0], out);
+    return status;
 }
 
 static void get(int port, const char *path, struct up_test_resp *r)
@@ -176,4 +220,247 @@ Test(ops, pidfile_written_and_removed, .timeout = 30, .fini = ops_fini)
     ops.pid = -1;
     cr_assert_eq(status, 0, "exit status %d\n%s", status, ops_log());
     cr_assert_neq(access(pidfile, F_OK), 0, "pidfile left behind after a clean stop");
+}
+
+/* ---- what other local users may do ---- */
+
+/* The exit status of `up-run ARGS... hello.so` that is expected to refuse
+ * to start, with its output in out. */
+static int ops_start_refused(const char *const args[], char *const env[], char *out, size_t cap)
+{
+    const char *argv[24];
+    int a = 0;
+    for (int i = 0; args[i] != NULL && a < 20; i++) {
+        argv[a++] = args[i];
+    }
+    argv[a++] = "-n";
+    argv[a++] = "1";
+    argv[a++] = up_test_bin("examples/hello.so");
+    argv[a] = NULL;
+    return ops_run(argv, env, out, cap);
+}
+
+/* The default control directory ($XDG_RUNTIME_DIR here; /tmp/up-UID follows
+ * the same rule) must be this user's alone: another user who made it, or a
+ * mode that lets others in, or a symlink, could hand the socket name to
+ * someone else. The master refuses to start and says why; the client
+ * refuses to connect. */
+Test(ops, default_control_dir_not_private_is_refused, .timeout = 60, .fini = ops_fini)
+{
+    struct {
+        const char *name;
+        mode_t mode;
+        bool other_user;
+        bool link;
+        const char *why;
+    } cases[] = {
+        {"wide", 0755, false, false, "has mode 0755"},
+        {"link", 0700, false, true, "symbolic link"},
+        {"theirs", 0700, true, false, "belongs to uid 65534"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (cases[i].other_user && geteuid() != 0) {
+            continue; /* only root can make a directory another user's */
+        }
+        char dir[128], env[160], port[16], out[4096];
+        snprintf(dir, sizeof(dir), "%s", ops_path(cases[i].name));
+        if (cases[i].link) {
+            char target[160];
+            snprintf(target, sizeof(target), "%s.target", dir);
+            cr_assert_eq(mkdir(target, 0700), 0);
+            cr_assert_eq(symlink(target, dir), 0);
+        } else {
+            cr_assert_eq(mkdir(dir, 0700), 0);
+            cr_assert_eq(chmod(dir, cases[i].mode), 0);
+        }
+        if (cases[i].other_user) {
+            cr_assert_eq(chown(dir, UP_TEST_OTHER_UID, UP_TEST_OTHER_UID), 0);
+        }
+        snprintf(env, sizeof(env), "XDG_RUNTIME_DIR=%s", dir);
+        snprintf(port, sizeof(port), "%d", up_test_free_port());
+        char *envp[] = {env, NULL};
+        const char *serve[] = {"-p", port, "--backend=epoll", NULL};
+        int status = ops_start_refused(serve, envp, out, sizeof(out));
+        cr_assert_eq(status, 3, "%s: exit %d, expected 3:\n%s", cases[i].name, status, out);
+        cr_assert(strstr(out, cases[i].why) && strstr(out, dir), "%s: does not say why:\n%s",
+                  cases[i].name, out);
+        cr_assert_not_null(strstr(out, "--control"), "%s: no way out:\n%s", cases[i].name, out);
+        char sock[192];
+        snprintf(sock, sizeof(sock), "%s/up-%s.sock", dir, port);
+        cr_assert_neq(access(sock, F_OK), 0, "%s: a socket was made in it", cases[i].name);
+
+        const char *status_args[] = {"status", "-p", port, NULL};
+        status = ops_run(status_args, envp, out, sizeof(out));
+        cr_assert_eq(status, 1, "%s: up-run status exited %d:\n%s", cases[i].name, status, out);
+        cr_assert_not_null(strstr(out, cases[i].why), "%s: the client does not say why:\n%s",
+                           cases[i].name, out);
+    }
+}
+
+/* A "master" served by another user at the control path: the client checks
+ * the peer's credentials and prints nothing of its answer. */
+Test(ops, client_refuses_a_master_of_another_user, .timeout = 30, .fini = ops_fini)
+{
+    up_test_require_root();
+    /* A shared directory like /tmp (root's, sticky, writable by all), which
+     * an explicit --control may name. */
+    char dir[128], sock[160], out[4096];
+    snprintf(dir, sizeof(dir), "%s", ops_path("shared"));
+    cr_assert_eq(chmod(ops.dir, 0711), 0); /* the other user passes through */
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(chmod(dir, 01777), 0);
+    snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+    int ready[2];
+    cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
+    ops.other = fork();
+    cr_assert_geq(ops.other, 0);
+    if (ops.other == 0) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", sock);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (up_test_become_other_user() < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+            listen(fd, 8) < 0 || write(ready[1], "r", 1) != 1) {
+            _exit(1);
+        }
+        for (;;) {
+            int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+            char buf[64];
+            static const char answer[] = "master pid=1 state=running SECRET-ANSWER\n";
+            if (c >= 0 && read(c, buf, sizeof(buf)) >= 0) {
+                (void)send(c, answer, sizeof(answer) - 1, MSG_NOSIGNAL);
+            }
+            close(c);
+        }
+    }
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the other user's server did not start");
+    close(ready[0]);
+    static const char *const cmds[] = {"status", "reload"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *args[] = {cmds[i], "--control", sock, NULL};
+        int status = ops_run(args, NULL, out, sizeof(out));
+        cr_assert_eq(status, 1, "up-run %s exited %d:\n%s", cmds[i], status, out);
+        cr_assert_null(strstr(out, "SECRET"), "up-run %s printed the answer:\n%s", cmds[i], out);
+        cr_assert_not_null(strstr(out, "uid 65534"), "up-run %s does not say why:\n%s", cmds[i],
+                           out);
+    }
+}
+
+/* connect() to a regular file fails with ECONNREFUSED just as to a stale
+ * socket: the file must not be taken for one and removed. */
+Test(ops, regular_file_at_a_socket_path_is_left_alone, .timeout = 30, .fini = ops_fini)
+{
+    char data[128], listen_arg[160], port[16], out[4096];
+    static const char precious[] = "someone's data\n";
+    snprintf(data, sizeof(data), "%s", ops_path("data"));
+    FILE *f = fopen(data, "w");
+    cr_assert_not_null(f);
+    fputs(precious, f);
+    fclose(f);
+    snprintf(listen_arg, sizeof(listen_arg), "unix:%s", data);
+    snprintf(port, sizeof(port), "%d", up_test_free_port());
+
+    const char *as_listener[] = {"-l", listen_arg, "--control", ops_path("ctl.sock"), NULL};
+    const char *as_control[] = {"-p", port, "--control", data, NULL};
+    const char *const *cases[] = {as_listener, as_control};
+    for (size_t i = 0; i < 2; i++) {
+        int status = ops_start_refused(cases[i], NULL, out, sizeof(out));
+        cr_assert_eq(status, 3, "case %zu: exit %d, expected 3:\n%s", i, status, out);
+        cr_assert_not_null(strstr(out, data), "case %zu: the path is not named:\n%s", i, out);
+        struct stat st;
+        cr_assert_eq(lstat(data, &st), 0, "case %zu: the file is gone:\n%s", i, out);
+        cr_assert(S_ISREG(st.st_mode) && st.st_size == (off_t)strlen(precious));
+    }
+    cr_assert_not_null(strstr(out, "regular file"), "what is there is not said:\n%s", out);
+    const char *client[] = {"status", "--control", data, NULL};
+    cr_assert_eq(ops_run(client, NULL, out, sizeof(out)), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "not a socket"), "%s", out);
+    f = fopen(data, "r");
+    char text[64] = "";
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(text, sizeof(text), f));
+    fclose(f);
+    cr_assert_str_eq(text, precious);
+}
+
+static pid_t ops_pidfile_pid(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    if (f != NULL) {
+        if (fscanf(f, "%d", &pid) != 1) {
+            pid = -1;
+        }
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+/* A second up-run that fails to start must leave the running master's
+ * pidfile alone; only the master it names removes it. */
+Test(ops, second_master_leaves_the_pidfile_alone, .timeout = 60, .fini = ops_fini)
+{
+    char pidfile[128], port[16], out[4096];
+    snprintf(pidfile, sizeof(pidfile), "%s", ops_path("up.pid"));
+    /* A stale pidfile (a pid that cannot exist) is replaced. */
+    FILE *f = fopen(pidfile, "w");
+    cr_assert_not_null(f);
+    fputs("999999999\n", f);
+    fclose(f);
+    const char *extra[] = {"--pidfile", pidfile, NULL};
+    ops_start("epoll", extra, NULL);
+    cr_assert_eq(ops_pidfile_pid(pidfile), ops.pid, "the stale pidfile was not replaced");
+
+    /* The same control socket: it answers, so the second one stops there. */
+    snprintf(port, sizeof(port), "%d", up_test_free_port());
+    const char *same_ctl[] = {"-p",        port,    "--control", ops_path("ctl.sock"),
+                              "--pidfile", pidfile, NULL};
+    int status = ops_start_refused(same_ctl, NULL, out, sizeof(out));
+    cr_assert_eq(status, 3, "exit %d:\n%s", status, out);
+    cr_assert_eq(ops_pidfile_pid(pidfile), ops.pid, "the pidfile changed:\n%s", out);
+
+    /* Another control socket: the pidfile itself says a master runs. */
+    const char *other_ctl[] = {"-p",        port,    "--control", ops_path("ctl2.sock"),
+                               "--pidfile", pidfile, NULL};
+    status = ops_start_refused(other_ctl, NULL, out, sizeof(out));
+    cr_assert_eq(status, 3, "exit %d:\n%s", status, out);
+    char names[64];
+    snprintf(names, sizeof(names), "pid=%d", (int)ops.pid);
+    cr_assert(strstr(out, pidfile) && strstr(out, names), "no reason given:\n%s", out);
+    cr_assert_eq(ops_pidfile_pid(pidfile), ops.pid, "the pidfile changed:\n%s", out);
+
+    status = up_test_stop(ops.pid, 10000);
+    ops.pid = -1;
+    cr_assert_eq(status, 0, "exit status %d\n%s", status, ops_log());
+    cr_assert_neq(access(pidfile, F_OK), 0, "pidfile left behind after a clean stop");
+}
+
+/* NOTIFY_SOCKET would let app code speak for the service to systemd, and
+ * LISTEN_* describe the master's fds: workers see none of them, while the
+ * master itself still notifies. */
+Test(ops, workers_do_not_see_systemd_variables, .timeout = 30, .fini = ops_fini)
+{
+    char path[128], env[160];
+    snprintf(path, sizeof(path), "%s", ops_path("notify.sock"));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", path);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", path);
+    char *envp[] = {env, "LISTEN_FDS=1", "LISTEN_PID=1", "LISTEN_FDNAMES=web", NULL};
+    ops_start_app("epoll", up_test_bin("examples/env.so"), NULL, envp);
+    notify_expect(fd, "READY=1");
+    struct up_test_resp r = {0};
+    get(ops.port, "/", &r);
+    cr_assert_eq(r.status, 200);
+    static const char *const names[] = {"X-Env-NOTIFY_SOCKET", "X-Env-LISTEN_FDS",
+                                        "X-Env-LISTEN_PID", "X-Env-LISTEN_FDNAMES"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = up_test_resp_header(&r, names[i]);
+        cr_assert_not_null(v, "no %s:\n%s", names[i], r.head);
+        cr_assert_str_eq(v, "(unset)", "a worker sees %s: %s", names[i] + 6, v);
+    }
+    up_test_resp_free(&r);
+    close(fd);
 }
