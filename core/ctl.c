@@ -326,13 +326,15 @@ void up_ctl_close(struct up_ctl *ctl)
     free(ctl);
 }
 
-/* Client side: whether path may be connected to, before connecting (the
- * answer is checked again by the peer's credentials after). A path that does
- * not exist is left for connect() to report. */
+/* Client side: whether path may be connected to. A default directory must
+ * be private, as for the master; an explicit one is the operator's word,
+ * and the peer's credentials, checked after connecting, decide whether the
+ * answer is trusted. A path that does not exist is left for connect() to
+ * report. */
 static int client_check(const struct up_cli *cli, const char *path, char *err, size_t cap)
 {
     enum ctl_place place = ctl_place(cli);
-    int r = check_dir(path, place, err, cap);
+    int r = place == CTL_EXPLICIT ? 0 : check_dir(path, place, err, cap);
     if (r < 0) {
         return r == -ENOENT ? 0 : r;
     }
@@ -372,7 +374,8 @@ int up_ctl_command(const struct up_cli *cli, const char *cmd)
         if (r == -EPERM) {
             fprintf(stderr,
                     "up-run: %s is served by uid %u, neither this user nor root: not trusting "
-                    "it\n",
+                    "its answer (to command a master of another user, run up-run as that "
+                    "user)\n",
                     path, (unsigned)peer);
         } else {
             fprintf(stderr, "up-run: %s: cannot check the peer: %s\n", path, strerror(-r));

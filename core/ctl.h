@@ -8,11 +8,12 @@
  * same way and prints nothing of an answer from anyone else.
  *
  * Other users of the machine may create files too, so the path is trusted
- * only under these rules, checked by the master before it binds and by the
- * client before it connects:
+ * only under these rules, checked by the master before it binds (the
+ * client checks a default directory and that the path is a socket before
+ * it connects, then the master's credentials):
  *
  *   - The default directories (/tmp/up-UID, and $XDG_RUNTIME_DIR, which the
- *     XDG spec requires to be the same) must be private: a real directory
+ *     XDG spec requires to be so anyway) must be private: a real directory
  *     (lstat: not a symlink), owned by this user, with no permission bit for
  *     group or others. Another user who made /tmp/up-UID first could
  *     otherwise squat or serve the socket name. The master creates
