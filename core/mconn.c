@@ -37,6 +37,8 @@
 static void peek(struct up_mconn *c);
 static void answer(struct up_mconn *c, int status, const char *detail);
 static void queue_timed_out(struct up_mconn *c);
+static bool has_request(const struct up_mconn *c);
+static void close_gracefully(struct up_mconn *c);
 static void queue_remove(struct up_master *m, struct up_mconn *c);
 static void mconn_close(struct up_mconn *c);
 
@@ -280,9 +282,15 @@ void up_mconn_route(struct up_mconn *c)
         return;
     }
     if (c->tries >= MAX_TRIES) {
-        up_log(UP_LOG_WARN, "conn id=%llu: no worker kept it after %u tries, answering 503",
-               (unsigned long long)c->id, c->tries);
-        answer(c, 503, NULL);
+        bool asked = has_request(c);
+        up_log(UP_LOG_WARN, "conn id=%llu: no worker kept it after %u tries, %s",
+               (unsigned long long)c->id, c->tries,
+               asked ? "answering 503" : "closing it (idle, nothing asked)");
+        if (asked) {
+            answer(c, 503, NULL);
+        } else {
+            close_gracefully(c);
+        }
         return;
     }
     struct up_mworker *w = up_gen_pick(m, c->avoid);
@@ -540,6 +548,15 @@ static void linger(struct up_mconn *c)
     }
 }
 
+/* Whether c has a request to answer: a head peeked, bytes a worker had
+ * read, or bytes waiting now. A connection handed back idle has none, and
+ * an answer then would be taken for the answer to its next request. */
+static bool has_request(const struct up_mconn *c)
+{
+    char byte;
+    return c->peeked > 0 || c->prefix_len > 0 || recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 /* Close without an answer, gracefully: a connection handed back idle, with
  * nothing asked yet, that no worker could take in time. */
 static void close_gracefully(struct up_mconn *c)
@@ -559,9 +576,7 @@ static void queue_timed_out(struct up_mconn *c)
     struct up_master *m = c->m;
     queue_remove(m, c);
     m->stats.queue_timeouts++;
-    char byte;
-    bool asked =
-        c->peeked > 0 || c->prefix_len > 0 || recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+    bool asked = has_request(c);
     unsigned long long held = 0;
     if (up_ratelimit_ok(&m->queue_rl, up_loop_now(m->loop), &held)) {
         up_log(UP_LOG_WARN,

@@ -19,7 +19,10 @@ struct up_ratelimit {
     unsigned long long suppressed; /* refused since the last report */
 };
 
-#define UP_RATELIMIT_INIT(ms, n) {.interval_ms = (ms), .burst = (n)}
+#define UP_RATELIMIT_INIT(ms, n)                                                                   \
+    {                                                                                              \
+        .interval_ms = (ms), .burst = (n)                                                          \
+    }
 
 /* May an event at now (ms, any monotonic clock) be reported? If so,
  * *ret_suppressed (may be NULL) gets how many were refused since the last

@@ -13,7 +13,7 @@
  *                            payload = prefix bytes the worker must treat as
  *                            already read (a connection handed back and routed
  *                            again); conn_id; arg = times the master has
- *                            routed it without a request being served.
+ *                            routed it since a worker last took it in.
  *                     DRAIN  arg = drain deadline, ms from now;
  *                            flags UP_DRAIN_F_*: see below.
  *   worker -> master  READY  the app loaded and is ready.
@@ -22,8 +22,8 @@
  *                            now owned by the worker; arg = how many.
  *                     CONN   hand a connection back: fd, payload = bytes the
  *                            worker already read from it, conn_id; arg = the
- *                            CONN's arg when no request was served on it
- *                            here (a bounce), else 0.
+ *                            CONN's arg when it is bounced straight back (it
+ *                            came while the worker drained), else 0.
  *                     STATS  arg = connections held, arg2 = requests served.
  *                     DECLINE  conn_id of a CONN whose fd never arrived: the
  *                            worker is at its fd limit. The master still

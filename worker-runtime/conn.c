@@ -386,7 +386,6 @@ static bool step(struct up_wconn *c)
             return false;
         }
         c->req_active = false;
-        c->served = true;
         c->w->nrequests++;
         if (up_http_res_must_close(&c->res) || up_http_res_error(&c->res) < 0) {
             c->close_after = true;
@@ -525,8 +524,9 @@ static void finish_hand_back(struct up_wconn *c)
     struct up_worker *w = c->w;
     int fd = c->fd;
     c->fd = -1; /* the channel's message owns it now, and closes it once sent */
-    (void)up_worker_hand_back_take(w, fd, c->id, c->rbuf + c->roff, c->rlen - c->roff,
-                                   c->served ? 0 : c->tries);
+    /* It was ours, in service: back at the drain it starts afresh (a try
+     * count only follows a connection bounced straight back). */
+    (void)up_worker_hand_back_take(w, fd, c->id, c->rbuf + c->roff, c->rlen - c->roff, 0);
     c->roff = c->rlen = 0;
     set_state(c, UP_WCONN_CLOSING);
     conn_maybe_free(c);
@@ -571,7 +571,7 @@ void up_wconn_acked(struct up_wconn *c)
 }
 
 int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len,
-                      uint64_t ack_seq, uint64_t tries)
+                      uint64_t ack_seq)
 {
     struct up_wconn *c = calloc(1, sizeof(*c));
     char *rbuf = malloc(UP_WCONN_RBUF);
@@ -584,7 +584,6 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     c->w = w;
     c->fd = fd;
     c->id = id;
-    c->tries = tries;
     c->rbuf = rbuf;
     if (len > 0) {
         memcpy(c->rbuf, prefix, len);

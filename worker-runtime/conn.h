@@ -100,19 +100,16 @@ struct up_wconn {
     bool in_run;      /* inside up_wconn_run(): on_output must not recurse */
     bool zombie;      /* socket gone; waiting for the app to finish res */
     uint64_t ack_seq; /* arrival number; untouched until its ACK is sent */
-    uint64_t tries;   /* the master's try count, handed back if nothing was served */
-    bool served;      /* a request was answered on it here */
     bool wait_ack;    /* not read nor served yet: the ACK is not sent */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len
  * bytes, copied) are bytes already read from it by a previous owner.
  * ack_seq: serve it only once up_wconn_acked() says its ACK went to the
- * master (0: at once, no master). tries: the master's count of routings
- * without a request served (CONN's arg). On failure the fd is closed.
- * Returns 0 or -errno. */
+ * master (0: at once, no master). On failure the fd is closed. Returns 0 or
+ * -errno. */
 int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len,
-                      uint64_t ack_seq, uint64_t tries);
+                      uint64_t ack_seq);
 
 /* The ACK for c was sent: the connection is ours, serve it. */
 void up_wconn_acked(struct up_wconn *c);

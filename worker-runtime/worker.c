@@ -318,7 +318,7 @@ static void on_conn_msg(struct up_worker *w, const struct up_msg *hdr, int fd, s
         (void)up_worker_hand_back_take(w, fd, hdr->conn_id, w->chan_payload, len, hdr->arg);
         return;
     }
-    int r = up_wconn_new_take(w, fd, hdr->conn_id, w->chan_payload, len, seq, hdr->arg);
+    int r = up_wconn_new_take(w, fd, hdr->conn_id, w->chan_payload, len, seq);
     if (r < 0) {
         up_log(UP_LOG_WARN, "conn id=%llu: cannot serve: %s, closing",
                (unsigned long long)hdr->conn_id, strerror(-r));
@@ -395,7 +395,7 @@ static void on_listen_conn(struct up_acceptor *a, int fd)
     if (w->state == UP_WORKER_DRAINING) {
         up_close(fd);
     } else {
-        (void)up_wconn_new_take(w, fd, 0, NULL, 0, 0, 0);
+        (void)up_wconn_new_take(w, fd, 0, NULL, 0, 0);
     }
 }
 

@@ -121,9 +121,10 @@ void up_worker_conn_gone(struct up_worker *w);
 
 /* Hand a connection back to the master: takes fd (closed once sent, or at
  * once if the channel is gone) and copies data[0..len) (bytes already read
- * from it). tries: the CONN's try count when no request was served on it
- * here, else 0. Returns 0, or -EPIPE when there is no master to take it
- * (the fd is closed either way). */
+ * from it). tries: the CONN's try count when it is bounced straight back
+ * (it came while draining), 0 for a connection that was in service here.
+ * Returns 0, or -EPIPE when there is no master to take it (the fd is
+ * closed either way). */
 int up_worker_hand_back_take(struct up_worker *w, int fd, uint64_t conn_id, const char *data,
                              size_t len, uint64_t tries);
 
