@@ -29,6 +29,10 @@ struct uring_loop {
     struct up_loop base;
     struct io_uring ring;
     bool single_accept; /* kernel without multishot accept: re-arm each time */
+    /* Cancels that found no free SQE (op->next links them): sent before
+     * the next wait. A cancel dropped would leave its op in flight
+     * forever, and whoever waits for that op (a close, an exit) with it. */
+    struct up_op *cancels;
 };
 
 static struct uring_loop *U(struct up_loop *loop)
@@ -105,14 +109,41 @@ static int uring_start(struct up_loop *loop, struct up_op *op)
 
 static void uring_cancel(struct up_loop *loop, struct up_op *op)
 {
-    struct io_uring_sqe *sqe = get_sqe(U(loop));
+    struct uring_loop *u = U(loop);
+    struct io_uring_sqe *sqe = get_sqe(u);
     if (sqe == NULL) {
-        /* Cannot happen after a submit freed the SQ; if it does, the op
-         * completes on its own (every op here ends with its fd or peer). */
+        /* The SQ is still full after a submit (the kernel refused it for
+         * now): try again before the next wait. */
+        op->next = u->cancels;
+        u->cancels = op;
         return;
     }
     io_uring_prep_cancel(sqe, op, 0);
     io_uring_sqe_set_data(sqe, NULL);
+}
+
+/* op completed: it needs no cancel any more, and may be freed once its
+ * callback ran, so it must leave the list first. */
+static void drop_cancel(struct uring_loop *u, struct up_op *op)
+{
+    for (struct up_op **pp = &u->cancels; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == op) {
+            *pp = op->next;
+            return;
+        }
+    }
+}
+
+/* Send the cancels that found no SQE (every op on the list is in flight). */
+static void flush_cancels(struct uring_loop *u)
+{
+    struct up_op *list = u->cancels;
+    u->cancels = NULL;
+    while (list != NULL) {
+        struct up_op *op = list;
+        list = op->next;
+        uring_cancel(&u->base, op);
+    }
 }
 
 static void uring_forget(struct up_loop *loop, int fd)
@@ -160,8 +191,14 @@ static void handle_cqe(struct uring_loop *u, struct up_op *op, int res, unsigned
              * so the caller sees one continuous accept. */
             more = true;
         }
+        if (!more && u->cancels != NULL) {
+            drop_cancel(u, op);
+        }
         up_loop_complete(loop, op, res, more);
         return;
+    }
+    if (u->cancels != NULL) {
+        drop_cancel(u, op);
     }
     up_loop_complete(loop, op, res, false);
 }
@@ -177,6 +214,12 @@ static int uring_wait(struct up_loop *loop, int timeout_ms)
     struct uring_loop *u = U(loop);
     struct io_uring_cqe *cqe = NULL;
     int r;
+    if (u->cancels != NULL) {
+        flush_cancels(u);
+        if (u->cancels != NULL) {
+            timeout_ms = timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms;
+        }
+    }
     if (timeout_ms < 0) {
         r = io_uring_submit_and_wait(&u->ring, 1);
     } else {

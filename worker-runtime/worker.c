@@ -22,6 +22,9 @@
 
 /* How often a worker tells the master what it holds (for `up-run status`). */
 #define STATS_MS 1000
+/* After the drain deadline, how often a draining worker looks again at
+ * what it still holds. */
+#define DRAIN_RECHECK_MS 1000
 
 /* One queued message to the master. */
 struct up_chan_msg {
@@ -475,12 +478,18 @@ static void drain_all(struct up_worker *w, bool deadline)
 
 static void on_drain_deadline(struct up_loop *loop, struct up_timer *t)
 {
-    (void)loop;
     struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, drain_timer));
-    up_log(UP_LOG_INFO, "drain deadline: handing back idle connections, %zu held", w->nconns);
-    w->exiting = true;
+    if (!w->exiting) {
+        up_log(UP_LOG_INFO, "drain deadline: handing back idle connections, %zu held", w->nconns);
+        w->exiting = true;
+    }
     drain_all(w, true);
     maybe_exit(w);
+    /* Past the deadline, look again every second: a connection that
+     * became idle is handed back then, and the exit never hangs on the
+     * order its last events came in (the loop would otherwise wait with
+     * no timer at all). */
+    up_timer_start(loop, t, DRAIN_RECHECK_MS);
 }
 
 static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flags)
