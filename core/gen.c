@@ -295,6 +295,7 @@ void up_gen_worker_ready(struct up_mworker *w)
         up_mworker_drain(w); /* ready too late: the generation was replaced */
         return;
     }
+    up_master_check_health(g->m);
     up_mconn_route_queued(g->m);
 }
 

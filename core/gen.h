@@ -76,6 +76,7 @@ struct up_mworker {
     enum up_mworker_state state;
     unsigned index;
     pid_t pid;           /* 0 once reaped */
+    pid_t pid_was;       /* pid, kept after the reap for the logs */
     int status;          /* wait status once reaped */
     bool respawned;      /* this one replaces a dead worker */
     uint64_t spawned_at; /* up_loop_now() ms at spawn: lived long enough? */

@@ -278,10 +278,10 @@ static void warn_about(struct up_mworker *w, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     if (held > 0) {
-        up_log(UP_LOG_WARN, "worker pid=%d: %s (and %llu more warnings not logged)", (int)w->pid,
-               text, held);
+        up_log(UP_LOG_WARN, "worker pid=%d: %s (and %llu more warnings not logged)",
+               (int)w->pid_was, text, held);
     } else {
-        up_log(UP_LOG_WARN, "worker pid=%d: %s", (int)w->pid, text);
+        up_log(UP_LOG_WARN, "worker pid=%d: %s", (int)w->pid_was, text);
     }
 }
 
@@ -315,6 +315,7 @@ static struct up_mconn *unacked_take(struct up_mworker *w, uint64_t id)
 
 static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
 {
+    bool was_full = w->nqueued >= UP_MW_MAX_UNACKED;
     size_t unknown = 0;
     uint64_t first = 0;
     for (size_t i = 0; i < n; i++) {
@@ -330,6 +331,10 @@ static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
         warn_about(w, "ACK for %zu unknown conn ids (the first id=%llu), ignoring", unknown,
                    (unsigned long long)first);
     }
+    if (was_full && w->nqueued < UP_MW_MAX_UNACKED) {
+        /* It can take connections again: what waited for it goes now. */
+        up_mconn_route_queued(w->gen->m);
+    }
 }
 
 /* DECLINE: the worker is out of fds and never got c's. c is still ours
@@ -343,6 +348,7 @@ static void on_decline(struct up_mworker *w, uint64_t id)
                "worker pid=%d is out of fds: routing new connections to other workers until "
                "it has room (raise LimitNOFILE / ulimit -n)",
                (int)w->pid);
+        up_master_check_health(w->gen->m);
     }
     if (c == NULL) {
         warn_about(w, "DECLINE for unknown conn id=%llu, ignoring", (unsigned long long)id);
@@ -428,6 +434,7 @@ static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, s
         if (w->fd_pressure) {
             w->fd_pressure = false;
             up_log(UP_LOG_INFO, "worker pid=%d has fds again: routing to it", (int)w->pid);
+            up_master_check_health(m);
             up_mconn_route_queued(m);
         }
         break;
@@ -705,7 +712,7 @@ static int spawn_process(struct up_mworker *w, int child_chan, int child_err)
     if (r < 0) {
         return r;
     }
-    w->pid = pid;
+    w->pid = w->pid_was = pid;
     return 0;
 }
 
