@@ -18,6 +18,13 @@ struct ma {
     char ctl[PATH_MAX];
     pid_t seen[64];
     int nseen;
+    /* Set before ma_spawn() (ma_fini() clears them): environment to add
+     * ("NAME=value"), a command that runs up-run for it, like prlimit(1)
+     * or setpriv(1) ("--" last), and one for ma_cmd()'s up-run.
+     * NULL-terminated. */
+    const char *env[8];
+    const char *wrap[12];
+    const char *cmd_wrap[8];
 };
 
 struct ma_worker {

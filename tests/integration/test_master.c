@@ -123,6 +123,9 @@ void ma_fini(void)
         }
     }
     ma.nseen = 0;
+    memset(ma.env, 0, sizeof(ma.env));
+    memset(ma.wrap, 0, sizeof(ma.wrap));
+    memset(ma.cmd_wrap, 0, sizeof(ma.cmd_wrap));
     up_test_remove_dir(ma.dir);
 }
 
@@ -173,10 +176,13 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     char tmpdir_env[PATH_MAX];
     /* The master's private snapshot dir goes into the test's temp dir, so
      * that the fini removes it even after a SIGKILL. */
-    char *envp[] = {backend_env, tmpdir_env, "XDG_RUNTIME_DIR=", NULL};
-    char *argv[32];
+    char *envp[4 + 8] = {backend_env, tmpdir_env, "XDG_RUNTIME_DIR="};
+    char *argv[48];
     int n = 0;
 
+    for (int i = 0; i < 8 && ma.env[i] != NULL; i++) {
+        envp[3 + i] = (char *)ma.env[i];
+    }
     ma.port = up_test_free_port();
     cr_assert_gt(ma.port, 0, "no free port: %s", strerror(-ma.port));
     snprintf(port, sizeof(port), "%d", ma.port);
@@ -184,6 +190,9 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     snprintf(tmpdir_env, sizeof(tmpdir_env), "TMPDIR=%s", ma_path(""));
     snprintf(ma.log, sizeof(ma.log), "%s", ma_path("master.log"));
     snprintf(ma.ctl, sizeof(ma.ctl), "%s", ma_path("ctl.sock"));
+    for (int i = 0; i < 12 && ma.wrap[i] != NULL; i++) {
+        argv[n++] = (char *)ma.wrap[i];
+    }
     argv[n++] = (char *)up_test_bin("up-run");
     argv[n++] = "-p";
     argv[n++] = port;
@@ -193,7 +202,7 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     argv[n++] = "1s";
     argv[n++] = "--control";
     argv[n++] = ma.ctl;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 30; i++) {
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 46; i++) {
         argv[n++] = (char *)extra[i];
     }
     argv[n++] = (char *)app;
@@ -263,7 +272,16 @@ pid_t ma_get_pid(unsigned *ret_gen)
 int ma_cmd(const char *cmd, const char *ctl, char *out, size_t cap)
 {
     const char *path = ma_path("cmd.out");
-    char *argv[] = {(char *)up_test_bin("up-run"), (char *)cmd, "--control", (char *)ctl, NULL};
+    char *argv[16];
+    int n = 0;
+    for (int i = 0; i < 8 && ma.cmd_wrap[i] != NULL; i++) {
+        argv[n++] = (char *)ma.cmd_wrap[i];
+    }
+    argv[n++] = (char *)up_test_bin("up-run");
+    argv[n++] = (char *)cmd;
+    argv[n++] = "--control";
+    argv[n++] = (char *)ctl;
+    argv[n] = NULL;
     pid_t pid = up_test_spawn(argv, NULL, path);
     cr_assert_gt(pid, 0, "spawn up-run %s: %s", cmd, strerror(-pid));
     int status = up_test_wait_exit(pid, 5000);
@@ -272,8 +290,8 @@ int ma_cmd(const char *cmd, const char *ctl, char *out, size_t cap)
     }
     cr_assert_geq(status, 0, "up-run %s did not finish within 5 s: %s", cmd, strerror(-status));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, out, cap - 1) : -1;
-    out[n > 0 ? n : 0] = '\0';
+    ssize_t got = fd >= 0 ? read(fd, out, cap - 1) : -1;
+    out[got > 0 ? got : 0] = '\0';
     if (fd >= 0) {
         close(fd);
     }

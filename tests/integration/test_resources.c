@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../lib/testlib.h"
@@ -172,47 +173,31 @@ static void rs_start_limited(const char *backend, const char *app, int workers,
                              const char *const *extra, rlim_t soft, rlim_t hard)
 {
     static const char *const prlimits[] = {"/usr/bin/prlimit", "/bin/prlimit"};
-    const char *prlimit_bin = NULL;
-    char port[16], nworkers[16], backend_env[64], tmpdir_env[PATH_MAX], limit_arg[64];
-    char *envp[] = {backend_env, tmpdir_env, "XDG_RUNTIME_DIR=", NULL};
-    char *argv[40];
-    int n = 0;
+    static char limit_arg[64];
+    char nworkers[16];
+    const char *args[32] = {"-n", nworkers};
+    int n = 2;
 
-    for (size_t i = 0; i < sizeof(prlimits) / sizeof(prlimits[0]); i++) {
-        if (prlimit_bin == NULL && access(prlimits[i], X_OK) == 0) {
-            prlimit_bin = prlimits[i];
+    for (size_t i = 0; i < sizeof(prlimits) / sizeof(prlimits[0]) && ma.wrap[0] == NULL; i++) {
+        if (access(prlimits[i], X_OK) == 0) {
+            ma.wrap[0] = prlimits[i];
         }
     }
-    if (prlimit_bin == NULL) {
+    if (ma.wrap[0] == NULL) {
         cr_skip_test("prlimit(1) is not installed (util-linux): cannot start up-run with a "
                      "hard fd limit");
     }
-    ma.port = up_test_free_port();
-    cr_assert_gt(ma.port, 0, "no free port: %s", strerror(-ma.port));
-    snprintf(port, sizeof(port), "%d", ma.port);
-    snprintf(nworkers, sizeof(nworkers), "%d", workers);
-    snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
-    snprintf(tmpdir_env, sizeof(tmpdir_env), "TMPDIR=%s", ma_path(""));
+    /* prlimit sets the limits, then execs up-run in the same process. */
     snprintf(limit_arg, sizeof(limit_arg), "--nofile=%llu:%llu", (unsigned long long)soft,
              (unsigned long long)hard);
-    snprintf(ma.log, sizeof(ma.log), "%s", ma_path("master.log"));
-    snprintf(ma.ctl, sizeof(ma.ctl), "%s", ma_path("ctl.sock"));
-    /* prlimit sets the limits, then execs up-run in the same process. */
-    argv[n++] = (char *)prlimit_bin;
-    argv[n++] = limit_arg;
-    argv[n++] = "--";
-    argv[n++] = (char *)up_test_bin("up-run");
-    const char *const defaults[] = {"-p", port, "-n", nworkers, "-t", "1s", "--control", ma.ctl};
-    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-        argv[n++] = (char *)defaults[i];
+    ma.wrap[1] = limit_arg;
+    ma.wrap[2] = "--";
+    snprintf(nworkers, sizeof(nworkers), "%d", workers);
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++) {
+        args[n++] = extra[i];
     }
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 36; i++) {
-        argv[n++] = (char *)extra[i];
-    }
-    argv[n++] = (char *)app;
-    argv[n] = NULL;
-    ma.pid = up_test_spawn(argv, envp, ma.log);
-    cr_assert_gt(ma.pid, 0, "spawn up-run: %s", strerror(-ma.pid));
+    args[n] = NULL;
+    ma_spawn(backend, app, args);
     ma_wait_serving(10000);
     fprintf(stderr, "[resources] (%s): up-run started with RLIMIT_NOFILE %llu:%llu\n", backend,
             (unsigned long long)soft, (unsigned long long)hard);
@@ -372,12 +357,16 @@ BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120,
     for (int round = 1; round <= 2; round++) {
         rs_get_each(fds, N, status);
         int got = rs_collect(fds, N, status, 30000);
-        int ok = 0;
+        int ok = 0, other = 0, ended = 0;
         for (int i = 0; i < N; i++) {
             ok += status[i] == 200;
+            ended += status[i] < 0;
+            other = status[i] > 0 && status[i] != 200 ? status[i] : other;
         }
-        cr_assert_eq(ok, N, "round %d: %d of %d connections answered 200 (%d answered); log:\n%s",
-                     round, ok, N, got, ma_log_text());
+        cr_assert_eq(ok, N,
+                     "round %d: %d of %d connections answered 200 (%d answered, %d ended without "
+                     "an answer, another status: %d); log:\n%s",
+                     round, ok, N, got, ended, other, ma_log_text());
     }
     long long took = ma_now_ms() - t0;
     ma_status(&after);
@@ -481,6 +470,110 @@ BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, 
     for (int i = 0; i < n_open; i++) {
         close(open_fds[i]);
     }
+}
+
+/* A connected unix stream socket to path, or -errno. */
+static int rs_connect_unix(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(a.sun_path)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* The master out of fds (idle control-socket clients took them) when a
+ * draining worker hands its idle connections back: the kernel drops those
+ * fds (MSG_CTRUNC) and they are lost, but the channel goes on: every
+ * hand-back is read and counted (taken, or lost), none is left unread,
+ * and the worker is neither cut off nor killed. Before, the first dropped
+ * fd ended the channel, and everything queued behind it went with it. */
+BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout = 60,
+             .fini = ma_fini)
+{
+    enum { LIMIT = 64, IDLE = 10, FILL = 60 };
+    static const char *const extra[] = {"-t", "1s", NULL};
+    struct up_test_resp r = {0};
+    rs_raise_nofile(1024);
+    rs_start_limited(backend, up_test_bin("examples/hello.so"), 1, extra, LIMIT, LIMIT);
+    int idle[IDLE];
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = rs_connect(ma.port);
+        rs_send(idle[i], RS_GET, strlen(RS_GET));
+        cr_assert_eq(up_test_read_response(idle[i], &r, 5000), 0);
+        cr_assert_eq(r.status, 200);
+    }
+    struct ma_status s;
+    ma_status(&s);
+    long back0 = 0;
+    const char *at = strstr(s.text, "handed_back=");
+    back0 = at != NULL ? strtol(at + 12, NULL, 10) : -1;
+    cr_assert_eq(kill(ma.pid, SIGUSR2), 0);
+    cr_assert_eq(up_test_wait_log(ma.log, "generation 2 serving", 5000), 0, "log:\n%s",
+                 ma_log_text());
+    /* Before the drain deadline (1 s), take the master's fds: control
+     * socket clients that send nothing (it closes them after 2 s). */
+    int fill[FILL], nfill = 0;
+    while (nfill < FILL && rs_fd_count(ma.pid) < LIMIT) {
+        int fd = rs_connect_unix(ma.ctl);
+        if (fd < 0) {
+            break;
+        }
+        fill[nfill++] = fd;
+        ma_nap(2);
+    }
+    int full = rs_fd_count(ma.pid);
+    cr_assert_eq(up_test_wait_log(ma.log, "the master is out of fds", 5000), 0,
+                 "no hand-back met the full master (%d fds of %d); log:\n%s", full, LIMIT,
+                 ma_log_text());
+    for (int i = 0; i < nfill; i++) {
+        close(fill[i]);
+    }
+    /* Generation 1 leaves by itself, every hand-back read. */
+    long long t0 = ma_now_ms();
+    do {
+        ma_nap(50);
+        ma_status(&s);
+    } while (strcmp(ma_gen_state(&s, 1), "") != 0 && ma_now_ms() - t0 < 10000);
+    cr_assert_str_eq(ma_gen_state(&s, 1), "", "generation 1 is still there:\n%s", s.text);
+    at = strstr(s.text, "handed_back=");
+    long back = at != NULL ? strtol(at + 12, NULL, 10) - back0 : -1;
+    at = strstr(s.text, "lost=");
+    long lost = at != NULL ? strtol(at + 5, NULL, 10) : -1;
+    cr_assert_eq(back + lost, IDLE, "%ld taken + %ld lost of %d handed back: some never read\n%s",
+                 back, lost, IDLE, s.text);
+    cr_assert_geq(lost, 1, "%s", s.text);
+    cr_assert_eq(up_test_file_contains(ma.log, "killing it"), 0, "log:\n%s", ma_log_text());
+    cr_assert_eq(up_test_file_contains(ma.log, "closing it"), 0, "log:\n%s", ma_log_text());
+    /* The ones taken work on with generation 2; the lost ones were
+     * closed, not left hanging. */
+    int ok = 0, closed = 0;
+    for (int i = 0; i < IDLE; i++) {
+        int ret = up_test_send_all(idle[i], RS_GET, strlen(RS_GET));
+        if (ret == 0) {
+            ret = up_test_read_response(idle[i], &r, 5000);
+        }
+        ok += ret == 0 && r.status == 200;
+        closed += ret == -EPIPE || ret == -ECONNRESET;
+        close(idle[i]);
+    }
+    up_test_resp_free(&r);
+    cr_assert_eq(ok, back, "%d answered, %ld taken", ok, back);
+    cr_assert_eq(closed, lost, "%d closed, %ld lost", closed, lost);
+    fprintf(stderr,
+            "[resources] hand-back at the fd limit (%s): master at %d of %d fds; %ld taken and "
+            "answered, %ld lost and closed; channel read to its end\n",
+            backend, full, LIMIT, back, lost);
 }
 
 /* ---- slow clients ---- */

@@ -981,3 +981,66 @@ BACKEND_TEST(worker, sigterm_closes_idle_keep_alive_cleanly, .timeout = 30, .fin
     close(fd);
     up_test_resp_free(&r);
 }
+
+/* ---- SIGTERM, whatever order the last events come in ---- */
+
+/* A draining worker must exit as soon as it holds nothing, whatever order
+ * its last events arrive in: the signal before, with or after the last
+ * closes, twice, or amid a burst of new connections. Each case must end
+ * with exit 0 well within the drain timeout. */
+static void wk_sigterm_case(const char *backend, int conns, bool close_first, bool twice,
+                            bool burst, const char *what)
+{
+    static const char *const env[] = {"UP_DRAIN_TIMEOUT=2s", NULL};
+    struct up_test_resp r = {0};
+    int fds[64];
+    wk_start(backend, "examples/hello.so", env);
+    for (int i = 0; i < conns; i++) {
+        fds[i] = wk_connect();
+        wk_send(fds[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        wk_read_hello(fds[i], &r);
+    }
+    if (close_first) {
+        for (int i = 0; i < conns; i++) {
+            close(fds[i]);
+        }
+    }
+    long long t0 = wk_now_ms();
+    cr_assert_eq(kill(wk.pid, SIGTERM), 0);
+    if (twice) {
+        kill(wk.pid, SIGTERM);
+    }
+    if (!close_first) {
+        for (int i = 0; i < conns; i++) {
+            close(fds[i]);
+        }
+    }
+    /* New connections keep coming as it drains: refused or closed, never
+     * keeping it alive. */
+    for (int i = 0; burst && i < 200 && up_test_alive(wk.pid); i++) {
+        int fd = up_test_connect(wk.port);
+        if (fd >= 0) {
+            (void)up_test_send_all(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 28);
+            close(fd);
+        }
+    }
+    int status = up_test_wait_exit(wk.pid, 5000);
+    long long took = wk_now_ms() - t0;
+    if (status != -ETIMEDOUT) {
+        wk.pid = -1;
+    }
+    cr_assert_eq(status, 0, "%s: exit status %d %lld ms after SIGTERM\nlog:\n%s", what, status,
+                 took, wk_log_text());
+    cr_assert_lt(took, 1500, "%s: exit took %lld ms (drain timeout 2 s)", what, took);
+    up_test_resp_free(&r);
+    fprintf(stderr, "[worker] sigterm (%s, %s): exit 0 after %lld ms\n", backend, what, took);
+}
+
+BACKEND_TEST(worker, sigterm_exits_whatever_the_order, .timeout = 60, .fini = wk_fini)
+{
+    wk_sigterm_case(backend, 0, false, false, false, "no connection");
+    wk_sigterm_case(backend, 20, true, false, false, "closes, then the signal");
+    wk_sigterm_case(backend, 20, false, false, false, "the signal, then closes");
+    wk_sigterm_case(backend, 20, false, true, false, "two signals, then closes");
+    wk_sigterm_case(backend, 20, false, false, true, "the signal amid new connections");
+}

@@ -1,0 +1,314 @@
+/*
+ * production: what the world outside up-run does to it, on both back ends.
+ *
+ *   - a worker signalled by someone else (an operator, an OOM helper, a
+ *     container runtime) drains on its own: it tells the master, which
+ *     routes nothing more to it and starts a replacement; nothing bounces,
+ *     and the master stops cleanly afterwards;
+ *   - fork failing (a process limit) when a dead worker must be replaced:
+ *     the master retries with its back-off, answers 503 with Retry-After
+ *     after --queue-timeout instead of holding connections forever, says
+ *     degraded in /healthz and status, and recovers by itself.
+ *
+ * The master and its helpers are test_master.c's (ma.h).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/testlib.h"
+
+#include "ma.h"
+
+#define PR_GET "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+static int pr_connect(void)
+{
+    int fd = up_test_connect(ma.port);
+    cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
+    return fd;
+}
+
+/* A keep-alive GET on fd; returns the answering worker's pid. */
+static pid_t pr_get(int fd, const char *what)
+{
+    struct up_test_resp r = {0};
+    int ret = up_test_send_all(fd, PR_GET, strlen(PR_GET));
+    if (ret == 0) {
+        ret = up_test_read_response(fd, &r, UP_TEST_TIMEOUT_MS);
+    }
+    cr_assert_eq(ret, 0, "%s: %s; log:\n%s", what, strerror(-ret), ma_log_text());
+    cr_assert_eq(r.status, 200, "%s: status %d", what, r.status);
+    const char *pid = up_test_resp_header(&r, "X-Up-Pid");
+    cr_assert_not_null(pid, "%s: no X-Up-Pid", what);
+    pid_t p = (pid_t)atol(pid);
+    up_test_resp_free(&r);
+    return p;
+}
+
+/* ---- a worker signalled by someone else ---- */
+
+/* One worker, holding a keep-alive connection, gets SIGTERM from outside.
+ * New requests must be answered at once by a replacement (before, the
+ * master kept routing to the draining worker, which handed each one
+ * straight back: tens of thousands of bounces a second and no answer).
+ * The old worker hands its idle connection back at its own deadline and
+ * exits by itself; the connection goes on with the replacement. Then the
+ * client leaves and the master, given SIGTERM, exits 0 (it once crashed
+ * here). */
+BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini = ma_fini)
+{
+    static const char *const extra[] = {"-n", "1", NULL};
+    ma.env[0] = "UP_DRAIN_TIMEOUT=3s"; /* the worker's own drain, when nobody asked */
+    ma_start(backend, up_test_bin("examples/echo.so"), extra);
+    struct ma_status s;
+    ma_wait_workers(1, 1, &s);
+    int held = pr_connect();
+    pid_t old = pr_get(held, "the held connection");
+
+    long long t0 = ma_now_ms();
+    cr_assert_eq(kill(old, SIGTERM), 0);
+    ma_nap(50); /* the worker's notice is on its way */
+    /* Fresh connections: answered by someone else than the old worker. */
+    pid_t fresh = -1;
+    for (int i = 0; i < 20; i++) {
+        struct up_test_resp r = {0};
+        int ret = up_test_request(ma.port,
+                                  "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
+        cr_assert_eq(ret, 0, "request %d after the SIGTERM: %s; log:\n%s", i, strerror(-ret),
+                     ma_log_text());
+        cr_assert_eq(r.status, 200, "request %d: status %d", i, r.status);
+        const char *pid = up_test_resp_header(&r, "X-Up-Pid");
+        fresh = pid != NULL ? (pid_t)atol(pid) : -1;
+        cr_assert_neq(fresh, old, "request %d answered by the draining worker", i);
+        up_test_resp_free(&r);
+    }
+    long long fresh_ms = ma_now_ms() - t0;
+    /* At once, not when the old worker's own deadline ends the bouncing. */
+    cr_assert_lt(fresh_ms, 1500, "20 new requests took %lld ms; log:\n%s", fresh_ms,
+                 ma_log_text());
+    ma_status(&s);
+    long handed_back = 0;
+    const char *at = strstr(s.text, "handed_back=");
+    if (at != NULL) {
+        handed_back = strtol(at + 12, NULL, 10);
+    }
+    cr_assert_leq(handed_back, 10, "%ld hand-backs: connections bounced\n%s", handed_back, s.text);
+    cr_assert_eq(up_test_wait_log(ma.log, "drains on its own", 5000), 0, "log:\n%s",
+                 ma_log_text());
+    /* The old worker leaves by itself, its idle connection handed back. */
+    long long gone_ms = ma_wait_gone(&old, 1, 10000);
+    cr_assert_geq(gone_ms, 0, "the old worker is still there; log:\n%s", ma_log_text());
+    pid_t now = pr_get(held, "the held connection after its worker left");
+    cr_assert_neq(now, old);
+    ma_status(&s);
+    cr_assert(strstr(s.text, "health=ok") != NULL, "status:\n%s", s.text);
+    cr_assert_eq(up_test_file_contains(ma.log, "killing it"), 0, "log:\n%s", ma_log_text());
+
+    /* The client leaves; the master stops cleanly. */
+    close(held);
+    ma_nap(200);
+    cr_assert_eq(kill(ma.pid, SIGTERM), 0);
+    int status = up_test_wait_exit(ma.pid, 10000);
+    cr_assert_eq(status, 0, "up-run exited %d after SIGTERM; log:\n%s", status, ma_log_text());
+    ma.pid = -1;
+    fprintf(stderr,
+            "[production] %s: worker %d SIGTERMed from outside: 20 new requests answered by "
+            "%d within %lld ms; it left %lld ms later, its idle connection went on with %d; "
+            "%ld hand-backs; master exit 0\n",
+            backend, (int)old, (int)fresh, fresh_ms, gone_ms, (int)now, handed_back);
+}
+
+/* Every worker of the generation signalled at once, each holding idle
+ * connections: replacements take over, and no connection is lost. */
+BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = ma_fini)
+{
+    enum { HELD = 8 };
+    ma.env[0] = "UP_DRAIN_TIMEOUT=1s";
+    ma_start(backend, up_test_bin("examples/echo.so"), NULL);
+    struct ma_status s;
+    ma_wait_workers(1, 2, &s);
+    pid_t old[2];
+    cr_assert_eq(ma_gen_pids(&s, 1, "ready", old, 2), 2);
+    int held[HELD];
+    for (int i = 0; i < HELD; i++) {
+        held[i] = pr_connect();
+        pr_get(held[i], "a held connection");
+    }
+    kill(old[0], SIGTERM);
+    kill(old[1], SIGTERM);
+    for (int i = 0; i < 10; i++) {
+        int fd = pr_connect();
+        pid_t p = pr_get(fd, "a new connection while both drain");
+        cr_assert(!ma_pid_in(p, old, 2), "answered by a draining worker %d", (int)p);
+        close(fd);
+    }
+    cr_assert_geq(ma_wait_gone(old, 2, 10000), 0, "the old workers stay; log:\n%s",
+                  ma_log_text());
+    for (int i = 0; i < HELD; i++) {
+        pid_t p = pr_get(held[i], "a held connection after both left");
+        cr_assert(!ma_pid_in(p, old, 2));
+        close(held[i]);
+    }
+    ma_status(&s);
+    cr_assert(strstr(s.text, "health=ok") != NULL, "status:\n%s", s.text);
+}
+
+/* ---- fork failing ---- */
+
+/* Uids no process of this machine runs as: their process counts are ours
+ * alone to fill, one for each back end's run (they run at the same time). */
+#define PR_UID_URING 65533
+#define PR_UID_EPOLL 65532
+
+static const char *pr_util(const char *name)
+{
+    static char path[64];
+    const char *dirs[] = {"/usr/bin", "/bin"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
+        if (access(path, X_OK) == 0) {
+            return path;
+        }
+    }
+    cr_skip_test("%s(1) is not installed (util-linux)", name);
+    return NULL;
+}
+
+/* Tasks (threads included: io_uring's io-wq workers count too) of uid. */
+static int pr_tasks_of(uid_t uid)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    cr_assert_not_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/%s/task", e->d_name);
+        DIR *t = opendir(path);
+        struct dirent *te;
+        while (t != NULL && (te = readdir(t)) != NULL) {
+            char tpath[PATH_MAX + 300];
+            snprintf(tpath, sizeof(tpath), "%s/%s", path, te->d_name);
+            if (te->d_name[0] != '.' && stat(tpath, &st) == 0 && st.st_uid == uid) {
+                n++;
+            }
+        }
+        if (t != NULL) {
+            closedir(t);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* up-run as a uid of its own with RLIMIT_NPROC 3 (itself, one worker, and
+ * room for an io_uring io-wq thread). (Only root may start it so, and the
+ * limit does not hold for root.) Processes of that uid started beside it
+ * take the slots left, and one more: the worker killed next cannot be
+ * replaced, since fork fails with EAGAIN, until they leave. */
+BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fini = ma_fini)
+{
+    enum { LIMIT = 3, MAX_FILLERS = 8 };
+    up_test_require_root();
+    static char prlimit_bin[64], setpriv_bin[64], reuid[32], regid[32];
+    snprintf(prlimit_bin, sizeof(prlimit_bin), "%s", pr_util("prlimit"));
+    snprintf(setpriv_bin, sizeof(setpriv_bin), "%s", pr_util("setpriv"));
+    uid_t uid = strcmp(backend, "io_uring") == 0 ? PR_UID_URING : PR_UID_EPOLL;
+    snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)uid);
+    snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)uid);
+    const char *const as_uid[] = {setpriv_bin, reuid, regid, "--clear-groups", "--"};
+    ma.wrap[0] = prlimit_bin;
+    ma.wrap[1] = "--nproc=3";
+    ma.wrap[2] = "--";
+    memcpy(ma.wrap + 3, as_uid, sizeof(as_uid));
+    memcpy(ma.cmd_wrap, as_uid, sizeof(as_uid)); /* status asks as that uid too */
+    /* The master's temp dir (snapshots, control socket) must be its. */
+    cr_assert_eq(chown(ma_path(""), uid, uid), 0, "chown: %s", strerror(errno));
+    int mport = up_test_free_port();
+    cr_assert_gt(mport, 0);
+    char metrics[32];
+    snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", mport);
+    const char *const extra[] = {"-n", "1", "--queue-timeout", "2s", "--metrics", metrics, NULL};
+    ma_start(backend, up_test_bin("examples/echo.so"), extra);
+    struct ma_status s;
+    ma_wait_workers(1, 1, &s);
+    pid_t worker;
+    cr_assert_eq(ma_gen_pids(&s, 1, "ready", &worker, 1), 1);
+
+    /* Fill to the limit and one over, so that with the worker gone the
+     * count is still at the limit even if a passing io-wq thread left. */
+    char *filler_argv[] = {setpriv_bin, reuid, regid, "--clear-groups", "--", "sleep", "60", NULL};
+    pid_t fillers[MAX_FILLERS];
+    int nfillers = 0;
+    while (pr_tasks_of(uid) < LIMIT + 2 && nfillers < MAX_FILLERS) {
+        fillers[nfillers] = up_test_spawn(filler_argv, NULL, NULL);
+        cr_assert_gt(fillers[nfillers], 0);
+        nfillers++;
+        ma_nap(50); /* until it runs as that uid */
+    }
+    cr_assert_eq(kill(worker, SIGKILL), 0);
+
+    /* Degraded, and says so. */
+    char health[128];
+    snprintf(health, sizeof(health), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct up_test_resp r = {0};
+    long long tk = ma_now_ms();
+    do {
+        up_test_resp_free(&r);
+        ma_nap(50);
+        cr_assert_eq(up_test_request(mport, health, &r), 0);
+    } while (r.status != 503 && ma_now_ms() - tk < 5000);
+    cr_assert_eq(r.status, 503, "/healthz %d with no worker:\n%s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, "no ready worker"), "%s", r.body);
+    up_test_resp_free(&r);
+    ma_status(&s);
+    cr_assert_not_null(strstr(s.text, "health=degraded: no ready worker"), "status:\n%s", s.text);
+    cr_assert_eq(up_test_file_contains(ma.log, "degraded: no ready worker"), 1, "log:\n%s",
+                 ma_log_text());
+    cr_assert_eq(up_test_wait_log(ma.log, "short: retrying in", 5000), 0,
+                 "no retry of the failed respawn; log:\n%s", ma_log_text());
+
+    /* A request waits --queue-timeout, then 503 with Retry-After. */
+    long long t0 = ma_now_ms();
+    cr_assert_eq(up_test_request(ma.port, PR_GET, &r), 0, "log:\n%s", ma_log_text());
+    long long waited = ma_now_ms() - t0;
+    cr_assert_eq(r.status, 503, "status %d with no worker", r.status);
+    cr_assert_not_null(up_test_resp_header(&r, "Retry-After"), "%s", r.head);
+    cr_assert(waited >= 1500 && waited < 4000, "503 after %lld ms (--queue-timeout 2s)", waited);
+    up_test_resp_free(&r);
+
+    /* The slots are free again: the next retry replaces the worker. */
+    for (int i = 0; i < nfillers; i++) {
+        up_test_stop(fillers[i], 1000);
+    }
+    long long t1 = ma_now_ms();
+    int status = 0;
+    do {
+        ma_nap(100);
+        cr_assert_eq(up_test_request(ma.port, PR_GET, &r), 0, "log:\n%s", ma_log_text());
+        status = r.status;
+        up_test_resp_free(&r);
+    } while (status != 200 && ma_now_ms() - t1 < 15000);
+    long long back = ma_now_ms() - t1;
+    cr_assert_eq(status, 200, "no worker 15 s after fork works again; log:\n%s", ma_log_text());
+    cr_assert_eq(up_test_request(mport, health, &r), 0);
+    cr_assert_eq(r.status, 200, "/healthz %d after recovery: %s", r.status, r.body);
+    up_test_resp_free(&r);
+    cr_assert_eq(up_test_file_contains(ma.log, "healthy again"), 1, "log:\n%s", ma_log_text());
+    fprintf(stderr,
+            "[production] fork failing (%s): /healthz 503 and status degraded; a request got 503 "
+            "+ Retry-After after %lld ms; serving again %lld ms after fork works\n",
+            backend, waited, back);
+}
