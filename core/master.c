@@ -135,7 +135,10 @@ static int open_listeners(struct up_master *m)
         struct up_listen_opts o = {.backlog = 4096, .reuseport = true, .defer_accept_s = 1};
         int r = up_listen_open(&a, &o, &l->fd);
         if (r < 0) {
-            up_log(UP_LOG_ERR, "cannot listen on %s: %s", a.text, strerror(-r));
+            up_log(UP_LOG_ERR, "cannot listen on %s: %s%s", a.text, strerror(-r),
+                   r == -EEXIST ? " (something that is not a socket is at that path: move it, "
+                                  "or listen elsewhere)"
+                                : "");
             return r;
         }
         l->m = m;

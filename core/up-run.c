@@ -12,6 +12,7 @@
 #include "master.h"
 #include "title.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,10 @@ static int serve(const struct up_cli *cli)
 
 int main(int argc, char **argv)
 {
+    /* A log reader or control client gone away is an EPIPE to handle, not
+     * a signal that ends us: from the first write on (children get the
+     * default back, see child.h). */
+    signal(SIGPIPE, SIG_IGN);
     /* Parse a copy: the process title overwrites argv. */
     char **args = up_title_init(argc, argv);
     if (args == NULL) {
