@@ -85,20 +85,23 @@ void up_mworker_send_conn(struct up_mworker *w, struct up_mconn *c)
     up_mworker_kick(w);
 }
 
+/* Every connection of one of w's lists goes back to routing. */
+static void requeue_list(struct up_mworker *w, struct up_mconn **head, struct up_mconn **tail)
+{
+    struct up_mconn *c;
+    while ((c = list_pop(head, tail)) != NULL) {
+        w->nqueued--;
+        up_mconn_requeue(c);
+    }
+}
+
 /* Every connection this worker has not ACKed goes back to routing. The one
  * in flight (tx_conn) waits for its send to complete: its message buffer is
  * still in use until then. */
 static void requeue_all(struct up_mworker *w)
 {
-    struct up_mconn *c;
-    while ((c = list_pop(&w->unacked_head, &w->unacked_tail)) != NULL) {
-        w->nqueued--;
-        up_mconn_requeue(c);
-    }
-    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
-        w->nqueued--;
-        up_mconn_requeue(c);
-    }
+    requeue_list(w, &w->unacked_head, &w->unacked_tail);
+    requeue_list(w, &w->txq_head, &w->txq_tail);
 }
 
 /* ---- sending ---- */
@@ -154,11 +157,7 @@ static void tx_dead(struct up_mworker *w, int err)
         up_log(UP_LOG_WARN, "worker pid=%d: channel send failed: %s, rerouting", (int)w->pid,
                strerror(-err));
     }
-    struct up_mconn *c;
-    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
-        w->nqueued--;
-        up_mconn_requeue(c);
-    }
+    requeue_list(w, &w->txq_head, &w->txq_tail);
 }
 
 void up_mworker_kick(struct up_mworker *w)
@@ -371,11 +370,7 @@ static void on_draining(struct up_mworker *w)
     w->state = UP_MW_DRAINING;
     w->on_its_own = true;
     /* What waits to be sent goes elsewhere now. */
-    struct up_mconn *c;
-    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
-        w->nqueued--;
-        up_mconn_requeue(c);
-    }
+    requeue_list(w, &w->txq_head, &w->txq_tail);
     /* Its own drain deadline is its business; ours bounds it. */
     up_timer_start(m->loop, &w->kill_timer, m->cli->drain_timeout_ms + KILL_GRACE_MS);
     up_gen_worker_leaving(w);
@@ -641,11 +636,7 @@ void up_mworker_drain(struct up_mworker *w)
     w->state = UP_MW_DRAINING;
     w->drain_queued = true;
     /* Connections not yet sent go to the generation that serves now. */
-    struct up_mconn *c;
-    while ((c = list_pop(&w->txq_head, &w->txq_tail)) != NULL) {
-        w->nqueued--;
-        up_mconn_requeue(c);
-    }
+    requeue_list(w, &w->txq_head, &w->txq_tail);
     uint64_t now = up_loop_now(g->m->loop);
     uint64_t left = g->drain_deadline > now ? g->drain_deadline - now : 0;
     up_timer_start(g->m->loop, &w->kill_timer, left + KILL_GRACE_MS);

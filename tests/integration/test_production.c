@@ -80,8 +80,8 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
     pid_t fresh = -1;
     for (int i = 0; i < 20; i++) {
         struct up_test_resp r = {0};
-        int ret = up_test_request(ma.port,
-                                  "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
+        int ret =
+            up_test_request(ma.port, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
         cr_assert_eq(ret, 0, "request %d after the SIGTERM: %s; log:\n%s", i, strerror(-ret),
                      ma_log_text());
         cr_assert_eq(r.status, 200, "request %d: status %d", i, r.status);
@@ -92,8 +92,7 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
     }
     long long fresh_ms = ma_now_ms() - t0;
     /* At once, not when the old worker's own deadline ends the bouncing. */
-    cr_assert_lt(fresh_ms, 1500, "20 new requests took %lld ms; log:\n%s", fresh_ms,
-                 ma_log_text());
+    cr_assert_lt(fresh_ms, 1500, "20 new requests took %lld ms; log:\n%s", fresh_ms, ma_log_text());
     ma_status(&s);
     long handed_back = 0;
     const char *at = strstr(s.text, "handed_back=");
@@ -101,8 +100,7 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
         handed_back = strtol(at + 12, NULL, 10);
     }
     cr_assert_leq(handed_back, 10, "%ld hand-backs: connections bounced\n%s", handed_back, s.text);
-    cr_assert_eq(up_test_wait_log(ma.log, "drains on its own", 5000), 0, "log:\n%s",
-                 ma_log_text());
+    cr_assert_eq(up_test_wait_log(ma.log, "drains on its own", 5000), 0, "log:\n%s", ma_log_text());
     /* The old worker leaves by itself, its idle connection handed back. */
     long long gone_ms = ma_wait_gone(&old, 1, 10000);
     cr_assert_geq(gone_ms, 0, "the old worker is still there; log:\n%s", ma_log_text());
@@ -150,8 +148,7 @@ BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = m
         cr_assert(!ma_pid_in(p, old, 2), "answered by a draining worker %d", (int)p);
         close(fd);
     }
-    cr_assert_geq(ma_wait_gone(old, 2, 10000), 0, "the old workers stay; log:\n%s",
-                  ma_log_text());
+    cr_assert_geq(ma_wait_gone(old, 2, 10000), 0, "the old workers stay; log:\n%s", ma_log_text());
     for (int i = 0; i < HELD; i++) {
         pid_t p = pr_get(held[i], "a held connection after both left");
         cr_assert(!ma_pid_in(p, old, 2));

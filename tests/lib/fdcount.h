@@ -12,4 +12,11 @@
  * read. */
 int up_test_fd_count(void);
 
+struct rlimit;
+
+/* Lower this process's soft RLIMIT_NOFILE to its lowest free fd, so that
+ * the next fd it would get (an accept, an fd received with SCM_RIGHTS) is
+ * refused: EMFILE, or MSG_CTRUNC. *ret_saved gets the limits to restore
+ * with setrlimit(). Returns 0 or -errno. */
+int up_test_fd_limit_reached(struct rlimit *ret_saved);
 #endif
