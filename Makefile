@@ -79,6 +79,13 @@ $(B)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
+# evil-worker speaks the channel protocol (wrongly, on purpose): passfd.
+$(B)/tools/evil-worker: tests/tools/evil-worker.c $(B)/libuppassfd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libuppassfd.a
+
+TOOLS := $(B)/tools/up-load $(B)/tools/evil-worker
+
 deps:
 	@scripts/deps.sh
 
@@ -91,10 +98,10 @@ TEST_ENV := UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) \
 
 # Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
 # tests in parallel, one process each; every test picks its own ports.
-test: all $(B)/up-tests $(B)/tools/up-load
+test: all $(B)/up-tests $(TOOLS)
 	$(TEST_ENV) $(B)/up-tests $(TESTFLAGS)
 
-test-long: all $(B)/up-tests $(B)/tools/up-load
+test-long: all $(B)/up-tests $(TOOLS)
 	$(TEST_ENV) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
 
 bench: all

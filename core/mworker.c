@@ -382,6 +382,13 @@ static void on_draining(struct up_mworker *w)
 static void on_hand_back(struct up_mworker *w, const struct up_msg *hdr, int fd, size_t len)
 {
     struct up_master *m = w->gen->m;
+    /* Handing a connection back says the worker had it: if its ACK never
+     * came, our copy goes now, or it would be held for as long as the
+     * worker lives (and a refused one would never be closed). */
+    struct up_mconn *orig = unacked_take(w, hdr->conn_id);
+    if (orig != NULL) {
+        up_mconn_acked(orig);
+    }
     if (w->state != UP_MW_DRAINING) {
         warn_about(w, "handed a connection back while not draining; closing it");
         up_close(fd);

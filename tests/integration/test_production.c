@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,4 +309,152 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
             "[production] fork failing (%s): /healthz 503 and status degraded; a request got 503 "
             "+ Retry-After after %lld ms; serving again %lld ms after fork works\n",
             backend, waited, back);
+}
+
+/* ---- a worker that breaks the protocol ---- */
+
+/* Start up-run with one evil-worker (tests/tools) in mode. */
+static void pr_start_evil(const char *backend, const char *mode, const char *const *extra)
+{
+    static char bin[PATH_MAX + 16], env_mode[64];
+    snprintf(bin, sizeof(bin), "UP_WORKER_BIN=%s", up_test_bin("tools/evil-worker"));
+    snprintf(env_mode, sizeof(env_mode), "EVIL_MODE=%s", mode);
+    ma.env[0] = bin;
+    ma.env[1] = env_mode;
+    ma_spawn(backend, up_test_bin("examples/hello.so"), extra);
+    cr_assert_eq(up_test_wait_log(ma.log, "generation 1 serving", 10000), 0, "log:\n%s",
+                 ma_log_text());
+}
+
+/* How many lines of the master's log hold needle. */
+static int pr_log_lines(const char *needle)
+{
+    FILE *f = fopen(ma.log, "re");
+    cr_assert_not_null(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return n;
+}
+
+/* The last N of "evil: received N" in the log. */
+static long pr_evil_received(void)
+{
+    FILE *f = fopen(ma.log, "re");
+    cr_assert_not_null(f);
+    char line[4096];
+    long n = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, "evil: received ");
+        n = at != NULL ? atol(at + 15) : n;
+    }
+    fclose(f);
+    return n;
+}
+
+/* A worker that takes connections and never ACKs one holds the master's
+ * copies of their fds: it gets at most UP_MW_MAX_UNACKED (512), the rest
+ * wait for a worker and get 503 at --queue-timeout. */
+BACKEND_TEST(production, worker_that_never_acks_is_bounded, .timeout = 60, .fini = ma_fini)
+{
+    enum { N = 600 };
+    static const char *const extra[] = {"-n", "1", "--queue-timeout", "2s", NULL};
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < N + 256) {
+        cr_skip_test("RLIMIT_NOFILE %llu is below %d", (unsigned long long)rl.rlim_cur, N + 256);
+    }
+    pr_start_evil(backend, "noack", extra);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = pr_connect();
+        cr_assert_eq(up_test_send_all(fds[i], PR_GET, strlen(PR_GET)), 0);
+    }
+    /* The ones over the cap wait, then 503: watch them all for 6 s. */
+    static struct pollfd p[N];
+    int got503 = 0;
+    for (int i = 0; i < N; i++) {
+        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    }
+    long long t0 = ma_now_ms();
+    while (ma_now_ms() - t0 < 6000) {
+        if (poll(p, N, 100) <= 0) {
+            continue;
+        }
+        for (int i = 0; i < N; i++) {
+            if (p[i].fd >= 0 && p[i].revents != 0) {
+                struct up_test_resp r = {0};
+                got503 += up_test_read_response(fds[i], &r, 1000) == 0 && r.status == 503;
+                up_test_resp_free(&r);
+                p[i].fd = -1;
+            }
+        }
+    }
+    long received = pr_evil_received();
+    struct ma_status s;
+    ma_status(&s);
+    cr_assert_leq(received, 512, "the worker got %ld connections it never ACKed", received);
+    cr_assert_geq(received, 400, "the worker got only %ld", received);
+    cr_assert_eq(got503, N - received, "%d answered 503, %ld held by the worker", got503, received);
+    fprintf(stderr,
+            "[production] never-ACKing worker (%s): it holds %ld of %d, the other %d got 503\n",
+            backend, received, N, got503);
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+    }
+}
+
+/* One malformed message can carry 8,192 unknown ids: 100 of them make a
+ * few log lines, not 819,200; the worker is not killed for it. */
+BACKEND_TEST(production, worker_flooding_bad_acks_is_rate_limited, .timeout = 60, .fini = ma_fini)
+{
+    static const char *const extra[] = {"-n", "1", NULL};
+    pr_start_evil(backend, "badacks", extra);
+    struct ma_status s;
+    ma_wait_workers(1, 1, &s);
+    ma_nap(300);
+    ma_status(&s);
+    int lines = pr_log_lines("unknown conn ids");
+    cr_assert(lines >= 1 && lines <= 5, "%d warning lines for 100 bad ACKs; log:\n%s", lines,
+              ma_log_text());
+    cr_assert_eq(pr_log_lines("killing it"), 0, "log:\n%s", ma_log_text());
+    pid_t w;
+    cr_assert_eq(ma_gen_pids(&s, 1, "ready", &w, 1), 1, "status:\n%s", s.text);
+    fprintf(stderr, "[production] bad ACK flood (%s): %d warning lines\n", backend, lines);
+}
+
+/* A connection handed back by a worker that is not draining, or with more
+ * bytes "already read" than a head may hold, is not taken: it is closed
+ * and said so. The master goes on. */
+static void pr_refused_hand_back(const char *backend, const char *mode, const char *needle)
+{
+    static const char *const extra[] = {"-n", "1", NULL};
+    pr_start_evil(backend, mode, extra);
+    int fd = pr_connect();
+    cr_assert_eq(up_test_send_all(fd, PR_GET, strlen(PR_GET)), 0);
+    char buf[256];
+    int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
+    int end = errno;
+    close(fd);
+    cr_assert(end == 0 || end == ECONNRESET, "%s: still open: %s", mode, strerror(end));
+    cr_assert_eq(n, 0, "%s: %d bytes: %s", mode, n, buf);
+    cr_assert_eq(up_test_wait_log(ma.log, needle, 5000), 0, "log:\n%s", ma_log_text());
+    struct ma_status s;
+    ma_status(&s);
+    cr_assert(up_test_alive(ma.pid));
+}
+
+BACKEND_TEST(production, hand_back_while_not_draining_is_refused, .timeout = 60, .fini = ma_fini)
+{
+    pr_refused_hand_back(backend, "handback", "handed a connection back while not draining");
+}
+
+BACKEND_TEST(production, hand_back_with_a_huge_prefix_is_refused, .timeout = 60, .fini = ma_fini)
+{
+    pr_refused_hand_back(backend, "prefix", "over --max-head");
 }
