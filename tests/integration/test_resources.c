@@ -602,7 +602,8 @@ BACKEND_TEST(resources, control_and_metrics_back_off_at_emfile, .timeout = 60, .
     int waiting_ctl = rs_connect_unix(ma.ctl);
     int waiting_metrics = up_test_connect(mport);
     cr_assert_geq(waiting_metrics, 0);
-    rs_send(waiting_metrics, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", 36);
+    static const char healthz[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    rs_send(waiting_metrics, healthz, strlen(healthz));
     long hz = sysconf(_SC_CLK_TCK);
     long long cpu0 = rs_cpu_ticks(ma.pid);
     ma_nap(1000);

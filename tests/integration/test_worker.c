@@ -1020,7 +1020,8 @@ static void wk_sigterm_case(const char *backend, int conns, bool close_first, bo
     for (int i = 0; burst && i < 200 && up_test_alive(wk.pid); i++) {
         int fd = up_test_connect(wk.port);
         if (fd >= 0) {
-            (void)up_test_send_all(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 28);
+            static const char get[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+            (void)up_test_send_all(fd, get, strlen(get));
             close(fd);
         }
     }
