@@ -11,8 +11,10 @@ B       := build$(if $(SANITIZE),/san)
 LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
-CPPFLAGS := -D_GNU_SOURCE -Icore -Ipassfd -Iworker-runtime -Iworker-runtime/include \
-            -I$(LLHTTP_INC) -MMD -MP
+# core/lib: what master and workers share (loop, fd, log, head...);
+# core/master: the master's policy, libup; core/cli: up-run's command line.
+CPPFLAGS := -D_GNU_SOURCE -Icore/lib -Icore/master -Icore/cli -Ipassfd -Iworker-runtime \
+            -Iworker-runtime/include -I$(LLHTTP_INC) -MMD -MP
 CFLAGS   := -std=c11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wswitch-enum \
             -Wno-missing-field-initializers -fvisibility=hidden
 LDFLAGS  :=
@@ -23,7 +25,9 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 PASSFD_SRC  := $(wildcard passfd/*.c)
-CORE_SRC    := $(filter-out core/up-run.c,$(wildcard core/*.c))
+SHARED_SRC  := $(wildcard core/lib/*.c)
+MASTER_SRC  := $(wildcard core/master/*.c)
+CLI_SRC     := $(filter-out core/cli/up-run.c,$(wildcard core/cli/*.c))
 WORKER_SRC  := $(filter-out worker-runtime/up-worker.c,$(wildcard worker-runtime/*.c))
 EXAMPLES    := $(patsubst examples/%.c,$(B)/examples/%.so,$(wildcard examples/*.c))
 TEST_SRC    := $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
@@ -31,8 +35,9 @@ LLHTTP_OBJ  := $(B)/obj/llhttp/llhttp.o $(B)/obj/llhttp/api.o $(B)/obj/llhttp/ht
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
-LIBS := $(B)/libupworker.a $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a
-BINS := $(B)/up-worker $(if $(wildcard core/up-run.c),$(B)/up-run)
+LIBS := $(B)/libupworker.a $(B)/libup.a $(B)/libupshared.a $(B)/libuppassfd.a $(B)/libllhttp.a \
+        $(B)/libupcli.a
+BINS := $(B)/up-worker $(B)/up-run
 
 .PHONY: all run test test-long bench bench-quick fuzz deps clean format check-format
 all: $(BINS) $(B)/libupworker.a $(EXAMPLES) $(B)/tools/up-load
@@ -50,7 +55,13 @@ $(B)/libllhttp.a: $(LLHTTP_OBJ)
 	ar rcs $@ $^
 $(B)/libuppassfd.a: $(call obj,$(PASSFD_SRC))
 	ar rcs $@ $^
-$(B)/libupcore.a: $(call obj,$(CORE_SRC))
+$(B)/libupshared.a: $(call obj,$(SHARED_SRC))
+	ar rcs $@ $^
+# libup: the master as a library, whole in one archive for an embedder
+# (link with -lup -luring -ldl).
+$(B)/libup.a: $(call obj,$(MASTER_SRC) $(SHARED_SRC) $(PASSFD_SRC)) $(LLHTTP_OBJ)
+	ar rcs $@ $^
+$(B)/libupcli.a: $(call obj,$(CLI_SRC))
 	ar rcs $@ $^
 $(B)/libupworker.a: $(call obj,$(WORKER_SRC))
 	ar rcs $@ $^
@@ -59,10 +70,11 @@ $(B)/libupworker.a: $(call obj,$(WORKER_SRC))
 # -fvisibility=hidden exports exactly the API and nothing else.
 $(B)/up-worker: $(call obj,worker-runtime/up-worker.c) $(LIBS)
 	$(CC) $(LDFLAGS) -Wl,--export-dynamic -o $@ $< -Wl,--whole-archive $(B)/libupworker.a \
-	    -Wl,--no-whole-archive $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a $(LDLIBS)
+	    -Wl,--no-whole-archive $(B)/libuppassfd.a $(B)/libupshared.a $(B)/libllhttp.a $(LDLIBS)
 
-$(B)/up-run: $(call obj,core/up-run.c) $(LIBS)
-	$(CC) $(LDFLAGS) -o $@ $< $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a $(LDLIBS)
+# up-run is a thin command line over libup.
+$(B)/up-run: $(call obj,core/cli/up-run.c) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libupcli.a $(B)/libup.a $(LDLIBS)
 
 $(B)/examples/%.so: examples/%.c worker-runtime/include/up/app.h
 	@mkdir -p $(dir $@)
@@ -71,7 +83,7 @@ $(B)/examples/%.so: examples/%.c worker-runtime/include/up/app.h
 $(B)/up-tests: $(call obj,$(TEST_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS) -Wl,--export-dynamic -o $@ $(call obj,$(TEST_SRC)) \
 	    -Wl,--whole-archive $(B)/libupworker.a -Wl,--no-whole-archive \
-	    $(B)/libupcore.a $(B)/libuppassfd.a $(B)/libllhttp.a -lcriterion $(LDLIBS)
+	    $(B)/libupcli.a $(B)/libup.a -lcriterion $(LDLIBS)
 
 # Test tools (tests/tools/NAME.c, one file each): up-load checks every answer
 # under load. Not in TEST_SRC: each is a program of its own.
@@ -80,9 +92,9 @@ $(B)/tools/%: tests/tools/%.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
 # evil-worker speaks the channel protocol (wrongly, on purpose): passfd.
-$(B)/tools/evil-worker: tests/tools/evil-worker.c $(B)/libuppassfd.a
+$(B)/tools/evil-worker: tests/tools/evil-worker.c $(B)/libuppassfd.a $(B)/libupshared.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libuppassfd.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libuppassfd.a $(B)/libupshared.a
 
 TOOLS := $(B)/tools/up-load $(B)/tools/evil-worker
 
@@ -125,8 +137,8 @@ FUZZ_FLAGS    := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
                  -fno-omit-frame-pointer
 FUZZ_CPPFLAGS := $(filter-out -MMD -MP,$(CPPFLAGS))
 FUZZ_LLHTTP   := $(patsubst $(LLHTTP_SRC)/%.c,build/fuzz/obj/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
-FUZZ_HTTP_DEP := core/head.c core/uri.c worker-runtime/http.c worker-runtime/chunk.c \
-                 worker-runtime/response.c $(FUZZ_LLHTTP) core/head.h core/uri.h \
+FUZZ_HTTP_DEP := core/lib/head.c core/lib/uri.c worker-runtime/http.c worker-runtime/chunk.c \
+                 worker-runtime/response.c $(FUZZ_LLHTTP) core/lib/head.h core/lib/uri.h \
                  worker-runtime/http.h worker-runtime/chunk.h worker-runtime/include/up/app.h
 
 build/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
@@ -135,7 +147,7 @@ build/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 
 build/fuzz/fuzz_head: tests/fuzz/fuzz_head.c $(FUZZ_HTTP_DEP)
 build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c $(FUZZ_HTTP_DEP)
-build/fuzz/fuzz_passfd: tests/fuzz/fuzz_passfd.c passfd/passfd.c passfd/passfd.h
+build/fuzz/fuzz_passfd: tests/fuzz/fuzz_passfd.c passfd/passfd.c passfd/passfd.h core/lib/fd.c
 build/fuzz/fuzz_%:
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CPPFLAGS) -std=c11 $(FUZZ_FLAGS) -Wall -Wextra -Wshadow \

@@ -1,21 +1,10 @@
 #include "passfd.h"
 
+#include "fd.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
-
-/* The fd helpers of core/ are out of reach (passfd uses libc only), so this
- * is up_close() again: close, keep errno, return -1. */
-static int passfd_close(int fd)
-{
-    if (fd >= 0) {
-        int saved = errno;
-        /* Linux releases the fd even when close() fails: never retry. */
-        (void)close(fd);
-        errno = saved;
-    }
-    return -1;
-}
 
 void up_msg_init(struct up_msg *hdr, enum up_msg_kind kind)
 {
@@ -127,7 +116,7 @@ static int take_cmsg_fds(const struct msghdr *msg, struct cmsghdr *c, int *fd)
         } else {
             /* A second fd, in this cmsg or another one: refuse the message,
              * but never leave the fd open in this process. */
-            passfd_close(got);
+            up_close(got);
             bad = 1;
         }
     }
@@ -155,7 +144,7 @@ static int take_fds(struct msghdr *msg, int *ret_fd)
         bad |= take_cmsg_fds(msg, c, &fd);
     }
     if (bad) {
-        fd = passfd_close(fd);
+        fd = up_close(fd);
         return -EPROTO;
     }
     *ret_fd = fd;
@@ -222,7 +211,7 @@ int up_passfd_decode(struct up_passfd_in *in, ssize_t n, int *ret_fd)
     *ret_fd = fd;
     return (int)in->hdr.payload_len;
 fail:
-    fd = passfd_close(fd);
+    fd = up_close(fd);
     return r;
 }
 

@@ -33,9 +33,9 @@
  *                            SIGTERM not from the master): route nothing
  *                            more to it; it hands back what comes anyway.
  *
- * The module owns no fd of its own and holds no state. It uses libc only,
- * never logs, and never blocks unless the socket itself is blocking
- * (functions take MSG_* flags, so MSG_DONTWAIT makes a call non-blocking).
+ * The module owns no fd of its own and holds no state. It uses libc and
+ * the shared fd helper (core/lib/fd.h) only, never logs, and never blocks unless the socket itself
+ * is blocking (functions take MSG_* flags, so MSG_DONTWAIT makes a call non-blocking).
  *
  * Two layers: up_passfd_send()/up_passfd_recv() do the syscall; the
  * up_passfd_out/up_passfd_in structs plus _prep/_decode let an io_uring
