@@ -13,7 +13,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 
 # core/lib: what master and workers share (loop, fd, log, head...);
 # core/master: the master's policy, libup; core/cli: up-run's command line.
-CPPFLAGS := -D_GNU_SOURCE -Icore/lib -Icore/master -Icore/cli -Ipassfd -Iworker-runtime \
+CPPFLAGS := -D_GNU_SOURCE -Icore/lib -Icore/master -Icore/cli -Icore/include -Ipassfd -Iworker-runtime \
             -Iworker-runtime/include -I$(LLHTTP_INC) -MMD -MP
 CFLAGS   := -std=c11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wswitch-enum \
             -Wno-missing-field-initializers -fvisibility=hidden

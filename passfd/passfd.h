@@ -8,9 +8,9 @@
  * never be attached to the wrong message.
  *
  * Messages (DESIGN.md section 3):
- *   master -> worker  CONN   fd = the client socket; peeked = bytes of it the
- *                            master has peeked (still unread in the socket);
- *                            payload = prefix bytes the worker must treat as
+ *   master -> worker  CONN   fd = the client socket (nothing of it read by the
+ *                            master: it only peeked); payload = prefix bytes
+ *                            the worker must treat as
  *                            already read (a connection handed back and routed
  *                            again); conn_id; arg = times the master has
  *                            routed it since a worker last took it in.
@@ -81,11 +81,8 @@ struct up_msg {
     uint64_t conn_id;
     uint64_t arg;
     uint64_t arg2;
-    uint32_t peeked;
     uint32_t flags;
-    uint32_t addr_len; /* bytes used in addr; 0 = unknown */
-    uint32_t reserved;
-    uint8_t addr[32]; /* struct sockaddr_in / sockaddr_in6 / sockaddr_un prefix */
+    uint32_t reserved; /* zero */
 };
 
 /* Fill hdr for kind with everything else zero. */

@@ -9,28 +9,102 @@
 #include "cli.h"
 #include "ctl.h"
 #include "log.h"
-#include "master.h"
 #include "title.h"
+#include "up/server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* The control socket cli names, and how its directory is checked. */
+static int control_path(const struct up_cli *cli, char *buf, size_t cap,
+                        enum up_ctl_place *ret_place)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    *ret_place = cli->control != NULL            ? UP_CTL_EXPLICIT
+                 : xdg != NULL && xdg[0] != '\0' ? UP_CTL_XDG
+                                                 : UP_CTL_TMP;
+    return up_cli_control_path(cli, buf, cap);
+}
+
+static int command(const struct up_cli *cli, const char *cmd)
+{
+    char path[256];
+    enum up_ctl_place place;
+    if (control_path(cli, path, sizeof(path), &place) < 0) {
+        fprintf(stderr, "up-run: control socket path too long\n");
+        return 1;
+    }
+    return up_ctl_command(path, place, cmd);
+}
+
+/* The command line, as the library's options. */
+static void server_opts(const struct up_cli *cli, const char *control, struct up_server_opts *o)
+{
+    *o = (struct up_server_opts){
+        .app = cli->app,
+        .app_argv = cli->app_argv + 1,
+        .app_argc = cli->app_argc - 1,
+        .workers = cli->workers,
+        .drain_timeout_ms = cli->drain_timeout_ms,
+        .migrate_idle = cli->migrate_idle,
+        .max_draining = cli->max_draining,
+        .no_respawn = !cli->respawn,
+        .ready_manual = cli->ready_manual,
+        .ready_timeout_ms = cli->ready_timeout_ms,
+        .header_timeout_ms = cli->header_timeout_ms,
+        .queue_timeout_ms = cli->queue_timeout_ms,
+        .max_head = cli->max_head,
+        .backend = (int)cli->backend,
+        .title = cli->title,
+        .require = cli->require,
+        .nrequire = cli->nrequire,
+        .control = control,
+        .control_private = cli->control == NULL,
+        .metrics = cli->metrics,
+        .pidfile = cli->pidfile,
+        .build_cmd = cli->build_cmd,
+        .signals = true,
+    };
+    if (cli->watch) {
+        o->watch_dir = cli->watch_dir;
+    }
+}
+
 static int serve(const struct up_cli *cli)
 {
-    static struct up_master m; /* static: reachable for leak checkers */
-    int r = up_master_init(&m, cli);
-    if (r < 0) {
-        up_master_free(&m);
+    char control[256], app_dir[512];
+    enum up_ctl_place place;
+    if (control_path(cli, control, sizeof(control), &place) < 0) {
+        up_log(UP_LOG_ERR, "control socket: the path does not fit a unix socket address");
         return 3;
     }
-    int pid = (int)getpid();
-    up_log(UP_LOG_INFO, "pid=%d serving %s; reload with: kill -s USR2 %d", pid, cli->app, pid);
-    int code = up_master_run(&m);
-    up_log(UP_LOG_INFO, "stopped (exit %d)", code);
-    up_master_free(&m);
+    struct up_server_opts o;
+    server_opts(cli, control, &o);
+    if (cli->watch && cli->watch_dir == NULL) {
+        /* --watch alone: the app's directory. */
+        snprintf(app_dir, sizeof(app_dir), "%s", cli->app);
+        char *slash = strrchr(app_dir, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+        }
+        o.watch_dir = app_dir;
+    }
+    struct up_server *s = NULL;
+    int r = up_server_new(&o, &s);
+    for (int i = 0; r == 0 && i < (cli->nlisten > 0 ? cli->nlisten : 1); i++) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", cli->port);
+        r = up_server_listen(s, cli->nlisten > 0 ? cli->listen[i] : port);
+    }
+    int code = r < 0 ? 3 : up_server_run(s);
+    if (r == 0) {
+        up_log(UP_LOG_INFO, "stopped (exit %d)", code);
+    }
+    up_server_free(s);
     return code;
 }
 
@@ -56,11 +130,11 @@ int main(int argc, char **argv)
     } else if (r > 0) {
         code = 0; /* --help or --version */
     } else if (cli.cmd == UP_CLI_RELOAD) {
-        code = up_ctl_command(&cli, "reload");
+        code = command(&cli, "reload");
     } else if (cli.cmd == UP_CLI_STATUS) {
-        code = up_ctl_command(&cli, "status");
+        code = command(&cli, "status");
     } else if (cli.cmd == UP_CLI_STOP) {
-        code = up_ctl_command(&cli, "stop");
+        code = command(&cli, "stop");
     } else {
         char title[64];
         snprintf(title, sizeof(title), "%s master", cli.title);

@@ -1,4 +1,5 @@
 #include "asrv.h"
+#include "list.h"
 
 #include "acceptor.h"
 
@@ -54,7 +55,7 @@ static void client_free(struct asrv_client *c)
 static void on_client(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct asrv_client *c = (struct asrv_client *)((char *)op - offsetof(struct asrv_client, op));
+    struct asrv_client *c = up_container_of(op, struct asrv_client, op);
     struct up_asrv *s = c->s;
     if (res <= 0) {
         client_free(c); /* gone, canceled (timeout), or an error */
@@ -84,7 +85,7 @@ static void on_client(struct up_loop *loop, struct up_op *op, int res, uint32_t 
 
 static void on_client_timeout(struct up_loop *loop, struct up_timer *t)
 {
-    struct asrv_client *c = (struct asrv_client *)((char *)t - offsetof(struct asrv_client, timer));
+    struct asrv_client *c = up_container_of(t, struct asrv_client, timer);
     up_loop_cancel(loop, &c->op); /* on_client frees it */
 }
 

@@ -3,7 +3,6 @@
 #include "asrv.h"
 #include "fd.h"
 #include "log.h"
-#include "master.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,7 +15,8 @@
 #include <unistd.h>
 
 struct up_ctl {
-    struct up_master *m;
+    const struct up_ctl_cbs *cbs;
+    void *ctx;
     struct up_asrv *srv;
     char path[108];
 };
@@ -29,52 +29,32 @@ static bool line_complete(const char *buf, size_t len)
 static size_t run_command(void *ctx, char *buf, size_t len, size_t cap)
 {
     struct up_ctl *ctl = ctx;
-    struct up_master *m = ctl->m;
     (void)len;
     char cmd[32];
     snprintf(cmd, sizeof(cmd), "%.*s", (int)strcspn(buf, "\r\n"), buf);
     int n;
     if (strcmp(cmd, "reload") == 0) {
-        up_master_reload(m, "control socket");
-        n = snprintf(buf, cap, "reloading: generation %u starting\n", m->next_gen);
+        return ctl->cbs->reload(ctl->ctx, buf, cap);
     } else if (strcmp(cmd, "status") == 0) {
-        return up_master_status(m, buf, cap);
+        return ctl->cbs->status(ctl->ctx, buf, cap);
     } else if (strcmp(cmd, "stop") == 0) {
-        up_master_stop(m, true);
-        n = snprintf(buf, cap, "stopping\n");
+        return ctl->cbs->stop(ctl->ctx, buf, cap);
     } else {
         n = snprintf(buf, cap, "error: unknown command '%s' (use reload, status or stop)\n", cmd);
     }
     return n > 0 ? (size_t)n : 0;
 }
 
-/* Where the control path comes from: the choice up_cli_control_path()
- * makes, which decides how its directory is checked (see ctl.h). */
-enum ctl_place {
-    CTL_EXPLICIT, /* --control PATH */
-    CTL_XDG,      /* $XDG_RUNTIME_DIR/up-PORT.sock */
-    CTL_TMP,      /* /tmp/up-UID/PORT.sock */
-};
-
-static enum ctl_place ctl_place(const struct up_cli *cli)
-{
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    if (cli->control != NULL) {
-        return CTL_EXPLICIT;
-    }
-    return xdg != NULL && xdg[0] != '\0' ? CTL_XDG : CTL_TMP;
-}
-
 /* How to get past a directory that is refused, by where it came from. */
-static const char *ctl_dir_hint(enum ctl_place place)
+static const char *ctl_dir_hint(enum up_ctl_place place)
 {
     switch (place) {
-    case CTL_EXPLICIT:
+    case UP_CTL_EXPLICIT:
         return "choose another path with --control PATH";
-    case CTL_XDG:
+    case UP_CTL_XDG:
         return "fix $XDG_RUNTIME_DIR (a directory of mode 0700 owned by this user), or choose a "
                "socket with --control PATH";
-    case CTL_TMP:
+    case UP_CTL_TMP:
         return "remove it, or choose a socket with --control PATH or $XDG_RUNTIME_DIR";
     }
     return "";
@@ -181,12 +161,12 @@ int up_ctl_check_peer(int fd, uid_t *ret_uid)
 }
 
 /* Check path's directory by the rules for place; err ends with the way out. */
-static int check_dir(const char *path, enum ctl_place place, char *err, size_t cap)
+static int check_dir(const char *path, enum up_ctl_place place, char *err, size_t cap)
 {
     char dir[108];
     dir_of(path, dir, sizeof(dir));
-    int r = place == CTL_EXPLICIT ? up_ctl_check_shared_dir(dir, err, cap)
-                                  : up_ctl_check_private_dir(dir, err, cap);
+    int r = place == UP_CTL_EXPLICIT ? up_ctl_check_shared_dir(dir, err, cap)
+                                     : up_ctl_check_private_dir(dir, err, cap);
     if (r == -EPERM) {
         size_t n = strlen(err);
         snprintf(err + n, cap - n, "; %s", ctl_dir_hint(place));
@@ -197,7 +177,7 @@ static int check_dir(const char *path, enum ctl_place place, char *err, size_t c
 /* Make path's directory if it is missing (mode 0700, one level), then check
  * it: mkdir neither follows a symlink nor changes an existing directory, so
  * the check sees whatever was there before. */
-static int prepare_dir(const char *path, enum ctl_place place, char *err, size_t cap)
+static int prepare_dir(const char *path, enum up_ctl_place place, char *err, size_t cap)
 {
     char dir[108];
     dir_of(path, dir, sizeof(dir));
@@ -255,7 +235,8 @@ static int clear_path(const struct sockaddr_un *a, char *err, size_t cap)
 
 /* Bind and listen on the control socket at path, after the checks of
  * ctl.h. Returns 0 with *ret_fd, or -errno with err saying why. */
-static int bind_socket(const char *path, enum ctl_place place, int *ret_fd, char *err, size_t cap)
+static int bind_socket(const char *path, enum up_ctl_place place, int *ret_fd, char *err,
+                       size_t cap)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
@@ -287,23 +268,27 @@ static int bind_socket(const char *path, enum ctl_place place, int *ret_fd, char
     return 0;
 }
 
-int up_ctl_open(struct up_master *m, struct up_ctl **ret)
+int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
+                const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret)
 {
     struct up_ctl *ctl = calloc(1, sizeof(*ctl));
     if (ctl == NULL) {
         return -ENOMEM;
     }
-    ctl->m = m;
+    ctl->cbs = cbs;
+    ctl->ctx = ctx;
     int fd = -1;
     char err[512] = "";
-    int r = up_cli_control_path(m->cli, ctl->path, sizeof(ctl->path));
-    if (r < 0) {
+    int r = 0;
+    if (strlen(path) >= sizeof(ctl->path)) {
         snprintf(err, sizeof(err), "the path does not fit a unix socket address");
+        r = -ENAMETOOLONG;
     } else {
-        r = bind_socket(ctl->path, ctl_place(m->cli), &fd, err, sizeof(err));
+        snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+        r = bind_socket(ctl->path, place, &fd, err, sizeof(err));
     }
-    if (r >= 0 && (r = up_asrv_open_take(m->loop, fd, true, line_complete, run_command, ctl,
-                                         &ctl->srv)) < 0) {
+    if (r >= 0 &&
+        (r = up_asrv_open_take(loop, fd, true, line_complete, run_command, ctl, &ctl->srv)) < 0) {
         snprintf(err, sizeof(err), "%s: %s", ctl->path, strerror(-r));
         unlink(ctl->path);
     }
@@ -331,10 +316,9 @@ void up_ctl_close(struct up_ctl *ctl)
  * and the peer's credentials, checked after connecting, decide whether the
  * answer is trusted. A path that does not exist is left for connect() to
  * report. */
-static int client_check(const struct up_cli *cli, const char *path, char *err, size_t cap)
+static int client_check(enum up_ctl_place place, const char *path, char *err, size_t cap)
 {
-    enum ctl_place place = ctl_place(cli);
-    int r = place == CTL_EXPLICIT ? 0 : check_dir(path, place, err, cap);
+    int r = place == UP_CTL_EXPLICIT ? 0 : check_dir(path, place, err, cap);
     if (r < 0) {
         return r == -ENOENT ? 0 : r;
     }
@@ -346,14 +330,14 @@ static int client_check(const struct up_cli *cli, const char *path, char *err, s
     return 0;
 }
 
-int up_ctl_command(const struct up_cli *cli, const char *cmd)
+int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd)
 {
-    char path[108], err[512];
-    if (up_cli_control_path(cli, path, sizeof(path)) < 0) {
-        fprintf(stderr, "up-run: control socket path too long\n");
+    char err[512];
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+        fprintf(stderr, "up-run: control socket path too long: %s\n", path);
         return 1;
     }
-    if (client_check(cli, path, err, sizeof(err)) < 0) {
+    if (client_check(place, path, err, sizeof(err)) < 0) {
         fprintf(stderr, "up-run: not connecting: %s\n", err);
         return 1;
     }

@@ -35,30 +35,48 @@
 #ifndef UP_CTL_H
 #define UP_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "cli.h"
+#include "loop.h"
 
-struct up_master;
 struct up_ctl;
 
-/* Open the control socket for m. Returns 0 with *ret set, or -errno
+/* Where the control path comes from, which decides how its directory is
+ * checked (see above). */
+enum up_ctl_place {
+    UP_CTL_EXPLICIT, /* --control PATH */
+    UP_CTL_XDG,      /* $XDG_RUNTIME_DIR/up-PORT.sock */
+    UP_CTL_TMP,      /* /tmp/up-UID/PORT.sock */
+};
+
+/* What the commands do: the owner's. Each writes its answer into buf (cap
+ * bytes) and returns its length; an answer starting "error" makes the
+ * client exit 1. */
+struct up_ctl_cbs {
+    size_t (*reload)(void *ctx, char *buf, size_t cap);
+    size_t (*status)(void *ctx, char *buf, size_t cap);
+    size_t (*stop)(void *ctx, char *buf, size_t cap);
+};
+
+/* Open the control socket at path. Returns 0 with *ret set, or -errno
  * (logged with what is wrong and how to fix it): -EADDRINUSE when another
  * master answers there, -EPERM when the directory or the path is not to be
  * trusted under the rules above, -EEXIST when something that is not a
  * socket is at the path. */
-int up_ctl_open(struct up_master *m, struct up_ctl **ret);
+int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
+                const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret);
 
 /* Close the socket, end every client, and remove the socket file. NULL is
  * fine. */
 void up_ctl_close(struct up_ctl *ctl);
 
-/* Client side: send cmd to the master that cli names and print its answer
- * on stdout. Blocks (a command-line tool). Returns the exit code: 0 done,
- * 1 the master said no, is not there, or is not to be trusted (a message on
+/* Client side: send cmd to the master at path and print its answer on
+ * stdout. Blocks (a command-line tool). Returns the exit code: 0 done, 1
+ * the master said no, is not there, or is not to be trusted (a message on
  * stderr says why). */
-int up_ctl_command(const struct up_cli *cli, const char *cmd);
+int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd);
 
 /* The checks behind the rules above, for the master, the client and tests.
  * Each returns 0 when trusted, -ENOENT when dir does not exist, -EPERM (or

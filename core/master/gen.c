@@ -1,13 +1,13 @@
 /*
- * gen: generations of workers. See gen.h for the state diagrams.
+ * gen: generations of workers. See gen.h for the states, the wants, and
+ * why reconcile is the only place that drains or kills.
  */
 #include "gen.h"
 
 #include "fd.h"
 #include "log.h"
-#include "master.h"
-#include "mconn.h"
-#include "notify.h"
+#include "passfd.h"
+#include "pending.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +25,8 @@
 #define RESPAWN_BASE_MS 100
 #define RESPAWN_MAX_MS 10000
 #define STABLE_MS 10000
+
+static const struct up_mworker_cbs worker_cbs;
 
 const char *up_gen_state_name(enum up_gen_state s)
 {
@@ -58,23 +60,91 @@ static void set_state(struct up_gen *g, enum up_gen_state to)
     g->state = to;
 }
 
-unsigned up_gen_count_workers(const struct up_master *m)
+#define for_each_gen(pos, tmp, gs) up_list_for_each_safe(pos, tmp, &(gs)->list)
+#define GEN(pos) up_container_of(pos, struct up_gen, link)
+#define WORKER(pos) up_container_of(pos, struct up_mworker, gen_link)
+
+void up_gens_init(struct up_gens *gs, struct up_loop *loop, const struct up_gens_opts *opts,
+                  const struct up_gens_cbs *cbs, void *ctx)
+{
+    *gs = (struct up_gens){.loop = loop, .opts = opts, .cbs = cbs, .ctx = ctx};
+    up_list_init(&gs->list);
+}
+
+unsigned up_gens_count_workers(const struct up_gens *gs)
 {
     unsigned n = 0;
-    for (const struct up_gen *g = m->gens; g != NULL; g = g->next) {
-        n += g->nworkers;
+    for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
+        n += GEN(p)->nworkers;
     }
     return n;
 }
+
+bool up_gens_empty(const struct up_gens *gs)
+{
+    return up_list_empty(&gs->list);
+}
+
+bool up_gens_expected(const struct up_gens *gs)
+{
+    for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
+        if (GEN(p)->state == UP_GEN_ACTIVE || GEN(p)->state == UP_GEN_STARTING) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- reconcile: the one place that drains or kills ---- */
+
+static uint64_t left_ms(const struct up_gens *gs, uint64_t deadline)
+{
+    uint64_t now = up_loop_now(gs->loop);
+    return deadline > now ? deadline - now : 0;
+}
+
+void up_gens_reconcile(struct up_gens *gs)
+{
+    struct up_list *p, *t, *q, *u;
+    for_each_gen(p, t, gs)
+    {
+        struct up_gen *g = GEN(p);
+        up_list_for_each_safe(q, u, &g->workers)
+        {
+            struct up_mworker *w = WORKER(q);
+            if (w->state == UP_MW_GONE || w->pid == 0) {
+                continue;
+            }
+            int sig = g->want == UP_GEN_WANT_KILL ? g->kill_sig : w->want_kill ? SIGKILL : 0;
+            if (sig != 0) {
+                /* Again only with another signal: SIGQUIT, then SIGKILL. */
+                if (w->killed_sig != sig) {
+                    w->killed_sig = sig;
+                    up_mworker_kill(w, sig);
+                }
+            } else if (g->want == UP_GEN_WANT_DRAIN) {
+                /* A worker only ever shortens its deadline and adds flags:
+                 * sent again only when that changes something. */
+                up_mworker_drain(w, left_ms(gs, g->drain_deadline), g->drain_flags);
+            } else if (w->want_drain) {
+                /* It began draining on its own: our deadline bounds it. */
+                w->want_drain = false;
+                up_mworker_drain(w, gs->opts->drain_timeout_ms, 0);
+            }
+        }
+    }
+}
+
+/* ---- life and death of a generation ---- */
 
 /* Copy the app into the private snapshot directory, so that rewriting it in
  * place cannot change what this generation loads. The copy is a short
  * blocking file operation, done once per reload. */
 static int snapshot(struct up_gen *g)
 {
-    struct up_master *m = g->m;
-    snprintf(g->app, sizeof(g->app), "%s/gen-%u.so", m->snap_dir, g->id);
-    int src = open(m->cli->app, O_RDONLY | O_CLOEXEC);
+    const struct up_gens_opts *o = g->set->opts;
+    snprintf(g->app, sizeof(g->app), "%s/gen-%u.so", o->snap_dir, g->id);
+    int src = open(o->app, O_RDONLY | O_CLOEXEC);
     if (src < 0) {
         return -errno;
     }
@@ -96,50 +166,71 @@ static int snapshot(struct up_gen *g)
 
 static void gen_free(struct up_gen *g)
 {
-    struct up_master *m = g->m;
-    struct up_gen **pp = &m->gens;
-    while (*pp != NULL && *pp != g) {
-        pp = &(*pp)->next;
+    struct up_gens *gs = g->set;
+    up_list_remove(&g->link);
+    if (gs->active == g) {
+        gs->active = NULL;
     }
-    if (*pp == g) {
-        *pp = g->next;
-    }
-    if (m->active == g) {
-        m->active = NULL;
-    }
-    up_timer_stop(m->loop, &g->ready_timer);
-    up_timer_stop(m->loop, &g->respawn_timer);
+    up_timer_stop(gs->loop, &g->ready_timer);
+    up_timer_stop(gs->loop, &g->respawn_timer);
     unlink(g->app);
     up_log(UP_LOG_DEBUG, "generation %u gone", g->id);
     free(g);
 }
 
+/* The lowest index no live worker of g has: a replacement takes the place
+ * (and the share of keys) of the one it replaces. */
+static unsigned free_index(const struct up_gen *g)
+{
+    for (unsigned i = 0;; i++) {
+        bool used = false;
+        for (const struct up_list *p = g->workers.next; p != &g->workers && !used; p = p->next) {
+            const struct up_mworker *w = WORKER(p);
+            used = w->index == i && w->state != UP_MW_DRAINING && w->state != UP_MW_GONE;
+        }
+        if (!used) {
+            return i;
+        }
+    }
+}
+
 /* Start one worker. false if it could not be started (fork or exec
  * failed, fds ran out: logged). */
-static bool add_worker(struct up_gen *g, unsigned index, bool respawned)
+static bool add_worker(struct up_gen *g, bool respawned)
 {
-    struct up_mworker *w = up_mworker_spawn(g, index);
+    struct up_gens *gs = g->set;
+    struct up_mworker_params p = gs->opts->spawn;
+    p.app = g->app;
+    p.gen_id = g->id;
+    p.index = free_index(g);
+    int err = 0;
+    struct up_mworker *w = up_mworker_spawn(gs->loop, &p, &worker_cbs, g, &err);
     if (w == NULL) {
+        up_log(UP_LOG_ERR, "cannot start worker g%u#%u: %s", g->id, p.index, strerror(-err));
         return false;
     }
     w->respawned = respawned;
-    w->next = g->workers;
-    g->workers = w;
+    up_list_push_front(&g->workers, &w->gen_link);
     g->nworkers++;
     return true;
 }
 
-/* ---- failure and success ---- */
-
 static void log_tails(const struct up_gen *g)
 {
-    for (const struct up_mworker *w = g->workers; w != NULL; w = w->next) {
+    for (const struct up_list *p = g->workers.next; p != &g->workers; p = p->next) {
+        const struct up_mworker *w = WORKER(p);
         if (w->tail_len > 0) {
             up_log(UP_LOG_ERR, "generation %u worker #%u last output:\n%.*s", g->id, w->index,
                    (int)w->tail_len, w->tail);
             return; /* one worker's is enough: they run the same code */
         }
     }
+}
+
+static void want_kill(struct up_gen *g, int sig)
+{
+    g->want = UP_GEN_WANT_KILL;
+    g->kill_sig = sig;
 }
 
 /* A starting generation is no longer wanted (a newer reload replaces it):
@@ -151,89 +242,105 @@ static void gen_abandon(struct up_gen *g, const char *why)
         return;
     }
     set_state(g, UP_GEN_FAILED);
-    g->want = UP_GEN_WANT_STOP;
+    want_kill(g, SIGKILL);
     snprintf(g->fail_reason, sizeof(g->fail_reason), "%s", why);
-    up_timer_stop(g->m->loop, &g->ready_timer);
+    up_timer_stop(g->set->loop, &g->ready_timer);
     up_log(UP_LOG_INFO, "generation %u abandoned: %s", g->id, why);
-    up_gen_kill_all_of(g, SIGKILL);
 }
 
 static void gen_fail(struct up_gen *g, const char *why)
 {
-    struct up_master *m = g->m;
+    struct up_gens *gs = g->set;
     if (g->state == UP_GEN_FAILED) {
         return;
     }
     set_state(g, UP_GEN_FAILED);
-    g->want = UP_GEN_WANT_STOP;
-    up_timer_stop(m->loop, &g->ready_timer);
+    want_kill(g, SIGKILL); /* never ready: it holds no connection */
+    up_timer_stop(gs->loop, &g->ready_timer);
     if (g->fail_reason[0] == '\0') {
         snprintf(g->fail_reason, sizeof(g->fail_reason), "%s", why);
     }
-    m->stats.reload_fails++;
-    snprintf(m->last_error, sizeof(m->last_error), "generation %u failed to start: %.900s", g->id,
-             g->fail_reason);
-    up_log(UP_LOG_ERR, "%s%s", m->last_error,
-           m->active ? "; the running generation keeps serving" : "");
-    if (m->active != NULL) {
-        /* systemd waits for READY=1 after RELOADING=1, failed or not. */
-        up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
-    }
+    gs->stats.reload_fails++;
+    up_log(UP_LOG_ERR, "generation %u failed to start: %.900s%s", g->id, g->fail_reason,
+           gs->active ? "; the running generation keeps serving" : "");
     log_tails(g);
-    up_gen_kill_all_of(g, SIGKILL); /* never ready: it holds no connection */
-    bool starting = false;
-    for (struct up_gen *o = m->gens; o != NULL; o = o->next) {
-        starting = starting || (o != g && o->state == UP_GEN_STARTING);
-    }
-    if (m->active == NULL && !starting) {
-        up_master_no_generation(m);
+    gs->cbs->failed(gs, g);
+    if (!up_gens_expected(gs)) {
+        gs->cbs->none(gs);
     }
 }
 
 static void on_ready_timeout(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
-    struct up_gen *g = (struct up_gen *)((char *)t - offsetof(struct up_gen, ready_timer));
+    struct up_gen *g = up_container_of(t, struct up_gen, ready_timer);
     char why[128];
     snprintf(why, sizeof(why), "no worker was ready within %llu ms (--ready-timeout)",
-             (unsigned long long)g->m->cli->ready_timeout_ms);
+             (unsigned long long)g->set->opts->ready_timeout_ms);
     gen_fail(g, why);
+    up_gens_reconcile(g->set);
 }
 
-/* Drain the generations past --max-draining at once: their idle
- * connections come back, so a reload storm cannot pile up processes. */
-static void enforce_max_draining(struct up_master *m)
+/* g drains by the drain timeout from now (or keeps an earlier deadline),
+ * with flags added. */
+static void want_drain(struct up_gen *g, uint32_t flags)
+{
+    uint64_t deadline = up_loop_now(g->set->loop) + g->set->opts->drain_timeout_ms;
+    if (g->state == UP_GEN_ACTIVE) {
+        set_state(g, UP_GEN_DRAINING);
+        g->drain_deadline = deadline;
+    }
+    if (g->set->active == g) {
+        g->set->active = NULL;
+    }
+    g->want = UP_GEN_WANT_DRAIN;
+    g->drain_flags |= flags;
+    up_timer_stop(g->set->loop, &g->respawn_timer);
+    g->respawn_due = 0;
+}
+
+/* Past --max-draining draining generations, the oldest hand their idle
+ * connections back at once, so a reload storm cannot pile up processes. */
+static void enforce_max_draining(struct up_gens *gs)
 {
     int n = 0;
-    for (struct up_gen *g = m->gens; g != NULL; g = g->next) {
-        if (g->state == UP_GEN_DRAINING && ++n > m->cli->max_draining && !g->shed) {
+    struct up_list *p, *t;
+    for_each_gen(p, t, gs)
+    {
+        struct up_gen *g = GEN(p);
+        if (g->state == UP_GEN_DRAINING && ++n > gs->opts->max_draining && !g->shed) {
             g->shed = true;
             up_log(UP_LOG_INFO,
                    "generation %u over --max-draining=%d: handing back its idle "
                    "connections now",
-                   g->id, m->cli->max_draining);
-            up_gen_stop(g, UP_DRAIN_F_SHED);
+                   g->id, gs->opts->max_draining);
+            want_drain(g, UP_DRAIN_F_SHED);
         }
     }
 }
 
 /* The cap on worker processes: the serving generation plus --max-draining
- * old ones, N each. A reload storm, or connections that outlive many
- * reloads, must not pile up processes and fds. */
-static unsigned process_budget(const struct up_master *m)
+ * old ones, N each. */
+static unsigned process_budget(const struct up_gens *gs)
 {
-    return (unsigned)(m->cli->max_draining + 1) * (unsigned)m->cli->workers;
+    return (unsigned)(gs->opts->max_draining + 1) * (unsigned)gs->opts->workers;
 }
 
-bool up_gen_make_room(struct up_master *m)
+/* Is there room under the budget for a new generation? If not, abandon any
+ * generation still starting and make the oldest draining one hand back its
+ * idle connections, and return false: a reload waits until a worker is
+ * gone. */
+static bool make_room(struct up_gens *gs)
 {
-    if (up_gen_count_workers(m) + (unsigned)m->cli->workers <= process_budget(m)) {
+    if (up_gens_count_workers(gs) + (unsigned)gs->opts->workers <= process_budget(gs)) {
         return true;
     }
-    /* A generation still starting is obsolete: a newer reload is waiting. */
     struct up_gen *oldest = NULL;
     bool shedding = false;
-    for (struct up_gen *g = m->gens; g != NULL; g = g->next) {
+    struct up_list *p, *t;
+    for_each_gen(p, t, gs)
+    {
+        struct up_gen *g = GEN(p);
         if (g->state == UP_GEN_STARTING) {
             gen_abandon(g, "superseded by a newer reload");
         } else if (g->state == UP_GEN_DRAINING) {
@@ -241,67 +348,19 @@ bool up_gen_make_room(struct up_master *m)
             oldest = g->shed ? oldest : g;
         }
     }
-    /* Make the oldest draining generation give its idle connections back
-     * now (one at a time: its workers exit as soon as they hold none). */
+    /* One at a time: its workers exit as soon as they hold none. */
     if (!shedding && oldest != NULL) {
         oldest->shed = true;
         up_log(UP_LOG_INFO,
                "%u workers alive, at the --max-draining budget of %u: generation %u hands "
                "back its idle connections now",
-               up_gen_count_workers(m), process_budget(m), oldest->id);
-        up_gen_stop(oldest, UP_DRAIN_F_SHED);
+               up_gens_count_workers(gs), process_budget(gs), oldest->id);
+        want_drain(oldest, UP_DRAIN_F_SHED);
     }
+    up_gens_reconcile(gs);
     return false;
 }
 
-static uint64_t respawn_delay(const struct up_gen *g);
-
-static void activate(struct up_gen *g)
-{
-    struct up_master *m = g->m;
-    struct up_gen *old = m->active;
-    set_state(g, UP_GEN_ACTIVE);
-    up_timer_stop(m->loop, &g->ready_timer);
-    m->active = g;
-    m->last_error[0] = '\0';
-    if (old != NULL) {
-        up_log(UP_LOG_INFO, "generation %u serving; generation %u draining", g->id, old->id);
-        up_gen_stop(old, m->cli->migrate_idle ? UP_DRAIN_F_MIGRATE_IDLE : 0);
-    } else {
-        up_log(UP_LOG_INFO, "generation %u serving", g->id);
-    }
-    enforce_max_draining(m);
-    if (g->respawn_due > 0 && m->cli->respawn) {
-        g->crash_streak++;
-        up_timer_start(m->loop, &g->respawn_timer, respawn_delay(g));
-    }
-    up_master_generation_active(m);
-}
-
-void up_gen_worker_ready(struct up_mworker *w)
-{
-    struct up_gen *g = w->gen;
-    if (w->state != UP_MW_STARTING) {
-        return;
-    }
-    w->state = UP_MW_READY;
-    up_log(UP_LOG_DEBUG, "worker g%u#%u pid=%d ready", g->id, w->index, (int)w->pid);
-    if (g->m->state == UP_MASTER_STOPPING) {
-        return; /* being stopped: nothing to activate */
-    }
-    if (g->state == UP_GEN_STARTING) {
-        activate(g);
-    } else if (g->state == UP_GEN_DRAINING) {
-        up_mworker_drain(w); /* ready too late: the generation was replaced */
-        return;
-    }
-    up_master_check_health(g->m);
-    up_mconn_route_queued(g->m);
-}
-
-/* ---- respawn ---- */
-
-/* The back-off for the current crash streak: 100 ms doubling, at most 10 s. */
 static uint64_t respawn_delay(const struct up_gen *g)
 {
     uint64_t delay = RESPAWN_BASE_MS;
@@ -311,32 +370,55 @@ static uint64_t respawn_delay(const struct up_gen *g)
     return delay > RESPAWN_MAX_MS ? RESPAWN_MAX_MS : delay;
 }
 
+static void activate(struct up_gen *g)
+{
+    struct up_gens *gs = g->set;
+    struct up_gen *old = gs->active;
+    set_state(g, UP_GEN_ACTIVE);
+    up_timer_stop(gs->loop, &g->ready_timer);
+    gs->active = g;
+    if (old != NULL) {
+        up_log(UP_LOG_INFO, "generation %u serving; generation %u draining", g->id, old->id);
+        want_drain(old, gs->opts->migrate_idle ? UP_DRAIN_F_MIGRATE_IDLE : 0);
+    } else {
+        up_log(UP_LOG_INFO, "generation %u serving", g->id);
+    }
+    enforce_max_draining(gs);
+    if (g->respawn_due > 0 && gs->opts->respawn) {
+        /* Some of its workers could not start: they are retried now. */
+        g->crash_streak++;
+        up_timer_start(gs->loop, &g->respawn_timer, respawn_delay(g));
+    }
+    gs->cbs->active(gs, g, old);
+}
+
+/* ---- respawn ---- */
+
 /* Start the workers the generation is short of. One that cannot start now
  * (fork failing at a process limit, no fds) is retried with the back-off,
  * for as long as it takes: a generation left with no worker must not stay
- * "active" and silent. Meanwhile connections wait in the queue, at most
- * --queue-timeout each, and health says degraded. */
+ * "active" and silent. */
 static void on_respawn(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
-    struct up_gen *g = (struct up_gen *)((char *)t - offsetof(struct up_gen, respawn_timer));
-    if (g->state != UP_GEN_ACTIVE || g->m->state == UP_MASTER_STOPPING) {
+    struct up_gen *g = up_container_of(t, struct up_gen, respawn_timer);
+    struct up_gens *gs = g->set;
+    if (g->state != UP_GEN_ACTIVE || gs->stopping) {
         g->respawn_due = 0;
         return;
     }
     while (g->respawn_due > 0) {
-        /* The index is reused for logs only; any free number will do. */
-        if (!add_worker(g, g->nworkers + g->respawn_due - 1, true)) {
+        if (!add_worker(g, true)) {
             g->crash_streak++;
             uint64_t delay = respawn_delay(g);
             up_log(UP_LOG_WARN, "generation %u is %u worker%s short: retrying in %llu ms", g->id,
                    g->respawn_due, g->respawn_due == 1 ? "" : "s", (unsigned long long)delay);
-            up_timer_start(g->m->loop, &g->respawn_timer, delay);
-            up_master_check_health(g->m);
+            up_timer_start(gs->loop, &g->respawn_timer, delay);
+            gs->cbs->changed(gs);
             return;
         }
         g->respawn_due--;
-        g->m->stats.respawns++;
+        gs->stats.respawns++;
     }
 }
 
@@ -344,10 +426,10 @@ static void on_respawn(struct up_loop *loop, struct up_timer *t)
  * replacement after the back-off. */
 static void schedule_respawn(struct up_gen *g, const struct up_mworker *w, const char *why)
 {
-    struct up_master *m = g->m;
+    struct up_gens *gs = g->set;
     /* The streak ends only when a worker stayed up: the time between two
      * deaths is no measure, since the back-off itself stretches it. */
-    if (up_loop_now(m->loop) - w->spawned_at > STABLE_MS) {
+    if (up_loop_now(gs->loop) - w->spawned_at > STABLE_MS) {
         g->crash_streak = 0;
     }
     g->crash_streak++;
@@ -357,20 +439,100 @@ static void schedule_respawn(struct up_gen *g, const struct up_mworker *w, const
         /* One line per back-off step, not one per death. */
         up_log(UP_LOG_WARN, "worker g%u#%u %s; respawning in %llu ms", g->id, w->index, why,
                (unsigned long long)delay);
-        up_timer_start(m->loop, &g->respawn_timer, delay);
+        up_timer_start(gs->loop, &g->respawn_timer, delay);
     }
 }
 
-void up_gen_worker_leaving(struct up_mworker *w)
+/* ---- what the workers report ---- */
+
+static struct up_gen *gen_of(const struct up_mworker *w)
 {
-    struct up_gen *g = w->gen;
-    if (g->state == UP_GEN_ACTIVE && g->m->state != UP_MASTER_STOPPING && g->m->cli->respawn) {
+    return w->owner;
+}
+
+static void on_worker_ready(struct up_mworker *w)
+{
+    struct up_gen *g = gen_of(w);
+    struct up_gens *gs = g->set;
+    if (g->state == UP_GEN_STARTING && g->want == UP_GEN_WANT_SERVE && !gs->stopping) {
+        activate(g);
+    }
+    /* Ready too late (its generation replaced, failed or stopping): the
+     * generation's want says what to do with it. */
+    up_gens_reconcile(gs);
+    if (g->state == UP_GEN_ACTIVE) {
+        gs->cbs->changed(gs);
+        gs->cbs->routable(gs);
+    }
+}
+
+static void on_worker_fail(struct up_mworker *w, const char *text, size_t len)
+{
+    struct up_gen *g = gen_of(w);
+    snprintf(g->fail_reason, sizeof(g->fail_reason), "%.*s", (int)len, text);
+    if (w->state == UP_MW_STARTING) {
+        w->want_kill = true; /* it cannot work: never ready, it holds nothing */
+        up_gens_reconcile(g->set);
+    }
+}
+
+static void on_worker_requeue(struct up_mworker *w, struct up_pending *c)
+{
+    struct up_gens *gs = gen_of(w)->set;
+    gs->cbs->requeue(gs, c);
+}
+
+static void on_worker_handed_back(struct up_mworker *w, int fd, const char *data, size_t len,
+                                  unsigned tries)
+{
+    struct up_gens *gs = gen_of(w)->set;
+    gs->cbs->handed_back(gs, fd, data, len, tries, w->pid_was);
+}
+
+static void on_worker_routable(struct up_mworker *w)
+{
+    struct up_gens *gs = gen_of(w)->set;
+    if (gs->active == gen_of(w)) {
+        gs->cbs->routable(gs);
+    }
+}
+
+static void on_worker_draining(struct up_mworker *w)
+{
+    struct up_gen *g = gen_of(w);
+    struct up_gens *gs = g->set;
+    w->want_drain = true;
+    if (g->state == UP_GEN_ACTIVE && !gs->stopping && gs->opts->respawn) {
         schedule_respawn(g, w, "drains on its own");
     }
-    up_master_check_health(g->m);
+    up_gens_reconcile(gs);
+    gs->cbs->changed(gs);
 }
 
-/* ---- a worker's end ---- */
+static void on_worker_late(struct up_mworker *w)
+{
+    w->want_kill = true;
+    up_gens_reconcile(gen_of(w)->set);
+}
+
+static void on_worker_pressure(struct up_mworker *w, bool on)
+{
+    (void)on;
+    struct up_gens *gs = gen_of(w)->set;
+    gs->cbs->changed(gs);
+}
+
+static void on_worker_lost(struct up_mworker *w)
+{
+    struct up_gens *gs = gen_of(w)->set;
+    gs->cbs->lost(gs);
+}
+
+static bool on_worker_room(struct up_mworker *w)
+{
+    struct up_gens *gs = gen_of(w)->set;
+    return gs->cbs->room(gs);
+}
 
 static void describe_exit(const struct up_mworker *w, char *buf, size_t cap)
 {
@@ -383,179 +545,254 @@ static void describe_exit(const struct up_mworker *w, char *buf, size_t cap)
     }
 }
 
-void up_gen_worker_gone(struct up_mworker *w)
+static void on_worker_gone(struct up_mworker *w)
 {
-    struct up_gen *g = w->gen;
-    struct up_master *m = g->m;
-    bool was_ready = w->state == UP_MW_READY;
+    struct up_gen *g = gen_of(w);
+    struct up_gens *gs = g->set;
     char why[256];
     describe_exit(w, why, sizeof(why));
-    if (g->state == UP_GEN_STARTING && m->state != UP_MASTER_STOPPING) {
+    if (g->state == UP_GEN_STARTING && !gs->stopping) {
         gen_fail(g, why); /* logs the tail: w is still on the list */
-    } else if (g->state == UP_GEN_ACTIVE && m->state != UP_MASTER_STOPPING &&
-               w->state != UP_MW_DRAINING && m->cli->respawn) {
-        (void)was_ready;
+    } else if (g->state == UP_GEN_ACTIVE && !gs->stopping && w->state != UP_MW_DRAINING &&
+               gs->opts->respawn) {
         char how[64];
         snprintf(how, sizeof(how), "exited unexpectedly (%s %d)",
                  WIFSIGNALED(w->status) ? "signal" : "status",
                  WIFSIGNALED(w->status) ? WTERMSIG(w->status) : WEXITSTATUS(w->status));
         schedule_respawn(g, w, how);
     }
-    struct up_mworker **pp = &g->workers;
-    while (*pp != w) {
-        pp = &(*pp)->next;
-    }
-    *pp = w->next;
+    up_list_remove(&w->gen_link);
     g->nworkers--;
     up_mworker_free(w);
-    up_master_worker_freed(m);
-    up_master_check_health(m);
     /* A generation with no worker left is done if it is not serving, or
      * if the master is stopping (a starting one is abandoned then). */
     if (g->nworkers == 0 && g->respawn_due == 0 &&
-        (g->state == UP_GEN_DRAINING || g->state == UP_GEN_FAILED ||
-         m->state == UP_MASTER_STOPPING)) {
+        (g->state == UP_GEN_DRAINING || g->state == UP_GEN_FAILED || gs->stopping)) {
         gen_free(g);
     }
-    up_master_check_done(m);
+    if (gs->reload_pending && !gs->stopping && make_room(gs)) {
+        (void)up_gens_reload(gs, "deferred reload");
+    }
+    up_gens_reconcile(gs);
+    gs->cbs->changed(gs);
 }
 
-void up_gen_reap(struct up_master *m)
+static const struct up_mworker_cbs worker_cbs = {
+    .ready = on_worker_ready,
+    .fail = on_worker_fail,
+    .requeue = on_worker_requeue,
+    .handed_back = on_worker_handed_back,
+    .routable = on_worker_routable,
+    .draining = on_worker_draining,
+    .late = on_worker_late,
+    .pressure = on_worker_pressure,
+    .lost = on_worker_lost,
+    .room = on_worker_room,
+    .gone = on_worker_gone,
+};
+
+bool up_gens_reaped(struct up_gens *gs, pid_t pid, int status)
 {
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        bool found = false;
-        for (struct up_gen *g = m->gens; g != NULL && !found; g = g->next) {
-            for (struct up_mworker *w = g->workers; w != NULL; w = w->next) {
-                if (w->pid == pid) {
-                    found = true;
-                    up_mworker_reaped(w, status); /* may free w and g */
-                    break;
-                }
+    struct up_list *p, *t, *q, *u;
+    for_each_gen(p, t, gs)
+    {
+        up_list_for_each_safe(q, u, &GEN(p)->workers)
+        {
+            struct up_mworker *w = WORKER(q);
+            if (w->pid == pid) {
+                up_mworker_reaped(w, status); /* may free w and its generation */
+                return true;
             }
         }
-        if (!found) {
-            up_master_child_exited(m, pid, status);
-        }
     }
+    return false;
 }
 
-/* ---- reload, drain, stop ---- */
+/* ---- reload and stop ---- */
 
-struct up_gen *up_gen_start(struct up_master *m)
+int up_gens_reload(struct up_gens *gs, const char *why)
 {
+    if (gs->stopping) {
+        up_log(UP_LOG_INFO, "%s: ignoring reload, stopping", why);
+        return -ECANCELED;
+    }
+    if (!make_room(gs)) {
+        /* Reloads asked for meanwhile coalesce: the latest code wins. */
+        if (!gs->reload_pending) {
+            up_log(UP_LOG_INFO, "%s: reload deferred until old workers exit", why);
+        }
+        gs->reload_pending = true;
+        return 1;
+    }
+    gs->reload_pending = false;
+    up_log(UP_LOG_INFO, "%s: reloading", why);
     struct up_gen *g = calloc(1, sizeof(*g));
     if (g == NULL) {
         up_log(UP_LOG_ERR, "reload failed: out of memory");
-        return NULL;
+        return -ENOMEM;
     }
-    g->m = m;
-    g->id = ++m->next_gen;
+    g->set = gs;
+    g->id = ++gs->next_id;
     g->want = UP_GEN_WANT_SERVE;
-    g->started_at = up_loop_now(m->loop);
+    g->started_at = up_loop_now(gs->loop);
     g->ready_timer.cb = on_ready_timeout;
     g->respawn_timer.cb = on_respawn;
-    g->next = m->gens;
-    m->gens = g;
-    m->stats.reloads++;
+    up_list_init(&g->workers);
     /* The latest code wins: a generation still starting is abandoned. */
-    for (struct up_gen *o = g->next; o != NULL; o = o->next) {
-        char why[64];
-        snprintf(why, sizeof(why), "superseded by generation %u", g->id);
-        gen_abandon(o, why);
+    struct up_list *p, *t;
+    for_each_gen(p, t, gs)
+    {
+        char reason[64];
+        snprintf(reason, sizeof(reason), "superseded by generation %u", g->id);
+        gen_abandon(GEN(p), reason);
     }
+    up_list_push_front(&gs->list, &g->link);
+    gs->stats.reloads++;
     int r = snapshot(g);
     if (r < 0) {
-        char why[600];
-        snprintf(why, sizeof(why), "cannot copy %s: %s", m->cli->app, strerror(-r));
-        gen_fail(g, why);
+        char reason[600];
+        snprintf(reason, sizeof(reason), "cannot copy %s: %s", gs->opts->app, strerror(-r));
+        gen_fail(g, reason);
         gen_free(g);
-        return NULL;
+        up_gens_reconcile(gs);
+        return r;
     }
-    up_log(UP_LOG_INFO, "starting generation %u: %ld workers", g->id, m->cli->workers);
-    for (long i = 0; i < m->cli->workers; i++) {
-        add_worker(g, (unsigned)i, false);
+    up_log(UP_LOG_INFO, "starting generation %u: %ld workers", g->id, gs->opts->workers);
+    for (long i = 0; i < gs->opts->workers; i++) {
+        (void)add_worker(g, false);
     }
     if (g->nworkers == 0) {
         gen_fail(g, "no worker could be started");
         gen_free(g);
-        return NULL;
+        up_gens_reconcile(gs);
+        return -EAGAIN;
     }
     /* Some could not start (fork failing, no fds): the rest serve, and the
      * missing ones are retried once the generation is active. */
-    g->respawn_due = (unsigned)m->cli->workers - g->nworkers;
-    up_timer_start(m->loop, &g->ready_timer, m->cli->ready_timeout_ms);
-    return g;
+    g->respawn_due = (unsigned)gs->opts->workers - g->nworkers;
+    up_timer_start(gs->loop, &g->ready_timer, gs->opts->ready_timeout_ms);
+    up_gens_reconcile(gs);
+    return 0;
 }
 
-void up_gen_stop(struct up_gen *g, uint32_t flags)
+void up_gens_stop(struct up_gens *gs, bool graceful)
 {
-    struct up_master *m = g->m;
-    uint64_t deadline = up_loop_now(m->loop) + m->cli->drain_timeout_ms;
-    if (g->state == UP_GEN_ACTIVE) {
-        set_state(g, UP_GEN_DRAINING);
-        g->drain_deadline = deadline;
-    } else if (g->state != UP_GEN_DRAINING) {
-        return;
-    }
-    g->want = UP_GEN_WANT_STOP;
-    g->drain_flags |= flags;
-    if (m->active == g) {
-        m->active = NULL;
-    }
-    up_timer_stop(m->loop, &g->respawn_timer);
-    g->respawn_due = 0;
-    for (struct up_mworker *w = g->workers; w != NULL; w = w->next) {
-        up_mworker_drain(w);
-    }
-    if (g->nworkers == 0) {
-        gen_free(g);
-    }
-}
-
-void up_gen_kill_all_of(struct up_gen *g, int sig)
-{
-    for (struct up_mworker *w = g->workers; w != NULL; w = w->next) {
-        if (w->pid > 0) {
-            kill(w->pid, sig);
+    gs->stopping = true;
+    gs->reload_pending = false;
+    struct up_list *p, *t;
+    for_each_gen(p, t, gs)
+    {
+        struct up_gen *g = GEN(p);
+        up_timer_stop(gs->loop, &g->respawn_timer);
+        g->respawn_due = 0;
+        if (!graceful) {
+            want_kill(g, SIGQUIT);
+        } else if (g->state == UP_GEN_ACTIVE || g->state == UP_GEN_DRAINING) {
+            /* Idle connections are closed, not handed back: nobody takes
+             * them now. */
+            want_drain(g, UP_DRAIN_F_STOP);
+        } else {
+            gen_abandon(g, "stopping");
+            want_kill(g, SIGKILL);
+        }
+        if (g->nworkers == 0) {
+            gen_free(g);
         }
     }
+    gs->active = NULL;
+    up_gens_reconcile(gs);
 }
 
-void up_gen_kill_all(struct up_master *m, int sig)
+void up_gens_kill_all(struct up_gens *gs, int sig)
 {
-    for (struct up_gen *g = m->gens; g != NULL; g = g->next) {
-        up_gen_kill_all_of(g, sig);
+    struct up_list *p, *t;
+    for_each_gen(p, t, gs)
+    {
+        want_kill(GEN(p), sig);
     }
+    up_gens_reconcile(gs);
 }
 
-struct up_mworker *up_gen_pick(struct up_master *m, pid_t avoid)
+/* ---- picking a worker ---- */
+
+struct up_mworker *up_gens_pick(struct up_gens *gs, pid_t avoid)
 {
-    struct up_gen *g = m->active;
+    struct up_gen *g = gs->active;
     if (g == NULL || g->nworkers == 0) {
         return NULL;
     }
     /* Round-robin: start after the last pick; skip what cannot take one. */
     for (unsigned tries = 0; tries < g->nworkers; tries++) {
         unsigned k = g->rr++ % g->nworkers;
-        struct up_mworker *w = g->workers;
-        for (unsigned i = 0; i < k && w != NULL; i++) {
-            w = w->next;
+        struct up_list *p = g->workers.next;
+        for (unsigned i = 0; i < k && p != &g->workers; i++) {
+            p = p->next;
         }
-        if (w != NULL && up_mworker_routable(w) && w->pid != avoid) {
+        if (p != &g->workers && up_mworker_routable(WORKER(p)) && WORKER(p)->pid != avoid) {
+            return WORKER(p);
+        }
+    }
+    return NULL;
+}
+
+/* A well-mixed 64-bit hash of (key, index): splitmix64's finalizer. */
+static uint64_t mix(uint64_t key, unsigned index)
+{
+    uint64_t x = key ^ (0x9e3779b97f4a7c15ull * ((uint64_t)index + 1));
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+struct up_mworker *up_gens_pick_key(struct up_gens *gs, uint64_t key, pid_t avoid)
+{
+    struct up_gen *g = gs->active;
+    if (g == NULL) {
+        return NULL;
+    }
+    /* Rendezvous hashing: each routable worker scores (key, its index),
+     * the highest wins. A worker joining or leaving changes the winner only
+     * for the keys it wins or won. Indexes, not pids: a replacement takes
+     * its predecessor's place. */
+    struct up_mworker *best = NULL;
+    uint64_t best_score = 0;
+    for (struct up_list *p = g->workers.next; p != &g->workers; p = p->next) {
+        struct up_mworker *w = WORKER(p);
+        if (!up_mworker_routable(w) || w->pid == avoid) {
+            continue;
+        }
+        uint64_t score = mix(key, w->index);
+        if (best == NULL || score > best_score) {
+            best = w;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+struct up_mworker *up_gens_pick_index(struct up_gens *gs, unsigned index, pid_t avoid)
+{
+    struct up_gen *g = gs->active;
+    for (struct up_list *p = g != NULL ? g->workers.next : NULL; p != NULL && p != &g->workers;
+         p = p->next) {
+        struct up_mworker *w = WORKER(p);
+        if (w->index == index && up_mworker_routable(w) && w->pid != avoid) {
             return w;
         }
     }
     return NULL;
 }
 
-void up_gen_ready_counts(const struct up_master *m, unsigned *ret_ready, unsigned *ret_with_fds)
+/* ---- what the owner asks ---- */
+
+void up_gens_ready_counts(const struct up_gens *gs, unsigned *ret_ready, unsigned *ret_with_fds)
 {
     unsigned ready = 0, with_fds = 0;
-    const struct up_gen *g = m->active;
-    for (const struct up_mworker *w = g != NULL ? g->workers : NULL; w != NULL; w = w->next) {
-        bool r = w->state == UP_MW_READY && w->pid > 0 && !w->chan_dead;
+    const struct up_gen *g = gs->active;
+    for (const struct up_list *p = g != NULL ? g->workers.next : NULL;
+         p != NULL && p != &g->workers; p = p->next) {
+        const struct up_mworker *w = WORKER(p);
+        bool r = up_mworker_ready(w);
         ready += r;
         with_fds += r && !w->fd_pressure;
     }
@@ -563,11 +800,53 @@ void up_gen_ready_counts(const struct up_master *m, unsigned *ret_ready, unsigne
     *ret_with_fds = with_fds;
 }
 
-void up_gen_resume_rx(struct up_master *m)
+void up_gens_resume_rx(struct up_gens *gs)
 {
-    for (struct up_gen *g = m->gens; g != NULL && m->nmconns < m->max_pending; g = g->next) {
-        for (struct up_mworker *w = g->workers; w != NULL; w = w->next) {
-            up_mworker_resume_rx(w);
+    struct up_list *p, *t, *q, *u;
+    for_each_gen(p, t, gs)
+    {
+        up_list_for_each_safe(q, u, &GEN(p)->workers)
+        {
+            up_mworker_resume_rx(WORKER(q));
         }
     }
+}
+
+size_t up_gens_status(const struct up_gens *gs, char *buf, size_t cap)
+{
+    size_t n = 0;
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        if (n < cap) {                                                                             \
+            int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);                                      \
+            n += k_ > 0 ? (size_t)k_ : 0;                                                          \
+        }                                                                                          \
+    } while (0)
+    for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
+        const struct up_gen *g = GEN(p);
+        OUT("generation %u %s workers=%u\n", g->id, up_gen_state_name(g->state), g->nworkers);
+        for (const struct up_list *q = g->workers.next; q != &g->workers; q = q->next) {
+            const struct up_mworker *w = WORKER(q);
+            /* Reaped but its channel not yet read to the end: "exited". */
+            OUT("  worker #%u pid=%d %s conns=%llu requests=%llu\n", w->index, (int)w->pid,
+                w->pid > 0 ? up_mworker_state_name(w->state) : "exited",
+                (unsigned long long)w->conns, (unsigned long long)w->requests);
+        }
+    }
+#undef OUT
+    return n < cap ? n : cap;
+}
+
+void up_gens_totals(const struct up_gens *gs, unsigned *ret_workers, unsigned long long *ret_conns)
+{
+    unsigned total = 0;
+    unsigned long long held = 0;
+    for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
+        for (const struct up_list *q = GEN(p)->workers.next; q != &GEN(p)->workers; q = q->next) {
+            total++;
+            held += WORKER(q)->conns;
+        }
+    }
+    *ret_workers = total;
+    *ret_conns = held;
 }

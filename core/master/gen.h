@@ -1,33 +1,33 @@
 /*
- * gen: generations of workers, and each worker process as the master sees
- * it: spawning, its channel, its READY/FAIL/ACK/CONN/STATS messages, reload,
- * drain, respawn and reaping.
+ * gen: the generations of workers (each started from one snapshot of the
+ * app), and the one place that decides which of them serve, drain or die.
  *
- * A generation (all workers started from one snapshot of the app):
+ *     STARTING --first worker READY--> ACTIVE --a newer one ACTIVE--> DRAINING
+ *        |                                                               |
+ *        +--FAIL, death before READY, ready timeout, superseded--> FAILED |
+ *                                                                        v
+ *                              (every worker gone: the generation is freed)
  *
- *     STARTING --first worker READY--> ACTIVE --next generation ACTIVE--> DRAINING
- *        |                                                                  |
- *        +--FAIL, death before READY, ready timeout, superseded--> FAILED   |
- *                                                                           v
- *                               (every worker gone: the generation is freed) DONE
+ * Each generation has a `state` (what was observed) and a `want` (what the
+ * events ask for: serve, drain, or be killed), and each worker may be
+ * wanted drained (it began on its own) or killed (late). Events only set
+ * states and wants; up_gens_reconcile() alone compares them with what the
+ * workers were told and sends DRAIN or kills. Nothing else here, and
+ * nothing anywhere else, drains or kills a worker.
  *
- * `want` is what reload code asks for (SERVE or STOP); `state` is what was
- * observed. up_gen_reconcile() moves state toward want, and is the only
- * place that sends DRAIN or kills.
+ * Budget: at most (max_draining + 1) x N worker processes. A reload past it
+ * is deferred (reloads coalesce, the latest code wins) while the oldest
+ * draining generation hands its idle connections back at once (SHED); past
+ * max_draining draining generations, the oldest are shed too.
  *
- * A worker:
+ * Respawn: a worker of the active generation that dies, or leaves on its
+ * own, is replaced after a back-off (100 ms doubling to 10 s per death in a
+ * row); one that cannot be started (fork failing, no fds) is retried with
+ * the same back-off for as long as it takes.
  *
- *     STARTING --READY--> READY --DRAIN sent, or DRAINING received--> DRAINING
- *        \________\__________\____process reaped + channel closed____> GONE
- *
- *   Only a DRAINING worker may hand connections back. A READY one is
- *   routable unless its channel is full, it holds UP_MW_MAX_UNACKED
- *   connections it has not ACKed, or it said DECLINE (out of fds) and not
- *   yet ROOM.
- *
- *   chan is valid until the channel is closed (EOF, or the worker reaped);
- *   every connection sent to it but not yet ACKed stays owned by the master
- *   (the fd kept) and is routed again if the worker goes first.
+ * The set reports upward through its callbacks; it never calls its owner.
+ * Never blocks, except the snapshot copy of the app (a short file copy, once
+ * per reload).
  */
 #ifndef UP_GEN_H
 #define UP_GEN_H
@@ -37,97 +37,40 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "log.h"
+#include "list.h"
 #include "loop.h"
-#include "passfd.h"
-#include "ratelimit.h"
+#include "mworker.h"
 
-struct up_master;
-struct up_mconn;
+struct up_pending;
+struct up_gens;
 
 enum up_gen_state {
     UP_GEN_STARTING, /* spawning; no worker ready yet */
     UP_GEN_ACTIVE,   /* takes every new connection */
-    UP_GEN_DRAINING, /* DRAIN sent; its workers exit when they hold nothing */
-    UP_GEN_FAILED,   /* did not start; its workers are being killed */
+    UP_GEN_DRAINING, /* replaced: its workers serve what they hold, then go */
+    UP_GEN_FAILED,   /* did not start (or was superseded): its workers are killed */
 };
 
 enum up_gen_want {
-    UP_GEN_WANT_SERVE,
-    UP_GEN_WANT_STOP,
-};
-
-enum up_mworker_state {
-    UP_MW_STARTING, /* spawned, not READY */
-    UP_MW_READY,    /* routable while its generation is active */
-    UP_MW_DRAINING, /* DRAIN sent */
-    UP_MW_GONE,     /* reaped and channel closed; about to be freed */
-};
-
-#define UP_MW_ERR_TAIL 2048 /* bytes of a worker's last stderr output kept */
-/* Connections sent to one worker and not yet ACKed: each holds an fd in
- * the master, so a worker that reads them and never ACKs (stuck, or
- * hostile: it runs the user's code) must not collect the master's fds. */
-#define UP_MW_MAX_UNACKED 512
-
-struct up_mworker {
-    struct up_gen *gen;
-    struct up_mworker *next; /* the generation's list */
-    enum up_mworker_state state;
-    unsigned index;
-    pid_t pid;           /* 0 once reaped */
-    pid_t pid_was;       /* pid, kept after the reap for the logs */
-    int status;          /* wait status once reaped */
-    bool respawned;      /* this one replaces a dead worker */
-    uint64_t spawned_at; /* up_loop_now() ms at spawn: lived long enough? */
-
-    int chan; /* owned: the master's end of the channel */
-    struct up_op rx;
-    struct up_passfd_in in;
-    char *payload; /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
-    struct up_op tx;
-    bool chan_full;      /* the last CONN met a full channel: polling POLLOUT */
-    bool drain_queued;   /* DRAIN to send */
-    bool drain_inflight; /* DRAIN being sent (tx) */
-    bool drain_sent;
-    bool tx_dead;                         /* a send failed: send nothing more (rx goes on to EOF) */
-    bool chan_dead;                       /* EOF, error or reaped: no more sends; closing */
-    bool rx_paused;                       /* draining, and the master at its pending cap: its
-                                           * hand-backs wait in the channel (see recv_next) */
-    bool fd_pressure;                     /* DECLINE: out of fds; not routable until ROOM */
-    bool on_its_own;                      /* it said DRAINING: signalled by someone else */
-    struct up_ratelimit warn_rl;          /* warnings its messages cause */
-    struct up_passfd_out drain_out;       /* DRAIN message in flight */
-    struct up_mconn *tx_conn;             /* CONN in flight */
-    struct up_mconn *txq_head, *txq_tail; /* CONNs to send */
-    struct up_mconn *unacked_head, *unacked_tail; /* sent, not ACKed */
-    size_t nqueued;                               /* in txq + unacked */
-
-    int errfd; /* owned: read end of the worker's stderr pipe */
-    struct up_op err_op;
-    char errbuf[512];
-    char tail[UP_MW_ERR_TAIL]; /* last stderr bytes, for failure reports */
-    size_t tail_len;
-    struct up_log_relay err_lines; /* stderr passed on line by line */
-
-    uint64_t conns;             /* STATS: connections held */
-    uint64_t requests;          /* STATS: requests served */
-    struct up_timer kill_timer; /* SIGKILL if still alive after the drain */
+    UP_GEN_WANT_SERVE, /* take connections once ready */
+    UP_GEN_WANT_DRAIN, /* drain by drain_deadline, with drain_flags */
+    UP_GEN_WANT_KILL,  /* gone now, with kill_sig */
 };
 
 struct up_gen {
-    struct up_master *m;
-    struct up_gen *next; /* the master's list, newest first */
+    struct up_gens *set;
+    struct up_list link; /* the set's list, newest first */
     unsigned id;
     enum up_gen_state state;
     enum up_gen_want want;
-    char app[512]; /* the snapshot this generation loads */
-    struct up_mworker *workers;
+    uint32_t drain_flags;    /* UP_DRAIN_F_* wanted */
+    uint64_t drain_deadline; /* up_loop_now() ms */
+    int kill_sig;            /* WANT_KILL: the signal */
+    bool shed;               /* over --max-draining or the budget: idle ones back now */
+    char app[512];           /* the snapshot this generation loads */
+    struct up_list workers;  /* mworker.gen_link */
     unsigned nworkers;       /* alive (not GONE) */
     unsigned rr;             /* round-robin cursor */
-    uint64_t drain_deadline; /* up_loop_now() ms, when DRAINING */
-    uint32_t drain_flags;    /* UP_DRAIN_F_* sent with DRAIN */
-    bool shed;               /* over --max-draining: idle connections handed back */
     uint64_t started_at;
     struct up_timer ready_timer; /* --ready-timeout while STARTING */
     struct up_timer respawn_timer;
@@ -136,78 +79,117 @@ struct up_gen {
     char fail_reason[1024];
 };
 
-/* Start a new generation from the app: snapshot it, spawn N workers. It
- * becomes active when its first worker is READY. Returns the generation, or
- * NULL with the reason logged (the reload counts as failed). */
-struct up_gen *up_gen_start(struct up_master *m);
+/* What the set reports to its owner. */
+struct up_gens_cbs {
+    /* g took over every new connection; old (or NULL) drains now. */
+    void (*active)(struct up_gens *gs, struct up_gen *g, struct up_gen *old);
+    /* g failed to start (why: g->fail_reason); whatever served before
+     * still does. */
+    void (*failed)(struct up_gens *gs, struct up_gen *g);
+    /* No generation serves, and none is starting. */
+    void (*none)(struct up_gens *gs);
+    /* c (READY) could not be given to the worker it was sent to. */
+    void (*requeue)(struct up_gens *gs, struct up_pending *c);
+    /* A draining worker (pid from) handed a connection back; the callee
+     * owns fd. */
+    void (*handed_back)(struct up_gens *gs, int fd, const char *data, size_t len, unsigned tries,
+                        pid_t from);
+    /* A worker of the active generation can take connections again. */
+    void (*routable)(struct up_gens *gs);
+    /* Whether hand-backs may be read now (the owner's pending cap). */
+    bool (*room)(struct up_gens *gs);
+    /* A hand-back was dropped by the kernel at the master's fd limit. */
+    void (*lost)(struct up_gens *gs);
+    /* A worker came, went, or its health changed. */
+    void (*changed)(struct up_gens *gs);
+};
 
-/* Move every generation toward what it wants (see above). */
-void up_gen_reconcile(struct up_master *m);
+struct up_gens_opts {
+    const char *app;      /* the app file; each generation copies it */
+    const char *snap_dir; /* where the copies go */
+    long workers;
+    int max_draining;
+    uint64_t drain_timeout_ms;
+    uint64_t ready_timeout_ms;
+    bool respawn;
+    bool migrate_idle;
+    struct up_mworker_params spawn; /* bin, title, max_head, ... (app, ids set here) */
+};
 
-/* Is there room under the process budget ((max-draining + 1) x N) for a
- * new generation? If not, abandon any generation still starting and make
- * the oldest draining one hand back its idle connections, and return false:
- * the caller retries when a worker is gone. */
-bool up_gen_make_room(struct up_master *m);
+struct up_gens_stats {
+    uint64_t reloads;      /* generations started */
+    uint64_t reload_fails; /* generations that failed to start */
+    uint64_t respawns;     /* workers replaced */
+};
 
-/* Ask gen to stop: drain with the master's timeout. flags: DRAIN flags
- * (UP_DRAIN_F_*) to send with it. */
-void up_gen_stop(struct up_gen *g, uint32_t flags);
+struct up_gens {
+    struct up_loop *loop;
+    const struct up_gens_opts *opts;
+    const struct up_gens_cbs *cbs;
+    void *ctx;           /* the owner's */
+    struct up_list list; /* newest first */
+    struct up_gen *active;
+    unsigned next_id;
+    bool stopping;
+    bool reload_pending; /* a reload waits for room under the budget */
+    struct up_gens_stats stats;
+};
 
-/* Send sig to every worker of every generation, or of g. */
-void up_gen_kill_all(struct up_master *m, int sig);
-void up_gen_kill_all_of(struct up_gen *g, int sig);
+void up_gens_init(struct up_gens *gs, struct up_loop *loop, const struct up_gens_opts *opts,
+                  const struct up_gens_cbs *cbs, void *ctx);
 
-/* A SIGCHLD arrived: reap every exited child. */
-void up_gen_reap(struct up_master *m);
+/* Start a new generation (why is for the log). Returns 0 when it starts,
+ * 1 when it waits for room under the budget (it starts by itself later),
+ * or -errno when it could not start (reported as failed() too). */
+int up_gens_reload(struct up_gens *gs, const char *why);
 
-/* Pick a worker for a connection: round-robin over the routable workers
- * (see above) of the active generation, never the one with pid avoid (the
- * worker a connection came back from; 0 for none). NULL if none. */
-struct up_mworker *up_gen_pick(struct up_master *m, pid_t avoid);
+/* Stop: graceful, every generation drains within the drain timeout (idle
+ * connections closed, not handed back); else every worker gets SIGQUIT. */
+void up_gens_stop(struct up_gens *gs, bool graceful);
 
-/* Whether w takes new connections now (see the diagram). */
-bool up_mworker_routable(const struct up_mworker *w);
+/* Kill every worker of every generation with sig (the stop deadline). */
+void up_gens_kill_all(struct up_gens *gs, int sig);
 
-/* Ready workers of the active generation (alive, channel open), and how
- * many of them have fds (no DECLINE pending): for health. */
-void up_gen_ready_counts(const struct up_master *m, unsigned *ret_ready, unsigned *ret_with_fds);
+/* Compare what each generation and worker is with what it should be, and
+ * drain or kill to match. Called after every event here; the owner needs
+ * it only after changing wants itself (it does not). */
+void up_gens_reconcile(struct up_gens *gs);
 
-/* The master has room for connections again: read on the channels paused
- * at the pending cap. */
-void up_gen_resume_rx(struct up_master *m);
+/* waitpid() reported pid: true if it was one of our workers. */
+bool up_gens_reaped(struct up_gens *gs, pid_t pid, int status);
 
-/* Queue c (QUEUED, fd owned by the master) on w's channel. */
-void up_mworker_send_conn(struct up_mworker *w, struct up_mconn *c);
+/* No generation left at all (nothing to wait for when stopping). */
+bool up_gens_empty(const struct up_gens *gs);
+
+/* A generation active or starting: a worker will come. */
+bool up_gens_expected(const struct up_gens *gs);
 
 /* Workers alive, in every generation. */
-unsigned up_gen_count_workers(const struct up_master *m);
+unsigned up_gens_count_workers(const struct up_gens *gs);
+
+/* Workers of the active generation: ready (alive, channel open), and how
+ * many of them have fds (no DECLINE pending). */
+void up_gens_ready_counts(const struct up_gens *gs, unsigned *ret_ready, unsigned *ret_with_fds);
+
+/* Pick a worker of the active generation that takes connections now,
+ * never the one with pid avoid (0: none): round-robin; by key (the same
+ * key, the same worker while the set of workers stays, and a worker
+ * joining or leaving moves only its share: rendezvous hashing over the
+ * workers' indexes); or the one with that index. NULL if none. */
+struct up_mworker *up_gens_pick(struct up_gens *gs, pid_t avoid);
+struct up_mworker *up_gens_pick_key(struct up_gens *gs, uint64_t key, pid_t avoid);
+struct up_mworker *up_gens_pick_index(struct up_gens *gs, unsigned index, pid_t avoid);
+
+/* The master has room again: read the channels paused at the cap. */
+void up_gens_resume_rx(struct up_gens *gs);
+
+/* Write generations and workers, one line each, into buf. Returns the
+ * length written. */
+size_t up_gens_status(const struct up_gens *gs, char *buf, size_t cap);
+
+/* Totals over every worker: processes, connections they hold. */
+void up_gens_totals(const struct up_gens *gs, unsigned *ret_workers, unsigned long long *ret_conns);
 
 const char *up_gen_state_name(enum up_gen_state s);
-const char *up_mworker_state_name(enum up_mworker_state s);
-
-/* ---- between gen.c and mworker.c ---- */
-
-/* Spawn worker index of g (fork+exec of up-worker, channel at its fd 3,
- * stderr into a pipe we read). NULL on failure (logged). */
-struct up_mworker *up_mworker_spawn(struct up_gen *g, unsigned index);
-void up_mworker_free(struct up_mworker *w);
-/* Send DRAIN with g's deadline and flags; arm the kill-after-deadline. */
-void up_mworker_drain(struct up_mworker *w);
-/* Start the next send on w's channel, if any and none is in flight. */
-void up_mworker_kick(struct up_mworker *w);
-/* The channel is finished: route again what w had not taken. */
-void up_mworker_chan_dead(struct up_mworker *w);
-/* waitpid() reported w's exit with this wait status. */
-void up_mworker_reaped(struct up_mworker *w, int status);
-/* Free w once it is reaped and no op is in flight (calls up_gen_worker_gone). */
-void up_mworker_maybe_gone(struct up_mworker *w);
-/* Read w's channel again after a pause at the pending cap. */
-void up_mworker_resume_rx(struct up_mworker *w);
-/* Callbacks from mworker.c into gen.c. */
-void up_gen_worker_ready(struct up_mworker *w);
-void up_gen_worker_gone(struct up_mworker *w);
-/* w said DRAINING: it will leave; replace it if it served. */
-void up_gen_worker_leaving(struct up_mworker *w);
 
 #endif

@@ -1,10 +1,8 @@
 #include "metrics.h"
 
 #include "asrv.h"
-#include "gen.h"
 #include "listen.h"
 #include "log.h"
-#include "master.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,74 +10,20 @@
 #include <string.h>
 
 struct up_metrics {
-    struct up_master *m;
+    const struct up_metrics_cbs *cbs;
+    void *ctx;
     struct up_asrv *srv;
 };
 
-struct appender {
-    char *buf;
-    size_t cap, len;
-};
-
-static void add(struct appender *a, const char *name, const char *type, const char *help,
-                unsigned long long v)
+size_t up_metrics_format(const struct up_metric *v, size_t count, char *buf, size_t cap)
 {
-    if (a->len >= a->cap) {
-        return;
+    size_t len = 0;
+    for (size_t i = 0; i < count && len < cap; i++) {
+        int n = snprintf(buf + len, cap - len, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", v[i].name,
+                         v[i].help, v[i].name, v[i].type, v[i].name, v[i].value);
+        len += n > 0 ? (size_t)n : 0;
     }
-    int n = snprintf(a->buf + a->len, a->cap - a->len, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n",
-                     name, help, name, type, name, v);
-    a->len += n > 0 ? (size_t)n : 0;
-    if (a->len > a->cap) {
-        a->len = a->cap;
-    }
-}
-
-size_t up_metrics_text(const struct up_master *m, char *buf, size_t cap)
-{
-    struct appender a = {buf, cap, 0};
-    const struct up_master_stats *s = &m->stats;
-    unsigned ready = 0, total = 0;
-    unsigned long long held = 0;
-    for (const struct up_gen *g = m->gens; g != NULL; g = g->next) {
-        for (const struct up_mworker *w = g->workers; w != NULL; w = w->next) {
-            total++;
-            ready += w->state == UP_MW_READY && w->pid > 0 && g == m->active;
-            held += w->conns;
-        }
-    }
-    add(&a, "up_connections_accepted_total", "counter", "Connections accepted.", s->accepted);
-    add(&a, "up_connections_handed_total", "counter", "Connections a worker took.", s->handed);
-    add(&a, "up_connections_rerouted_total", "counter",
-        "Connections routed again after a worker died or was full.", s->rerouted);
-    add(&a, "up_connections_handed_back_total", "counter",
-        "Keep-Alive connections draining workers gave back.", s->handed_back);
-    add(&a, "up_connections_answered_total", "counter",
-        "Connections the master answered itself (400, 408, 431, 503).", s->answered);
-    add(&a, "up_connections_pending", "gauge", "Connections not yet owned by a worker.",
-        m->nmconns);
-    add(&a, "up_worker_connections", "gauge", "Connections held by workers.", held);
-    add(&a, "up_reloads_total", "counter", "Reloads started.", s->reloads);
-    add(&a, "up_reload_failures_total", "counter", "Generations that failed to start.",
-        s->reload_fails);
-    add(&a, "up_respawns_total", "counter", "Workers replaced after dying.", s->respawns);
-    add(&a, "up_connections_queue_timeouts_total", "counter",
-        "Connections no worker could take within --queue-timeout (503 or closed).",
-        s->queue_timeouts);
-    add(&a, "up_connections_shed_total", "counter",
-        "Incomplete request heads answered 408 early to make room (pending cap).", s->shed);
-    add(&a, "up_connections_lost_total", "counter",
-        "Connections handed back while the master was out of fds.", s->lost);
-    add(&a, "up_healthy", "gauge",
-        "1 when a worker of the active generation can take a connection.",
-        up_master_health(m) == NULL);
-    add(&a, "up_workers", "gauge", "Worker processes, every generation.", total);
-    add(&a, "up_workers_ready", "gauge", "Workers taking new connections.", ready);
-    add(&a, "up_generation", "gauge", "The generation taking new connections.",
-        m->active ? m->active->id : 0);
-    add(&a, "up_log_lines_dropped_total", "counter",
-        "Log lines dropped because stderr was not writable.", up_log_lines_dropped());
-    return a.len;
+    return len < cap ? len : cap;
 }
 
 static bool head_complete(const char *buf, size_t len)
@@ -91,18 +35,19 @@ static bool head_complete(const char *buf, size_t len)
 static size_t answer(void *ctx, char *buf, size_t len, size_t cap)
 {
     struct up_metrics *mt = ctx;
-    const struct up_master *m = mt->m;
     (void)len;
     char body[6144];
     size_t blen;
     int status = 200;
     const char *type = "text/plain; version=0.0.4";
     if (strncmp(buf, "GET /metrics ", 13) == 0) {
-        blen = up_metrics_text(m, body, sizeof(body));
+        struct up_metric v[48];
+        size_t n = mt->cbs->values(mt->ctx, v, sizeof(v) / sizeof(v[0]));
+        blen = up_metrics_format(v, n, body, sizeof(body));
     } else if (strncmp(buf, "GET /healthz ", 13) == 0) {
         /* 503 while no worker can take a connection, so that a load
          * balancer sends its clients elsewhere meanwhile. */
-        const char *why = up_master_health(m);
+        const char *why = mt->cbs->health(mt->ctx);
         status = why == NULL ? 200 : 503;
         type = "text/plain";
         blen = (size_t)snprintf(body, sizeof(body), "%s%s\n",
@@ -112,7 +57,7 @@ static size_t answer(void *ctx, char *buf, size_t len, size_t cap)
         type = "text/plain";
         blen = (size_t)snprintf(body, sizeof(body), "try /metrics or /healthz\n");
     }
-    int n = snprintf(buf, cap,
+    int k = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%.*s",
                      status,
@@ -120,16 +65,18 @@ static size_t answer(void *ctx, char *buf, size_t len, size_t cap)
                      : status == 404 ? "Not Found"
                                      : "Unavailable",
                      type, blen, (int)blen, body);
-    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
+    return k < 0 ? 0 : (size_t)k < cap ? (size_t)k : cap;
 }
 
-int up_metrics_open(struct up_master *m, const char *addr, struct up_metrics **ret)
+int up_metrics_open(struct up_loop *loop, const char *addr, const struct up_metrics_cbs *cbs,
+                    void *ctx, struct up_metrics **ret)
 {
     struct up_metrics *mt = calloc(1, sizeof(*mt));
     if (mt == NULL) {
         return -ENOMEM;
     }
-    mt->m = m;
+    mt->cbs = cbs;
+    mt->ctx = ctx;
     struct up_listen_addr a;
     char err[256];
     int r = up_listen_parse(addr, &a, err, sizeof(err));
@@ -142,7 +89,7 @@ int up_metrics_open(struct up_master *m, const char *addr, struct up_metrics **r
     int fd = -1;
     r = up_listen_open(&a, &o, &fd);
     if (r == 0) {
-        r = up_asrv_open_take(m->loop, fd, false, head_complete, answer, mt, &mt->srv);
+        r = up_asrv_open_take(loop, fd, false, head_complete, answer, mt, &mt->srv);
     }
     if (r < 0) {
         up_log(UP_LOG_ERR, "--metrics: cannot listen on %s: %s", a.text, strerror(-r));

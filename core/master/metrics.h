@@ -1,28 +1,43 @@
 /*
- * metrics: `--metrics HOST:PORT`, a Prometheus text endpoint, and the
- * health answer a load balancer in front of several hosts asks for:
- *
- *   GET /metrics   counters and gauges of the master (text format 0.0.4)
- *   GET /healthz   200 "ok" while a generation serves and the master is not
- *                  stopping, else 503: take this host out of rotation
- *
- * Served on the master's loop by asrv; each answer closes its connection.
+ * metrics: `--metrics HOST:PORT`, a tiny HTTP endpoint on the master's loop
+ * for Prometheus (/metrics, text format) and load balancers (/healthz: 200
+ * "ok", or 503 "degraded: REASON" while no worker can take a connection).
+ * What it shows comes from its owner through the callbacks; the module
+ * formats and serves it. Never blocks.
  */
 #ifndef UP_METRICS_H
 #define UP_METRICS_H
 
 #include <stddef.h>
 
-struct up_master;
+#include "loop.h"
+
 struct up_metrics;
 
-/* Listen on addr (HOST:PORT) and serve. 0 with *ret set, or -errno (logged). */
-int up_metrics_open(struct up_master *m, const char *addr, struct up_metrics **ret);
+/* One value of the text format. */
+struct up_metric {
+    const char *name; /* "up_connections_accepted_total" */
+    const char *type; /* "counter" or "gauge" */
+    const char *help;
+    unsigned long long value;
+};
 
-/* Stop serving; NULL is fine. */
+struct up_metrics_cbs {
+    /* Fill up to cap values into out; return how many. */
+    size_t (*values)(void *ctx, struct up_metric *out, size_t cap);
+    /* NULL while healthy, else why not ("no ready worker"). */
+    const char *(*health)(void *ctx);
+};
+
+/* Serve on addr (HOST:PORT). Returns 0 with *ret set, or -errno (logged). */
+int up_metrics_open(struct up_loop *loop, const char *addr, const struct up_metrics_cbs *cbs,
+                    void *ctx, struct up_metrics **ret);
+
+/* Stop serving and free it (running the loop until its ops are done). NULL
+ * is fine. */
 void up_metrics_close(struct up_metrics *mt);
 
-/* Write the metrics text of m into buf; returns its length. */
-size_t up_metrics_text(const struct up_master *m, char *buf, size_t cap);
+/* The text format of n values into buf. Returns the length written. */
+size_t up_metrics_format(const struct up_metric *v, size_t n, char *buf, size_t cap);
 
 #endif

@@ -1,14 +1,13 @@
 #include "watch.h"
 
-#include "fd.h"
-#include "log.h"
-#include "master.h"
 #include "child.h"
+#include "fd.h"
+#include "list.h"
+#include "log.h"
 
 #include <spawn.h>
 
 #include <errno.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,7 +22,10 @@
 #define DEBOUNCE_MS 300
 
 struct up_watch {
-    struct up_master *m;
+    struct up_loop *loop;
+    const struct up_watch_cbs *cbs;
+    void *ctx;
+    const char *build_cmd;
     int fd; /* owned: inotify */
     struct up_op op;
     struct up_timer debounce;
@@ -51,11 +53,11 @@ int up_watch_ignored(const char *name)
 
 static void start_build(struct up_watch *w)
 {
-    const char *argv[] = {"sh", "-c", w->m->cli->build_cmd, NULL};
+    const char *argv[] = {"sh", "-c", w->build_cmd, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addchdir_np(&fa, w->dir);
-    up_log(UP_LOG_INFO, "change detected: running build: %s", w->m->cli->build_cmd);
+    up_log(UP_LOG_INFO, "change detected: running build: %s", w->build_cmd);
     int r = up_child_spawn("/bin/sh", argv, &fa, &w->build_pid);
     posix_spawn_file_actions_destroy(&fa);
     if (r < 0) {
@@ -67,7 +69,7 @@ static void start_build(struct up_watch *w)
 static void on_debounce(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
-    struct up_watch *w = (struct up_watch *)((char *)t - offsetof(struct up_watch, debounce));
+    struct up_watch *w = up_container_of(t, struct up_watch, debounce);
     if (w->stopped) {
         return;
     }
@@ -75,11 +77,11 @@ static void on_debounce(struct up_loop *loop, struct up_timer *t)
         w->again = true; /* let the running build finish first */
         return;
     }
-    if (w->m->cli->build_cmd != NULL) {
+    if (w->build_cmd != NULL) {
         start_build(w);
         return;
     }
-    up_master_reload(w->m, "file change");
+    w->cbs->reload(w->ctx, "file change");
 }
 
 void up_watch_child_exited(struct up_watch *w, pid_t pid, int status)
@@ -97,20 +99,21 @@ void up_watch_child_exited(struct up_watch *w, pid_t pid, int status)
         return;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        up_master_reload(w->m, "build done");
+        w->cbs->reload(w->ctx, "build done");
         return;
     }
-    w->m->stats.reload_fails++;
-    snprintf(w->m->last_error, sizeof(w->m->last_error), "the build (%s) failed with %s %d",
-             w->m->cli->build_cmd, WIFEXITED(status) ? "status" : "signal",
+    char why[600];
+    snprintf(why, sizeof(why), "the build (%s) failed with %s %d", w->build_cmd,
+             WIFEXITED(status) ? "status" : "signal",
              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    up_log(UP_LOG_ERR, "%s; the old code keeps serving", w->m->last_error);
+    up_log(UP_LOG_ERR, "%s; the old code keeps serving", why);
+    w->cbs->build_failed(w->ctx, why);
 }
 
 static void on_events(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct up_watch *w = (struct up_watch *)((char *)op - offsetof(struct up_watch, op));
+    struct up_watch *w = up_container_of(op, struct up_watch, op);
     if (res <= 0 || w->stopped) {
         if (res < 0 && res != -ECANCELED) {
             up_log(UP_LOG_ERR, "watch: reading inotify failed: %s, no longer watching",
@@ -132,22 +135,20 @@ static void on_events(struct up_loop *loop, struct up_op *op, int res, uint32_t 
     (void)up_loop_read(loop, &w->op, w->fd, w->buf, sizeof(w->buf));
 }
 
-int up_watch_start(struct up_master *m, struct up_watch **ret)
+int up_watch_start(struct up_loop *loop, const char *dir, const char *build_cmd,
+                   const struct up_watch_cbs *cbs, void *ctx, struct up_watch **ret)
 {
     struct up_watch *w = calloc(1, sizeof(*w));
     if (w == NULL) {
         return -ENOMEM;
     }
-    w->m = m;
+    w->loop = loop;
+    w->cbs = cbs;
+    w->ctx = ctx;
+    w->build_cmd = build_cmd;
     w->op.cb = on_events;
     w->debounce.cb = on_debounce;
-    if (m->cli->watch_dir != NULL) {
-        snprintf(w->dir, sizeof(w->dir), "%s", m->cli->watch_dir);
-    } else {
-        char app[512];
-        snprintf(app, sizeof(app), "%s", m->cli->app);
-        snprintf(w->dir, sizeof(w->dir), "%s", dirname(app));
-    }
+    snprintf(w->dir, sizeof(w->dir), "%s", dir);
     int r = 0;
     w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (w->fd < 0 || inotify_add_watch(w->fd, w->dir,
@@ -155,7 +156,7 @@ int up_watch_start(struct up_master *m, struct up_watch **ret)
         r = -errno;
     }
     if (r == 0) {
-        r = up_loop_read(m->loop, &w->op, w->fd, w->buf, sizeof(w->buf));
+        r = up_loop_read(loop, &w->op, w->fd, w->buf, sizeof(w->buf));
     }
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot watch %s: %s", w->dir, strerror(-r));
@@ -171,8 +172,8 @@ int up_watch_start(struct up_master *m, struct up_watch **ret)
 void up_watch_stop(struct up_watch *w)
 {
     w->stopped = true;
-    up_timer_stop(w->m->loop, &w->debounce);
-    up_loop_cancel(w->m->loop, &w->op);
+    up_timer_stop(w->loop, &w->debounce);
+    up_loop_cancel(w->loop, &w->op);
     if (w->build_pid > 0) {
         kill(w->build_pid, SIGTERM);
     }
@@ -186,7 +187,7 @@ void up_watch_free(struct up_watch *w)
     if (!w->stopped) {
         up_watch_stop(w);
     }
-    up_loop_drain(w->m->loop, 2000);
-    w->fd = up_loop_close(w->m->loop, w->fd);
+    up_loop_drain(w->loop, 2000);
+    w->fd = up_loop_close(w->loop, w->fd);
     free(w);
 }

@@ -14,11 +14,23 @@
 
 #include <sys/types.h>
 
-struct up_master;
+#include "loop.h"
+
 struct up_watch;
 
-/* Start watching. Returns 0 with *ret set, or -errno (logged). */
-int up_watch_start(struct up_master *m, struct up_watch **ret);
+/* What a change leads to: the owner's. */
+struct up_watch_cbs {
+    /* Reload now (why: "file change", "build done"). */
+    void (*reload)(void *ctx, const char *why);
+    /* The build failed (why says how): the old code keeps serving. */
+    void (*build_failed)(void *ctx, const char *why);
+};
+
+/* Start watching dir, running build_cmd (NULL: none) before each reload.
+ * Both strings are borrowed for the watch's life. Returns 0 with *ret set,
+ * or -errno (logged). */
+int up_watch_start(struct up_loop *loop, const char *dir, const char *build_cmd,
+                   const struct up_watch_cbs *cbs, void *ctx, struct up_watch **ret);
 
 /* Stop reacting to changes (the master is stopping). */
 void up_watch_stop(struct up_watch *w);

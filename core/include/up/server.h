@@ -1,0 +1,130 @@
+/*
+ * libup: the up master as a library. A server owns listening sockets and
+ * generations of worker processes (up-worker running an app .so), peeks at
+ * each new connection's first request head, and passes the connection to a
+ * worker with SCM_RIGHTS; up_server_reload() starts a new generation and
+ * drains the old one without failing a request or resetting a Keep-Alive
+ * connection. up-run is this library behind a command line.
+ *
+ *     #include <up/server.h>              cc ... -lup -luring -ldl
+ *
+ *     struct up_server_opts o = {.app = "/srv/app.so", .workers = 4};
+ *     struct up_server *s;
+ *     if (up_server_new(&o, &s) < 0 ...
+ *     up_server_listen(s, "8080");
+ *     up_server_use(s, my_middleware, my_ctx);   // optional, in order
+ *     int code = up_server_run(s);               // until stopped
+ *     up_server_free(s);
+ *
+ * Threads and signals: a server runs on the thread that calls
+ * up_server_run(), on its own event loop (io_uring, or epoll), and every
+ * function here is for that thread, except up_server_reload() and
+ * up_server_stop(), which may be called from any thread or a signal
+ * handler (they write to an eventfd the loop reads). The server reaps its
+ * workers through a signalfd: it blocks SIGCHLD (and, with .signals, USR2,
+ * HUP, TERM, INT and QUIT, which it then handles as up-run does) in the
+ * calling thread when created; block them in every other thread too.
+ *
+ * Errors are -errno; a function that fails changes nothing.
+ */
+#ifndef UP_SERVER_H
+#define UP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "up/middleware.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct up_server;
+
+/* A built-in middleware: sticky routing, by cookie:NAME, header:NAME or ip
+ * (spec), keeps a client on one worker of the serving generation (after a
+ * reload, on one worker of the new one). Requests without the cookie or
+ * header go round-robin. Returns 0, or -EINVAL for a bad spec. */
+int up_server_use_sticky(struct up_server *s, const char *spec);
+
+/* ---- the server ---- */
+
+/* Why a reload ended as it did (the reload callback). */
+struct up_reload_outcome {
+    unsigned generation; /* the generation the reload started */
+    bool ok;             /* it serves now; false: it failed, the old one serves */
+    const char *why;     /* !ok: the reason (the dlerror() text and the like) */
+    uint64_t ms;         /* from the reload to this outcome */
+};
+
+struct up_server_opts {
+    const char *app;     /* the app .so (an absolute path is best: the cwd
+                          * may change); required */
+    char *const *app_argv; /* its arguments after argv[0], or NULL */
+    int app_argc;
+    long workers;               /* per generation; 0: 1 */
+    uint64_t drain_timeout_ms;  /* old workers drain this long; 0: 10 min */
+    bool migrate_idle;          /* move idle Keep-Alive connections at once */
+    int max_draining;           /* old generations draining at once; 0: 4 */
+    bool no_respawn;            /* do not replace workers that die */
+    bool ready_manual;          /* the app calls up_ready() */
+    uint64_t ready_timeout_ms;  /* 0: 30 s */
+    uint64_t header_timeout_ms; /* 0: 10 s */
+    uint64_t queue_timeout_ms;  /* 0: 10 s */
+    size_t max_head;            /* 0: 16384 */
+    int backend;                /* 0 auto, 1 io_uring, 2 epoll */
+    const char *title;          /* process titles "TITLE worker"; NULL: "up" */
+    const char *const *require; /* libraries each worker loads first */
+    int nrequire;
+    const char *worker_bin; /* up-worker; NULL: $UP_WORKER_BIN, else beside this program */
+    const char *control;    /* control socket path, or NULL: none */
+    bool control_private;   /* its directory must be private to this user (up-run's
+                             * default path): made 0700 when missing, refused when not */
+    const char *metrics;    /* HOST:PORT for /metrics and /healthz, or NULL */
+    const char *pidfile;    /* or NULL */
+    const char *watch_dir;  /* reload on changes there, or NULL */
+    const char *build_cmd;  /* with watch_dir: run first, reload if it succeeds */
+    bool signals; /* handle USR2/HUP (reload), TERM/INT (stop), QUIT (stop now) */
+    /* The outcome of every reload (and of the first start); may be NULL. */
+    void (*on_reload)(void *ctx, const struct up_reload_outcome *o);
+    void *ctx;
+};
+
+/* Create a server (nothing listens or runs yet). Returns 0 with *ret set,
+ * or -errno (-EINVAL: a bad option; the log says which). */
+int up_server_new(const struct up_server_opts *opts, struct up_server **ret);
+
+/* Listen on addr: "PORT", "HOST:PORT", "[V6]:PORT" or "unix:/PATH". Or take
+ * a listening socket fd (the server owns it from now on, also on failure).
+ * Call before up_server_run(). Returns 0 or -errno. */
+int up_server_listen(struct up_server *s, const char *addr);
+int up_server_listen_fd(struct up_server *s, int fd);
+
+/* Add a middleware at the end of the chain (before the built-in
+ * round-robin). Returns 0, or -ENOSPC past 16. */
+int up_server_use(struct up_server *s, up_middleware_fn fn, void *ctx);
+
+/* Start the first generation and serve until stopped. Returns the exit
+ * code: 0 stopped, 1 a runtime failure, 3 the start failed (the app could
+ * not start, a listener or the control socket could not be set up). */
+int up_server_run(struct up_server *s);
+
+/* Reload (start a new generation; the old one drains once it serves), or
+ * stop (graceful: drain within the drain timeout; else at once). Safe from
+ * any thread and from a signal handler. */
+void up_server_reload(struct up_server *s);
+void up_server_stop(struct up_server *s, bool graceful);
+
+/* The status report `up-run status` prints, into buf. Returns its length.
+ * The server's thread only. */
+size_t up_server_status(struct up_server *s, char *buf, size_t cap);
+
+/* Free a server that is not running (before or after up_server_run()). */
+void up_server_free(struct up_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

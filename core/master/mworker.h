@@ -1,0 +1,188 @@
+/*
+ * mworker: one worker process as the master sees it: spawning it (fork+exec
+ * of up-worker with its channel at fd 3 and stderr into a pipe we read),
+ * its channel (CONN and DRAIN out; READY, FAIL, ACK, CONN back, STATS,
+ * DECLINE, ROOM, DRAINING in), its stderr, and its end.
+ *
+ *     STARTING --READY--> READY --drain(), or DRAINING from it--> DRAINING
+ *        \________\__________\____process reaped + channel read to EOF__> GONE
+ *
+ * A READY worker is routable unless its channel is full, it holds
+ * UP_MW_MAX_UNACKED connections it has not ACKed, or it said DECLINE (out
+ * of fds) and not yet ROOM. Only a DRAINING one may hand connections back.
+ *
+ * chan is valid until GONE. Every connection sent but not yet ACKed stays
+ * the master's (its pending keeps the fd) and goes back to the owner
+ * (requeue) if the worker goes first, declines it, or is told to drain
+ * before it was sent.
+ *
+ * The worker runs the user's code: everything it sends is checked, and the
+ * warnings it can cause are rate-limited. This module never decides to kill
+ * or drain: it does what its owner says (up_mworker_drain/kill) and reports
+ * upward through the callbacks; it never blocks.
+ */
+#ifndef UP_MWORKER_H
+#define UP_MWORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "list.h"
+#include "log.h"
+#include "loop.h"
+#include "passfd.h"
+#include "ratelimit.h"
+
+struct up_pending;
+struct up_mworker;
+
+enum up_mworker_state {
+    UP_MW_STARTING, /* spawned, not READY */
+    UP_MW_READY,    /* routable while its generation is active */
+    UP_MW_DRAINING, /* DRAIN sent, or it said DRAINING */
+    UP_MW_GONE,     /* reaped and channel read to its end; about to be freed */
+};
+
+#define UP_MW_ERR_TAIL 2048 /* bytes of a worker's last stderr output kept */
+/* Connections sent to one worker and not yet ACKed: each holds an fd in
+ * the master, so a worker that reads them and never ACKs (stuck, or
+ * hostile: it runs the user's code) must not collect the master's fds. */
+#define UP_MW_MAX_UNACKED 512
+
+/* What a worker reports to its owner (its generation). */
+struct up_mworker_cbs {
+    void (*ready)(struct up_mworker *w);
+    /* It said why it could not start (FAIL: dlerror() and the like), or it
+     * speaks another protocol version. */
+    void (*fail)(struct up_mworker *w, const char *text, size_t len);
+    /* c (READY again) could not be given to w: route it elsewhere. */
+    void (*requeue)(struct up_mworker *w, struct up_pending *c);
+    /* A draining w handed a connection back (checked: from a draining
+     * worker, no more read than a head may hold). The callee owns fd. */
+    void (*handed_back)(struct up_mworker *w, int fd, const char *data, size_t len,
+                        unsigned tries);
+    /* w can take connections again (channel drained, under the un-ACKed
+     * cap, ROOM). */
+    void (*routable)(struct up_mworker *w);
+    /* w began draining on its own (a SIGTERM from someone else). */
+    void (*draining)(struct up_mworker *w);
+    /* w should not run any more: alive past its drain deadline and grace,
+     * or its channel ended while it runs. The owner decides (and kills). */
+    void (*late)(struct up_mworker *w);
+    /* Out of fds, or back to having them (DECLINE / ROOM). */
+    void (*pressure)(struct up_mworker *w, bool on);
+    /* A hand-back whose fd the kernel dropped at the master's fd limit. */
+    void (*lost)(struct up_mworker *w);
+    /* Whether the master has room for hand-backs now; if not, a draining
+     * worker's channel is left unread until up_mworker_resume_rx(). */
+    bool (*room)(struct up_mworker *w);
+    /* Reaped and its channel read to the end: the owner frees it. */
+    void (*gone)(struct up_mworker *w);
+};
+
+/* What a worker is started with. Strings are borrowed for the call. */
+struct up_mworker_params {
+    const char *bin; /* up-worker */
+    const char *app; /* the generation's snapshot of the app */
+    unsigned gen_id, index;
+    const char *title;
+    size_t max_head;
+    bool ready_manual;
+    const char *const *require;
+    int nrequire;
+    char *const *app_argv; /* the app's argv after argv[0] */
+    int app_argc;
+};
+
+struct up_mworker {
+    struct up_loop *loop;
+    const struct up_mworker_cbs *cbs;
+    void *owner;              /* the generation's */
+    struct up_list gen_link;  /* the owner's list of workers */
+    enum up_mworker_state state;
+    unsigned gen_id, index;  /* for logs: "worker g3#1" */
+    size_t max_head;         /* a hand-back's bytes already read may not pass it */
+    pid_t pid;               /* 0 once reaped */
+    pid_t pid_was;           /* pid, kept after the reap for the logs */
+    int status;              /* wait status once reaped */
+    bool respawned;          /* this one replaces a dead worker */
+    uint64_t spawned_at;     /* up_loop_now() ms at spawn: lived long enough? */
+    bool on_its_own;         /* it said DRAINING: signalled by someone else */
+
+    /* The owner's: what its generation wants of this worker. */
+    bool want_kill;  /* late, or its channel ended: reconcile kills it */
+    bool want_drain; /* it began draining on its own: reconcile bounds it */
+    int killed_sig;  /* the signal reconcile sent it, 0 none */
+
+    int chan; /* owned: the master's end of the channel */
+    struct up_op rx;
+    struct up_passfd_in in;
+    char *payload; /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
+    struct up_op tx;
+    bool chan_full;         /* the last CONN met a full channel: polling POLLOUT */
+    bool drain_queued;      /* DRAIN to send */
+    bool drain_inflight;    /* DRAIN being sent (tx) */
+    uint32_t drain_flags;   /* UP_DRAIN_F_* asked for (sent or queued) */
+    uint64_t drain_deadline; /* up_loop_now() ms */
+    bool tx_dead;           /* a send failed: send nothing more (rx goes on to EOF) */
+    bool chan_dead;         /* EOF, error or reaped: no more sends; closing */
+    bool rx_paused;         /* draining, and the master at its pending cap */
+    bool fd_pressure;       /* DECLINE: out of fds; not routable until ROOM */
+    struct up_passfd_out drain_out;  /* DRAIN message in flight */
+    struct up_pending *tx_conn;      /* CONN in flight */
+    struct up_list txq;              /* CONNs to send (pending.link) */
+    struct up_list unacked;          /* sent, not ACKed (pending.link) */
+    size_t nqueued;                  /* in txq + unacked */
+    struct up_ratelimit warn_rl;     /* warnings its messages cause */
+
+    int errfd; /* owned: read end of the worker's stderr pipe */
+    struct up_op err_op;
+    char errbuf[512];
+    struct up_log_relay err_lines; /* stderr passed on line by line */
+    char tail[UP_MW_ERR_TAIL];    /* last stderr bytes, for failure reports */
+    size_t tail_len;
+
+    uint64_t conns;             /* STATS: connections held */
+    uint64_t requests;          /* STATS: requests served */
+    struct up_timer kill_timer; /* past the drain deadline; the reaped channel's guard */
+};
+
+/* Start a worker. Returns it, or NULL with *ret_err (-errno: fork or exec
+ * failed, no fds) and nothing left behind. */
+struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_mworker_params *p,
+                                    const struct up_mworker_cbs *cbs, void *owner, int *ret_err);
+
+/* Queue c (READY, fd owned by the master) on w's channel. */
+void up_mworker_send_conn(struct up_mworker *w, struct up_pending *c);
+
+/* Tell w to drain: deadline_ms from now, flags UP_DRAIN_F_*. A second call
+ * sends DRAIN again only if it adds flags (a worker only ever shortens its
+ * deadline). What waits to be sent goes back to the owner. Past the
+ * deadline and a grace, late() is reported. */
+void up_mworker_drain(struct up_mworker *w, uint64_t deadline_ms, uint32_t flags);
+
+/* Send sig to the process, if it still runs. */
+void up_mworker_kill(struct up_mworker *w, int sig);
+
+/* waitpid() reported w's exit with this wait status. Its channel is read
+ * on to its end (a FAIL with the reason, the last hand-backs), with a guard
+ * timer in case something the worker started keeps it open. */
+void up_mworker_reaped(struct up_mworker *w, int status);
+
+/* The master has room again: read a channel paused at the cap. */
+void up_mworker_resume_rx(struct up_mworker *w);
+
+/* Whether w takes new connections now (see above). */
+bool up_mworker_routable(const struct up_mworker *w);
+
+/* Whether w is ready (alive, channel open), whatever its load. */
+bool up_mworker_ready(const struct up_mworker *w);
+
+/* Free a GONE worker. */
+void up_mworker_free(struct up_mworker *w);
+
+const char *up_mworker_state_name(enum up_mworker_state s);
+
+#endif

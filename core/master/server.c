@@ -1,0 +1,1107 @@
+/*
+ * server: libup's up_server, the top of the master. It owns the loop, the
+ * listeners, the signals, the pending connections, the router, the
+ * generations, and the control, metrics and watch servers; each of those
+ * reports up here through callbacks, and this file decides what follows
+ * (route, reload, stop, exit). See up/server.h for the API, and the tree of
+ * modules in README.md.
+ */
+#include "up/server.h"
+
+#include "acceptor.h"
+#include "child.h"
+#include "ctl.h"
+#include "fd.h"
+#include "gen.h"
+#include "listen.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "pending.h"
+#include "pidfile.h"
+#include "router.h"
+#include "sticky.h"
+#include "watch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_LISTENERS 16
+/* Connections not yet handed off at which accepting pauses (the kernel's
+ * backlog holds the rest): bounds the master's memory and fds. Lower when
+ * the fd limit is (see size_pending()), never below MIN_PENDING. */
+#define MAX_PENDING 8192
+#define MIN_PENDING 16
+/* fds that come and go besides the pending connections: control and
+ * metrics clients, the app's snapshot copy, a spawn's pipes. */
+#define FD_MARGIN 64
+/* While accepting is paused at the cap, look for slow heads to shed this
+ * often (see up_pendings_shed()). */
+#define SHED_EVERY_MS 250
+/* After a stop's drain deadline, this long for workers to go before
+ * they are killed. */
+#define STOP_GRACE_MS 5000
+
+enum server_state {
+    SERVER_NEW,      /* not running yet */
+    SERVER_STARTING, /* first generation not ready yet */
+    SERVER_RUNNING,  /* serving */
+    SERVER_STOPPING, /* draining everything */
+};
+
+struct listener {
+    struct up_server *s;
+    int index;
+    int fd; /* owned; never closed while the server runs */
+    struct up_acceptor acceptor;
+    bool unix_sock;
+    char text[128];
+};
+
+struct sticky_mw {
+    struct sticky_mw *next;
+    struct up_sticky sticky;
+};
+
+struct up_server {
+    struct up_server_opts opts; /* strings point into strs */
+    char *strs;                 /* owned: copies of every string of opts */
+    struct up_loop *loop;
+    enum server_state state;
+    int exit_code;
+    char snap_dir[256]; /* private dir holding each generation's app copy */
+    char worker_bin[600];
+    unsigned long long nofile;
+    unsigned long long nofile_before; /* the soft limit we were started with */
+
+    struct listener listeners[MAX_LISTENERS];
+    int nlisteners;
+    bool accept_paused;
+    struct up_timer shed_timer;
+
+    int sigfd; /* owned: signalfd */
+    struct up_op sig_op;
+    char sig_buf[128];
+    int wake_fd; /* owned: eventfd for up_server_reload/stop from anywhere */
+    struct up_op wake_op;
+    uint64_t wake_buf;
+    int want_reload, want_stop, want_stop_graceful; /* set from anywhere (atomics) */
+
+    struct up_pendings pendings;
+    struct up_router router;
+    struct up_gens gens;
+    struct up_gens_opts gens_opts;
+    struct up_ctl *ctl;
+    struct up_metrics *metrics;
+    struct up_watch *watch;
+    struct sticky_mw *stickies;
+
+    struct up_timer stop_timer; /* graceful stop deadline */
+    const char *health;         /* the last health logged */
+    char last_error[1024];      /* why the last reload failed (the 503 page) */
+    uint64_t build_fails;       /* --build failures */
+    uint64_t lost;              /* hand-backs dropped at our fd limit */
+    bool pidfile_written;
+    unsigned reload_gen;   /* the generation the last reload started, for its outcome */
+    uint64_t reload_at;    /* ... and when */
+};
+
+static void server_stop(struct up_server *s, bool graceful);
+static void check_done(struct up_server *s);
+static void check_health(struct up_server *s);
+static const char *health(const struct up_server *s);
+
+/* ---- listeners ---- */
+
+static void on_conn(struct up_acceptor *a, int fd)
+{
+    struct listener *l = a->ctx;
+    struct up_server *s = l->s;
+    up_pending_accept_take(&s->pendings, fd, l->index, l->unix_sock);
+    up_pendings_shed(&s->pendings);
+    if (up_pendings_full(&s->pendings) && !s->accept_paused) {
+        s->accept_paused = true;
+        for (int i = 0; i < s->nlisteners; i++) {
+            up_acceptor_pause(&s->listeners[i].acceptor);
+        }
+        /* No accept comes to shed slow heads now: a timer does. */
+        up_timer_start(s->loop, &s->shed_timer, SHED_EVERY_MS);
+        up_log(UP_LOG_WARN, "%zu connections waiting for a worker: accepting paused",
+               s->pendings.n);
+    }
+}
+
+static void on_accept_error(struct up_acceptor *a, int err, bool first)
+{
+    struct listener *l = a->ctx;
+    if (first) {
+        /* Once per streak: the retry runs ten times a second. */
+        up_log(UP_LOG_WARN, "listener %s: accept failed: %s, retrying every %d ms", l->text,
+               strerror(-err), UP_ACCEPTOR_RETRY_MS);
+    }
+}
+
+static void on_accept_recovered(struct up_acceptor *a)
+{
+    struct listener *l = a->ctx;
+    up_log(UP_LOG_INFO, "listener %s: accepting again", l->text);
+}
+
+static const struct up_acceptor_cbs listener_cbs = {
+    .on_conn = on_conn,
+    .on_error = on_accept_error,
+    .on_recovered = on_accept_recovered,
+};
+
+static void on_shed_timer(struct up_loop *loop, struct up_timer *t)
+{
+    struct up_server *s = up_container_of(t, struct up_server, shed_timer);
+    up_pendings_shed(&s->pendings);
+    if (s->accept_paused) {
+        up_timer_start(loop, t, SHED_EVERY_MS);
+    }
+}
+
+/* A pending connection went: room for hand-backs and new connections. */
+static void room_again(struct up_server *s)
+{
+    if (!up_pendings_full(&s->pendings)) {
+        up_gens_resume_rx(&s->gens); /* hand-backs waiting in draining workers' channels */
+    }
+    if (!s->accept_paused || s->pendings.n > s->pendings.max_pending * 3 / 4 ||
+        s->state == SERVER_STOPPING) {
+        return;
+    }
+    s->accept_paused = false;
+    up_timer_stop(s->loop, &s->shed_timer);
+    for (int i = 0; i < s->nlisteners; i++) {
+        up_acceptor_resume(&s->listeners[i].acceptor);
+    }
+}
+
+static int add_listener(struct up_server *s, int fd, const char *text, bool unix_sock)
+{
+    if (s->nlisteners == MAX_LISTENERS) {
+        up_close(fd);
+        return -ENOSPC;
+    }
+    struct listener *l = &s->listeners[s->nlisteners];
+    l->s = s;
+    l->index = s->nlisteners;
+    l->fd = fd;
+    l->unix_sock = unix_sock;
+    snprintf(l->text, sizeof(l->text), "%s", text);
+    up_acceptor_init(&l->acceptor, s->loop, l->fd, &listener_cbs, l);
+    s->nlisteners++;
+    return 0;
+}
+
+int up_server_listen(struct up_server *s, const char *addr)
+{
+    struct up_listen_addr a;
+    char err[256];
+    if (up_listen_parse(addr, &a, err, sizeof(err)) < 0) {
+        up_log(UP_LOG_ERR, "listen: %s", err);
+        return -EINVAL;
+    }
+    /* SO_REUSEPORT lets a new master bind beside this one during an
+     * upgrade; TCP_DEFER_ACCEPT makes most accepts arrive with the request
+     * already there, so the first peek succeeds. */
+    struct up_listen_opts o = {.backlog = 4096, .reuseport = true, .defer_accept_s = 1};
+    int fd = -1;
+    int r = up_listen_open(&a, &o, &fd);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot listen on %s: %s%s", a.text, strerror(-r),
+               r == -EEXIST ? " (something that is not a socket is at that path: move it, "
+                              "or listen elsewhere)"
+                            : "");
+        return r;
+    }
+    return add_listener(s, fd, a.text, a.ss.ss_family == AF_UNIX);
+}
+
+int up_server_listen_fd(struct up_server *s, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int listening = 0;
+    socklen_t ilen = sizeof(listening);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) < 0 || !listening) {
+        up_close(fd);
+        return -ENOTSOCK;
+    }
+    (void)up_fd_set_nonblock(fd, 1);
+    char text[32];
+    snprintf(text, sizeof(text), "fd %d", fd);
+    return add_listener(s, fd, text, ss.ss_family == AF_UNIX);
+}
+
+/* ---- what the pending connections report ---- */
+
+static void on_pending_ready(struct up_pendings *set, struct up_pending *c,
+                             const struct up_head *head)
+{
+    struct up_server *s = set->ctx;
+    up_router_ready(&s->router, c, head);
+}
+
+static void on_pending_freed(struct up_pendings *set)
+{
+    struct up_server *s = set->ctx;
+    room_again(s);
+    check_done(s);
+}
+
+static const struct up_pending_cbs pending_cbs = {
+    .ready = on_pending_ready,
+    .freed = on_pending_freed,
+};
+
+/* ---- what the generations report ---- */
+
+static void reload_outcome(struct up_server *s, unsigned gen, bool ok, const char *why)
+{
+    if (s->opts.on_reload == NULL || gen < s->reload_gen) {
+        return;
+    }
+    struct up_reload_outcome o = {
+        .generation = gen,
+        .ok = ok,
+        .why = why,
+        .ms = up_loop_now(s->loop) - s->reload_at,
+    };
+    s->opts.on_reload(s->opts.ctx, &o);
+}
+
+static void on_gen_active(struct up_gens *gs, struct up_gen *g, struct up_gen *old)
+{
+    (void)old;
+    struct up_server *s = gs->ctx;
+    if (s->state == SERVER_STARTING) {
+        s->state = SERVER_RUNNING;
+    }
+    s->last_error[0] = '\0';
+    up_router_error_page(&s->router, NULL);
+    char status[96];
+    snprintf(status, sizeof(status), "READY=1\nSTATUS=generation %u serving", g->id);
+    up_notify(status);
+    check_health(s);
+    reload_outcome(s, g->id, true, NULL);
+    up_router_kick(&s->router);
+}
+
+static void on_gen_failed(struct up_gens *gs, struct up_gen *g)
+{
+    struct up_server *s = gs->ctx;
+    snprintf(s->last_error, sizeof(s->last_error), "generation %u failed to start: %.900s", g->id,
+             g->fail_reason);
+    if (gs->active != NULL) {
+        /* systemd waits for READY=1 after RELOADING=1, failed or not. */
+        up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
+    }
+    reload_outcome(s, g->id, false, g->fail_reason);
+}
+
+static void on_gen_none(struct up_gens *gs)
+{
+    struct up_server *s = gs->ctx;
+    if (s->state == SERVER_STOPPING) {
+        return;
+    }
+    if (s->watch != NULL) {
+        up_log(UP_LOG_ERR, "no generation is serving; answering 503 until a change fixes it");
+        up_router_error_page(&s->router, s->last_error);
+        return;
+    }
+    if (s->state == SERVER_STARTING) {
+        up_log(UP_LOG_ERR, "the app could not start; exiting");
+        s->exit_code = 3;
+        server_stop(s, false);
+    }
+}
+
+static void on_gen_requeue(struct up_gens *gs, struct up_pending *c)
+{
+    struct up_server *s = gs->ctx;
+    up_router_requeue(&s->router, c);
+}
+
+static void on_gen_handed_back(struct up_gens *gs, int fd, const char *data, size_t len,
+                               unsigned tries, pid_t from)
+{
+    struct up_server *s = gs->ctx;
+    up_pending_handed_back_take(&s->pendings, fd, data, len, tries, from);
+}
+
+static void on_gen_routable(struct up_gens *gs)
+{
+    struct up_server *s = gs->ctx;
+    up_router_kick(&s->router);
+}
+
+static bool on_gen_room(struct up_gens *gs)
+{
+    struct up_server *s = gs->ctx;
+    return !up_pendings_full(&s->pendings);
+}
+
+static void on_gen_lost(struct up_gens *gs)
+{
+    struct up_server *s = gs->ctx;
+    s->lost++;
+}
+
+static void on_gen_changed(struct up_gens *gs)
+{
+    struct up_server *s = gs->ctx;
+    check_health(s);
+    check_done(s);
+}
+
+static const struct up_gens_cbs gens_cbs = {
+    .active = on_gen_active,
+    .failed = on_gen_failed,
+    .none = on_gen_none,
+    .requeue = on_gen_requeue,
+    .handed_back = on_gen_handed_back,
+    .routable = on_gen_routable,
+    .room = on_gen_room,
+    .lost = on_gen_lost,
+    .changed = on_gen_changed,
+};
+
+/* ---- reload and stop ---- */
+
+static void server_reload(struct up_server *s, const char *why)
+{
+    if (s->state == SERVER_STOPPING) {
+        up_log(UP_LOG_INFO, "%s: ignoring reload, stopping", why);
+        return;
+    }
+    up_notify_reloading();
+    s->reload_gen = s->gens.next_id + 1;
+    s->reload_at = up_loop_now(s->loop);
+    int r = up_gens_reload(&s->gens, why);
+    if (r < 0 && r != -ECANCELED && s->gens.active != NULL) {
+        up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
+    }
+}
+
+static void on_stop_deadline(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_server *s = up_container_of(t, struct up_server, stop_timer);
+    up_log(UP_LOG_WARN, "stop deadline passed with %u workers left: killing them",
+           up_gens_count_workers(&s->gens));
+    up_gens_kill_all(&s->gens, SIGKILL);
+}
+
+static void server_stop(struct up_server *s, bool graceful)
+{
+    bool first = s->state != SERVER_STOPPING;
+    s->state = SERVER_STOPPING;
+    if (first) {
+        up_notify("STOPPING=1");
+    }
+    for (int i = 0; i < s->nlisteners; i++) {
+        up_acceptor_stop(&s->listeners[i].acceptor);
+    }
+    up_timer_stop(s->loop, &s->shed_timer);
+    if (s->watch != NULL) {
+        up_watch_stop(s->watch);
+    }
+    if (!graceful) {
+        up_gens_stop(&s->gens, false);
+        up_timer_start(s->loop, &s->stop_timer, STOP_GRACE_MS);
+    } else if (first) {
+        up_gens_stop(&s->gens, true);
+        up_timer_start(s->loop, &s->stop_timer, s->opts.drain_timeout_ms + STOP_GRACE_MS);
+    }
+    up_router_stop(&s->router);
+    up_pendings_close_peeking(&s->pendings);
+    check_done(s);
+}
+
+static void check_done(struct up_server *s)
+{
+    if (s->state == SERVER_STOPPING && up_gens_empty(&s->gens) && s->pendings.n == 0) {
+        up_loop_stop(s->loop);
+    }
+}
+
+/* Wake-ups from up_server_reload/stop, from any thread. */
+static void on_wake(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct up_server *s = up_container_of(op, struct up_server, wake_op);
+    if (__atomic_exchange_n(&s->want_stop, 0, __ATOMIC_ACQ_REL) != 0) {
+        server_stop(s, __atomic_load_n(&s->want_stop_graceful, __ATOMIC_ACQUIRE) != 0);
+    }
+    if (__atomic_exchange_n(&s->want_reload, 0, __ATOMIC_ACQ_REL) != 0) {
+        server_reload(s, "reload requested");
+    }
+    if (res >= 0 && !op->canceling && s->wake_fd >= 0) {
+        (void)up_loop_read(loop, &s->wake_op, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf));
+    }
+}
+
+static void wake(struct up_server *s)
+{
+    uint64_t one = 1;
+    ssize_t w = write(s->wake_fd, &one, sizeof(one)); /* async-signal-safe */
+    (void)w;
+}
+
+void up_server_reload(struct up_server *s)
+{
+    __atomic_store_n(&s->want_reload, 1, __ATOMIC_RELEASE);
+    wake(s);
+}
+
+void up_server_stop(struct up_server *s, bool graceful)
+{
+    __atomic_store_n(&s->want_stop_graceful, graceful, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->want_stop, 1, __ATOMIC_RELEASE);
+    wake(s);
+}
+
+/* ---- signals: read from a signalfd on the loop, never handled inline ---- */
+
+static void reap(struct up_server *s)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (!up_gens_reaped(&s->gens, pid, status) && s->watch != NULL) {
+            up_watch_child_exited(s->watch, pid, status);
+        }
+    }
+}
+
+static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    struct up_server *s = up_container_of(op, struct up_server, sig_op);
+    if (res == (int)sizeof(struct signalfd_siginfo)) {
+        struct signalfd_siginfo si;
+        memcpy(&si, s->sig_buf, sizeof(si));
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            reap(s);
+            break;
+        case SIGUSR2:
+        case SIGHUP:
+            server_reload(s, si.ssi_signo == SIGUSR2 ? "SIGUSR2" : "SIGHUP");
+            break;
+        case SIGTERM:
+        case SIGINT:
+            up_log(UP_LOG_INFO, "%s: stopping gracefully",
+                   si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            server_stop(s, true);
+            break;
+        case SIGQUIT:
+            up_log(UP_LOG_INFO, "SIGQUIT: stopping now");
+            server_stop(s, false);
+            break;
+        default:
+            break;
+        }
+    }
+    if (!op->canceling && s->sigfd >= 0) {
+        (void)up_loop_read(loop, &s->sig_op, s->sigfd, s->sig_buf, sizeof(struct signalfd_siginfo));
+    }
+}
+
+static int setup_signals(struct up_server *s)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    if (s->opts.signals) {
+        int sigs[] = {SIGUSR2, SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+            sigaddset(&set, sigs[i]);
+        }
+    }
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+        return -errno;
+    }
+    /* A worker or client gone away is an EPIPE to handle, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (s->sigfd < 0) {
+        return -errno;
+    }
+    s->sig_op.cb = on_signal;
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->wake_fd < 0) {
+        return -errno;
+    }
+    s->wake_op.cb = on_wake;
+    int r = up_loop_read(s->loop, &s->sig_op, s->sigfd, s->sig_buf, sizeof(struct signalfd_siginfo));
+    if (r == 0) {
+        r = up_loop_read(s->loop, &s->wake_op, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf));
+    }
+    return r;
+}
+
+/* ---- health and status ---- */
+
+static const char *health(const struct up_server *s)
+{
+    switch (s->state) {
+    case SERVER_NEW:
+    case SERVER_STARTING:
+        return "starting";
+    case SERVER_STOPPING:
+        return "stopping";
+    case SERVER_RUNNING:
+        break;
+    }
+    if (s->gens.active == NULL) {
+        return "no generation serving";
+    }
+    unsigned ready, with_fds;
+    up_gens_ready_counts(&s->gens, &ready, &with_fds);
+    if (ready == 0) {
+        return "no ready worker";
+    }
+    if (with_fds == 0) {
+        return "every worker is out of fds";
+    }
+    return NULL;
+}
+
+/* Something health depends on changed: log a change of health once. */
+static void check_health(struct up_server *s)
+{
+    const char *h = health(s);
+    if (h == s->health) {
+        return;
+    }
+    if (s->state == SERVER_RUNNING && h != NULL) {
+        up_log(UP_LOG_WARN,
+               "degraded: %s; new connections wait for one (at most --queue-timeout, then 503)", h);
+    } else if (s->state == SERVER_RUNNING && s->health != NULL && s->gens.active != NULL) {
+        up_log(UP_LOG_INFO, "healthy again: generation %u has a ready worker",
+               s->gens.active->id);
+    }
+    s->health = h;
+}
+
+size_t up_server_status(struct up_server *s, char *buf, size_t cap)
+{
+    static const char *const states[] = {"starting", "starting", "running", "stopping"};
+    size_t n = 0;
+#define OUT(...)                                                                                   \
+    do {                                                                                           \
+        if (n < cap) {                                                                             \
+            int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);                                      \
+            n += k_ > 0 ? (size_t)k_ : 0;                                                          \
+        }                                                                                          \
+    } while (0)
+    const char *h = health(s);
+    OUT("master pid=%d state=%s backend=%s pending=%zu health=%s%s%s\n", (int)getpid(),
+        states[s->state], up_loop_backend_name(s->loop), s->pendings.n,
+        h == NULL ? "ok" : "degraded", h == NULL ? "" : ": ", h ? h : "");
+    n += up_gens_status(&s->gens, buf + (n < cap ? n : cap), n < cap ? cap - n : 0);
+    const struct up_pending_stats *p = &s->pendings.stats;
+    const struct up_router_stats *r = &s->router.stats;
+    const struct up_gens_stats *g = &s->gens.stats;
+    OUT("accepted=%llu handed=%llu rerouted=%llu handed_back=%llu answered=%llu reloads=%llu "
+        "reload_failures=%llu respawns=%llu queue_timeouts=%llu shed=%llu lost=%llu\n",
+        (unsigned long long)p->accepted, (unsigned long long)p->handed,
+        (unsigned long long)r->rerouted, (unsigned long long)p->handed_back,
+        (unsigned long long)(p->answered), (unsigned long long)g->reloads,
+        (unsigned long long)(g->reload_fails + s->build_fails), (unsigned long long)g->respawns,
+        (unsigned long long)r->queue_timeouts, (unsigned long long)p->shed,
+        (unsigned long long)s->lost);
+    OUT("fd limit %llu, pending cap %zu\n", s->nofile, s->pendings.max_pending);
+    if (s->last_error[0] != '\0') {
+        OUT("last error: %s\n", s->last_error);
+    }
+    if (up_log_lines_dropped() > 0) {
+        OUT("log: %llu lines dropped\n", (unsigned long long)up_log_lines_dropped());
+    }
+#undef OUT
+    return n < cap ? n : cap;
+}
+
+/* ---- what the control socket, metrics and watcher ask ---- */
+
+static size_t ctl_reload(void *ctx, char *buf, size_t cap)
+{
+    struct up_server *s = ctx;
+    server_reload(s, "control socket");
+    int n = snprintf(buf, cap, "reloading: generation %u starting\n", s->gens.next_id);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static size_t ctl_status(void *ctx, char *buf, size_t cap)
+{
+    return up_server_status(ctx, buf, cap);
+}
+
+static size_t ctl_stop(void *ctx, char *buf, size_t cap)
+{
+    server_stop(ctx, true);
+    int n = snprintf(buf, cap, "stopping\n");
+    return n > 0 ? (size_t)n : 0;
+}
+
+static const struct up_ctl_cbs ctl_cbs = {
+    .reload = ctl_reload,
+    .status = ctl_status,
+    .stop = ctl_stop,
+};
+
+static size_t metric_values(void *ctx, struct up_metric *v, size_t cap)
+{
+    const struct up_server *s = ctx;
+    const struct up_pending_stats *p = &s->pendings.stats;
+    unsigned ready, with_fds, total;
+    unsigned long long held;
+    up_gens_ready_counts(&s->gens, &ready, &with_fds);
+    up_gens_totals(&s->gens, &total, &held);
+    const struct up_metric all[] = {
+        {"up_connections_accepted_total", "counter", "Connections accepted.", p->accepted},
+        {"up_connections_handed_total", "counter", "Connections a worker took.", p->handed},
+        {"up_connections_rerouted_total", "counter",
+         "Connections routed again after a worker died or was full.", s->router.stats.rerouted},
+        {"up_connections_handed_back_total", "counter",
+         "Keep-Alive connections draining workers gave back.", p->handed_back},
+        {"up_connections_answered_total", "counter",
+         "Connections the master answered itself (400, 408, 431, 503, middleware).",
+         p->answered},
+        {"up_connections_pending", "gauge", "Connections not yet owned by a worker.",
+         s->pendings.n},
+        {"up_worker_connections", "gauge", "Connections held by workers.", held},
+        {"up_reloads_total", "counter", "Reloads started.", s->gens.stats.reloads},
+        {"up_reload_failures_total", "counter", "Generations that failed to start.",
+         s->gens.stats.reload_fails + s->build_fails},
+        {"up_respawns_total", "counter", "Workers replaced after dying.", s->gens.stats.respawns},
+        {"up_connections_queue_timeouts_total", "counter",
+         "Connections no worker could take within --queue-timeout (503 or closed).",
+         s->router.stats.queue_timeouts},
+        {"up_connections_shed_total", "counter",
+         "Incomplete request heads answered 408 early to make room (pending cap).", p->shed},
+        {"up_connections_lost_total", "counter",
+         "Connections handed back while the master was out of fds.", s->lost},
+        {"up_healthy", "gauge", "1 when a worker of the active generation can take a connection.",
+         health(s) == NULL},
+        {"up_workers", "gauge", "Worker processes, every generation.", total},
+        {"up_workers_ready", "gauge", "Workers taking new connections.", ready},
+        {"up_generation", "gauge", "The generation taking new connections.",
+         s->gens.active ? s->gens.active->id : 0},
+        {"up_log_lines_dropped_total", "counter",
+         "Log lines dropped because stderr was not writable.", up_log_lines_dropped()},
+    };
+    size_t n = sizeof(all) / sizeof(all[0]);
+    n = n < cap ? n : cap;
+    memcpy(v, all, n * sizeof(v[0]));
+    return n;
+}
+
+static const char *metric_health(void *ctx)
+{
+    return health(ctx);
+}
+
+static const struct up_metrics_cbs metrics_cbs = {
+    .values = metric_values,
+    .health = metric_health,
+};
+
+static void watch_reload(void *ctx, const char *why)
+{
+    server_reload(ctx, why);
+}
+
+static void watch_build_failed(void *ctx, const char *why)
+{
+    struct up_server *s = ctx;
+    s->build_fails++;
+    snprintf(s->last_error, sizeof(s->last_error), "%s", why);
+}
+
+static const struct up_watch_cbs watch_cbs = {
+    .reload = watch_reload,
+    .build_failed = watch_build_failed,
+};
+
+/* ---- set-up and tear-down ---- */
+
+static int make_snap_dir(struct up_server *s)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    if (base == NULL || access(base, W_OK) != 0) {
+        base = getenv("TMPDIR");
+    }
+    if (base == NULL || access(base, W_OK) != 0) {
+        base = "/tmp";
+    }
+    snprintf(s->snap_dir, sizeof(s->snap_dir), "%s/up-%d-XXXXXX", base, (int)getpid());
+    return mkdtemp(s->snap_dir) == NULL ? -errno : 0;
+}
+
+/* up-worker: opts.worker_bin, else $UP_WORKER_BIN, else beside this
+ * program. */
+static int find_worker_bin(struct up_server *s)
+{
+    const char *env = getenv("UP_WORKER_BIN");
+    if (s->opts.worker_bin != NULL || (env != NULL && env[0] != '\0')) {
+        snprintf(s->worker_bin, sizeof(s->worker_bin), "%s",
+                 s->opts.worker_bin != NULL ? s->opts.worker_bin : env);
+        return 0;
+    }
+    char exe[512];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n < 0) {
+        return -errno;
+    }
+    exe[n] = '\0';
+    snprintf(s->worker_bin, sizeof(s->worker_bin), "%s/up-worker", dirname(exe));
+    return 0;
+}
+
+/* Write the pidfile, and remember that this master did: only the master
+ * that wrote it removes it. */
+static int write_pidfile(struct up_server *s)
+{
+    pid_t owner = 0;
+    int r = up_pidfile_write(s->opts.pidfile, &owner);
+    if (r == -EBUSY) {
+        up_log(UP_LOG_ERR,
+               "pidfile %s names pid=%d, an up-run master that is running: stop it first or "
+               "use another --pidfile",
+               s->opts.pidfile, (int)owner);
+    } else if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot write pidfile %s: %s", s->opts.pidfile, strerror(-r));
+    }
+    s->pidfile_written = r == 0;
+    return r;
+}
+
+/* fds open in this process now, from /proc/self/fd; -errno if unreadable. */
+static long count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return -errno;
+    }
+    long n = -1; /* the directory's own fd */
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
+/* Size the pending cap to the fd limit: what the master holds now, two fds
+ * per worker process the budget allows (channel, stderr pipe), a margin,
+ * and one per pending connection. Accepting then pauses before accept()
+ * or a hand-back could fail for lack of fds. */
+static size_t size_pending(struct up_server *s, unsigned long long raised_from)
+{
+    long fixed = count_fds();
+    long long workers = 2LL * (s->opts.max_draining + 1) * s->opts.workers;
+    long long room = (long long)s->nofile - (fixed > 0 ? fixed : 32) - workers - FD_MARGIN;
+    size_t max = room > MAX_PENDING ? MAX_PENDING : room < MIN_PENDING ? MIN_PENDING : (size_t)room;
+    char from[64] = "";
+    if (raised_from != s->nofile) {
+        snprintf(from, sizeof(from), " (raised from %llu)", raised_from);
+    }
+    up_log(UP_LOG_INFO, "fd limit %llu%s: up to %zu connections wait for a worker", s->nofile, from,
+           max);
+    if (room < MIN_PENDING) {
+        up_log(UP_LOG_WARN,
+               "fd limit %llu is too low for %ld workers with --max-draining=%d; raise it "
+               "(LimitNOFILE= in the unit, ulimit -n)",
+               s->nofile, s->opts.workers, s->opts.max_draining);
+    }
+    return max;
+}
+
+/* Copy every string of opts into one block the server owns. */
+static int copy_opts(struct up_server *s, const struct up_server_opts *o)
+{
+    s->opts = *o;
+    const char **strs[] = {&s->opts.app,      &s->opts.title,     &s->opts.worker_bin,
+                           &s->opts.control,  &s->opts.metrics,   &s->opts.pidfile,
+                           &s->opts.watch_dir, &s->opts.build_cmd};
+    size_t nstrs = sizeof(strs) / sizeof(strs[0]);
+    size_t need = 0;
+    for (size_t i = 0; i < nstrs; i++) {
+        need += *strs[i] != NULL ? strlen(*strs[i]) + 1 : 0;
+    }
+    for (int i = 0; i < o->app_argc; i++) {
+        need += strlen(o->app_argv[i]) + 1;
+    }
+    for (int i = 0; i < o->nrequire; i++) {
+        need += strlen(o->require[i]) + 1;
+    }
+    size_t ptrs = (size_t)(o->app_argc + o->nrequire + 2) * sizeof(char *);
+    s->strs = malloc(ptrs + need + 1);
+    if (s->strs == NULL) {
+        return -ENOMEM;
+    }
+    char **argv = (char **)(void *)s->strs;
+    char **req = argv + o->app_argc + 1;
+    char *p = s->strs + ptrs;
+    for (size_t i = 0; i < nstrs; i++) {
+        if (*strs[i] != NULL) {
+            size_t n = strlen(*strs[i]) + 1;
+            memcpy(p, *strs[i], n);
+            *strs[i] = p;
+            p += n;
+        }
+    }
+    for (int i = 0; i < o->app_argc; i++) {
+        size_t n = strlen(o->app_argv[i]) + 1;
+        argv[i] = memcpy(p, o->app_argv[i], n);
+        p += n;
+    }
+    argv[o->app_argc] = NULL;
+    for (int i = 0; i < o->nrequire; i++) {
+        size_t n = strlen(o->require[i]) + 1;
+        req[i] = memcpy(p, o->require[i], n);
+        p += n;
+    }
+    s->opts.app_argv = argv;
+    s->opts.require = (const char *const *)req;
+    /* Defaults for what was left zero. */
+    s->opts.workers = o->workers > 0 ? o->workers : 1;
+    s->opts.drain_timeout_ms = o->drain_timeout_ms > 0 ? o->drain_timeout_ms : 10 * 60 * 1000;
+    s->opts.max_draining = o->max_draining > 0 ? o->max_draining : 4;
+    s->opts.ready_timeout_ms = o->ready_timeout_ms > 0 ? o->ready_timeout_ms : 30 * 1000;
+    s->opts.header_timeout_ms = o->header_timeout_ms > 0 ? o->header_timeout_ms : 10 * 1000;
+    s->opts.queue_timeout_ms = o->queue_timeout_ms > 0 ? o->queue_timeout_ms : 10 * 1000;
+    s->opts.max_head = o->max_head > 0 ? o->max_head : UP_HEAD_MAX_DEFAULT;
+    s->opts.title = s->opts.title != NULL ? s->opts.title : "up";
+    return 0;
+}
+
+int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
+{
+    if (opts->app == NULL || opts->workers < 0 || opts->max_draining < 0 || opts->backend < 0 ||
+        opts->backend > UP_BACKEND_EPOLL) {
+        up_log(UP_LOG_ERR, "up_server_new: %s", opts->app == NULL ? "no app" : "a bad option");
+        return -EINVAL;
+    }
+    struct up_server *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->sigfd = s->wake_fd = -1;
+    s->stop_timer.cb = on_stop_deadline;
+    s->shed_timer.cb = on_shed_timer;
+    int r = copy_opts(s, opts);
+    if (r < 0) {
+        free(s);
+        return r;
+    }
+    int rr = up_fd_raise_nofile(&s->nofile_before, &s->nofile);
+    if (rr < 0) {
+        up_log(UP_LOG_WARN, "cannot raise the fd limit from %llu: %s, keeping it",
+               s->nofile_before, strerror(-rr));
+    }
+    const char *why = NULL;
+    r = up_loop_new((enum up_backend)s->opts.backend, 4096, &s->loop, &why);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot set up the event loop: %s%s%s", strerror(-r), why ? ": " : "",
+               why ? why : "");
+        free(s->strs);
+        free(s);
+        return r;
+    }
+    /* From here on a stuck stderr (a log reader that stopped) costs log
+     * lines, never the loop. */
+    if ((r = up_log_async(s->loop)) < 0) {
+        up_log(UP_LOG_WARN, "cannot buffer the log: %s, writing it blocking", strerror(-r));
+    }
+    up_log(UP_LOG_INFO, "event loop: %s%s%s", up_loop_backend_name(s->loop),
+           why ? " (io_uring unavailable: " : "", why ? why : "");
+    up_gens_init(&s->gens, s->loop, &s->gens_opts, &gens_cbs, s);
+    up_router_init(&s->router, s->loop, &s->gens, s->opts.queue_timeout_ms);
+    up_pendings_init(&s->pendings, s->loop, s->opts.max_head, s->opts.header_timeout_ms,
+                     MAX_PENDING, &pending_cbs, s);
+    if ((r = setup_signals(s)) < 0) {
+        up_log(UP_LOG_ERR, "cannot set up signals: %s", strerror(-r));
+        up_server_free(s);
+        return r;
+    }
+    *ret = s;
+    return 0;
+}
+
+int up_server_use(struct up_server *s, up_middleware_fn fn, void *ctx)
+{
+    return up_router_use(&s->router, fn, ctx);
+}
+
+int up_server_use_sticky(struct up_server *s, const char *spec)
+{
+    struct sticky_mw *m = calloc(1, sizeof(*m));
+    char err[256];
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    if (up_sticky_parse(spec, &m->sticky, err, sizeof(err)) < 0) {
+        up_log(UP_LOG_ERR, "%s", err);
+        free(m);
+        return -EINVAL;
+    }
+    int r = up_router_use(&s->router, up_sticky_route, &m->sticky);
+    if (r < 0) {
+        free(m);
+        return r;
+    }
+    m->next = s->stickies;
+    s->stickies = m;
+    return 0;
+}
+
+/* What needs the options to be final: snapshot dir, control socket,
+ * metrics, watch, pidfile, the pending cap. 0, or -errno (logged). */
+static int start(struct up_server *s)
+{
+    const struct up_server_opts *o = &s->opts;
+    int r;
+    if ((r = find_worker_bin(s)) < 0 || (r = make_snap_dir(s)) < 0) {
+        up_log(UP_LOG_ERR, "cannot prepare a private directory: %s", strerror(-r));
+        return r;
+    }
+    if (s->nlisteners == 0) {
+        up_log(UP_LOG_ERR, "nothing to listen on");
+        return -EINVAL;
+    }
+    if (o->control != NULL) {
+        const char *xdg = getenv("XDG_RUNTIME_DIR");
+        enum up_ctl_place place = UP_CTL_EXPLICIT;
+        if (o->control_private) {
+            place = xdg != NULL && xdg[0] != '\0' && strncmp(o->control, xdg, strlen(xdg)) == 0
+                        ? UP_CTL_XDG
+                        : UP_CTL_TMP;
+        }
+        if ((r = up_ctl_open(s->loop, o->control, place, &ctl_cbs, s, &s->ctl)) < 0) {
+            return r;
+        }
+    }
+    if (o->metrics != NULL &&
+        (r = up_metrics_open(s->loop, o->metrics, &metrics_cbs, s, &s->metrics)) < 0) {
+        return r;
+    }
+    if (o->watch_dir != NULL &&
+        (r = up_watch_start(s->loop, o->watch_dir, o->build_cmd, &watch_cbs, s, &s->watch)) < 0) {
+        return r;
+    }
+    s->pendings.max_pending = size_pending(s, s->nofile_before);
+    if (o->pidfile != NULL && (r = write_pidfile(s)) < 0) {
+        return r;
+    }
+    s->gens_opts = (struct up_gens_opts){
+        .app = o->app,
+        .snap_dir = s->snap_dir,
+        .workers = o->workers,
+        .max_draining = o->max_draining,
+        .drain_timeout_ms = o->drain_timeout_ms,
+        .ready_timeout_ms = o->ready_timeout_ms,
+        .respawn = !o->no_respawn,
+        .migrate_idle = o->migrate_idle,
+        .spawn =
+            {
+                .bin = s->worker_bin,
+                .title = o->title,
+                .max_head = o->max_head,
+                .ready_manual = o->ready_manual,
+                .require = o->require,
+                .nrequire = o->nrequire,
+                .app_argv = o->app_argv,
+                .app_argc = o->app_argc,
+            },
+    };
+    return 0;
+}
+
+int up_server_run(struct up_server *s)
+{
+    if (s->state != SERVER_NEW) {
+        return 1;
+    }
+    s->state = SERVER_STARTING;
+    if (start(s) < 0) {
+        return 3;
+    }
+    s->reload_gen = 1;
+    s->reload_at = up_loop_now(s->loop);
+    if (up_gens_reload(&s->gens, "start") < 0 && s->watch == NULL) {
+        return 3;
+    }
+    for (int i = 0; i < s->nlisteners; i++) {
+        (void)up_acceptor_start(&s->listeners[i].acceptor);
+    }
+    int pid = (int)getpid();
+    up_log(UP_LOG_INFO, "pid=%d serving %s; reload with: kill -s USR2 %d", pid, s->opts.app, pid);
+    int r = up_loop_run(s->loop);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "event loop failed: %s", strerror(-r));
+        return 1;
+    }
+    return s->exit_code;
+}
+
+void up_server_free(struct up_server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->loop != NULL) {
+        /* First: its wait for stderr would hold up every drain below. One
+         * last try to write the log, never waiting. */
+        up_log_async_end();
+        up_loop_cancel(s->loop, &s->sig_op);
+        up_loop_cancel(s->loop, &s->wake_op);
+        for (int i = 0; i < s->nlisteners; i++) {
+            up_acceptor_stop(&s->listeners[i].acceptor);
+        }
+        up_timer_stop(s->loop, &s->shed_timer);
+        up_timer_stop(s->loop, &s->stop_timer);
+        up_ctl_close(s->ctl);
+        up_metrics_close(s->metrics);
+        up_watch_free(s->watch);
+        up_loop_drain(s->loop, 2000);
+    }
+    for (int i = 0; i < s->nlisteners; i++) {
+        s->listeners[i].fd = up_close(s->listeners[i].fd);
+    }
+    s->sigfd = up_close(s->sigfd);
+    s->wake_fd = up_close(s->wake_fd);
+    up_pendings_fini(&s->pendings);
+    if (s->snap_dir[0] != '\0') {
+        rmdir(s->snap_dir);
+    }
+    if (s->pidfile_written && up_pidfile_remove(s->opts.pidfile) == -ESRCH) {
+        up_log(UP_LOG_WARN, "pidfile %s names another process now, leaving it", s->opts.pidfile);
+    }
+    while (s->stickies != NULL) {
+        struct sticky_mw *m = s->stickies;
+        s->stickies = m->next;
+        free(m);
+    }
+    up_loop_free(s->loop);
+    free(s->strs);
+    free(s);
+}
