@@ -2,6 +2,7 @@
  * conn: the worker's connection driver. See conn.h for the state diagram.
  */
 #include "conn.h"
+#include "list.h"
 
 #include "fd.h"
 #include "log.h"
@@ -142,7 +143,7 @@ static void send_tick(struct up_wconn *c)
 static void on_timer(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
-    struct up_wconn *c = (struct up_wconn *)((char *)t - offsetof(struct up_wconn, timer));
+    struct up_wconn *c = up_container_of(t, struct up_wconn, timer);
     switch (c->state) {
     case UP_WCONN_OPEN:
         break;
@@ -273,7 +274,7 @@ static void on_send(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
 {
     (void)loop;
     (void)flags;
-    struct up_wconn *c = (struct up_wconn *)((char *)op - offsetof(struct up_wconn, tx));
+    struct up_wconn *c = up_container_of(op, struct up_wconn, tx);
     if (res > 0 && c->state != UP_WCONN_CLOSING) {
         up_http_out_consume(&c->out, (size_t)res);
         /* The kernel took bytes: progress (see send_tick()). Its queue grew
@@ -307,7 +308,7 @@ static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
 {
     (void)loop;
     (void)flags;
-    struct up_wconn *c = (struct up_wconn *)((char *)op - offsetof(struct up_wconn, rx));
+    struct up_wconn *c = up_container_of(op, struct up_wconn, rx);
     switch (c->state) {
     case UP_WCONN_OPEN:
         if (res > 0) {
@@ -466,14 +467,7 @@ static void conn_free(struct up_wconn *c)
     up_http_out_free(&c->out);
     up_http_res_free(&c->res);
     free(c->rbuf);
-    if (c->prev != NULL) {
-        c->prev->next = c->next;
-    } else {
-        w->conns = c->next;
-    }
-    if (c->next != NULL) {
-        c->next->prev = c->prev;
-    }
+    up_list_remove(&c->link);
     w->nconns--;
     free(c);
     up_worker_conn_gone(w);
@@ -601,11 +595,7 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     up_http_res_init(&c->res);
     c->res.on_output = on_output;
     c->res.ctx = c;
-    c->next = w->conns;
-    if (w->conns != NULL) {
-        w->conns->prev = c;
-    }
-    w->conns = c;
+    up_list_push_front(&w->conns, &c->link);
     w->nconns++;
     if (ack_seq > w->acked_upto) {
         /* Not ours until the master has our ACK: if we died before it

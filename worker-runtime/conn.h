@@ -43,6 +43,7 @@
 #include <sys/uio.h>
 
 #include "http.h"
+#include "list.h"
 #include "loop.h"
 
 struct up_worker;
@@ -76,7 +77,7 @@ enum up_wconn_wait {
 
 struct up_wconn {
     struct up_worker *w;
-    struct up_wconn *prev, *next; /* the worker's list */
+    struct up_list link; /* the worker's list */
     enum up_wconn_state state;
     int fd;          /* owned */
     uint64_t id;     /* the master's connection id; 0 without a master */

@@ -2,6 +2,7 @@
  * worker: the up-worker process. See worker.h for its life cycle.
  */
 #include "worker.h"
+#include "list.h"
 
 #include "conn.h"
 #include "fd.h"
@@ -28,7 +29,7 @@
 
 /* One queued message to the master. */
 struct up_chan_msg {
-    struct up_chan_msg *next;
+    struct up_list link; /* the worker's txq */
     struct up_passfd_out out;
     struct up_msg hdr;
     int fd;          /* owned: closed once sent (the master has its own copy then) */
@@ -70,6 +71,16 @@ static void msg_free(struct up_worker *w, struct up_chan_msg *m)
     }
 }
 
+/* Drop every message waiting to be sent (closing the fds of connections
+ * that were on their way back). */
+static void drop_queued(struct up_worker *w)
+{
+    struct up_list *n;
+    while ((n = up_list_pop_front(&w->txq)) != NULL) {
+        msg_free(w, up_container_of(n, struct up_chan_msg, link));
+    }
+}
+
 /* Close the channel once no op uses it any more. */
 static void chan_close_when_idle(struct up_worker *w)
 {
@@ -90,12 +101,7 @@ static void chan_lost(struct up_worker *w)
     up_loop_cancel(w->loop, &w->chan_rx);
     up_loop_cancel(w->loop, &w->chan_tx);
     chan_close_when_idle(w);
-    while (w->txq_head != NULL) {
-        struct up_chan_msg *m = w->txq_head;
-        w->txq_head = m->next;
-        msg_free(w, m);
-    }
-    w->txq_tail = NULL;
+    drop_queued(w);
     w->nacks = 0;
     /* No master to tell: the waiting connections are ours alone now. */
     w->acked_upto = w->arrivals;
@@ -125,12 +131,16 @@ static struct up_chan_msg *take_acks(struct up_worker *w)
 void up_worker_release_acked(struct up_worker *w)
 {
     /* Waiting connections are the newest: they sit at the list's head. */
-    for (struct up_wconn *c = w->conns; c != NULL && w->nwaiting > 0;) {
-        struct up_wconn *next = c->next;
+    struct up_list *pos, *tmp;
+    up_list_for_each_safe(pos, tmp, &w->conns)
+    {
+        struct up_wconn *c = up_container_of(pos, struct up_wconn, link);
+        if (w->nwaiting == 0) {
+            break;
+        }
         if (c->wait_ack && c->ack_seq <= w->acked_upto) {
             up_wconn_acked(c);
         }
-        c = next;
     }
 }
 
@@ -142,12 +152,9 @@ static void chan_kick(struct up_worker *w)
         return;
     }
     struct up_chan_msg *m = w->nacks > 0 ? take_acks(w) : NULL;
-    if (m == NULL && w->txq_head != NULL) {
-        m = w->txq_head;
-        w->txq_head = m->next;
-        if (w->txq_head == NULL) {
-            w->txq_tail = NULL;
-        }
+    struct up_list *next = m == NULL ? up_list_pop_front(&w->txq) : NULL;
+    if (next != NULL) {
+        m = up_container_of(next, struct up_chan_msg, link);
     }
     if (m == NULL) {
         maybe_exit(w);
@@ -171,7 +178,7 @@ static void on_chan_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t
 {
     (void)loop;
     (void)flags;
-    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, chan_tx));
+    struct up_worker *w = up_container_of(op, struct up_worker, chan_tx);
     struct up_chan_msg *m = w->tx_inflight;
     w->tx_inflight = NULL;
     uint64_t covers = res >= 0 && m->hdr.kind == UP_MSG_ACK ? m->covers : 0;
@@ -195,13 +202,7 @@ static void chan_queue(struct up_worker *w, struct up_chan_msg *m)
         msg_free(w, m);
         return;
     }
-    m->next = NULL;
-    if (w->txq_tail != NULL) {
-        w->txq_tail->next = m;
-    } else {
-        w->txq_head = m;
-    }
-    w->txq_tail = m;
+    up_list_push_back(&w->txq, &m->link);
     chan_kick(w);
 }
 
@@ -334,7 +335,7 @@ static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t
 {
     (void)loop;
     (void)flags;
-    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, chan_rx));
+    struct up_worker *w = up_container_of(op, struct up_worker, chan_rx);
     if (w->chan_lost) {
         int stray = -1;
         if (up_passfd_decode(&w->chan_in, res, &stray) >= 0) {
@@ -453,7 +454,7 @@ static void maybe_exit(struct up_worker *w)
         return;
     }
     if (up_worker_has_master(w) &&
-        (w->tx_inflight != NULL || w->txq_head != NULL || w->nacks > 0)) {
+        (w->tx_inflight != NULL || !up_list_empty(&w->txq) || w->nacks > 0)) {
         return; /* connections on their way back to the master */
     }
     up_loop_stop(w->loop);
@@ -467,18 +468,26 @@ void up_worker_conn_gone(struct up_worker *w)
 
 static void drain_all(struct up_worker *w, bool deadline)
 {
-    struct up_wconn *c = w->conns;
-    while (c != NULL) {
-        /* c may be freed by the drain step: read next first. */
-        struct up_wconn *next = c->next;
-        up_wconn_drain(c, deadline);
-        c = next;
+    struct up_list *pos, *tmp;
+    up_list_for_each_safe(pos, tmp, &w->conns)
+    {
+        up_wconn_drain(up_container_of(pos, struct up_wconn, link), deadline);
+    }
+}
+
+/* Close every connection at once (SIGQUIT, exit). */
+static void abort_all(struct up_worker *w)
+{
+    struct up_list *pos, *tmp;
+    up_list_for_each_safe(pos, tmp, &w->conns)
+    {
+        up_wconn_abort(up_container_of(pos, struct up_wconn, link));
     }
 }
 
 static void on_drain_deadline(struct up_loop *loop, struct up_timer *t)
 {
-    struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, drain_timer));
+    struct up_worker *w = up_container_of(t, struct up_worker, drain_timer);
     if (!w->exiting) {
         up_log(UP_LOG_INFO, "drain deadline: handing back idle connections, %zu held", w->nconns);
         w->exiting = true;
@@ -527,17 +536,13 @@ static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flag
 static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    struct up_worker *w = (struct up_worker *)((char *)op - offsetof(struct up_worker, sig_op));
+    struct up_worker *w = up_container_of(op, struct up_worker, sig_op);
     if (res == (int)sizeof(struct signalfd_siginfo)) {
         struct signalfd_siginfo si;
         memcpy(&si, w->sig_buf, sizeof(si));
         if (si.ssi_signo == SIGQUIT) {
             up_log(UP_LOG_INFO, "SIGQUIT: exiting now");
-            for (struct up_wconn *c = w->conns; c != NULL;) {
-                struct up_wconn *next = c->next;
-                up_wconn_abort(c);
-                c = next;
-            }
+            abort_all(w);
             w->exiting = true;
             up_loop_stop(loop);
         } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
@@ -639,7 +644,7 @@ const char *up_worker_date(struct up_worker *w)
 
 static void on_stats(struct up_loop *loop, struct up_timer *t)
 {
-    struct up_worker *w = (struct up_worker *)((char *)t - offsetof(struct up_worker, stats_timer));
+    struct up_worker *w = up_container_of(t, struct up_worker, stats_timer);
     if (up_worker_has_master(w) && w->tx_inflight == NULL) {
         send_simple(w, UP_MSG_STATS, w->nconns, w->nrequests);
     }
@@ -723,11 +728,7 @@ static int worker_setup(struct up_worker *w)
 static void worker_free(struct up_worker *w)
 {
     if (w->loop != NULL) {
-        for (struct up_wconn *c = w->conns; c != NULL;) {
-            struct up_wconn *next = c->next;
-            up_wconn_abort(c);
-            c = next;
-        }
+        abort_all(w);
         up_loop_cancel(w->loop, &w->sig_op);
         w->chan_lost = true; /* exiting: the canceled reads are no news */
         up_loop_cancel(w->loop, &w->chan_rx);
@@ -741,11 +742,7 @@ static void worker_free(struct up_worker *w)
         msg_free(w, w->tx_inflight);
         w->tx_inflight = NULL;
     }
-    while (w->txq_head != NULL) {
-        struct up_chan_msg *m = w->txq_head;
-        w->txq_head = m->next;
-        msg_free(w, m);
-    }
+    drop_queued(w);
     w->chan = up_close(w->chan);
     w->lfd = up_close(w->lfd);
     w->sigfd = up_close(w->sigfd);
@@ -759,6 +756,8 @@ int up_worker_main(const struct up_worker_cfg *cfg)
      * (a deferred response the app never finished) stays reachable. */
     static struct up_worker w;
     w = (struct up_worker){.cfg = *cfg, .chan = -1, .lfd = -1, .sigfd = -1};
+    up_list_init(&w.txq);
+    up_list_init(&w.conns);
     up_current = &w;
     if (cfg->listen == NULL) {
         w.chan = find_channel();

@@ -29,6 +29,7 @@
 #include "acceptor.h"
 #include "app.h"
 #include "http.h"
+#include "list.h"
 #include "loop.h"
 #include "passfd.h"
 
@@ -76,8 +77,7 @@ struct up_worker {
     struct up_passfd_in chan_in;
     char *chan_payload; /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
     struct up_op chan_tx;
-    struct up_chan_msg *txq_head; /* owned queue of messages to send */
-    struct up_chan_msg *txq_tail;
+    struct up_list txq;              /* owned: messages to send (up_chan_msg.link) */
     struct up_chan_msg *tx_inflight; /* owned: being sent */
     uint64_t *acks;                  /* owned: conn ids received, not yet ACKed */
     size_t nacks, acks_cap;
@@ -101,7 +101,7 @@ struct up_worker {
 
     struct up_timer drain_timer; /* the drain deadline */
     struct up_timer stats_timer; /* periodic STATS to the master */
-    struct up_wconn *conns;      /* every connection held (list) */
+    struct up_list conns;        /* every connection held (up_wconn.link), newest first */
     size_t nconns;
     uint64_t nrequests;
     char date[UP_HTTP_DATE_LEN + 1]; /* Date field, refreshed each second */

@@ -2,6 +2,7 @@
  * acceptor: see acceptor.h for the states and the re-arm rule.
  */
 #include "acceptor.h"
+#include "list.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -98,14 +99,14 @@ static void stopped(struct up_acceptor *a)
 static void on_retry(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
-    struct up_acceptor *a = (struct up_acceptor *)((char *)t - offsetof(struct up_acceptor, retry));
+    struct up_acceptor *a = up_container_of(t, struct up_acceptor, retry);
     (void)arm(a);
 }
 
 static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
     (void)loop;
-    struct up_acceptor *a = (struct up_acceptor *)((char *)op - offsetof(struct up_acceptor, op));
+    struct up_acceptor *a = up_container_of(op, struct up_acceptor, op);
     if (res >= 0) {
         if (a->failing) {
             a->failing = false;
