@@ -91,12 +91,14 @@ $(B)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-# evil-worker speaks the channel protocol (wrongly, on purpose): passfd.
-$(B)/tools/evil-worker: tests/tools/evil-worker.c $(B)/libuppassfd.a $(B)/libupshared.a
+# The fake workers speak the channel protocol (rightly or, on purpose,
+# wrongly): passfd.
+$(B)/tools/evil-worker $(B)/tools/fake-worker: $(B)/tools/%: tests/tools/%.c $(B)/libuppassfd.a \
+                                              $(B)/libupshared.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libuppassfd.a $(B)/libupshared.a
 
-TOOLS := $(B)/tools/up-load $(B)/tools/evil-worker
+TOOLS := $(B)/tools/up-load $(B)/tools/evil-worker $(B)/tools/fake-worker
 
 deps:
 	@scripts/deps.sh

@@ -16,8 +16,7 @@
 #include <stddef.h>
 
 /* The struct of type that holds member at ptr. */
-#define up_container_of(ptr, type, member)                                                         \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define up_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct up_list {
     struct up_list *prev, *next;

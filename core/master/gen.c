@@ -8,6 +8,7 @@
 #include "log.h"
 #include "passfd.h"
 #include "pending.h"
+#include "sticky.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -735,39 +736,24 @@ struct up_mworker *up_gens_pick(struct up_gens *gs, pid_t avoid)
     return NULL;
 }
 
-/* A well-mixed 64-bit hash of (key, index): splitmix64's finalizer. */
-static uint64_t mix(uint64_t key, unsigned index)
-{
-    uint64_t x = key ^ (0x9e3779b97f4a7c15ull * ((uint64_t)index + 1));
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 struct up_mworker *up_gens_pick_key(struct up_gens *gs, uint64_t key, pid_t avoid)
 {
     struct up_gen *g = gs->active;
     if (g == NULL) {
         return NULL;
     }
-    /* Rendezvous hashing: each routable worker scores (key, its index),
-     * the highest wins. A worker joining or leaving changes the winner only
-     * for the keys it wins or won. Indexes, not pids: a replacement takes
-     * its predecessor's place. */
-    struct up_mworker *best = NULL;
-    uint64_t best_score = 0;
-    for (struct up_list *p = g->workers.next; p != &g->workers; p = p->next) {
+    /* Rendezvous hashing over the routable workers' indexes (sticky.h). */
+    unsigned indexes[g->nworkers + 1];
+    struct up_mworker *workers[g->nworkers + 1];
+    size_t n = 0;
+    for (struct up_list *p = g->workers.next; p != &g->workers && n < g->nworkers; p = p->next) {
         struct up_mworker *w = WORKER(p);
-        if (!up_mworker_routable(w) || w->pid == avoid) {
-            continue;
-        }
-        uint64_t score = mix(key, w->index);
-        if (best == NULL || score > best_score) {
-            best = w;
-            best_score = score;
+        if (up_mworker_routable(w) && w->pid != avoid) {
+            indexes[n] = w->index;
+            workers[n++] = w;
         }
     }
-    return best;
+    return n > 0 ? workers[up_sticky_pick(key, indexes, n)] : NULL;
 }
 
 struct up_mworker *up_gens_pick_index(struct up_gens *gs, unsigned index, pid_t avoid)

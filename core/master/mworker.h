@@ -61,8 +61,7 @@ struct up_mworker_cbs {
     void (*requeue)(struct up_mworker *w, struct up_pending *c);
     /* A draining w handed a connection back (checked: from a draining
      * worker, no more read than a head may hold). The callee owns fd. */
-    void (*handed_back)(struct up_mworker *w, int fd, const char *data, size_t len,
-                        unsigned tries);
+    void (*handed_back)(struct up_mworker *w, int fd, const char *data, size_t len, unsigned tries);
     /* w can take connections again (channel drained, under the un-ACKed
      * cap, ROOM). */
     void (*routable)(struct up_mworker *w);
@@ -99,17 +98,17 @@ struct up_mworker_params {
 struct up_mworker {
     struct up_loop *loop;
     const struct up_mworker_cbs *cbs;
-    void *owner;              /* the generation's */
-    struct up_list gen_link;  /* the owner's list of workers */
+    void *owner;             /* the generation's */
+    struct up_list gen_link; /* the owner's list of workers */
     enum up_mworker_state state;
-    unsigned gen_id, index;  /* for logs: "worker g3#1" */
-    size_t max_head;         /* a hand-back's bytes already read may not pass it */
-    pid_t pid;               /* 0 once reaped */
-    pid_t pid_was;           /* pid, kept after the reap for the logs */
-    int status;              /* wait status once reaped */
-    bool respawned;          /* this one replaces a dead worker */
-    uint64_t spawned_at;     /* up_loop_now() ms at spawn: lived long enough? */
-    bool on_its_own;         /* it said DRAINING: signalled by someone else */
+    unsigned gen_id, index; /* for logs: "worker g3#1" */
+    size_t max_head;        /* a hand-back's bytes already read may not pass it */
+    pid_t pid;              /* 0 once reaped */
+    pid_t pid_was;          /* pid, kept after the reap for the logs */
+    int status;             /* wait status once reaped */
+    bool respawned;         /* this one replaces a dead worker */
+    uint64_t spawned_at;    /* up_loop_now() ms at spawn: lived long enough? */
+    bool on_its_own;        /* it said DRAINING: signalled by someone else */
 
     /* The owner's: what its generation wants of this worker. */
     bool want_kill;  /* late, or its channel ended: reconcile kills it */
@@ -121,27 +120,27 @@ struct up_mworker {
     struct up_passfd_in in;
     char *payload; /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
     struct up_op tx;
-    bool chan_full;         /* the last CONN met a full channel: polling POLLOUT */
-    bool drain_queued;      /* DRAIN to send */
-    bool drain_inflight;    /* DRAIN being sent (tx) */
-    uint32_t drain_flags;   /* UP_DRAIN_F_* asked for (sent or queued) */
-    uint64_t drain_deadline; /* up_loop_now() ms */
-    bool tx_dead;           /* a send failed: send nothing more (rx goes on to EOF) */
-    bool chan_dead;         /* EOF, error or reaped: no more sends; closing */
-    bool rx_paused;         /* draining, and the master at its pending cap */
-    bool fd_pressure;       /* DECLINE: out of fds; not routable until ROOM */
-    struct up_passfd_out drain_out;  /* DRAIN message in flight */
-    struct up_pending *tx_conn;      /* CONN in flight */
-    struct up_list txq;              /* CONNs to send (pending.link) */
-    struct up_list unacked;          /* sent, not ACKed (pending.link) */
-    size_t nqueued;                  /* in txq + unacked */
-    struct up_ratelimit warn_rl;     /* warnings its messages cause */
+    bool chan_full;                 /* the last CONN met a full channel: polling POLLOUT */
+    bool drain_queued;              /* DRAIN to send */
+    bool drain_inflight;            /* DRAIN being sent (tx) */
+    uint32_t drain_flags;           /* UP_DRAIN_F_* asked for (sent or queued) */
+    uint64_t drain_deadline;        /* up_loop_now() ms */
+    bool tx_dead;                   /* a send failed: send nothing more (rx goes on to EOF) */
+    bool chan_dead;                 /* EOF, error or reaped: no more sends; closing */
+    bool rx_paused;                 /* draining, and the master at its pending cap */
+    bool fd_pressure;               /* DECLINE: out of fds; not routable until ROOM */
+    struct up_passfd_out drain_out; /* DRAIN message in flight */
+    struct up_pending *tx_conn;     /* CONN in flight */
+    struct up_list txq;             /* CONNs to send (pending.link) */
+    struct up_list unacked;         /* sent, not ACKed (pending.link) */
+    size_t nqueued;                 /* in txq + unacked */
+    struct up_ratelimit warn_rl;    /* warnings its messages cause */
 
     int errfd; /* owned: read end of the worker's stderr pipe */
     struct up_op err_op;
     char errbuf[512];
     struct up_log_relay err_lines; /* stderr passed on line by line */
-    char tail[UP_MW_ERR_TAIL];    /* last stderr bytes, for failure reports */
+    char tail[UP_MW_ERR_TAIL];     /* last stderr bytes, for failure reports */
     size_t tail_len;
 
     uint64_t conns;             /* STATS: connections held */

@@ -475,8 +475,7 @@ static void linger(struct up_pending *c)
 bool up_pending_has_request(const struct up_pending *c)
 {
     char byte;
-    return c->peeked > 0 || c->prefix_len > 0 ||
-           recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+    return c->peeked > 0 || c->prefix_len > 0 || recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 void up_pending_close_gracefully(struct up_pending *c)

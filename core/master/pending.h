@@ -85,12 +85,12 @@ struct up_pending {
     size_t prefix_len;
     char *answer; /* owned: ANSWER's response bytes */
     size_t answer_len, answer_off;
-    bool timed_out;       /* the header timeout fired while an op ran */
-    bool repeek_timer;    /* no SO_RCVLOWAT (AF_UNIX, or refused): WAIT re-peeks by timer */
-    bool peer_closed;     /* WAIT's poll saw the client's FIN (POLLRDHUP) or an error */
-    bool shed;            /* answered 408 early to make room: short linger */
-    uint64_t deadline;    /* header timeout, in up_loop_now() ms */
-    uint64_t arrived_at;  /* up_loop_now() when it came (accept or hand-back) */
+    bool timed_out;      /* the header timeout fired while an op ran */
+    bool repeek_timer;   /* no SO_RCVLOWAT (AF_UNIX, or refused): WAIT re-peeks by timer */
+    bool peer_closed;    /* WAIT's poll saw the client's FIN (POLLRDHUP) or an error */
+    bool shed;           /* answered 408 early to make room: short linger */
+    uint64_t deadline;   /* header timeout, in up_loop_now() ms */
+    uint64_t arrived_at; /* up_loop_now() when it came (accept or hand-back) */
 
     /* The owner's while READY or SENT (the router, a worker); pending
      * itself only makes sure the link is off every list before freeing. */

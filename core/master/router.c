@@ -22,12 +22,13 @@
 static void route(struct up_router *r, struct up_pending *c);
 static void on_queue_timeout(struct up_loop *loop, struct up_timer *t);
 
-void up_router_init(struct up_router *r, struct up_loop *loop, struct up_gens *gens,
-                    uint64_t queue_timeout_ms)
+void up_router_init(struct up_router *r, struct up_loop *loop, uint64_t queue_timeout_ms,
+                    const struct up_router_cbs *cbs, void *ctx)
 {
     *r = (struct up_router){
         .loop = loop,
-        .gens = gens,
+        .cbs = cbs,
+        .ctx = ctx,
         .queue_timeout_ms = queue_timeout_ms,
         .rl = UP_RATELIMIT_INIT(10000, 5),
     };
@@ -129,23 +130,13 @@ static void route(struct up_router *r, struct up_pending *c)
         give_up(c, NULL);
         return;
     }
-    struct up_mworker *w = NULL;
-    if (c->route_index >= 0) {
-        w = up_gens_pick_index(r->gens, (unsigned)c->route_index, c->avoid);
-    } else if (c->keyed) {
-        w = up_gens_pick_key(r->gens, c->key, c->avoid);
-    }
-    if (w == NULL) {
-        /* The worker asked for cannot take it now: routing never waits for
-         * one worker while another can. */
-        w = up_gens_pick(r->gens, c->avoid);
-    }
+    void *w = r->cbs->pick(r->ctx, c);
     if (w != NULL) {
         c->tries++;
-        up_mworker_send_conn(w, c);
+        r->cbs->send(r->ctx, w, c);
         return;
     }
-    if (!up_gens_expected(r->gens) && r->error_page != NULL) {
+    if (r->error_page != NULL && !r->cbs->expected(r->ctx)) {
         /* No generation serves and none is starting (the app failed in
          * watch mode): say why instead of hanging. */
         up_pending_answer(c, 503, r->error_page);
@@ -159,7 +150,7 @@ void up_router_kick(struct up_router *r)
     /* Route at most what is queued now: a connection that finds no worker
      * goes back to the tail and must not be retried in this pass. */
     size_t n = r->nqueued;
-    while (n-- > 0 && up_gens_pick(r->gens, 0) != NULL) {
+    while (n-- > 0 && r->cbs->any(r->ctx)) {
         struct up_pending *c = queue_pop(r);
         if (c == NULL) {
             break;
@@ -286,11 +277,10 @@ static int build_answer(const struct up_route_out *out, char **ret, size_t *ret_
     if (buf == NULL) {
         return -ENOMEM;
     }
-    int n = snprintf(buf, cap,
-                     "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
-                     out->status, up_head_reason(out->status),
-                     typed || body == 0 ? "" : "Content-Type: text/plain; charset=utf-8\r\n",
-                     body, headers);
+    int n = snprintf(
+        buf, cap, "HTTP/1.1 %d %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
+        out->status, up_head_reason(out->status),
+        typed || body == 0 ? "" : "Content-Type: text/plain; charset=utf-8\r\n", body, headers);
     if (n < 0 || (size_t)n + body > cap) {
         free(buf);
         return -EINVAL;

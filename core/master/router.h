@@ -13,10 +13,12 @@
  *   requeue(c): the worker could not take it; routed again, never to the
  *               worker it came back from, at most MAX_TRIES times
  *
- * The router uses the generations (up_gens_pick*) and the pending
- * connections below it, and reports nothing upward: its owner tells it what
- * changed (a worker can take connections again: kick; stopping; an error
- * page when nothing serves). Never blocks; middleware must not either.
+ * The router knows the pending connections below it and nothing of the
+ * workers: picking one and sending to it are its owner's callbacks (the
+ * server, over the generations), so that the router can be built and
+ * tested alone. Its owner tells it what changed (a worker can take
+ * connections again: kick; stopping; an error page when nothing serves).
+ * Never blocks; middleware must not either.
  */
 #ifndef UP_ROUTER_H
 #define UP_ROUTER_H
@@ -25,7 +27,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gen.h"
 #include "head.h"
 #include "list.h"
 #include "loop.h"
@@ -41,9 +42,25 @@ struct up_router_stats {
     uint64_t answered;       /* answered by a middleware */
 };
 
+/* How the router reaches the workers: its owner's. */
+struct up_router_cbs {
+    /* A worker that takes c now, by what c asks (c->route_index >= 0: that
+     * worker, else c->keyed: by c->key, else round-robin; a worker asked
+     * for that cannot take it now is replaced by any that can), never the
+     * one with pid c->avoid. NULL when none can. */
+    void *(*pick)(void *ctx, const struct up_pending *c);
+    /* Give c (READY) to worker (from pick). */
+    void (*send)(void *ctx, void *worker, struct up_pending *c);
+    /* Whether any worker could take a connection now (round-robin). */
+    bool (*any)(void *ctx);
+    /* Whether a worker is on its way (a generation active or starting). */
+    bool (*expected)(void *ctx);
+};
+
 struct up_router {
     struct up_loop *loop;
-    struct up_gens *gens;
+    const struct up_router_cbs *cbs;
+    void *ctx; /* the owner's */
     uint64_t queue_timeout_ms;
     struct up_list queue; /* READY connections waiting for a worker (pending.link) */
     size_t nqueued;
@@ -58,8 +75,8 @@ struct up_router {
     struct up_router_stats stats;
 };
 
-void up_router_init(struct up_router *r, struct up_loop *loop, struct up_gens *gens,
-                    uint64_t queue_timeout_ms);
+void up_router_init(struct up_router *r, struct up_loop *loop, uint64_t queue_timeout_ms,
+                    const struct up_router_cbs *cbs, void *ctx);
 
 /* Add a middleware at the end of the chain. Returns 0 or -ENOSPC. */
 int up_router_use(struct up_router *r, up_middleware_fn fn, void *ctx);

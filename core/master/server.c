@@ -113,8 +113,8 @@ struct up_server {
     uint64_t build_fails;       /* --build failures */
     uint64_t lost;              /* hand-backs dropped at our fd limit */
     bool pidfile_written;
-    unsigned reload_gen;   /* the generation the last reload started, for its outcome */
-    uint64_t reload_at;    /* ... and when */
+    unsigned reload_gen; /* the generation the last reload started, for its outcome */
+    uint64_t reload_at;  /* ... and when */
 };
 
 static void server_stop(struct up_server *s, bool graceful);
@@ -267,6 +267,47 @@ static void on_pending_freed(struct up_pendings *set)
 static const struct up_pending_cbs pending_cbs = {
     .ready = on_pending_ready,
     .freed = on_pending_freed,
+};
+
+/* ---- how the router reaches the workers ---- */
+
+static void *route_pick(void *ctx, const struct up_pending *c)
+{
+    struct up_server *s = ctx;
+    struct up_mworker *w = NULL;
+    if (c->route_index >= 0) {
+        w = up_gens_pick_index(&s->gens, (unsigned)c->route_index, c->avoid);
+    } else if (c->keyed) {
+        w = up_gens_pick_key(&s->gens, c->key, c->avoid);
+    }
+    /* The worker asked for cannot take it now: routing never waits for one
+     * worker while another can. */
+    return w != NULL ? w : up_gens_pick(&s->gens, c->avoid);
+}
+
+static void route_send(void *ctx, void *worker, struct up_pending *c)
+{
+    (void)ctx;
+    up_mworker_send_conn(worker, c);
+}
+
+static bool route_any(void *ctx)
+{
+    struct up_server *s = ctx;
+    return up_gens_pick(&s->gens, 0) != NULL;
+}
+
+static bool route_expected(void *ctx)
+{
+    struct up_server *s = ctx;
+    return up_gens_expected(&s->gens);
+}
+
+static const struct up_router_cbs router_cbs = {
+    .pick = route_pick,
+    .send = route_send,
+    .any = route_any,
+    .expected = route_expected,
 };
 
 /* ---- what the generations report ---- */
@@ -550,7 +591,8 @@ static int setup_signals(struct up_server *s)
         return -errno;
     }
     s->wake_op.cb = on_wake;
-    int r = up_loop_read(s->loop, &s->sig_op, s->sigfd, s->sig_buf, sizeof(struct signalfd_siginfo));
+    int r =
+        up_loop_read(s->loop, &s->sig_op, s->sigfd, s->sig_buf, sizeof(struct signalfd_siginfo));
     if (r == 0) {
         r = up_loop_read(s->loop, &s->wake_op, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf));
     }
@@ -595,8 +637,7 @@ static void check_health(struct up_server *s)
         up_log(UP_LOG_WARN,
                "degraded: %s; new connections wait for one (at most --queue-timeout, then 503)", h);
     } else if (s->state == SERVER_RUNNING && s->health != NULL && s->gens.active != NULL) {
-        up_log(UP_LOG_INFO, "healthy again: generation %u has a ready worker",
-               s->gens.active->id);
+        up_log(UP_LOG_INFO, "healthy again: generation %u has a ready worker", s->gens.active->id);
     }
     s->health = h;
 }
@@ -683,8 +724,7 @@ static size_t metric_values(void *ctx, struct up_metric *v, size_t cap)
         {"up_connections_handed_back_total", "counter",
          "Keep-Alive connections draining workers gave back.", p->handed_back},
         {"up_connections_answered_total", "counter",
-         "Connections the master answered itself (400, 408, 431, 503, middleware).",
-         p->answered},
+         "Connections the master answered itself (400, 408, 431, 503, middleware).", p->answered},
         {"up_connections_pending", "gauge", "Connections not yet owned by a worker.",
          s->pendings.n},
         {"up_worker_connections", "gauge", "Connections held by workers.", held},
@@ -839,8 +879,8 @@ static size_t size_pending(struct up_server *s, unsigned long long raised_from)
 static int copy_opts(struct up_server *s, const struct up_server_opts *o)
 {
     s->opts = *o;
-    const char **strs[] = {&s->opts.app,      &s->opts.title,     &s->opts.worker_bin,
-                           &s->opts.control,  &s->opts.metrics,   &s->opts.pidfile,
+    const char **strs[] = {&s->opts.app,       &s->opts.title,    &s->opts.worker_bin,
+                           &s->opts.control,   &s->opts.metrics,  &s->opts.pidfile,
                            &s->opts.watch_dir, &s->opts.build_cmd};
     size_t nstrs = sizeof(strs) / sizeof(strs[0]);
     size_t need = 0;
@@ -915,8 +955,8 @@ int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
     }
     int rr = up_fd_raise_nofile(&s->nofile_before, &s->nofile);
     if (rr < 0) {
-        up_log(UP_LOG_WARN, "cannot raise the fd limit from %llu: %s, keeping it",
-               s->nofile_before, strerror(-rr));
+        up_log(UP_LOG_WARN, "cannot raise the fd limit from %llu: %s, keeping it", s->nofile_before,
+               strerror(-rr));
     }
     const char *why = NULL;
     r = up_loop_new((enum up_backend)s->opts.backend, 4096, &s->loop, &why);
@@ -935,7 +975,7 @@ int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
     up_log(UP_LOG_INFO, "event loop: %s%s%s", up_loop_backend_name(s->loop),
            why ? " (io_uring unavailable: " : "", why ? why : "");
     up_gens_init(&s->gens, s->loop, &s->gens_opts, &gens_cbs, s);
-    up_router_init(&s->router, s->loop, &s->gens, s->opts.queue_timeout_ms);
+    up_router_init(&s->router, s->loop, s->opts.queue_timeout_ms, &router_cbs, s);
     up_pendings_init(&s->pendings, s->loop, s->opts.max_head, s->opts.header_timeout_ms,
                      MAX_PENDING, &pending_cbs, s);
     if ((r = setup_signals(s)) < 0) {

@@ -26,11 +26,12 @@ int up_sticky_parse(const char *spec, struct up_sticky *ret, char *err, size_t c
         size_t n = strlen(name);
         bool token = n > 0;
         for (size_t i = 0; i < n && token; i++) {
-            token = name[i] > ' ' && name[i] < 127 && strchr("()<>@,;:\\\"/[]?={}", name[i]) == NULL;
+            token =
+                name[i] > ' ' && name[i] < 127 && strchr("()<>@,;:\\\"/[]?={}", name[i]) == NULL;
         }
         if (!token || n >= sizeof(s.name)) {
-            snprintf(err, cap, "sticky '%s': the name must be a token of 1 to %zu characters",
-                     spec, sizeof(s.name) - 1);
+            snprintf(err, cap, "sticky '%s': the name must be a token of 1 to %zu characters", spec,
+                     sizeof(s.name) - 1);
             return -EINVAL;
         }
         memcpy(s.name, name, n + 1);
@@ -84,4 +85,28 @@ enum up_route up_sticky_route(void *ctx, const struct up_request *req, struct up
     out->worker = -1;
     out->key = up_sticky_hash(value, len);
     return UP_ROUTE_WORKER;
+}
+
+/* A well-mixed 64-bit hash of (key, index): splitmix64's finalizer over
+ * the two. */
+static uint64_t score(uint64_t key, unsigned index)
+{
+    uint64_t x = key ^ (0x9e3779b97f4a7c15ull * ((uint64_t)index + 1));
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+size_t up_sticky_pick(uint64_t key, const unsigned *indexes, size_t n)
+{
+    size_t best = 0;
+    uint64_t best_score = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t sc = score(key, indexes[i]);
+        if (i == 0 || sc > best_score) {
+            best = i;
+            best_score = sc;
+        }
+    }
+    return best;
 }

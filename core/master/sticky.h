@@ -38,4 +38,11 @@ enum up_route up_sticky_route(void *ctx, const struct up_request *req, struct up
 /* The key of bytes: 64-bit FNV-1a. */
 uint64_t up_sticky_hash(const void *data, size_t len);
 
+/* Rendezvous hashing: of the n workers with these indexes (n > 0), the one
+ * key goes to: each scores (key, index), the highest wins. Returns its
+ * position in indexes. A worker joining or leaving changes the winner only
+ * for the keys it wins or won; indexes, not pids, so that a replacement
+ * takes its predecessor's keys. */
+size_t up_sticky_pick(uint64_t key, const unsigned *indexes, size_t n);
+
 #endif

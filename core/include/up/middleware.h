@@ -25,9 +25,9 @@ struct up_request {
     size_t path_len;
     const char *query; /* "c", without the '?'; length 0 when none */
     size_t query_len;
-    int minor;    /* 0: HTTP/1.0, 1: HTTP/1.1 */
-    int listener; /* which up_server_listen*() it came in on, from 0; -1: a
-                   * connection a draining worker handed back */
+    int minor;        /* 0: HTTP/1.0, 1: HTTP/1.1 */
+    int listener;     /* which up_server_listen*() it came in on, from 0; -1: a
+                       * connection a draining worker handed back */
     const void *priv; /* the library's */
 };
 

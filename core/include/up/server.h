@@ -59,8 +59,8 @@ struct up_reload_outcome {
 };
 
 struct up_server_opts {
-    const char *app;     /* the app .so (an absolute path is best: the cwd
-                          * may change); required */
+    const char *app;       /* the app .so (an absolute path is best: the cwd
+                            * may change); required */
     char *const *app_argv; /* its arguments after argv[0], or NULL */
     int app_argc;
     long workers;               /* per generation; 0: 1 */
@@ -85,7 +85,7 @@ struct up_server_opts {
     const char *pidfile;    /* or NULL */
     const char *watch_dir;  /* reload on changes there, or NULL */
     const char *build_cmd;  /* with watch_dir: run first, reload if it succeeds */
-    bool signals; /* handle USR2/HUP (reload), TERM/INT (stop), QUIT (stop now) */
+    bool signals;           /* handle USR2/HUP (reload), TERM/INT (stop), QUIT (stop now) */
     /* The outcome of every reload (and of the first start); may be NULL. */
     void (*on_reload)(void *ctx, const struct up_reload_outcome *o);
     void *ctx;
