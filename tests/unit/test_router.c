@@ -30,11 +30,11 @@ struct rt {
     bool bounce;      /* send gives it straight back */
     int picks, sends; /* calls */
     struct up_pending *sent[16];
-    int route_index;  /* what the last pick saw */
+    int route_index; /* what the last pick saw */
     bool keyed;
     uint64_t key;
-    int worker;       /* the fake worker, its address is the pointer */
-    char order[16];   /* middleware calls, in order */
+    int worker;     /* the fake worker, its address is the pointer */
+    char order[16]; /* middleware calls, in order */
 };
 
 static void rt_ready(struct up_pendings *set, struct up_pending *c, const struct up_head *head)

@@ -30,8 +30,8 @@ Test(sticky, parse_errors_say_what_to_write)
 {
     struct up_sticky s = {.by = UP_STICKY_IP, .name = "kept"};
     char err[256];
-    const char *bad[] = {"", "cookie", "cookie:", "header:", "Cookie:sid", "ip:1",
-                         "cookie:a b", "header:X;Y", "cookie:a=b"};
+    const char *bad[] = {"",     "cookie",     "cookie:",    "header:",   "Cookie:sid",
+                         "ip:1", "cookie:a b", "header:X;Y", "cookie:a=b"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         cr_assert_eq(up_sticky_parse(bad[i], &s, err, sizeof(err)), -EINVAL, "'%s'", bad[i]);
