@@ -3,6 +3,7 @@
 #include "cpus.h"
 #include "duration.h"
 #include "expr.h"
+#include "sticky.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +40,7 @@ enum {
     OPT_QUEUE_TIMEOUT,
     OPT_MAX_HEAD,
     OPT_METRICS,
+    OPT_STICKY,
 };
 
 static const struct option cli_long[] = {
@@ -63,6 +65,7 @@ static const struct option cli_long[] = {
     {"queue-timeout", required_argument, NULL, OPT_QUEUE_TIMEOUT},
     {"max-head", required_argument, NULL, OPT_MAX_HEAD},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"sticky", required_argument, NULL, OPT_STICKY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -448,6 +451,15 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         }
         s->c.metrics = arg;
         return 0;
+    case OPT_STICKY: {
+        struct up_sticky st;
+        char why[256];
+        if (up_sticky_parse(arg, &st, why, sizeof(why)) < 0) {
+            return fail(err, cap, "%s: %s", s->name, why);
+        }
+        s->c.sticky = arg;
+        return 0;
+    }
     default:
         /* Unreachable: getopt returns only values of cli_long and cli_short,
          * and '?' and ':' are handled by cli_bad_option(). */
@@ -624,6 +636,7 @@ static void cli_copy(const struct cli_state *s, struct up_cli *d, struct cli_are
     d->title = arena_put(a, c->title);
     d->control = arena_put(a, c->control);
     d->metrics = arena_put(a, c->metrics);
+    d->sticky = arena_put(a, c->sticky);
     for (int i = 0; i < c->nlisten; i++) {
         d->listen[i] = arena_put(a, c->listen[i]);
     }
@@ -756,6 +769,9 @@ void up_cli_usage(FILE *f)
           "                           [V6]:PORT or unix:/PATH; repeatable, up to 16\n"
           "      --queue-timeout DUR  answer 503 (Retry-After) to a request no worker\n"
           "                           could take within DUR (default 10s)\n"
+          "      --sticky cookie:NAME|header:NAME|ip\n"
+          "                           keep a client on one worker by its cookie NAME,\n"
+          "                           its header field NAME, or its address\n"
           "      --header-timeout DUR answer 408 to a request head not complete\n"
           "                           within DUR (default 10s)\n"
           "      --max-head BYTES     answer 431 to a request head over BYTES\n"

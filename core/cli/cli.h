@@ -74,6 +74,7 @@ struct up_cli {
     uint64_t queue_timeout_ms;  /* --queue-timeout, default 10s */
     size_t max_head;            /* --max-head BYTES, default 16384 */
     const char *metrics;        /* --metrics host:port, or NULL */
+    const char *sticky;         /* --sticky cookie:NAME|header:NAME|ip, or NULL */
     bool development;           /* UP_ENV=development */
     char *mem;                  /* owned: the block holding every string above */
 };

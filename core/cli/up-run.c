@@ -95,6 +95,9 @@ static int serve(const struct up_cli *cli)
     }
     struct up_server *s = NULL;
     int r = up_server_new(&o, &s);
+    if (r == 0 && cli->sticky != NULL) {
+        r = up_server_use_sticky(s, cli->sticky);
+    }
     for (int i = 0; r == 0 && i < (cli->nlisten > 0 ? cli->nlisten : 1); i++) {
         char port[16];
         snprintf(port, sizeof(port), "%d", cli->port);

@@ -19,7 +19,7 @@ int up_sticky_parse(const char *spec, struct up_sticky *ret, char *err, size_t c
         s.by = UP_STICKY_HEADER;
         name = spec + 7;
     } else {
-        snprintf(err, cap, "sticky '%s': use cookie:NAME, header:NAME or ip", spec);
+        snprintf(err, cap, "'%s' is not cookie:NAME, header:NAME or ip", spec);
         return -EINVAL;
     }
     if (name != NULL) {
@@ -30,7 +30,7 @@ int up_sticky_parse(const char *spec, struct up_sticky *ret, char *err, size_t c
                 name[i] > ' ' && name[i] < 127 && strchr("()<>@,;:\\\"/[]?={}", name[i]) == NULL;
         }
         if (!token || n >= sizeof(s.name)) {
-            snprintf(err, cap, "sticky '%s': the name must be a token of 1 to %zu characters", spec,
+            snprintf(err, cap, "'%s': the name must be a token of 1 to %zu characters", spec,
                      sizeof(s.name) - 1);
             return -EINVAL;
         }

@@ -118,6 +118,7 @@ Test(cli, defaults)
     cr_assert_eq(c.queue_timeout_ms, 10000);
     cr_assert_eq(c.max_head, 16384);
     cr_assert_null(c.metrics);
+    cr_assert_null(c.sticky);
     cr_assert(!c.development);
     up_cli_free(&c);
     up_cli_free(&c); /* harmless twice */
@@ -134,7 +135,7 @@ Test(cli, every_long_option_parsed)
              "--require", cli_app, "--ready=manual", "--ready-timeout=2s", "--migrate=idle",
              "--max-draining=64", "--backend=epoll", "--control=/tmp/c.sock",
              "--header-timeout=1500ms", "--queue-timeout=3s", "--max-head=32k",
-             "--metrics=127.0.0.1:9100", cli_app);
+             "--metrics=127.0.0.1:9100", "--sticky=cookie:sid", cli_app);
     cr_assert_eq(c.nlisten, 2);
     cr_assert_str_eq(c.listen[0], "127.0.0.1:8080");
     cr_assert_str_eq(c.listen[1], "unix:/tmp/x.sock");
@@ -161,6 +162,7 @@ Test(cli, every_long_option_parsed)
     cr_assert_eq(c.queue_timeout_ms, 3000);
     cr_assert_eq(c.max_head, 32768);
     cr_assert_str_eq(c.metrics, "127.0.0.1:9100");
+    cr_assert_str_eq(c.sticky, "cookie:sid");
     up_cli_free(&c);
 }
 
@@ -504,6 +506,9 @@ Test(cli, bad_options_and_values)
     PARSE_FAILS("'host:99999'", "-l", "host:99999", cli_app);
     PARSE_FAILS("'unix:'", "-l", "unix:", cli_app);
     PARSE_FAILS("'9100x'", "--metrics", "9100x", cli_app);
+    PARSE_FAILS("--sticky: 'session' is not cookie:NAME, header:NAME or ip", "--sticky", "session",
+                cli_app);
+    PARSE_FAILS("--sticky: 'cookie:': the name must be a token", "--sticky=cookie:", cli_app);
     PARSE_FAILS("''", "--title=", cli_app);
     PARSE_FAILS("'make'", "--build", "make", cli_app);
     PARSE_FAILS("needs --watch", "--build", "make", cli_app);
