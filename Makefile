@@ -40,7 +40,7 @@ LIBS := $(B)/libupworker.a $(B)/libup.a $(B)/libupshared.a $(B)/libuppassfd.a $(
 BINS := $(B)/up-worker $(B)/up-run
 
 .PHONY: all run test test-long bench bench-quick fuzz deps clean format check-format
-all: $(BINS) $(B)/libupworker.a $(EXAMPLES) $(B)/tools/up-load
+all: $(BINS) $(B)/libupworker.a $(EXAMPLES) $(B)/examples/embed $(B)/tools/up-load
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -79,6 +79,13 @@ $(B)/up-run: $(call obj,core/cli/up-run.c) $(LIBS)
 $(B)/examples/%.so: examples/%.c worker-runtime/include/up/app.h
 	@mkdir -p $(dir $@)
 	$(CC) -Iworker-runtime/include $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $<
+
+# A master of one's own on libup, built as an embedder would: the public
+# header alone.
+$(B)/examples/embed: examples/embed/embed.c $(B)/libup.a core/include/up/server.h \
+                     core/include/up/middleware.h
+	@mkdir -p $(dir $@)
+	$(CC) -Icore/include $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libup.a $(LDLIBS)
 
 $(B)/up-tests: $(call obj,$(TEST_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS) -Wl,--export-dynamic -o $@ $(call obj,$(TEST_SRC)) \

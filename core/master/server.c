@@ -798,7 +798,7 @@ static int make_snap_dir(struct up_server *s)
 
 /* up-worker: opts.worker_bin, else $UP_WORKER_BIN, else beside this
  * program. */
-static int find_worker_bin(struct up_server *s)
+static int worker_bin_path(struct up_server *s)
 {
     const char *env = getenv("UP_WORKER_BIN");
     if (s->opts.worker_bin != NULL || (env != NULL && env[0] != '\0')) {
@@ -813,6 +813,26 @@ static int find_worker_bin(struct up_server *s)
     }
     exe[n] = '\0';
     snprintf(s->worker_bin, sizeof(s->worker_bin), "%s/up-worker", dirname(exe));
+    return 0;
+}
+
+/* The worker program, found: checked once here, so that a missing one is
+ * one clear error at start rather than every spawn failing. */
+static int find_worker_bin(struct up_server *s)
+{
+    int r = worker_bin_path(s);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot find up-worker: %s", strerror(-r));
+        return r;
+    }
+    if (access(s->worker_bin, X_OK) < 0) {
+        r = -errno;
+        up_log(UP_LOG_ERR,
+               "up-worker %s: %s; install it beside this program, or name it with "
+               "UP_WORKER_BIN (or the worker_bin option)",
+               s->worker_bin, strerror(-r));
+        return r;
+    }
     return 0;
 }
 
@@ -1000,7 +1020,7 @@ int up_server_use_sticky(struct up_server *s, const char *spec)
         return -ENOMEM;
     }
     if (up_sticky_parse(spec, &m->sticky, err, sizeof(err)) < 0) {
-        up_log(UP_LOG_ERR, "%s", err);
+        up_log(UP_LOG_ERR, "sticky: %s", err);
         free(m);
         return -EINVAL;
     }
@@ -1020,7 +1040,10 @@ static int start(struct up_server *s)
 {
     const struct up_server_opts *o = &s->opts;
     int r;
-    if ((r = find_worker_bin(s)) < 0 || (r = make_snap_dir(s)) < 0) {
+    if ((r = find_worker_bin(s)) < 0) {
+        return r;
+    }
+    if ((r = make_snap_dir(s)) < 0) {
         up_log(UP_LOG_ERR, "cannot prepare a private directory: %s", strerror(-r));
         return r;
     }
@@ -1094,7 +1117,12 @@ int up_server_run(struct up_server *s)
         (void)up_acceptor_start(&s->listeners[i].acceptor);
     }
     int pid = (int)getpid();
-    up_log(UP_LOG_INFO, "pid=%d serving %s; reload with: kill -s USR2 %d", pid, s->opts.app, pid);
+    if (s->opts.signals) {
+        up_log(UP_LOG_INFO, "pid=%d serving %s; reload with: kill -s USR2 %d", pid, s->opts.app,
+               pid);
+    } else {
+        up_log(UP_LOG_INFO, "pid=%d serving %s", pid, s->opts.app);
+    }
     int r = up_loop_run(s->loop);
     if (r < 0) {
         up_log(UP_LOG_ERR, "event loop failed: %s", strerror(-r));
