@@ -1,6 +1,7 @@
 /*
  * loop: the part of the event loop common to both back ends: starting ops,
- * keeping the in-flight count, the timer heap, and the run loop.
+ * keeping the in-flight count, the timer heap, and the run loop. The back
+ * ends build on it; choosing one is loop-new.c's, above them both.
  */
 #include "loop-impl.h"
 
@@ -31,37 +32,6 @@ void up_loop_base_free(struct up_loop *loop)
     free(loop->heap);
 }
 
-int up_loop_new(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
-                const char **ret_reason)
-{
-    const char *reason = NULL;
-    if (entries == 0) {
-        entries = 256;
-    }
-    if (backend != UP_BACKEND_EPOLL) {
-        int r = up_loop_uring_new(entries, ret_loop, &reason);
-        if (r == 0) {
-            return 0;
-        }
-        /* An explicit request for io_uring is not silently downgraded; AUTO
-         * falls back only for "unavailable here" errors, as resource
-         * errors (ENOMEM, EMFILE) would hit epoll just the same. */
-        bool unavailable =
-            r == -ENOSYS || r == -EPERM || r == -EINVAL || r == -EOPNOTSUPP || r == -EACCES;
-        if (backend == UP_BACKEND_URING || !unavailable) {
-            if (ret_reason != NULL) {
-                *ret_reason = reason;
-            }
-            return r;
-        }
-    }
-    int r = up_loop_epoll_new(entries, ret_loop);
-    if (r == 0 && ret_reason != NULL) {
-        *ret_reason = reason;
-    }
-    return r;
-}
-
 void up_loop_free(struct up_loop *loop)
 {
     if (loop != NULL) {
@@ -77,20 +47,6 @@ enum up_backend up_loop_backend(const struct up_loop *loop)
 const char *up_loop_backend_name(const struct up_loop *loop)
 {
     return loop->be->name;
-}
-
-int up_backend_parse(const char *text, enum up_backend *ret_backend)
-{
-    if (strcmp(text, "io_uring") == 0 || strcmp(text, "uring") == 0) {
-        *ret_backend = UP_BACKEND_URING;
-    } else if (strcmp(text, "epoll") == 0) {
-        *ret_backend = UP_BACKEND_EPOLL;
-    } else if (strcmp(text, "auto") == 0) {
-        *ret_backend = UP_BACKEND_AUTO;
-    } else {
-        return -EINVAL;
-    }
-    return 0;
 }
 
 bool up_loop_ring_cmsg(const struct up_loop *loop)

@@ -1,0 +1,53 @@
+/*
+ * loop-new: choosing a back end. It stands above loop.c and both back ends
+ * (which build on loop.c), so that the loop's files read one way.
+ */
+#include "loop-impl.h"
+
+#include <errno.h>
+#include <string.h>
+
+int up_loop_new(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
+                const char **ret_reason)
+{
+    const char *reason = NULL;
+    if (entries == 0) {
+        entries = 256;
+    }
+    if (backend != UP_BACKEND_EPOLL) {
+        int r = up_loop_uring_new(entries, ret_loop, &reason);
+        if (r == 0) {
+            return 0;
+        }
+        /* An explicit request for io_uring is not silently downgraded; AUTO
+         * falls back only for "unavailable here" errors, as resource
+         * errors (ENOMEM, EMFILE) would hit epoll just the same. */
+        bool unavailable =
+            r == -ENOSYS || r == -EPERM || r == -EINVAL || r == -EOPNOTSUPP || r == -EACCES;
+        if (backend == UP_BACKEND_URING || !unavailable) {
+            if (ret_reason != NULL) {
+                *ret_reason = reason;
+            }
+            return r;
+        }
+    }
+    int r = up_loop_epoll_new(entries, ret_loop);
+    if (r == 0 && ret_reason != NULL) {
+        *ret_reason = reason;
+    }
+    return r;
+}
+
+int up_backend_parse(const char *text, enum up_backend *ret_backend)
+{
+    if (strcmp(text, "io_uring") == 0 || strcmp(text, "uring") == 0) {
+        *ret_backend = UP_BACKEND_URING;
+    } else if (strcmp(text, "epoll") == 0) {
+        *ret_backend = UP_BACKEND_EPOLL;
+    } else if (strcmp(text, "auto") == 0) {
+        *ret_backend = UP_BACKEND_AUTO;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
