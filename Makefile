@@ -1,7 +1,8 @@
 # up: zero-downtime reloads for HTTP servers.
 #
 #   make run     install what is missing, build, serve examples/hello on :3000
-#   make test    build and run every test (SANITIZE=1: under ASan + UBSan)
+#   make test    install what is missing, build, run every test (SANITIZE=1:
+#                under ASan + UBSan)
 #   make bench   the benchmark harness (see bench/README.md)
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (60) each (clang; see tests/fuzz/)
 
@@ -39,7 +40,16 @@ LIBS := $(B)/libupworker.a $(B)/libup.a $(B)/libupshared.a $(B)/libuppassfd.a $(
         $(B)/libupcli.a
 BINS := $(B)/up-worker $(B)/up-run
 
-.PHONY: all run test test-long bench bench-quick fuzz deps clean format check-format
+.PHONY: all run serve test check test-long check-long bench bench-quick fuzz deps clean format \
+        check-format
+
+# Building needs llhttp's C sources (Debian's node-llhttp). Goals that
+# install what is missing first need not have them yet.
+NO_DEPS_GOALS := deps run test test-long clean format check-format
+ifeq ($(wildcard $(LLHTTP_SRC)/llhttp.c)$(filter $(NO_DEPS_GOALS),$(MAKECMDGOALS)),)
+$(error llhttp's C sources are not in $(LLHTTP_SRC): run 'make deps' (or 'make run' or \
+        'make test', which install what is missing first))
+endif
 all: $(BINS) $(B)/libupworker.a $(EXAMPLES) $(B)/examples/embed $(B)/tools/up-load
 
 $(B)/obj/%.o: %.c
@@ -110,7 +120,13 @@ TOOLS := $(B)/tools/up-load $(B)/tools/evil-worker $(B)/tools/fake-worker
 deps:
 	@scripts/deps.sh
 
-run: deps all
+# run and test work as the first command on a fresh machine: install what
+# is missing, then build in a new make, which looks for llhttp's sources
+# only once they are there (this make already looked, before the install).
+run:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory serve
+serve: all
 	$(B)/up-run $(if $(WORKERS),-n $(WORKERS)) $(B)/examples/hello.so
 
 # Under SANITIZE, leaks inside Criterion's own runner are not ours.
@@ -119,10 +135,18 @@ TEST_ENV := UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) \
 
 # Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
 # tests in parallel, one process each; every test picks its own ports.
-test: all $(B)/up-tests $(TOOLS)
+test:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory check
+
+check: all $(B)/up-tests $(TOOLS)
 	$(TEST_ENV) $(B)/up-tests $(TESTFLAGS)
 
-test-long: all $(B)/up-tests $(TOOLS)
+test-long:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory check-long
+
+check-long: all $(B)/up-tests $(TOOLS)
 	$(TEST_ENV) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
 
 bench: all

@@ -259,12 +259,13 @@ Test(library, the_embed_example_answers_maintenance_and_reloads, .timeout = 60)
     cr_assert_eq(up_test_wait_log(e.log, "embed: generation 2 serving", 10000), 0, "%s",
                  up_test_file_tail(e.log));
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "cp %s %s.new && mv %s.new %s",
-             up_test_bin("examples/fail_init.so"), e.app, e.app, e.app);
+    snprintf(cmd, sizeof(cmd), "cp %s %s.new && mv %s.new %s", up_test_bin("examples/fail_init.so"),
+             e.app, e.app, e.app);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(kill(e.pid, SIGHUP), 0);
-    cr_assert_eq(up_test_wait_log(e.log, "embed: generation 3 failed, the old code serves: ", 10000),
-                 0, "%s", up_test_file_tail(e.log));
+    cr_assert_eq(
+        up_test_wait_log(e.log, "embed: generation 3 failed, the old code serves: ", 10000), 0,
+        "%s", up_test_file_tail(e.log));
     unsigned gen = 0;
     get_pid(e.port, "/", &gen);
     cr_assert_eq(gen, 2);
@@ -276,8 +277,8 @@ Test(library, an_embedder_without_up_worker_is_told_where_it_looked, .timeout = 
     struct embed e;
     embed_start(&e, "/nonexistent/up-worker");
     cr_assert_eq(up_test_wait_exit(e.pid, 10000), 3);
-    cr_assert_eq(up_test_file_contains(e.log, "up-worker /nonexistent/up-worker: No such file"),
-                 1, "%s", up_test_file_tail(e.log));
+    cr_assert_eq(up_test_file_contains(e.log, "up-worker /nonexistent/up-worker: No such file"), 1,
+                 "%s", up_test_file_tail(e.log));
     cr_assert_eq(up_test_file_contains(e.log, "UP_WORKER_BIN"), 1);
     up_test_remove_dir(e.dir);
 }
