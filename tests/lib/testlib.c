@@ -54,6 +54,27 @@ static void tl_nap(void)
     nanosleep(&ts, NULL);
 }
 
+long long up_test_now_ms(void)
+{
+    return (long long)tl_now_ms();
+}
+
+void up_test_nap(long ms)
+{
+    struct timespec ts = {.tv_sec = ms > 0 ? ms / 1000 : 0,
+                          .tv_nsec = ms > 0 ? (ms % 1000) * 1000000 : 0};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+void up_test_sleep_until(long long at_ms)
+{
+    long long left = at_ms - up_test_now_ms();
+    if (left > 0) {
+        up_test_nap((long)left);
+    }
+}
+
 /* ---- processes ---- */
 
 const char *up_test_bin(const char *name)
@@ -850,6 +871,12 @@ long up_test_status_kib(pid_t pid, const char *field)
     }
     fclose(f);
     return v;
+}
+
+bool up_test_long(void)
+{
+    const char *v = getenv("UP_TEST_LONG");
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
 }
 
 bool up_test_sanitized(void)

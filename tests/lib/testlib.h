@@ -26,6 +26,19 @@
  * up_test_connect() sets, in ms. */
 #define UP_TEST_TIMEOUT_MS 5000
 
+/* ---- time ---- */
+
+/* CLOCK_MONOTONIC in ms: what every deadline of the tests counts in. */
+long long up_test_now_ms(void);
+
+/* Sleep ms (<= 0: not at all), resumed after a signal. For pacing and for
+ * waiting past a moment; a state that can be observed is waited for with a
+ * deadline instead. */
+void up_test_nap(long ms);
+
+/* Sleep until up_test_now_ms() reads at_ms (at once if it passed). */
+void up_test_sleep_until(long long at_ms);
+
 /* ---- processes ---- */
 
 /* $UP_BUILD_DIR/name ("build/name" when unset): up_test_bin("up-worker"),
@@ -193,6 +206,10 @@ void up_test_exclusive_load(void);
 /* A field of /proc/pid/status in kB (field is "VmRSS:", "VmHWM:", ...), or
  * -1 if pid or the field is not there. */
 long up_test_status_kib(pid_t pid, const char *field);
+
+/* UP_TEST_LONG is set (not empty, not "0"): `make test-long` runs, and the
+ * tests that take long or count high do their long version. */
+bool up_test_long(void);
 
 /* The binaries under test were built with SANITIZE=1 (the Makefile sets
  * UP_TEST_SANITIZED): memory figures then measure the sanitizer too. */
