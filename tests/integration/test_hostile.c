@@ -15,8 +15,7 @@
  *     same request from all three;
  *   - garbage pipelined after a good request: 200, then 400, then close.
  *
- * The master and its helpers are test_master.c's (declared below, as in
- * test_master_reload.c). Each test runs on both back ends (BACKEND_TEST).
+ * Each test runs on both back ends (BACKEND_TEST).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,10 +31,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../lib/testlib.h"
+#include "../lib/harness.h"
 #include "head.h"
-
-#include "ma.h"
 
 /* ---- helpers of this file ---- */
 
@@ -45,98 +42,6 @@
 #define HO_SILENT_LONG 10000
 
 #define HO_GET "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-/* up-worker --listen, for the cases a worker alone must answer. */
-static struct {
-    pid_t pid;
-    int port;
-    char log[PATH_MAX];
-} lone = {.pid = -1};
-
-static void ho_fini(void)
-{
-    if (lone.pid > 0) {
-        up_test_stop(lone.pid, 5000);
-        lone.pid = -1;
-    }
-    ma_fini();
-}
-
-/* Raise RLIMIT_NOFILE to the hard limit, for this process and the servers
- * it starts (they inherit it); assert that at least need fds are allowed. */
-static void ho_raise_nofile(rlim_t need)
-{
-    struct rlimit rl;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    rl.rlim_cur = rl.rlim_max;
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s", strerror(errno));
-    if (rl.rlim_cur < need) {
-        cr_skip_test("RLIMIT_NOFILE hard limit %llu is below the %llu fds this test needs",
-                     (unsigned long long)rl.rlim_cur, (unsigned long long)need);
-    }
-}
-
-/* Open fds of pid, from /proc/pid/fd; -1 if it cannot be read. */
-static int ho_fd_count(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        return -1;
-    }
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
-}
-
-/* Wait until pid has want fds open; returns the last count seen. */
-static int ho_wait_fd_count(pid_t pid, int want, int timeout_ms)
-{
-    long long deadline = ma_now_ms() + timeout_ms;
-    int n;
-    while ((n = ho_fd_count(pid)) != want && ma_now_ms() < deadline) {
-        ma_nap(20);
-    }
-    return n;
-}
-
-/* The sum of the workers' conns= in a status text. */
-static long ho_worker_conns(const struct ma_status *s)
-{
-    long sum = 0;
-    for (const char *p = strstr(s->text, " conns="); p != NULL; p = strstr(p + 1, " conns=")) {
-        sum += strtol(p + 7, NULL, 10);
-    }
-    return sum;
-}
-
-static int ho_connect(int port)
-{
-    int fd = up_test_connect(port);
-    cr_assert_geq(fd, 0, "connect to %d: %s", port, strerror(-fd));
-    return fd;
-}
-
-static void ho_send(int fd, const void *buf, size_t len)
-{
-    int ret = up_test_send_all(fd, buf, len);
-    cr_assert_eq(ret, 0, "send: %s", strerror(-ret));
-}
-
-/* Read one response on fd and assert a 200. */
-static void ho_expect_200(int fd, const char *what)
-{
-    struct up_test_resp r = {0};
-    int ret = up_test_read_response(fd, &r, UP_TEST_TIMEOUT_MS);
-    cr_assert_eq(ret, 0, "%s: no response: %s; log:\n%s", what, strerror(-ret), ma_log_text());
-    cr_assert_eq(r.status, 200, "%s: status %d:\n%s", what, r.status, r.head);
-    up_test_resp_free(&r);
-}
 
 /* Read the rest of fd: assert one response with status and `Connection:
  * close`, then a clean end of the connection and nothing after it. The
@@ -167,7 +72,7 @@ static void ho_expect_error(int fd, int status, const char *what, char *raw, siz
 
 /* ---- slowloris ---- */
 
-BACKEND_TEST(hostile, slowloris, .timeout = 30, .fini = ho_fini)
+BACKEND_TEST(hostile, slowloris, .timeout = 30, .fini = ht_fini)
 {
     static const char *const extra[] = {"--header-timeout", "1s", NULL};
     /* Never complete: 10 bytes a second would need 9 s for this. */
@@ -181,20 +86,20 @@ BACKEND_TEST(hostile, slowloris, .timeout = 30, .fini = ho_fini)
     ma_start(backend, up_test_bin("examples/hello.so"), extra);
     ma_wait_workers(1, 2, &before);
 
-    int fd = ho_connect(ma.port);
-    long long t0 = ma_now_ms();
+    int fd = ht_connect(ma.port);
+    long long t0 = up_test_now_ms();
     size_t sent = 0;
     struct pollfd p = {.fd = fd, .events = POLLIN};
     for (;;) {
         cr_assert_lt(sent, sizeof(head) - 1, "the whole trickled head went out without an answer");
-        ho_send(fd, head + sent, 1);
+        ht_send(fd, head + sent, 1);
         sent++;
         /* The trickle's pace, and the watch for the answer. */
         if (poll(&p, 1, 100) == 1) {
             break;
         }
     }
-    long long took = ma_now_ms() - t0;
+    long long took = up_test_now_ms() - t0;
     int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
     int end = errno;
     close(fd);
@@ -217,107 +122,72 @@ BACKEND_TEST(hostile, slowloris, .timeout = 30, .fini = ho_fini)
 
 /* ---- many silent connections ---- */
 
-/* Wait for every fd of fds[0..n) to end: a clean EOF with no byte before it.
- * Between polls, every 250 ms, serve a normal request (asserting a 200) and
- * sample the master's fd count. Returns the ms from t0 until the last one
- * closed; *ret_peak gets the largest fd count seen, *ret_gets the requests
- * served, *ret_worst_get the slowest of them in ms. */
-static long long ho_wait_all_closed(int *fds, int n, long long t0, long long deadline,
-                                    int *ret_peak, int *ret_gets, long long *ret_worst_get)
-{
-    struct pollfd *p = calloc((size_t)n, sizeof(*p));
-    cr_assert_not_null(p);
-    int open_left = n;
-    long long next_get = ma_now_ms();
-    long long last = 0;
-
-    for (int i = 0; i < n; i++) {
-        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN | POLLRDHUP};
-    }
-    *ret_peak = *ret_gets = 0;
-    *ret_worst_get = 0;
-    while (open_left > 0) {
-        long long now = ma_now_ms();
-        if (now >= next_get) {
-            struct up_test_resp r = {0};
-            int fdc = ho_fd_count(ma.pid);
-            *ret_peak = fdc > *ret_peak ? fdc : *ret_peak;
-            ma_get(&r);
-            long long get_ms = ma_now_ms() - now;
-            cr_assert_eq(r.status, 200, "a normal request among the silent ones got %d:\n%s",
-                         r.status, r.head);
-            up_test_resp_free(&r);
-            (*ret_gets)++;
-            *ret_worst_get = get_ms > *ret_worst_get ? get_ms : *ret_worst_get;
-            next_get = ma_now_ms() + 250;
-        }
-        cr_assert_lt(now, deadline,
-                     "%d of %d silent connections still open after %lld ms; log:\n%s", open_left, n,
-                     now - t0, ma_log_text());
-        int ready = poll(p, (nfds_t)n, 50);
-        cr_assert_geq(ready, 0, "poll: %s", strerror(errno));
-        for (int i = 0; i < n && ready > 0; i++) {
-            if (p[i].fd < 0 || p[i].revents == 0) {
-                continue;
-            }
-            ready--;
-            char c;
-            ssize_t got = recv(p[i].fd, &c, 1, MSG_DONTWAIT);
-            if (got == -1 && errno == EAGAIN) {
-                continue;
-            }
-            cr_assert_eq(got, 0, "silent connection %d: %s instead of a clean EOF", i,
-                         got > 0 ? "bytes" : strerror(errno));
-            p[i].fd = -1;
-            open_left--;
-            last = ma_now_ms() - t0;
-        }
-    }
-    free(p);
-    return last;
-}
-
-BACKEND_TEST(hostile, many_silent_connections, .timeout = 90, .fini = ho_fini)
+BACKEND_TEST(hostile, many_silent_connections, .timeout = 90, .fini = ht_fini)
 {
     static const char *const extra[] = {"--header-timeout", "1s", NULL};
-    const char *long_env = getenv("UP_TEST_LONG");
-    int n = long_env != NULL && strcmp(long_env, "1") == 0 ? HO_SILENT_LONG : HO_SILENT;
+    int n = up_test_long() ? HO_SILENT_LONG : HO_SILENT;
     struct ma_status before, after;
     pid_t pids[2];
     int wfd[2];
 
     up_test_exclusive_load();
-    ho_raise_nofile((rlim_t)n + 256);
+    ht_raise_nofile((rlim_t)n + 256);
     ma_start(backend, up_test_bin("examples/hello.so"), extra);
     ma_wait_workers(1, 2, &before);
     ma_gen_pids(&before, 1, "ready", pids, 2);
-    int base = ho_fd_count(ma.pid);
+    int base = proc_fds(ma.pid);
     for (int i = 0; i < 2; i++) {
-        wfd[i] = ho_fd_count(pids[i]);
+        wfd[i] = proc_fds(pids[i]);
     }
 
     int *fds = calloc((size_t)n, sizeof(*fds));
-    cr_assert_not_null(fds);
-    long long t0 = ma_now_ms();
+    struct ht_answer *a = calloc((size_t)n, sizeof(*a));
+    cr_assert(fds != NULL && a != NULL);
+    long long t0 = up_test_now_ms();
     for (int i = 0; i < n; i++) {
-        fds[i] = ho_connect(ma.port);
+        fds[i] = ht_connect(ma.port);
     }
-    long long connected = ma_now_ms() - t0;
+    long long connected = up_test_now_ms() - t0;
     /* The kernel holds a silent connection back (TCP_DEFER_ACCEPT) until it
      * retransmits the SYN-ACK and the client ACKs again: after 1 s, or after
      * 3 s for the ones whose second ACK the kernel's challenge-ACK limit
      * ate. Then the header timeout (1 s) runs, then 3 s of slack; past the
      * master's pending cap (8192) a second round is needed. */
     long long limit = 3000 + 1000 * (1 + n / 8192) + 3000;
-    int peak, gets;
-    long long worst_get;
-    long long took =
-        ho_wait_all_closed(fds, n, t0, t0 + connected + limit, &peak, &gets, &worst_get);
+    /* Every one must end with a clean EOF, no byte before it. Meanwhile,
+     * every 250 ms, a normal request is served (a 200) and the master's fd
+     * count sampled. */
+    int peak = 0, gets = 0, closed = 0;
+    long long worst_get = 0, took = 0;
+    for (long long next_get = up_test_now_ms(); closed < n;) {
+        long long now = up_test_now_ms();
+        if (now >= next_get) {
+            struct up_test_resp r = {0};
+            int fdc = proc_fds(ma.pid);
+            peak = fdc > peak ? fdc : peak;
+            ma_get(&r);
+            long long get_ms = up_test_now_ms() - now;
+            cr_assert_eq(r.status, 200, "a normal request among the silent ones got %d:\n%s",
+                         r.status, r.head);
+            up_test_resp_free(&r);
+            gets++;
+            worst_get = get_ms > worst_get ? get_ms : worst_get;
+            next_get = up_test_now_ms() + 250;
+        }
+        cr_assert_lt(now, t0 + connected + limit,
+                     "%d of %d silent connections still open after %lld ms; log:\n%s", n - closed,
+                     n, now - t0, ma_log_text());
+        closed = ht_collect_closed(fds, n, a, t0, 50);
+    }
     for (int i = 0; i < n; i++) {
+        cr_assert_eq(a[i].ret, 0, "silent connection %d: %s instead of a clean EOF", i,
+                     a[i].ret == -EPROTO ? "bytes" : strerror(-a[i].ret));
+        took = a[i].at > took ? a[i].at : took;
         close(fds[i]);
     }
     free(fds);
-    int after_fds = ho_wait_fd_count(ma.pid, base, 3000);
+    free(a);
+    int after_fds = proc_fds_settled(ma.pid, base, 3000);
     fprintf(stderr,
             "[hostile] many_silent_connections (%s): %d connected in %lld ms, all closed by the "
             "master after %lld ms (limit %lld); master fds %d -> peak %d -> %d; %d normal "
@@ -336,16 +206,16 @@ BACKEND_TEST(hostile, many_silent_connections, .timeout = 90, .fini = ho_fini)
                  "worker:\n%s",
                  before.handed, after.handed, gets, after.text);
     for (int i = 0; i < 2; i++) {
-        int w = ho_wait_fd_count(pids[i], wfd[i], 3000);
+        int w = proc_fds_settled(pids[i], wfd[i], 3000);
         cr_assert_eq(w, wfd[i], "worker %d holds %d fds, %d before", (int)pids[i], w, wfd[i]);
     }
     /* conns= comes from the workers' once-a-second stats. */
-    long long deadline = ma_now_ms() + 3000;
-    while (ho_worker_conns(&after) != 0 && ma_now_ms() < deadline) {
-        ma_nap(100);
+    long long deadline = up_test_now_ms() + 3000;
+    while (after.conns != 0 && up_test_now_ms() < deadline) {
+        up_test_nap(100);
         ma_status(&after);
     }
-    cr_assert_eq(ho_worker_conns(&after), 0, "workers hold connections:\n%s", after.text);
+    cr_assert_eq(after.conns, 0, "workers hold connections:\n%s", after.text);
 }
 
 /* ---- malformed heads and smuggling: the same answer everywhere ---- */
@@ -426,44 +296,21 @@ static void ho_check_case(int port, const struct ho_case *c, bool second, const 
     char what[160];
     size_t len;
     char *bytes = ho_case_bytes(c, &len);
-    int fd = ho_connect(port);
+    int fd = ht_connect(port);
 
     snprintf(what, sizeof(what), "%s, %s request to %s", c->name, second ? "second" : "first",
              where);
     if (second) {
-        ho_send(fd, HO_GET, strlen(HO_GET));
-        ho_expect_200(fd, what);
+        ht_send(fd, HO_GET, strlen(HO_GET));
+        ht_read_200(fd, what);
     }
-    ho_send(fd, bytes, len);
+    ht_send(fd, bytes, len);
     free(bytes);
     ho_expect_error(fd, c->status, what, raw, cap);
     close(fd);
 }
 
-static void ho_lone_start_app(const char *backend, const char *app)
-{
-    char listen[32];
-    char backend_env[64];
-    char *envp[] = {backend_env, NULL};
-
-    lone.port = up_test_free_port();
-    cr_assert_gt(lone.port, 0, "no free port: %s", strerror(-lone.port));
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", lone.port);
-    snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
-    snprintf(lone.log, sizeof(lone.log), "%s", ma_path("worker.log"));
-    char *argv[] = {(char *)up_test_bin("up-worker"), "--listen", listen, (char *)app, NULL};
-    lone.pid = up_test_spawn(argv, envp, lone.log);
-    cr_assert_gt(lone.pid, 0, "spawn up-worker: %s", strerror(-lone.pid));
-    int ret = up_test_wait_ready(lone.pid, lone.port, 10000);
-    cr_assert_eq(ret, 0, "up-worker --listen not listening on %d: %s", lone.port, strerror(-ret));
-}
-
-static void ho_lone_start(const char *backend)
-{
-    ho_lone_start_app(backend, up_test_bin("examples/hello.so"));
-}
-
-BACKEND_TEST(hostile, bad_heads_same_answer_everywhere, .timeout = 60, .fini = ho_fini)
+BACKEND_TEST(hostile, bad_heads_same_answer_everywhere, .timeout = 60, .fini = ht_fini)
 {
     struct ma_status before, mid, after;
     char master_raw[1024], worker_raw[1024], lone_raw[1024], lone2_raw[1024];
@@ -471,7 +318,7 @@ BACKEND_TEST(hostile, bad_heads_same_answer_everywhere, .timeout = 60, .fini = h
 
     ma_start(backend, up_test_bin("examples/hello.so"), NULL);
     ma_wait_workers(1, 2, &before);
-    ho_lone_start(backend);
+    wk_start(backend, "examples/hello.so", NULL);
 
     /* First requests: the master answers, no worker sees them; except the
      * cases with a good head and a bad body, which a worker answers. */
@@ -492,8 +339,8 @@ BACKEND_TEST(hostile, bad_heads_same_answer_everywhere, .timeout = 60, .fini = h
         const struct ho_case *c = &ho_cases[i];
         ho_check_case(ma.port, c, false, "up-run (master)", master_raw, sizeof(master_raw));
         ho_check_case(ma.port, c, true, "up-run (worker)", worker_raw, sizeof(worker_raw));
-        ho_check_case(lone.port, c, false, "up-worker --listen", lone_raw, sizeof(lone_raw));
-        ho_check_case(lone.port, c, true, "up-worker --listen", lone2_raw, sizeof(lone2_raw));
+        ho_check_case(wk.port, c, false, "up-worker --listen", lone_raw, sizeof(lone_raw));
+        ho_check_case(wk.port, c, true, "up-worker --listen", lone2_raw, sizeof(lone2_raw));
         cr_assert_str_eq(worker_raw, master_raw, "%s (%s): master and worker differ", c->name,
                          backend);
         cr_assert_str_eq(lone_raw, master_raw, "%s (%s): master and lone worker differ", c->name,
@@ -536,12 +383,12 @@ static const struct ho_served ho_served_cases[] = {
 static char *ho_served_body(int port, const struct ho_served *c, bool second, const char *where)
 {
     struct up_test_resp r = {0};
-    int fd = ho_connect(port);
+    int fd = ht_connect(port);
     if (second) {
-        ho_send(fd, HO_GET, strlen(HO_GET));
-        ho_expect_200(fd, c->name);
+        ht_send(fd, HO_GET, strlen(HO_GET));
+        ht_read_200(fd, c->name);
     }
-    ho_send(fd, c->raw, strlen(c->raw));
+    ht_send(fd, c->raw, strlen(c->raw));
     int ret = up_test_read_response(fd, &r, UP_TEST_TIMEOUT_MS);
     close(fd);
     cr_assert_eq(ret, 0, "%s (%s): no response: %s", c->name, where, strerror(-ret));
@@ -555,7 +402,7 @@ static char *ho_served_body(int port, const struct ho_served *c, bool second, co
     return body;
 }
 
-BACKEND_TEST(hostile, edges_served_the_same_everywhere, .timeout = 60, .fini = ho_fini)
+BACKEND_TEST(hostile, edges_served_the_same_everywhere, .timeout = 60, .fini = ht_fini)
 {
     static const char *const where[] = {"up-run (master)", "up-run (worker)", "up-worker --listen",
                                         "up-worker --listen, second"};
@@ -565,14 +412,14 @@ BACKEND_TEST(hostile, edges_served_the_same_everywhere, .timeout = 60, .fini = h
 
     ma_start(backend, echo, NULL);
     ma_wait_workers(1, 2, &st);
-    ho_lone_start_app(backend, echo);
+    wk_start(backend, echo, NULL);
     for (size_t i = 0; i < sizeof(ho_served_cases) / sizeof(ho_served_cases[0]); i++) {
         const struct ho_served *c = &ho_served_cases[i];
         char *body[4] = {
             ho_served_body(ma.port, c, false, where[0]),
             ho_served_body(ma.port, c, true, where[1]),
-            ho_served_body(lone.port, c, false, where[2]),
-            ho_served_body(lone.port, c, true, where[3]),
+            ho_served_body(wk.port, c, false, where[2]),
+            ho_served_body(wk.port, c, true, where[3]),
         };
         for (int k = 1; k < 4; k++) {
             cr_assert_str_eq(body[k], body[0], "%s: %s and %s differ", c->name, where[0], where[k]);
@@ -585,55 +432,39 @@ BACKEND_TEST(hostile, edges_served_the_same_everywhere, .timeout = 60, .fini = h
 
 /* ---- garbage pipelined after a good request ---- */
 
-BACKEND_TEST(hostile, pipelined_garbage_after_good_request, .timeout = 30, .fini = ho_fini)
+BACKEND_TEST(hostile, pipelined_garbage_after_good_request, .timeout = 30, .fini = ht_fini)
 {
     static const char raw[] = HO_GET "this is not http\r\n\r\n";
     char buf[1024];
 
     ma_start(backend, up_test_bin("examples/hello.so"), NULL);
-    int fd = ho_connect(ma.port);
-    ho_send(fd, raw, sizeof(raw) - 1);
-    ho_expect_200(fd, "the good request before the garbage");
+    int fd = ht_connect(ma.port);
+    ht_send(fd, raw, sizeof(raw) - 1);
+    ht_read_200(fd, "the good request before the garbage");
     ho_expect_error(fd, 400, "the garbage after a good request", buf, sizeof(buf));
     close(fd);
 
     /* The same with both in separate writes, the garbage after the 200. */
-    fd = ho_connect(ma.port);
-    ho_send(fd, HO_GET, strlen(HO_GET));
-    ho_expect_200(fd, "the good request");
-    ho_send(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15);
+    fd = ht_connect(ma.port);
+    ht_send(fd, HO_GET, strlen(HO_GET));
+    ht_read_200(fd, "the good request");
+    ht_send(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15);
     ho_expect_error(fd, 400, "TLS bytes after a good request", buf, sizeof(buf));
     close(fd);
 }
 
 /* ---- a head in pieces, and a FIN after part of one ---- */
 
-/* A connected unix stream socket to path, with the same timeouts as
- * up_test_connect(). */
-static int ho_connect_unix(const char *path)
-{
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    struct timeval tv = {.tv_sec = UP_TEST_TIMEOUT_MS / 1000};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect %s: %s", path,
-                 strerror(errno));
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
 /* A head sent in two pieces 300 ms apart is served, on TCP and on a unix
  * socket: a peek that finds nothing new is not the end of the stream. A
  * FIN after part of a head closes the connection at once, not at the
  * header timeout. */
-BACKEND_TEST(hostile, partial_head_in_pieces_and_fin, .timeout = 30, .fini = ho_fini)
+BACKEND_TEST(hostile, partial_head_in_pieces_and_fin, .timeout = 30, .fini = ht_fini)
 {
     static const char part1[] = "GET / HTTP/1.1\r\nHo";
     static const char part2[] = "st: t\r\n\r\n";
     char sock[PATH_MAX], lunix[PATH_MAX + 8], ltcp[32], buf[256];
-    snprintf(sock, sizeof(sock), "%s", ma_path("l.sock"));
+    snprintf(sock, sizeof(sock), "%s", ht_path("l.sock"));
     snprintf(lunix, sizeof(lunix), "unix:%s", sock);
     int port = up_test_free_port();
     cr_assert_gt(port, 0);
@@ -645,21 +476,23 @@ BACKEND_TEST(hostile, partial_head_in_pieces_and_fin, .timeout = 30, .fini = ho_
 
     for (int unix_sock = 0; unix_sock <= 1; unix_sock++) {
         const char *what = unix_sock ? "unix socket" : "TCP";
-        int fd = unix_sock ? ho_connect_unix(sock) : ho_connect(port);
-        ho_send(fd, part1, strlen(part1));
-        ma_nap(300);
-        ho_send(fd, part2, strlen(part2));
-        ho_expect_200(fd, what);
+        int fd = unix_sock ? ht_connect_unix(sock) : ht_connect(port);
+        cr_assert_geq(fd, 0, "connect %s: %s", sock, strerror(-fd));
+        ht_send(fd, part1, strlen(part1));
+        up_test_nap(300);
+        ht_send(fd, part2, strlen(part2));
+        ht_read_200(fd, what);
         close(fd);
 
-        fd = unix_sock ? ho_connect_unix(sock) : ho_connect(port);
-        ho_send(fd, part1, strlen(part1));
-        ma_nap(100);
-        long long t0 = ma_now_ms();
+        fd = unix_sock ? ht_connect_unix(sock) : ht_connect(port);
+        cr_assert_geq(fd, 0, "connect %s: %s", sock, strerror(-fd));
+        ht_send(fd, part1, strlen(part1));
+        up_test_nap(100);
+        long long t0 = up_test_now_ms();
         cr_assert_eq(shutdown(fd, SHUT_WR), 0);
         int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
         int end = errno;
-        long long took = ma_now_ms() - t0;
+        long long took = up_test_now_ms() - t0;
         cr_assert(end == 0 || end == ECONNRESET, "%s: still open 5 s after the FIN: %s", what,
                   strerror(end));
         cr_assert_eq(n, 0, "%s: an answer to half a head: %s", what, buf);

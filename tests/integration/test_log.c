@@ -7,7 +7,7 @@
  * metrics), and once the pipe is read again one line says how many.
  *
  * The pipe is a FIFO at the path ma_spawn() sends the master's stdout and
- * stderr to (ma_path("master.log")), made before the spawn; the test holds
+ * stderr to (ht_path("master.log")), made before the spawn; the test holds
  * its read end and reads it only when the test says so.
  */
 #include <errno.h>
@@ -21,8 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../lib/testlib.h"
-#include "ma.h"
+#include "../lib/harness.h"
 
 #define LG_READY_MS 10000
 #define LG_GET "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -40,7 +39,7 @@ static struct {
 
 static void lg_fini(void)
 {
-    ma_fini(); /* stops the master first: it must not need the reader */
+    ht_fini(); /* stops the master first: it must not need the reader */
     if (lg.rd >= 0) {
         close(lg.rd);
         lg.rd = -1;
@@ -53,7 +52,7 @@ static void lg_fini(void)
 static void lg_start_stuck(const char *backend, const char *app, bool debug,
                            const char *const *extra)
 {
-    const char *fifo = ma_path("master.log");
+    const char *fifo = ht_path("master.log");
     cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo %s: %s", fifo, strerror(errno));
     /* With a reader open, ma_spawn()'s open of the FIFO does not wait. */
     lg.rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -63,7 +62,7 @@ static void lg_start_stuck(const char *backend, const char *app, bool debug,
     }
     ma_spawn(backend, app, extra);
     cr_assert_str_eq(ma.log, fifo, "ma_spawn() no longer logs to %s", fifo);
-    snprintf(lg.copy, sizeof(lg.copy), "%s", ma_path("stderr.txt"));
+    snprintf(lg.copy, sizeof(lg.copy), "%s", ht_path("stderr.txt"));
     snprintf(ma.log, sizeof(ma.log), "%s", lg.copy);
     int fd = open(lg.copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     cr_assert_geq(fd, 0);
@@ -75,13 +74,13 @@ static void lg_start_stuck(const char *backend, const char *app, bool debug,
  * -ETIMEDOUT. */
 static int lg_read(const char *needle, int timeout_ms)
 {
-    long long deadline = ma_now_ms() + timeout_ms;
+    long long deadline = up_test_now_ms() + timeout_ms;
     int out = open(lg.copy, O_WRONLY | O_APPEND | O_CLOEXEC);
     char buf[65536];
     int ret = -ETIMEDOUT;
 
     cr_assert_geq(out, 0);
-    while (ma_now_ms() < deadline) {
+    while (up_test_now_ms() < deadline) {
         struct pollfd p = {.fd = lg.rd, .events = POLLIN};
         poll(&p, 1, 50);
         ssize_t n;
@@ -101,12 +100,11 @@ static int lg_read(const char *needle, int timeout_ms)
  * count it shows in lg.status (0 without the line). */
 static void lg_status(struct ma_status *s)
 {
-    long long t0 = ma_now_ms();
+    long long t0 = up_test_now_ms();
     ma_status(s);
-    long long took = ma_now_ms() - t0;
+    long long took = up_test_now_ms() - t0;
     cr_assert_lt(took, 1000, "up-run status took %lld ms", took);
-    const char *at = strstr(s->text, "log: ");
-    lg.status = at != NULL ? strtoul(at + 5, NULL, 10) : 0;
+    lg.status = (unsigned long)s->dropped;
 }
 
 /* n requests, each on a new connection, each answered 200 within the
@@ -116,9 +114,9 @@ static long long lg_requests(int n, const char *raw)
     long long slowest = 0;
     for (int i = 0; i < n; i++) {
         struct up_test_resp r = {0};
-        long long t0 = ma_now_ms();
+        long long t0 = up_test_now_ms();
         int ret = up_test_request(ma.port, raw, &r);
-        long long took = ma_now_ms() - t0;
+        long long took = up_test_now_ms() - t0;
         cr_assert(ret == 0 && r.status == 200,
                   "request %d of %d: %s, status %d (the master blocked on its stderr?)", i + 1, n,
                   ret < 0 ? strerror(-ret) : "answered", r.status);
@@ -140,22 +138,6 @@ static long lg_notice_count(char *text)
         d--;
     }
     return strtol(d, NULL, 10);
-}
-
-/* The whole copy, NUL-terminated (malloc'd). */
-static char *lg_copy_text(void)
-{
-    FILE *f = fopen(lg.copy, "re");
-    cr_assert_not_null(f);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    rewind(f);
-    char *text = malloc((size_t)size + 1);
-    cr_assert_not_null(text);
-    size_t n = fread(text, 1, (size_t)size, f);
-    text[n] = '\0';
-    fclose(f);
-    return text;
 }
 
 /* Every line that came out is whole: it starts with a tag and a level (ours
@@ -201,7 +183,7 @@ BACKEND_TEST(log, stuck_stderr_never_blocks_the_master, .timeout = 120, .fini = 
 
     cr_assert_eq(lg_read(LG_NOTICE, 10000), 0, "no '%s' line once stderr was read; read:\n%s",
                  LG_NOTICE, ma_log_text());
-    char *text = lg_copy_text();
+    char *text = ht_file_text(lg.copy, NULL);
     long notice = lg_notice_count(text);
     lg_status(&s);
     cr_assert_eq((unsigned long)notice, lg.status,
@@ -249,7 +231,7 @@ BACKEND_TEST(log, workers_keep_serving_when_stderr_is_stuck, .timeout = 120, .fi
             "[log] %s: 500 noisy requests with stderr stuck, slowest %lld ms; %lu lines "
             "dropped\n",
             backend, slowest, lg.status);
-    char *text = lg_copy_text();
+    char *text = ht_file_text(lg.copy, NULL);
     lg_assert_whole_lines(text);
     free(text);
 }
@@ -267,10 +249,10 @@ BACKEND_TEST(log, sigterm_with_stderr_stuck_exits, .timeout = 60, .fini = lg_fin
      * to log goes nowhere, and neither its last flush nor the teardown's
      * drains (up to 2 s each for ops still in flight) may wait for a
      * reader. */
-    long long t0 = ma_now_ms();
+    long long t0 = up_test_now_ms();
     cr_assert_eq(kill(ma.pid, SIGTERM), 0);
     int status = up_test_wait_exit(ma.pid, 6000);
-    long long took = ma_now_ms() - t0;
+    long long took = up_test_now_ms() - t0;
     cr_assert_eq(status, 0, "up-run after SIGTERM with stderr stuck: %s (status %d)",
                  status == -ETIMEDOUT ? "still running after 6 s" : "exited", status);
     ma.pid = -1;

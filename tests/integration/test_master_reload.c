@@ -4,9 +4,6 @@
  * serving; a reload during a reload lets the latest code win; the control
  * socket's reload/stop/status; --watch, with a first generation that fails;
  * a killed worker replaced.
- *
- * The helpers are test_master.c's; this block declares them, and must
- * match it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,79 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../lib/testlib.h"
-
-#include "ma.h"
-
-/* ---- helpers of this file ---- */
-
-/* Install a copy of src at dst the way a deploy does: write a temp file in
- * the test dir (outside any watched dir), then rename it over dst. */
-static void mr_install(const char *src, const char *dst)
-{
-    char buf[65536];
-    const char *tmp = ma_path("install.tmp");
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-    ssize_t n;
-
-    cr_assert_geq(in, 0, "open %s: %s", src, strerror(errno));
-    cr_assert_geq(out, 0, "open %s: %s", tmp, strerror(errno));
-    while ((n = read(in, buf, sizeof(buf))) > 0) {
-        cr_assert_eq(write(out, buf, (size_t)n), n, "write %s: %s", tmp, strerror(errno));
-    }
-    cr_assert_eq(n, 0, "read %s: %s", src, strerror(errno));
-    close(in);
-    cr_assert_eq(close(out), 0);
-    cr_assert_eq(rename(tmp, dst), 0, "rename to %s: %s", dst, strerror(errno));
-}
-
-/* DIR/app/app.so holding a copy of example; returns its path. */
-static const char *mr_app(const char *example)
-{
-    static char path[PATH_MAX];
-    const char *dir = ma_path("app");
-    if (mkdir(dir, 0755) == -1) {
-        cr_assert_eq(errno, EEXIST, "mkdir %s: %s", dir, strerror(errno));
-    }
-    snprintf(path, sizeof(path), "%s/app.so", dir);
-    mr_install(up_test_bin(example), path);
-    return path;
-}
-
-static void mr_signal(int sig)
-{
-    cr_assert_eq(kill(ma.pid, sig), 0, "kill %d: %s", (int)ma.pid, strerror(errno));
-}
-
-/* Requests until one answers with X-Up-Generation gen (echo), within 5 s;
- * every answer before it must be a 200 (from the old code, which may be
- * hello, without the header). */
-static void mr_wait_generation(unsigned gen)
-{
-    long long deadline = ma_now_ms() + 5000;
-    struct up_test_resp r = {0};
-    const char *got = NULL;
-
-    for (;;) {
-        ma_get(&r);
-        cr_assert_eq(r.status, 200, "status %d:\n%s%s\nlog:\n%s", r.status, r.head, r.body,
-                     ma_log_text());
-        got = up_test_resp_header(&r, "X-Up-Generation");
-        if (got != NULL && strtoul(got, NULL, 10) == gen) {
-            break;
-        }
-        cr_assert_lt(ma_now_ms(), deadline,
-                     "generation %u not answering within 5 s (last %s); log:\n%s", gen,
-                     got != NULL ? got : "none", ma_log_text());
-        ma_nap(10);
-    }
-    up_test_resp_free(&r);
-}
+#include "../lib/harness.h"
 
 /* ---- reload ---- */
 
-BACKEND_TEST(master, reload_replaces_every_pid, .timeout = 30, .fini = ma_fini)
+BACKEND_TEST(master, reload_replaces_every_pid, .timeout = 30, .fini = ht_fini)
 {
     struct ma_status s;
     pid_t old[2], fresh[2], seen[6];
@@ -99,19 +28,19 @@ BACKEND_TEST(master, reload_replaces_every_pid, .timeout = 30, .fini = ma_fini)
     ma_start(backend, up_test_bin("examples/echo.so"), NULL);
     ma_wait_workers(1, 2, &s);
     ma_gen_pids(&s, 1, "ready", old, 2);
-    mr_signal(SIGUSR2);
-    mr_wait_generation(2);
+    ma_signal(SIGUSR2);
+    ma_wait_generation(2, 5000);
     ma_wait_workers(2, 2, &s);
     ma_gen_pids(&s, 2, "ready", fresh, 2);
-    cr_assert(!ma_pid_in(fresh[0], old, 2) && !ma_pid_in(fresh[1], old, 2),
+    cr_assert(!ht_pid_in(fresh[0], old, 2) && !ht_pid_in(fresh[1], old, 2),
               "a worker of generation 1 is in generation 2:\n%s", s.text);
-    cr_assert_geq(ma_wait_gone(old, 2, 5000), 0,
+    cr_assert_geq(proc_wait_gone(old, 2, 5000), 0,
                   "old workers %d, %d still alive 5 s after the reload:\n%s\nlog:\n%s", (int)old[0],
                   (int)old[1], s.text, ma_log_text());
     for (int i = 0; i < 6; i++) {
         seen[i] = ma_get_pid(&gen);
         cr_assert_eq(gen, 2, "request %d answered by generation %u", i, gen);
-        cr_assert(ma_pid_in(seen[i], fresh, 2), "request %d answered by %d, not a new worker", i,
+        cr_assert(ht_pid_in(seen[i], fresh, 2), "request %d answered by %d, not a new worker", i,
                   (int)seen[i]);
     }
     cr_assert_neq(seen[0], seen[1], "both new workers should answer");
@@ -124,21 +53,21 @@ static void mr_reload_fails(const char *app, const char *example, long failures,
                             const char *const *needles, const pid_t old[2])
 {
     struct ma_status s;
-    long long deadline = ma_now_ms() + 10000;
+    long long deadline = up_test_now_ms() + 10000;
     pid_t now[2];
     unsigned gen;
 
-    mr_install(up_test_bin(example), app);
-    mr_signal(SIGUSR2);
+    ht_install(up_test_bin(example), app);
+    ma_signal(SIGUSR2);
     for (;;) {
         ma_status(&s);
         if (s.reload_failures >= failures) {
             break;
         }
-        cr_assert_lt(ma_now_ms(), deadline,
+        cr_assert_lt(up_test_now_ms(), deadline,
                      "%s: the reload did not fail within 10 s:\n%s\nlog:\n%s", example, s.text,
                      ma_log_text());
-        ma_nap(20);
+        up_test_nap(20);
     }
     cr_assert_eq(s.reload_failures, failures, "%s:\n%s", example, s.text);
     for (int i = 0; needles[i] != NULL; i++) {
@@ -148,17 +77,17 @@ static void mr_reload_fails(const char *app, const char *example, long failures,
     }
     cr_assert_str_eq(ma_gen_state(&s, 1), "active", "%s:\n%s", example, s.text);
     cr_assert_eq(ma_gen_pids(&s, 1, "ready", now, 2), 2, "%s:\n%s", example, s.text);
-    cr_assert(ma_pid_in(now[0], old, 2) && ma_pid_in(now[1], old, 2),
+    cr_assert(ht_pid_in(now[0], old, 2) && ht_pid_in(now[1], old, 2),
               "%s: generation 1's workers changed:\n%s", example, s.text);
     for (int i = 0; i < 4; i++) {
         pid_t pid = ma_get_pid(&gen);
         cr_assert_eq(gen, 1, "%s: answered by generation %u", example, gen);
-        cr_assert(ma_pid_in(pid, old, 2), "%s: answered by %d, not an old worker", example,
+        cr_assert(ht_pid_in(pid, old, 2), "%s: answered by %d, not an old worker", example,
                   (int)pid);
     }
 }
 
-BACKEND_TEST(master, broken_reload_keeps_old, .timeout = 30, .fini = ma_fini)
+BACKEND_TEST(master, broken_reload_keeps_old, .timeout = 30, .fini = ht_fini)
 {
     static const char *const no_symbol[] = {"up_app", "failed", NULL};
     static const char *const fail_init[] = {"failed", NULL};
@@ -166,7 +95,7 @@ BACKEND_TEST(master, broken_reload_keeps_old, .timeout = 30, .fini = ma_fini)
     struct up_test_resp r = {0};
     struct ma_status s;
     pid_t old[2], fresh[2];
-    const char *app = mr_app("examples/echo.so");
+    const char *app = ht_app("examples/echo.so");
 
     ma_start(backend, app, NULL);
     ma_wait_workers(1, 2, &s);
@@ -177,29 +106,29 @@ BACKEND_TEST(master, broken_reload_keeps_old, .timeout = 30, .fini = ma_fini)
     mr_reload_fails(app, "examples/crash_init.so", 3, crash_init, old);
 
     /* Good code again: generation 5 replaces generation 1. */
-    mr_install(up_test_bin("examples/hello.so"), app);
-    mr_signal(SIGUSR2);
-    long long deadline = ma_now_ms() + 5000;
+    ht_install(up_test_bin("examples/hello.so"), app);
+    ma_signal(SIGUSR2);
+    long long deadline = up_test_now_ms() + 5000;
     for (;;) {
         ma_get(&r);
         cr_assert_eq(r.status, 200, "head:\n%s", r.head);
         if (up_test_resp_header(&r, "X-Up-Pid") == NULL) {
             break; /* hello's answer, not echo's */
         }
-        cr_assert_lt(ma_now_ms(), deadline, "the fixed code does not answer within 5 s; log:\n%s",
-                     ma_log_text());
-        ma_nap(10);
+        cr_assert_lt(up_test_now_ms(), deadline,
+                     "the fixed code does not answer within 5 s; log:\n%s", ma_log_text());
+        up_test_nap(10);
     }
     cr_assert_str_eq(r.body, "Hello World");
     up_test_resp_free(&r);
     ma_wait_workers(5, 2, &s);
     ma_gen_pids(&s, 5, "ready", fresh, 2);
-    cr_assert(!ma_pid_in(fresh[0], old, 2) && !ma_pid_in(fresh[1], old, 2), "%s", s.text);
+    cr_assert(!ht_pid_in(fresh[0], old, 2) && !ht_pid_in(fresh[1], old, 2), "%s", s.text);
     cr_assert_eq(s.reload_failures, 3, "%s", s.text);
-    cr_assert_geq(ma_wait_gone(old, 2, 5000), 0, "old workers still alive:\n%s", s.text);
+    cr_assert_geq(proc_wait_gone(old, 2, 5000), 0, "old workers still alive:\n%s", s.text);
 }
 
-BACKEND_TEST(master, reload_during_reload, .timeout = 30, .fini = ma_fini)
+BACKEND_TEST(master, reload_during_reload, .timeout = 30, .fini = ht_fini)
 {
     static const char *const manual[] = {"--ready=manual", NULL};
     struct ma_status s;
@@ -211,13 +140,13 @@ BACKEND_TEST(master, reload_during_reload, .timeout = 30, .fini = ma_fini)
 
     /* Generation 2 needs 300 ms to be ready; the second reload comes long
      * before that and must supersede it. */
-    long long t0 = ma_now_ms();
-    mr_signal(SIGUSR2);
-    ma_nap(50);
-    mr_signal(SIGUSR2);
-    long long gap = ma_now_ms() - t0;
+    long long t0 = up_test_now_ms();
+    ma_signal(SIGUSR2);
+    up_test_nap(50);
+    ma_signal(SIGUSR2);
+    long long gap = up_test_now_ms() - t0;
 
-    long long deadline = ma_now_ms() + 5000;
+    long long deadline = up_test_now_ms() + 5000;
     for (;;) {
         ma_get_pid(NULL); /* every request is answered meanwhile */
         ma_status(&s);
@@ -225,16 +154,16 @@ BACKEND_TEST(master, reload_during_reload, .timeout = 30, .fini = ma_fini)
             ma_gen_pids(&s, 3, "ready", last, 2) == 2 && ma_gen_pids(&s, 3, NULL, last, 2) == 2) {
             break;
         }
-        cr_assert_lt(ma_now_ms(), deadline,
+        cr_assert_lt(up_test_now_ms(), deadline,
                      "not only generation 3 active within 5 s:\n%s\nlog:\n%s", s.text,
                      ma_log_text());
-        ma_nap(20);
+        up_test_nap(20);
     }
     cr_assert_null(strstr(s.text, "starting"), "%s", s.text);
-    cr_assert_geq(ma_wait_gone(old, 2, 5000), 0, "generation 1 still alive:\n%s", s.text);
+    cr_assert_geq(proc_wait_gone(old, 2, 5000), 0, "generation 1 still alive:\n%s", s.text);
     for (int i = 0; i < 4; i++) {
         pid_t pid = ma_get_pid(NULL);
-        cr_assert(ma_pid_in(pid, last, 2), "answered by %d, not generation 3:\n%s", (int)pid,
+        cr_assert(ht_pid_in(pid, last, 2), "answered by %d, not generation 3:\n%s", (int)pid,
                   s.text);
     }
     if (gap < 250) {
@@ -245,7 +174,7 @@ BACKEND_TEST(master, reload_during_reload, .timeout = 30, .fini = ma_fini)
 
 /* ---- respawn ---- */
 
-BACKEND_TEST(master, killed_worker_respawned, .timeout = 30, .fini = ma_fini)
+BACKEND_TEST(master, killed_worker_respawned, .timeout = 30, .fini = ht_fini)
 {
     struct ma_status s;
     pid_t pids[2], now[2];
@@ -256,7 +185,7 @@ BACKEND_TEST(master, killed_worker_respawned, .timeout = 30, .fini = ma_fini)
     ma_gen_pids(&s, 1, "ready", pids, 2);
     cr_assert_eq(kill(pids[0], SIGKILL), 0);
 
-    long long deadline = ma_now_ms() + 5000;
+    long long deadline = up_test_now_ms() + 5000;
     for (;;) {
         /* Every request is answered while the worker is replaced. */
         ma_get_pid(NULL);
@@ -264,13 +193,13 @@ BACKEND_TEST(master, killed_worker_respawned, .timeout = 30, .fini = ma_fini)
         ma_status(&s);
         if (strcmp(ma_gen_state(&s, 1), "active") == 0 && s.ngens == 1 &&
             ma_gen_pids(&s, 1, NULL, now, 2) == 2 && ma_gen_pids(&s, 1, "ready", now, 2) == 2 &&
-            !ma_pid_in(pids[0], now, 2)) {
+            !ht_pid_in(pids[0], now, 2)) {
             break;
         }
-        cr_assert_lt(ma_now_ms(), deadline, "no replacement ready within 5 s:\n%s\nlog:\n%s",
+        cr_assert_lt(up_test_now_ms(), deadline, "no replacement ready within 5 s:\n%s\nlog:\n%s",
                      s.text, ma_log_text());
     }
-    cr_assert(ma_pid_in(pids[1], now, 2), "the surviving worker %d was replaced too:\n%s",
+    cr_assert(ht_pid_in(pids[1], now, 2), "the surviving worker %d was replaced too:\n%s",
               (int)pids[1], s.text);
     cr_assert_geq(s.respawns, 1, "status:\n%s", s.text);
     pid_t fresh = now[0] == pids[1] ? now[1] : now[0];
@@ -284,7 +213,7 @@ BACKEND_TEST(master, killed_worker_respawned, .timeout = 30, .fini = ma_fini)
 
 /* ---- the control socket ---- */
 
-BACKEND_TEST(master, control_socket, .timeout = 30, .fini = ma_fini)
+BACKEND_TEST(master, control_socket, .timeout = 30, .fini = ht_fini)
 {
     struct ma_status s;
     struct stat st;
@@ -299,22 +228,22 @@ BACKEND_TEST(master, control_socket, .timeout = 30, .fini = ma_fini)
     cr_assert_eq(st.st_mode & 0777, 0600, "control socket mode %o, expected 600",
                  (unsigned)(st.st_mode & 0777));
 
-    int code = ma_cmd("reload", ctl, out, sizeof(out));
+    int code = ma_cmd("reload", ctl, out, sizeof(out), NULL);
     cr_assert_eq(code, 0, "up-run reload exited %d:\n%s", code, out);
-    mr_wait_generation(2);
+    ma_wait_generation(2, 5000);
     ma_wait_workers(2, 2, &s);
 
-    code = ma_cmd("stop", ctl, out, sizeof(out));
+    code = ma_cmd("stop", ctl, out, sizeof(out), NULL);
     cr_assert_eq(code, 0, "up-run stop exited %d:\n%s", code, out);
     int status = up_test_wait_exit(ma.pid, 5000);
     cr_assert_neq(status, -ETIMEDOUT, "up-run still runs 5 s after stop; log:\n%s", ma_log_text());
     ma.pid = -1;
     cr_assert_eq(status, 0, "exit status %d after stop; log:\n%s", status, ma_log_text());
 
-    code = ma_cmd("status", ctl, out, sizeof(out));
+    code = ma_cmd("status", ctl, out, sizeof(out), NULL);
     cr_assert_eq(code, 1, "status to a stopped master exited %d:\n%s", code, out);
     cr_assert_not_null(strstr(out, ctl), "the message does not name the socket:\n%s", out);
-    code = ma_cmd("status", ma_path("nobody.sock"), out, sizeof(out));
+    code = ma_cmd("status", ht_path("nobody.sock"), out, sizeof(out), NULL);
     cr_assert_eq(code, 1, "status to nobody exited %d:\n%s", code, out);
     cr_assert_not_null(strstr(out, "nobody.sock"), "the message does not name the socket:\n%s",
                        out);
@@ -323,14 +252,14 @@ BACKEND_TEST(master, control_socket, .timeout = 30, .fini = ma_fini)
 
 /* ---- --watch ---- */
 
-BACKEND_TEST(master, watch_reloads_on_change, .timeout = 30, .fini = ma_fini)
+BACKEND_TEST(master, watch_reloads_on_change, .timeout = 30, .fini = ht_fini)
 {
     static const char *const watch[] = {"--watch", NULL};
     static const char *const junk[] = {".app.so.swp", "app.so~"};
     struct up_test_resp r = {0};
     struct ma_status s;
     char path[PATH_MAX];
-    const char *app = mr_app("examples/hello.so");
+    const char *app = ht_app("examples/hello.so");
 
     /* The app sits in a directory of its own: the log and the control
      * socket, which change all the time, are outside the watched one. */
@@ -340,20 +269,20 @@ BACKEND_TEST(master, watch_reloads_on_change, .timeout = 30, .fini = ma_fini)
     cr_assert_str_eq(r.body, "Hello World");
     up_test_resp_free(&r);
 
-    mr_install(up_test_bin("examples/echo.so"), app);
-    mr_wait_generation(2);
+    ht_install(up_test_bin("examples/echo.so"), app);
+    ma_wait_generation(2, 5000);
     ma_wait_workers(2, 2, &s);
     long reloads = s.reloads;
 
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
-        snprintf(path, sizeof(path), "%s/app/%s", ma.dir, junk[i]);
+        snprintf(path, sizeof(path), "%s/%s", ht_path("app"), junk[i]);
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
         cr_assert_eq(write(fd, "junk\n", 5), 5);
         close(fd);
     }
     /* Waiting for something not to happen: past the watch's debounce. */
-    ma_nap(1000);
+    up_test_nap(1000);
     ma_status(&s);
     cr_assert_eq(s.reloads, reloads, "an editor file triggered a reload:\n%s\nlog:\n%s", s.text,
                  ma_log_text());
@@ -364,11 +293,11 @@ BACKEND_TEST(master, watch_reloads_on_change, .timeout = 30, .fini = ma_fini)
     cr_assert_eq(gen, 2);
 }
 
-BACKEND_TEST(master, watch_failing_first_generation_serves_503, .timeout = 30, .fini = ma_fini)
+BACKEND_TEST(master, watch_failing_first_generation_serves_503, .timeout = 30, .fini = ht_fini)
 {
     static const char *const watch[] = {"--watch", NULL};
     struct up_test_resp r = {0};
-    const char *app = mr_app("examples/no_symbol.so");
+    const char *app = ht_app("examples/no_symbol.so");
 
     ma_spawn(backend, app, watch);
     int ret = up_test_wait_ready(ma.pid, ma.port, 10000);
@@ -380,17 +309,17 @@ BACKEND_TEST(master, watch_failing_first_generation_serves_503, .timeout = 30, .
     cr_assert_not_null(strstr(r.body, "up_app"), "the 503 does not say why:\n%s", r.body);
     cr_assert(up_test_alive(ma.pid), "up-run exited; log:\n%s", ma_log_text());
 
-    mr_install(up_test_bin("examples/hello.so"), app);
-    long long deadline = ma_now_ms() + 5000;
+    ht_install(up_test_bin("examples/hello.so"), app);
+    long long deadline = up_test_now_ms() + 5000;
     for (;;) {
         ma_get(&r);
         if (r.status == 200) {
             break;
         }
         cr_assert_eq(r.status, 503, "head:\n%s", r.head);
-        cr_assert_lt(ma_now_ms(), deadline, "still %d 5 s after the fix; log:\n%s", r.status,
+        cr_assert_lt(up_test_now_ms(), deadline, "still %d 5 s after the fix; log:\n%s", r.status,
                      ma_log_text());
-        ma_nap(20);
+        up_test_nap(20);
     }
     cr_assert_str_eq(r.body, "Hello World");
     up_test_resp_free(&r);

@@ -9,8 +9,6 @@
  *     the master retries with its back-off, answers 503 with Retry-After
  *     after --queue-timeout instead of holding connections forever, says
  *     degraded in /healthz and status, and recovers by itself.
- *
- * The master and its helpers are test_master.c's (ma.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,35 +22,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../lib/testlib.h"
-
-#include "ma.h"
+#include "../lib/harness.h"
 
 #define PR_GET "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-static int pr_connect(void)
-{
-    int fd = up_test_connect(ma.port);
-    cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
-    return fd;
-}
-
-/* A keep-alive GET on fd; returns the answering worker's pid. */
-static pid_t pr_get(int fd, const char *what)
-{
-    struct up_test_resp r = {0};
-    int ret = up_test_send_all(fd, PR_GET, strlen(PR_GET));
-    if (ret == 0) {
-        ret = up_test_read_response(fd, &r, UP_TEST_TIMEOUT_MS);
-    }
-    cr_assert_eq(ret, 0, "%s: %s; log:\n%s", what, strerror(-ret), ma_log_text());
-    cr_assert_eq(r.status, 200, "%s: status %d", what, r.status);
-    const char *pid = up_test_resp_header(&r, "X-Up-Pid");
-    cr_assert_not_null(pid, "%s: no X-Up-Pid", what);
-    pid_t p = (pid_t)atol(pid);
-    up_test_resp_free(&r);
-    return p;
-}
 
 /* ---- a worker signalled by someone else ---- */
 
@@ -64,19 +36,19 @@ static pid_t pr_get(int fd, const char *what)
  * exits by itself; the connection goes on with the replacement. Then the
  * client leaves and the master, given SIGTERM, exits 0 (it once crashed
  * here). */
-BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini = ht_fini)
 {
     static const char *const extra[] = {"-n", "1", NULL};
     ma.env[0] = "UP_DRAIN_TIMEOUT=3s"; /* the worker's own drain, when nobody asked */
     ma_start(backend, up_test_bin("examples/echo.so"), extra);
     struct ma_status s;
     ma_wait_workers(1, 1, &s);
-    int held = pr_connect();
-    pid_t old = pr_get(held, "the held connection");
+    int held = ht_connect(ma.port);
+    pid_t old = ht_get_pid(held, "the held connection");
 
-    long long t0 = ma_now_ms();
+    long long t0 = up_test_now_ms();
     cr_assert_eq(kill(old, SIGTERM), 0);
-    ma_nap(50); /* the worker's notice is on its way */
+    up_test_nap(50); /* the worker's notice is on its way */
     /* Fresh connections: answered by someone else than the old worker. */
     pid_t fresh = -1;
     for (int i = 0; i < 20; i++) {
@@ -91,29 +63,25 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
         cr_assert_neq(fresh, old, "request %d answered by the draining worker", i);
         up_test_resp_free(&r);
     }
-    long long fresh_ms = ma_now_ms() - t0;
+    long long fresh_ms = up_test_now_ms() - t0;
     /* At once, not when the old worker's own deadline ends the bouncing. */
     cr_assert_lt(fresh_ms, 1500, "20 new requests took %lld ms; log:\n%s", fresh_ms, ma_log_text());
     ma_status(&s);
-    long handed_back = 0;
-    const char *at = strstr(s.text, "handed_back=");
-    if (at != NULL) {
-        handed_back = strtol(at + 12, NULL, 10);
-    }
+    long handed_back = s.handed_back;
     cr_assert_leq(handed_back, 10, "%ld hand-backs: connections bounced\n%s", handed_back, s.text);
     cr_assert_eq(up_test_wait_log(ma.log, "drains on its own", 5000), 0, "log:\n%s", ma_log_text());
     /* The old worker leaves by itself, its idle connection handed back. */
-    long long gone_ms = ma_wait_gone(&old, 1, 10000);
+    long long gone_ms = proc_wait_gone(&old, 1, 10000);
     cr_assert_geq(gone_ms, 0, "the old worker is still there; log:\n%s", ma_log_text());
-    pid_t now = pr_get(held, "the held connection after its worker left");
+    pid_t now = ht_get_pid(held, "the held connection after its worker left");
     cr_assert_neq(now, old);
     ma_status(&s);
-    cr_assert(strstr(s.text, "health=ok") != NULL, "status:\n%s", s.text);
+    cr_assert_str_eq(s.health, "ok", "status:\n%s", s.text);
     cr_assert_eq(up_test_file_contains(ma.log, "killing it"), 0, "log:\n%s", ma_log_text());
 
     /* The client leaves; the master stops cleanly. */
     close(held);
-    ma_nap(200);
+    up_test_nap(200);
     cr_assert_eq(kill(ma.pid, SIGTERM), 0);
     int status = up_test_wait_exit(ma.pid, 10000);
     cr_assert_eq(status, 0, "up-run exited %d after SIGTERM; log:\n%s", status, ma_log_text());
@@ -127,7 +95,7 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
 
 /* Every worker of the generation signalled at once, each holding idle
  * connections: replacements take over, and no connection is lost. */
-BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = ht_fini)
 {
     enum { HELD = 8 };
     ma.env[0] = "UP_DRAIN_TIMEOUT=1s";
@@ -138,25 +106,26 @@ BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = m
     cr_assert_eq(ma_gen_pids(&s, 1, "ready", old, 2), 2);
     int held[HELD];
     for (int i = 0; i < HELD; i++) {
-        held[i] = pr_connect();
-        pr_get(held[i], "a held connection");
+        held[i] = ht_connect(ma.port);
+        ht_get_pid(held[i], "a held connection");
     }
     kill(old[0], SIGTERM);
     kill(old[1], SIGTERM);
     for (int i = 0; i < 10; i++) {
-        int fd = pr_connect();
-        pid_t p = pr_get(fd, "a new connection while both drain");
-        cr_assert(!ma_pid_in(p, old, 2), "answered by a draining worker %d", (int)p);
+        int fd = ht_connect(ma.port);
+        pid_t p = ht_get_pid(fd, "a new connection while both drain");
+        cr_assert(!ht_pid_in(p, old, 2), "answered by a draining worker %d", (int)p);
         close(fd);
     }
-    cr_assert_geq(ma_wait_gone(old, 2, 10000), 0, "the old workers stay; log:\n%s", ma_log_text());
+    cr_assert_geq(proc_wait_gone(old, 2, 10000), 0, "the old workers stay; log:\n%s",
+                  ma_log_text());
     for (int i = 0; i < HELD; i++) {
-        pid_t p = pr_get(held[i], "a held connection after both left");
-        cr_assert(!ma_pid_in(p, old, 2));
+        pid_t p = ht_get_pid(held[i], "a held connection after both left");
+        cr_assert(!ht_pid_in(p, old, 2));
         close(held[i]);
     }
     ma_status(&s);
-    cr_assert(strstr(s.text, "health=ok") != NULL, "status:\n%s", s.text);
+    cr_assert_str_eq(s.health, "ok", "status:\n%s", s.text);
 }
 
 /* ---- fork failing ---- */
@@ -166,63 +135,18 @@ BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = m
 #define PR_UID_URING 65533
 #define PR_UID_EPOLL 65532
 
-static const char *pr_util(const char *name)
-{
-    static char path[64];
-    const char *dirs[] = {"/usr/bin", "/bin"};
-    for (size_t i = 0; i < 2; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
-        if (access(path, X_OK) == 0) {
-            return path;
-        }
-    }
-    cr_skip_test("%s(1) is not installed (util-linux)", name);
-    return NULL;
-}
-
-/* Tasks (threads included: io_uring's io-wq workers count too) of uid. */
-static int pr_tasks_of(uid_t uid)
-{
-    int n = 0;
-    DIR *d = opendir("/proc");
-    cr_assert_not_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[PATH_MAX];
-        struct stat st;
-        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
-            continue;
-        }
-        snprintf(path, sizeof(path), "/proc/%s/task", e->d_name);
-        DIR *t = opendir(path);
-        struct dirent *te;
-        while (t != NULL && (te = readdir(t)) != NULL) {
-            char tpath[PATH_MAX + 300];
-            snprintf(tpath, sizeof(tpath), "%s/%s", path, te->d_name);
-            if (te->d_name[0] != '.' && stat(tpath, &st) == 0 && st.st_uid == uid) {
-                n++;
-            }
-        }
-        if (t != NULL) {
-            closedir(t);
-        }
-    }
-    closedir(d);
-    return n;
-}
-
 /* up-run as a uid of its own with RLIMIT_NPROC 3 (itself, one worker, and
  * room for an io_uring io-wq thread). (Only root may start it so, and the
  * limit does not hold for root.) Processes of that uid started beside it
  * take the slots left, and one more: the worker killed next cannot be
  * replaced, since fork fails with EAGAIN, until they leave. */
-BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fini = ma_fini)
+BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fini = ht_fini)
 {
     enum { LIMIT = 3, MAX_FILLERS = 8 };
     up_test_require_root();
     static char prlimit_bin[64], setpriv_bin[64], reuid[32], regid[32];
-    snprintf(prlimit_bin, sizeof(prlimit_bin), "%s", pr_util("prlimit"));
-    snprintf(setpriv_bin, sizeof(setpriv_bin), "%s", pr_util("setpriv"));
+    snprintf(prlimit_bin, sizeof(prlimit_bin), "%s", ht_util("prlimit"));
+    snprintf(setpriv_bin, sizeof(setpriv_bin), "%s", ht_util("setpriv"));
     uid_t uid = strcmp(backend, "io_uring") == 0 ? PR_UID_URING : PR_UID_EPOLL;
     snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)uid);
     snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)uid);
@@ -233,7 +157,7 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     memcpy(ma.wrap + 3, as_uid, sizeof(as_uid));
     memcpy(ma.cmd_wrap, as_uid, sizeof(as_uid)); /* status asks as that uid too */
     /* The master's temp dir (snapshots, control socket) must be its. */
-    cr_assert_eq(chown(ma_path(""), uid, uid), 0, "chown: %s", strerror(errno));
+    cr_assert_eq(chown(ht_path(""), uid, uid), 0, "chown: %s", strerror(errno));
     int mport = up_test_free_port();
     cr_assert_gt(mport, 0);
     char metrics[32];
@@ -250,11 +174,12 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     char *filler_argv[] = {setpriv_bin, reuid, regid, "--clear-groups", "--", "sleep", "60", NULL};
     pid_t fillers[MAX_FILLERS];
     int nfillers = 0;
-    while (pr_tasks_of(uid) < LIMIT + 2 && nfillers < MAX_FILLERS) {
+    while (proc_tasks_of(uid) < LIMIT + 2 && nfillers < MAX_FILLERS) {
         fillers[nfillers] = up_test_spawn(filler_argv, NULL, NULL);
         cr_assert_gt(fillers[nfillers], 0);
+        ht_stop_at_fini(fillers[nfillers]);
         nfillers++;
-        ma_nap(50); /* until it runs as that uid */
+        up_test_nap(50); /* until it runs as that uid */
     }
     cr_assert_eq(kill(worker, SIGKILL), 0);
 
@@ -262,12 +187,12 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     char health[128];
     snprintf(health, sizeof(health), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     struct up_test_resp r = {0};
-    long long tk = ma_now_ms();
+    long long tk = up_test_now_ms();
     do {
         up_test_resp_free(&r);
-        ma_nap(50);
+        up_test_nap(50);
         cr_assert_eq(up_test_request(mport, health, &r), 0);
-    } while (r.status != 503 && ma_now_ms() - tk < 5000);
+    } while (r.status != 503 && up_test_now_ms() - tk < 5000);
     cr_assert_eq(r.status, 503, "/healthz %d with no worker:\n%s", r.status, r.body);
     cr_assert_not_null(strstr(r.body, "no ready worker"), "%s", r.body);
     up_test_resp_free(&r);
@@ -279,9 +204,9 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
                  "no retry of the failed respawn; log:\n%s", ma_log_text());
 
     /* A request waits --queue-timeout, then 503 with Retry-After. */
-    long long t0 = ma_now_ms();
+    long long t0 = up_test_now_ms();
     cr_assert_eq(up_test_request(ma.port, PR_GET, &r), 0, "log:\n%s", ma_log_text());
-    long long waited = ma_now_ms() - t0;
+    long long waited = up_test_now_ms() - t0;
     cr_assert_eq(r.status, 503, "status %d with no worker", r.status);
     cr_assert_not_null(up_test_resp_header(&r, "Retry-After"), "%s", r.head);
     cr_assert(waited >= 1500 && waited < 4000, "503 after %lld ms (--queue-timeout 2s)", waited);
@@ -291,15 +216,15 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     for (int i = 0; i < nfillers; i++) {
         up_test_stop(fillers[i], 1000);
     }
-    long long t1 = ma_now_ms();
+    long long t1 = up_test_now_ms();
     int status = 0;
     do {
-        ma_nap(100);
+        up_test_nap(100);
         cr_assert_eq(up_test_request(ma.port, PR_GET, &r), 0, "log:\n%s", ma_log_text());
         status = r.status;
         up_test_resp_free(&r);
-    } while (status != 200 && ma_now_ms() - t1 < 15000);
-    long long back = ma_now_ms() - t1;
+    } while (status != 200 && up_test_now_ms() - t1 < 15000);
+    long long back = up_test_now_ms() - t1;
     cr_assert_eq(status, 200, "no worker 15 s after fork works again; log:\n%s", ma_log_text());
     cr_assert_eq(up_test_request(mport, health, &r), 0);
     cr_assert_eq(r.status, 200, "/healthz %d after recovery: %s", r.status, r.body);
@@ -326,76 +251,28 @@ static void pr_start_evil(const char *backend, const char *mode, const char *con
                  ma_log_text());
 }
 
-/* How many lines of the master's log hold needle. */
-static int pr_log_lines(const char *needle)
-{
-    FILE *f = fopen(ma.log, "re");
-    cr_assert_not_null(f);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        n += strstr(line, needle) != NULL;
-    }
-    fclose(f);
-    return n;
-}
-
-/* The last N of "evil: received N" in the log. */
-static long pr_evil_received(void)
-{
-    FILE *f = fopen(ma.log, "re");
-    cr_assert_not_null(f);
-    char line[4096];
-    long n = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        const char *at = strstr(line, "evil: received ");
-        n = at != NULL ? atol(at + 15) : n;
-    }
-    fclose(f);
-    return n;
-}
-
 /* A worker that takes connections and never ACKs one holds the master's
  * copies of their fds: it gets at most UP_MW_MAX_UNACKED (512), the rest
  * wait for a worker and get 503 at --queue-timeout. */
-BACKEND_TEST(production, worker_that_never_acks_is_bounded, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(production, worker_that_never_acks_is_bounded, .timeout = 60, .fini = ht_fini)
 {
     enum { N = 600 };
     static const char *const extra[] = {"-n", "1", "--queue-timeout", "2s", NULL};
-    struct rlimit rl;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    rl.rlim_cur = rl.rlim_max;
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-    if (rl.rlim_cur < N + 256) {
-        cr_skip_test("RLIMIT_NOFILE %llu is below %d", (unsigned long long)rl.rlim_cur, N + 256);
-    }
+    ht_raise_nofile(N + 256);
     pr_start_evil(backend, "noack", extra);
     int fds[N];
     for (int i = 0; i < N; i++) {
-        fds[i] = pr_connect();
+        fds[i] = ht_connect(ma.port);
         cr_assert_eq(up_test_send_all(fds[i], PR_GET, strlen(PR_GET)), 0);
     }
     /* The ones over the cap wait, then 503: watch them all for 6 s. */
-    static struct pollfd p[N];
+    static struct ht_answer a[N];
     int got503 = 0;
+    ht_collect(fds, N, a, up_test_now_ms(), 6000);
     for (int i = 0; i < N; i++) {
-        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+        got503 += a[i].status == 503;
     }
-    long long t0 = ma_now_ms();
-    while (ma_now_ms() - t0 < 6000) {
-        if (poll(p, N, 100) <= 0) {
-            continue;
-        }
-        for (int i = 0; i < N; i++) {
-            if (p[i].fd >= 0 && p[i].revents != 0) {
-                struct up_test_resp r = {0};
-                got503 += up_test_read_response(fds[i], &r, 1000) == 0 && r.status == 503;
-                up_test_resp_free(&r);
-                p[i].fd = -1;
-            }
-        }
-    }
-    long received = pr_evil_received();
+    long received = ht_file_last_number(ma.log, "evil: received ", 0);
     struct ma_status s;
     ma_status(&s);
     cr_assert_leq(received, 512, "the worker got %ld connections it never ACKed", received);
@@ -411,18 +288,18 @@ BACKEND_TEST(production, worker_that_never_acks_is_bounded, .timeout = 60, .fini
 
 /* One malformed message can carry 8,192 unknown ids: 100 of them make a
  * few log lines, not 819,200; the worker is not killed for it. */
-BACKEND_TEST(production, worker_flooding_bad_acks_is_rate_limited, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(production, worker_flooding_bad_acks_is_rate_limited, .timeout = 60, .fini = ht_fini)
 {
     static const char *const extra[] = {"-n", "1", NULL};
     pr_start_evil(backend, "badacks", extra);
     struct ma_status s;
     ma_wait_workers(1, 1, &s);
-    ma_nap(300);
+    up_test_nap(300);
     ma_status(&s);
-    int lines = pr_log_lines("unknown conn ids");
+    int lines = ht_file_lines(ma.log, "unknown conn ids", NULL);
     cr_assert(lines >= 1 && lines <= 5, "%d warning lines for 100 bad ACKs; log:\n%s", lines,
               ma_log_text());
-    cr_assert_eq(pr_log_lines("killing it"), 0, "log:\n%s", ma_log_text());
+    cr_assert_eq(ht_file_lines(ma.log, "killing it", NULL), 0, "log:\n%s", ma_log_text());
     pid_t w;
     cr_assert_eq(ma_gen_pids(&s, 1, "ready", &w, 1), 1, "status:\n%s", s.text);
     fprintf(stderr, "[production] bad ACK flood (%s): %d warning lines\n", backend, lines);
@@ -435,7 +312,7 @@ static void pr_refused_hand_back(const char *backend, const char *mode, const ch
 {
     static const char *const extra[] = {"-n", "1", NULL};
     pr_start_evil(backend, mode, extra);
-    int fd = pr_connect();
+    int fd = ht_connect(ma.port);
     cr_assert_eq(up_test_send_all(fd, PR_GET, strlen(PR_GET)), 0);
     char buf[256];
     int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
@@ -449,12 +326,12 @@ static void pr_refused_hand_back(const char *backend, const char *mode, const ch
     cr_assert(up_test_alive(ma.pid));
 }
 
-BACKEND_TEST(production, hand_back_while_not_draining_is_refused, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(production, hand_back_while_not_draining_is_refused, .timeout = 60, .fini = ht_fini)
 {
     pr_refused_hand_back(backend, "handback", "handed a connection back while not draining");
 }
 
-BACKEND_TEST(production, hand_back_with_a_huge_prefix_is_refused, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(production, hand_back_with_a_huge_prefix_is_refused, .timeout = 60, .fini = ht_fini)
 {
     pr_refused_hand_back(backend, "prefix", "over --max-head");
 }

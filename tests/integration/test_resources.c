@@ -8,8 +8,7 @@
  *   - idle Keep-Alive connections held by the workers cost the master
  *     neither memory nor fds.
  *
- * The master and its helpers are test_master.c's (declared below, as in
- * test_master_reload.c). Each test runs on both back ends (BACKEND_TEST).
+ * Each test runs on both back ends (BACKEND_TEST).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,9 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../lib/testlib.h"
-
-#include "ma.h"
+#include "../lib/harness.h"
 
 /* ---- helpers of this file ---- */
 
@@ -49,122 +46,9 @@
 #define RS_GET "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 #define RS_GET_CLOSE "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
 
-static bool rs_long(void)
-{
-    const char *v = getenv("UP_TEST_LONG");
-    return v != NULL && strcmp(v, "1") == 0;
-}
-
-/* Raise RLIMIT_NOFILE to the hard limit, for this process and the servers
- * it starts (they inherit it); skip if fewer than need fds are allowed. */
-static void rs_raise_nofile(rlim_t need)
-{
-    struct rlimit rl;
-    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    rl.rlim_cur = rl.rlim_max;
-    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "setrlimit: %s", strerror(errno));
-    if (rl.rlim_cur < need) {
-        cr_skip_test("RLIMIT_NOFILE hard limit %llu is below the %llu fds this test needs",
-                     (unsigned long long)rl.rlim_cur, (unsigned long long)need);
-    }
-}
-
-/* Open fds of pid, from /proc/pid/fd; -1 if it cannot be read. */
-static int rs_fd_count(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        return -1;
-    }
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
-}
-
-/* Wait until pid has want fds open; returns the last count seen. */
-static int rs_wait_fd_count(pid_t pid, int want, int timeout_ms)
-{
-    long long deadline = ma_now_ms() + timeout_ms;
-    int n;
-    while ((n = rs_fd_count(pid)) != want && ma_now_ms() < deadline) {
-        ma_nap(20);
-    }
-    return n;
-}
-
-/* utime + stime of pid in clock ticks, from /proc/pid/stat; -1 if gone. */
-static long long rs_cpu_ticks(pid_t pid)
-{
-    char path[64], buf[1024];
-    unsigned long long ut, st;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (n <= 0) {
-        return -1;
-    }
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    /* After ") ": state ppid pgrp session tty_nr tpgid flags minflt
-     * cminflt majflt cmajflt utime stime. */
-    if (paren == NULL ||
-        sscanf(paren + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
-        return -1;
-    }
-    return (long long)(ut + st);
-}
-
-static int rs_connect(int port)
-{
-    int fd = up_test_connect(port);
-    cr_assert_geq(fd, 0, "connect to %d: %s", port, strerror(-fd));
-    return fd;
-}
-
-static void rs_send(int fd, const void *buf, size_t len)
-{
-    int ret = up_test_send_all(fd, buf, len);
-    cr_assert_eq(ret, 0, "send: %s", strerror(-ret));
-}
-
-/* Requests on new connections until one gets a 200, for up to timeout_ms.
- * Returns the ms it took, or -1. */
-static long long rs_wait_200(int timeout_ms)
-{
-    long long t0 = ma_now_ms();
-    do {
-        struct up_test_resp r = {0};
-        int fd = up_test_connect(ma.port);
-        int ret = fd >= 0 ? up_test_send_all(fd, RS_GET_CLOSE, strlen(RS_GET_CLOSE)) : fd;
-        if (ret == 0) {
-            ret = up_test_read_response(fd, &r, 1000);
-        }
-        int status = r.status;
-        up_test_resp_free(&r);
-        if (fd >= 0) {
-            close(fd);
-        }
-        if (ret == 0 && status == 200) {
-            return ma_now_ms() - t0;
-        }
-        ma_nap(50);
-    } while (ma_now_ms() - t0 < timeout_ms);
-    return -1;
-}
-
 /* ---- accept failing with EMFILE ---- */
 
-/* Start up-run as ma_start() does (test_master.c's ma_spawn: -p, -t 1s, its
- * control socket, UP_BACKEND) with `-n workers` and app, but with
+/* Start up-run as ma_start() does with `-n workers` and app, but with
  * RLIMIT_NOFILE at soft:hard from its first instruction, through
  * prlimit(1) (util-linux): up-run raises its soft limit to the hard one at
  * start, so a soft limit alone is no limit, and the hard one must be set
@@ -172,24 +56,15 @@ static long long rs_wait_200(int timeout_ms)
 static void rs_start_limited(const char *backend, const char *app, int workers,
                              const char *const *extra, rlim_t soft, rlim_t hard)
 {
-    static const char *const prlimits[] = {"/usr/bin/prlimit", "/bin/prlimit"};
     static char limit_arg[64];
     char nworkers[16];
     const char *args[32] = {"-n", nworkers};
     int n = 2;
 
-    for (size_t i = 0; i < sizeof(prlimits) / sizeof(prlimits[0]) && ma.wrap[0] == NULL; i++) {
-        if (access(prlimits[i], X_OK) == 0) {
-            ma.wrap[0] = prlimits[i];
-        }
-    }
-    if (ma.wrap[0] == NULL) {
-        cr_skip_test("prlimit(1) is not installed (util-linux): cannot start up-run with a "
-                     "hard fd limit");
-    }
     /* prlimit sets the limits, then execs up-run in the same process. */
     snprintf(limit_arg, sizeof(limit_arg), "--nofile=%llu:%llu", (unsigned long long)soft,
              (unsigned long long)hard);
+    ma.wrap[0] = ht_util("prlimit");
     ma.wrap[1] = limit_arg;
     ma.wrap[2] = "--";
     snprintf(nworkers, sizeof(nworkers), "%d", workers);
@@ -197,8 +72,7 @@ static void rs_start_limited(const char *backend, const char *app, int workers,
         args[n++] = extra[i];
     }
     args[n] = NULL;
-    ma_spawn(backend, app, args);
-    ma_wait_serving(10000);
+    ma_start(backend, app, args);
     fprintf(stderr, "[resources] (%s): up-run started with RLIMIT_NOFILE %llu:%llu\n", backend,
             (unsigned long long)soft, (unsigned long long)hard);
 }
@@ -208,17 +82,17 @@ static void rs_start_limited(const char *backend, const char *app, int workers,
  * pauses accepting there instead of running into EMFILE, sheds the oldest
  * incomplete heads (408) to make room, never spins, and serves a good
  * request that arrives meanwhile. */
-BACKEND_TEST(resources, low_fd_limit_pauses_and_sheds, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(resources, low_fd_limit_pauses_and_sheds, .timeout = 60, .fini = ht_fini)
 {
     static const char *const extra[] = {"--header-timeout", "30s", NULL};
     struct ma_status s;
     enum { EXTRA = 40 };
 
-    rs_raise_nofile(1024);
+    ht_raise_nofile(1024);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 2, extra, RS_MASTER_NOFILE,
                      RS_MASTER_NOFILE);
     ma_wait_workers(1, 2, &s);
-    int base = rs_fd_count(ma.pid);
+    int base = proc_fds(ma.pid);
     cr_assert(base > 0 && base < RS_MASTER_NOFILE - 8, "the master has %d fds already", base);
     cr_assert_eq(up_test_file_contains(ma.log, "fd limit 64:"), 1, "the limit not logged:\n%s",
                  ma_log_text());
@@ -228,23 +102,23 @@ BACKEND_TEST(resources, low_fd_limit_pauses_and_sheds, .timeout = 60, .fini = ma
     int n = RS_MASTER_NOFILE - base + EXTRA;
     int fds[RS_MASTER_NOFILE + EXTRA];
     for (int i = 0; i < n; i++) {
-        fds[i] = rs_connect(ma.port);
-        rs_send(fds[i], "GET / HTTP/1.1\r\n", 16);
+        fds[i] = ht_connect(ma.port);
+        ht_send(fds[i], "GET / HTTP/1.1\r\n", 16);
     }
     int ret = up_test_wait_log(ma.log, "accepting paused", 5000);
     cr_assert_eq(ret, 0, "accepting never paused with %d idle clients; log:\n%s", n, ma_log_text());
     /* A good request that arrives while the master is full: slow heads
      * make way for it. */
-    long long t0 = ma_now_ms();
-    int late = rs_connect(ma.port);
-    rs_send(late, RS_GET_CLOSE, strlen(RS_GET_CLOSE));
+    long long t0 = up_test_now_ms();
+    int late = ht_connect(ma.port);
+    ht_send(late, RS_GET_CLOSE, strlen(RS_GET_CLOSE));
 
     /* The full master must wait, not spin: measure its CPU over 2 s. */
     long hz = sysconf(_SC_CLK_TCK);
-    long long cpu0 = rs_cpu_ticks(ma.pid);
-    ma_nap(2000);
-    long long cpu1 = rs_cpu_ticks(ma.pid);
-    int held = rs_fd_count(ma.pid);
+    long long cpu0 = proc_cpu_ticks(ma.pid);
+    up_test_nap(2000);
+    long long cpu1 = proc_cpu_ticks(ma.pid);
+    int held = proc_fds(ma.pid);
     cr_assert(cpu0 >= 0 && cpu1 >= 0, "the master died; log:\n%s", ma_log_text());
     double cpu_s = (double)(cpu1 - cpu0) / (double)hz;
     cr_assert_lt(cpu_s, 0.3, "the master used %.2f s of CPU in 2 s while full: it spins", cpu_s);
@@ -252,7 +126,7 @@ BACKEND_TEST(resources, low_fd_limit_pauses_and_sheds, .timeout = 60, .fini = ma
 
     struct up_test_resp r = {0};
     ret = up_test_read_response(late, &r, 10000);
-    long long late_ms = ma_now_ms() - t0;
+    long long late_ms = up_test_now_ms() - t0;
     close(late);
     cr_assert_eq(ret, 0, "the good request that came while full: %s; log:\n%s", strerror(-ret),
                  ma_log_text());
@@ -270,55 +144,19 @@ BACKEND_TEST(resources, low_fd_limit_pauses_and_sheds, .timeout = 60, .fini = ma
     for (int i = 0; i < n; i++) {
         close(fds[i]);
     }
-    long long again = rs_wait_200(5000);
-    cr_assert_geq(again, 0, "no 200 within 5 s after the idle clients left; log:\n%s",
-                  ma_log_text());
-    int after = rs_wait_fd_count(ma.pid, base, 5000);
+    ma_wait_serving(5000);
+    int after = proc_fds_settled(ma.pid, base, 5000);
     cr_assert_eq(after, base, "the master has %d fds after recovering, %d before", after, base);
 }
 
 /* ---- workers at their fd limit ---- */
 
-/* One response on each fds[i] whose status[i] is still 0, as they come,
- * for up to timeout_ms: status[i] gets the status, or -1 if the connection
- * ended without one. Returns how many have a status now. */
-static int rs_collect(const int *fds, int n, int *status, int timeout_ms)
-{
-    struct pollfd *p = calloc((size_t)n, sizeof(*p));
-    cr_assert_not_null(p);
-    long long deadline = ma_now_ms() + timeout_ms;
-    int done = 0;
-    for (int i = 0; i < n; i++) {
-        done += status[i] != 0;
-    }
-    while (done < n && ma_now_ms() < deadline) {
-        for (int i = 0; i < n; i++) {
-            p[i] = (struct pollfd){.fd = status[i] == 0 ? fds[i] : -1, .events = POLLIN};
-        }
-        int ready = poll(p, (nfds_t)n, 50);
-        cr_assert_geq(ready, 0, "poll: %s", strerror(errno));
-        for (int i = 0; i < n && ready > 0; i++) {
-            if (p[i].fd < 0 || p[i].revents == 0) {
-                continue;
-            }
-            ready--;
-            struct up_test_resp r = {0};
-            int ret = up_test_read_response(fds[i], &r, 2000);
-            status[i] = ret == 0 ? r.status : -1;
-            up_test_resp_free(&r);
-            done++;
-        }
-    }
-    free(p);
-    return done;
-}
-
-/* Send a keep-alive GET on each of fds[0..n). */
-static void rs_get_each(const int *fds, int n, int *status)
+/* Send a keep-alive GET on each of fds[0..n), its answer to come in a[i]. */
+static void rs_get_each(const int *fds, int n, struct ht_answer *a)
 {
     for (int i = 0; i < n; i++) {
-        rs_send(fds[i], RS_GET, strlen(RS_GET));
-        status[i] = 0;
+        ht_send(fds[i], RS_GET, strlen(RS_GET));
+        a[i] = (struct ht_answer){0};
     }
 }
 
@@ -327,7 +165,7 @@ static void rs_get_each(const int *fds, int n, int *status)
  * workers hold 2,600 Keep-Alive connections, answer a second request on
  * each, and none is replaced. Before, a worker at 1024 took a dropped fd
  * for a broken channel, and the master killed it with its connections. */
-BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120, .fini = ma_fini)
+BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120, .fini = ht_fini)
 {
     enum { N = 2600 };
     struct ma_status before, after;
@@ -338,38 +176,38 @@ BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120,
                      "524288)",
                      (unsigned long long)rl.rlim_max);
     }
-    rs_raise_nofile(N + 256);
+    ht_raise_nofile(N + 256);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 2, NULL, 1024, rl.rlim_max);
     ma_wait_workers(1, 2, &before);
     pid_t pids[2];
     cr_assert_eq(ma_gen_pids(&before, 1, "ready", pids, 2), 2);
 
     int *fds = calloc(N, sizeof(int));
-    int *status = calloc(N, sizeof(int));
-    cr_assert(fds != NULL && status != NULL);
-    long long t0 = ma_now_ms();
+    struct ht_answer *a = calloc(N, sizeof(*a));
+    cr_assert(fds != NULL && a != NULL);
+    long long t0 = up_test_now_ms();
     for (int i = 0; i < N; i++) {
-        fds[i] = rs_connect(ma.port);
+        fds[i] = ht_connect(ma.port);
     }
     for (int round = 1; round <= 2; round++) {
-        rs_get_each(fds, N, status);
-        int got = rs_collect(fds, N, status, 30000);
+        rs_get_each(fds, N, a);
+        int got = ht_collect(fds, N, a, t0, 30000);
         int ok = 0, other = 0, ended = 0;
         for (int i = 0; i < N; i++) {
-            ok += status[i] == 200;
-            ended += status[i] < 0;
-            other = status[i] > 0 && status[i] != 200 ? status[i] : other;
+            ok += a[i].status == 200;
+            ended += a[i].status < 0;
+            other = a[i].status > 0 && a[i].status != 200 ? a[i].status : other;
         }
         cr_assert_eq(ok, N,
                      "round %d: %d of %d connections answered 200 (%d answered, %d ended without "
                      "an answer, another status: %d); log:\n%s",
                      round, ok, N, got, ended, other, ma_log_text());
     }
-    long long took = ma_now_ms() - t0;
+    long long took = up_test_now_ms() - t0;
     ma_status(&after);
     pid_t now[2];
     cr_assert_eq(ma_gen_pids(&after, 1, "ready", now, 2), 2, "status:\n%s", after.text);
-    cr_assert(ma_pid_in(pids[0], now, 2) && ma_pid_in(pids[1], now, 2),
+    cr_assert(ht_pid_in(pids[0], now, 2) && ht_pid_in(pids[1], now, 2),
               "a worker was replaced:\n%s\nlog:\n%s", after.text, ma_log_text());
     cr_assert_eq(after.respawns, 0, "status:\n%s", after.text);
     cr_assert_eq(up_test_file_contains(ma.log, "(raised from 1024)"), 1, "no raise logged:\n%s",
@@ -382,7 +220,7 @@ BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120,
         close(fds[i]);
     }
     free(fds);
-    free(status);
+    free(a);
 }
 
 /* A worker at a hard fd limit it cannot raise: a connection whose fd the
@@ -391,28 +229,29 @@ BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120,
  * the declined one elsewhere (here: nowhere, so it waits in the queue),
  * reports degraded health, and once the worker has room again the waiting
  * requests are served. */
-BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, .fini = ht_fini)
 {
     enum { LIMIT = 128, N = 150, CLOSE = 48 };
     static const char *const extra[] = {"--queue-timeout", "20s", NULL};
     struct ma_status s;
-    rs_raise_nofile(1024);
+    ht_raise_nofile(1024);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 1, extra, LIMIT, LIMIT);
     ma_wait_workers(1, 1, &s);
     pid_t worker;
     cr_assert_eq(ma_gen_pids(&s, 1, "ready", &worker, 1), 1);
 
-    int fds[N], status[N];
+    int fds[N];
+    struct ht_answer a[N];
     for (int i = 0; i < N; i++) {
-        fds[i] = rs_connect(ma.port);
+        fds[i] = ht_connect(ma.port);
     }
-    rs_get_each(fds, N, status);
+    rs_get_each(fds, N, a);
     /* The worker can hold fewer than N: some wait. */
-    rs_collect(fds, N, status, 3000);
+    ht_collect(fds, N, a, up_test_now_ms(), 3000);
     int ok = 0, failed = 0;
     for (int i = 0; i < N; i++) {
-        ok += status[i] == 200;
-        failed += status[i] != 0 && status[i] != 200;
+        ok += a[i].status == 200;
+        failed += a[i].done && a[i].status != 200;
     }
     cr_assert_eq(failed, 0, "%d connections failed while the worker was out of fds; log:\n%s",
                  failed, ma_log_text());
@@ -429,19 +268,19 @@ BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, 
     /* Clients leave: room again, and every waiting request is served. */
     int closed = 0;
     for (int i = 0; i < N && closed < CLOSE; i++) {
-        if (status[i] == 200) {
+        if (a[i].status == 200) {
             close(fds[i]);
             fds[i] = -1;
-            status[i] = 1; /* not waited for */
+            a[i] = (struct ht_answer){.done = true}; /* not waited for */
             closed++;
         }
     }
-    long long t0 = ma_now_ms();
-    rs_collect(fds, N, status, 10000);
-    long long waited = ma_now_ms() - t0;
+    long long t0 = up_test_now_ms();
+    ht_collect(fds, N, a, t0, 10000);
+    long long waited = up_test_now_ms() - t0;
     int late_ok = 0;
     for (int i = 0; i < N; i++) {
-        late_ok += status[i] == 200;
+        late_ok += a[i].status == 200;
     }
     cr_assert_eq(late_ok, N - CLOSE, "%d of %d answered after %d clients left; log:\n%s", late_ok,
                  N - CLOSE, CLOSE, ma_log_text());
@@ -452,10 +291,10 @@ BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, 
             open_fds[n_open++] = fds[i];
         }
     }
-    rs_get_each(open_fds, n_open, status);
-    rs_collect(open_fds, n_open, status, 10000);
+    rs_get_each(open_fds, n_open, a);
+    ht_collect(open_fds, n_open, a, t0, 10000);
     for (int i = 0; i < n_open; i++) {
-        cr_assert_eq(status[i], 200, "second request %d: status %d; log:\n%s", i, status[i],
+        cr_assert_eq(a[i].status, 200, "second request %d: status %d; log:\n%s", i, a[i].status,
                      ma_log_text());
     }
     ma_status(&s);
@@ -471,24 +310,21 @@ BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, 
     }
 }
 
-/* A connected unix stream socket to path, or -errno. */
-static int rs_connect_unix(const char *path)
+/* Take the master's fds up to limit (cap at most) with control-socket
+ * clients that send nothing (it closes each after 2 s), into fill. Returns
+ * how many. */
+static int rs_fill_ctl(int *fill, int cap, int limit)
 {
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(a.sun_path)) {
-        return -ENAMETOOLONG;
+    int n = 0;
+    while (n < cap && proc_fds(ma.pid) < limit) {
+        int fd = ht_connect_unix(ma.ctl);
+        if (fd < 0) {
+            break;
+        }
+        fill[n++] = fd;
+        up_test_nap(2);
     }
-    memcpy(a.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
+    return n;
 }
 
 /* The master out of fds (idle control-socket clients took them) when a
@@ -498,40 +334,31 @@ static int rs_connect_unix(const char *path)
  * and the worker is neither cut off nor killed. Before, the first dropped
  * fd ended the channel, and everything queued behind it went with it. */
 BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout = 60,
-             .fini = ma_fini)
+             .fini = ht_fini)
 {
     enum { LIMIT = 64, IDLE = 10, FILL = 60 };
     static const char *const extra[] = {"-t", "1s", NULL};
     struct up_test_resp r = {0};
-    rs_raise_nofile(1024);
+    ht_raise_nofile(1024);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 1, extra, LIMIT, LIMIT);
     int idle[IDLE];
     for (int i = 0; i < IDLE; i++) {
-        idle[i] = rs_connect(ma.port);
-        rs_send(idle[i], RS_GET, strlen(RS_GET));
+        idle[i] = ht_connect(ma.port);
+        ht_send(idle[i], RS_GET, strlen(RS_GET));
         cr_assert_eq(up_test_read_response(idle[i], &r, 5000), 0);
         cr_assert_eq(r.status, 200);
     }
     struct ma_status s;
     ma_status(&s);
-    long back0 = 0;
-    const char *at = strstr(s.text, "handed_back=");
-    back0 = at != NULL ? strtol(at + 12, NULL, 10) : -1;
-    cr_assert_eq(kill(ma.pid, SIGUSR2), 0);
+    long back0 = s.handed_back;
+    ma_signal(SIGUSR2);
     cr_assert_eq(up_test_wait_log(ma.log, "generation 2 serving", 5000), 0, "log:\n%s",
                  ma_log_text());
     /* Before the drain deadline (1 s), take the master's fds: control
      * socket clients that send nothing (it closes them after 2 s). */
-    int fill[FILL], nfill = 0;
-    while (nfill < FILL && rs_fd_count(ma.pid) < LIMIT) {
-        int fd = rs_connect_unix(ma.ctl);
-        if (fd < 0) {
-            break;
-        }
-        fill[nfill++] = fd;
-        ma_nap(2);
-    }
-    int full = rs_fd_count(ma.pid);
+    int fill[FILL];
+    int nfill = rs_fill_ctl(fill, FILL, LIMIT);
+    int full = proc_fds(ma.pid);
     cr_assert_eq(up_test_wait_log(ma.log, "the master is out of fds", 5000), 0,
                  "no hand-back met the full master (%d fds of %d); log:\n%s", full, LIMIT,
                  ma_log_text());
@@ -539,16 +366,14 @@ BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout 
         close(fill[i]);
     }
     /* Generation 1 leaves by itself, every hand-back read. */
-    long long t0 = ma_now_ms();
+    long long t0 = up_test_now_ms();
     do {
-        ma_nap(50);
+        up_test_nap(50);
         ma_status(&s);
-    } while (strcmp(ma_gen_state(&s, 1), "") != 0 && ma_now_ms() - t0 < 10000);
+    } while (strcmp(ma_gen_state(&s, 1), "") != 0 && up_test_now_ms() - t0 < 10000);
     cr_assert_str_eq(ma_gen_state(&s, 1), "", "generation 1 is still there:\n%s", s.text);
-    at = strstr(s.text, "handed_back=");
-    long back = at != NULL ? strtol(at + 12, NULL, 10) - back0 : -1;
-    at = strstr(s.text, "lost=");
-    long lost = at != NULL ? strtol(at + 5, NULL, 10) : -1;
+    long back = s.handed_back >= 0 ? s.handed_back - back0 : -1;
+    long lost = s.lost;
     cr_assert_eq(back + lost, IDLE, "%ld taken + %ld lost of %d handed back: some never read\n%s",
                  back, lost, IDLE, s.text);
     cr_assert_geq(lost, 1, "%s", s.text);
@@ -578,7 +403,7 @@ BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout 
 /* The control and metrics servers out of fds: they back off as the
  * listeners do, instead of re-arming a failing accept at once and spinning
  * a core, and serve again once fds are free. */
-BACKEND_TEST(resources, control_and_metrics_back_off_at_emfile, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(resources, control_and_metrics_back_off_at_emfile, .timeout = 60, .fini = ht_fini)
 {
     enum { LIMIT = 64, FILL = 64 };
     int mport = up_test_free_port();
@@ -586,30 +411,23 @@ BACKEND_TEST(resources, control_and_metrics_back_off_at_emfile, .timeout = 60, .
     char metrics[32];
     snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", mport);
     const char *const extra[] = {"--metrics", metrics, NULL};
-    rs_raise_nofile(1024);
+    ht_raise_nofile(1024);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 1, extra, LIMIT, LIMIT);
     /* Control-socket clients that send nothing take every fd (the master
      * drops each after 2 s); then one more of each kind waits. */
-    int fill[FILL], nfill = 0;
-    while (nfill < FILL && rs_fd_count(ma.pid) < LIMIT) {
-        int fd = rs_connect_unix(ma.ctl);
-        if (fd < 0) {
-            break;
-        }
-        fill[nfill++] = fd;
-        ma_nap(2);
-    }
-    int waiting_ctl = rs_connect_unix(ma.ctl);
+    int fill[FILL];
+    int nfill = rs_fill_ctl(fill, FILL, LIMIT);
+    int waiting_ctl = ht_connect_unix(ma.ctl);
     int waiting_metrics = up_test_connect(mport);
     cr_assert_geq(waiting_metrics, 0);
     static const char healthz[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
-    rs_send(waiting_metrics, healthz, strlen(healthz));
+    ht_send(waiting_metrics, healthz, strlen(healthz));
     long hz = sysconf(_SC_CLK_TCK);
-    long long cpu0 = rs_cpu_ticks(ma.pid);
-    ma_nap(1000);
-    long long cpu1 = rs_cpu_ticks(ma.pid);
+    long long cpu0 = proc_cpu_ticks(ma.pid);
+    up_test_nap(1000);
+    long long cpu1 = proc_cpu_ticks(ma.pid);
     double cpu_s = (double)(cpu1 - cpu0) / (double)hz;
-    int full = rs_fd_count(ma.pid);
+    int full = proc_fds(ma.pid);
     cr_assert_lt(cpu_s, 0.2, "the master used %.2f s of CPU in 1 s at its fd limit: it spins",
                  cpu_s);
     /* The clients holding fds go (closed by the master at 2 s): the
@@ -657,58 +475,54 @@ static void rs_trickle(int *fds, int n, int *sent)
  * pending slot until their header timeout. Near the cap the oldest
  * incomplete heads are answered 408 and closed, so 50 ordinary requests
  * that come after them are all answered 200 within 5 s. */
-BACKEND_TEST(resources, slow_heads_do_not_starve_good_requests, .timeout = 90, .fini = ma_fini)
+BACKEND_TEST(resources, slow_heads_do_not_starve_good_requests, .timeout = 90, .fini = ht_fini)
 {
     enum { SLOW = 1500, GOOD = 50, LIMIT = 1024 };
     static const char *const extra[] = {"--header-timeout", "60s", NULL};
     up_test_exclusive_load();
-    rs_raise_nofile(SLOW + GOOD + 256);
+    ht_raise_nofile(SLOW + GOOD + 256);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 2, extra, LIMIT, LIMIT);
 
     int *slow = calloc(SLOW, sizeof(int));
     int *sent = calloc(SLOW, sizeof(int));
     cr_assert(slow != NULL && sent != NULL);
     for (int i = 0; i < SLOW; i++) {
-        slow[i] = rs_connect(ma.port);
+        slow[i] = ht_connect(ma.port);
     }
     rs_trickle(slow, SLOW, sent);
-    long long next = ma_now_ms() + 1000;
+    long long next = up_test_now_ms() + 1000;
     /* Let them settle in: the master is full of slow heads by now. */
-    while (ma_now_ms() < next) {
-        ma_nap(50);
+    while (up_test_now_ms() < next) {
+        up_test_nap(50);
     }
     rs_trickle(slow, SLOW, sent);
     next += 1000;
 
-    int good[GOOD], status[GOOD];
-    long long t0 = ma_now_ms();
+    int good[GOOD];
+    struct ht_answer a[GOOD] = {0};
+    long long t0 = up_test_now_ms();
     for (int i = 0; i < GOOD; i++) {
-        good[i] = rs_connect(ma.port);
-        rs_send(good[i], RS_GET_CLOSE, strlen(RS_GET_CLOSE));
-        status[i] = 0;
+        good[i] = ht_connect(ma.port);
+        ht_send(good[i], RS_GET_CLOSE, strlen(RS_GET_CLOSE));
     }
     int done = 0;
     long long last = -1;
-    while (done < GOOD && ma_now_ms() - t0 < 5000) {
-        if (ma_now_ms() >= next) {
+    while (done < GOOD && up_test_now_ms() - t0 < 5000) {
+        if (up_test_now_ms() >= next) {
             rs_trickle(slow, SLOW, sent);
             next += 1000;
         }
-        done = rs_collect(good, GOOD, status, 100);
-        last = ma_now_ms() - t0;
+        done = ht_collect(good, GOOD, a, t0, 100);
+        last = up_test_now_ms() - t0;
     }
     int ok = 0;
     for (int i = 0; i < GOOD; i++) {
-        ok += status[i] == 200;
+        ok += a[i].status == 200;
         close(good[i]);
     }
     struct ma_status s;
     ma_status(&s);
-    long shed = 0;
-    const char *at = strstr(s.text, "shed=");
-    if (at != NULL) {
-        shed = strtol(at + 5, NULL, 10);
-    }
+    long shed = s.shed;
     fprintf(stderr,
             "[resources] slow heads (%s): %d tricklers at fd limit %d; %d of %d good requests "
             "answered 200 within %lld ms; %ld slow heads shed\n",
@@ -727,83 +541,24 @@ BACKEND_TEST(resources, slow_heads_do_not_starve_good_requests, .timeout = 90, .
 
 /* ---- a full channel: route to another worker ---- */
 
-struct rs_client {
-    int fd;
-    char buf[2048];
-    size_t len;
-    long long done_ms; /* from the burst's start; -1 while open */
-    pid_t pid;         /* X-Up-Pid of the answer */
-    int status;
-};
-
-/* Read every client's answer (Connection: close: until EOF) within
- * timeout_ms. Returns how many ended. */
-static int rs_read_all(struct rs_client *c, int n, long long t0, int timeout_ms)
-{
-    struct pollfd *p = calloc((size_t)n, sizeof(*p));
-    cr_assert_not_null(p);
-    int open_left = 0;
-    for (int i = 0; i < n; i++) {
-        p[i] = (struct pollfd){.fd = c[i].done_ms < 0 ? c[i].fd : -1, .events = POLLIN};
-        open_left += c[i].done_ms < 0;
-    }
-    long long deadline = ma_now_ms() + timeout_ms;
-    while (open_left > 0 && ma_now_ms() < deadline) {
-        int ready = poll(p, (nfds_t)n, 50);
-        cr_assert_geq(ready, 0, "poll: %s", strerror(errno));
-        for (int i = 0; i < n && ready > 0; i++) {
-            if (p[i].fd < 0 || p[i].revents == 0) {
-                continue;
-            }
-            ready--;
-            size_t room = sizeof(c[i].buf) - 1 - c[i].len;
-            ssize_t got = recv(c[i].fd, c[i].buf + c[i].len, room, MSG_DONTWAIT);
-            if (got == -1 && errno == EAGAIN) {
-                continue;
-            }
-            if (got > 0 && (size_t)got < room) {
-                c[i].len += (size_t)got;
-                continue;
-            }
-            /* EOF, an error, or more than an answer: the end either way. */
-            c[i].buf[c[i].len] = '\0';
-            c[i].done_ms = ma_now_ms() - t0;
-            const char *pid = strcasestr(c[i].buf, "\r\nX-Up-Pid: ");
-            c[i].pid = pid != NULL ? (pid_t)atol(pid + 12) : -1;
-            c[i].status = strncmp(c[i].buf, "HTTP/1.1 ", 9) == 0 ? atoi(c[i].buf + 9) : -1;
-            p[i].fd = -1;
-            open_left--;
-        }
-    }
-    free(p);
-    return n - open_left;
-}
-
 /* The pid that logged "block: pid=P", waiting for it up to timeout_ms. */
 static pid_t rs_blocked_pid(int timeout_ms)
 {
+    long pid = -1;
     int ret = up_test_wait_log(ma.log, "block: pid=", timeout_ms);
     cr_assert_eq(ret, 0, "the blocking request never reached the app; log:\n%s", ma_log_text());
-    FILE *f = fopen(ma.log, "re");
-    cr_assert_not_null(f);
-    char line[1024];
-    pid_t pid = -1;
-    while (pid < 0 && fgets(line, sizeof(line), f) != NULL) {
-        const char *at = strstr(line, "block: pid=");
-        pid = at != NULL ? (pid_t)atol(at + 11) : -1;
-    }
-    fclose(f);
-    return pid;
+    ht_file_numbers(ma.log, "block: pid=", &pid, 1);
+    return (pid_t)pid;
 }
 
-BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini = ma_fini)
+BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini = ht_fini)
 {
     char block_req[128];
     struct ma_status before, after;
     pid_t pids[2];
 
     up_test_exclusive_load();
-    rs_raise_nofile(RS_BURST * 2 + 256);
+    ht_raise_nofile(RS_BURST * 2 + 256);
     ma_start(backend, up_test_bin("examples/block.so"), NULL);
     ma_wait_workers(1, 2, &before);
     ma_gen_pids(&before, 1, "ready", pids, 2);
@@ -812,28 +567,28 @@ BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini 
      * channel for RS_BLOCK_MS. */
     snprintf(block_req, sizeof(block_req),
              "GET /block?ms=%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", RS_BLOCK_MS);
-    int bfd = rs_connect(ma.port);
-    rs_send(bfd, block_req, strlen(block_req));
+    int bfd = ht_connect(ma.port);
+    ht_send(bfd, block_req, strlen(block_req));
     pid_t a = rs_blocked_pid(5000);
-    long long blocked_at = ma_now_ms();
+    long long blocked_at = up_test_now_ms();
     cr_assert(a == pids[0] || a == pids[1], "the blocked pid %d is not a worker:\n%s", (int)a,
               before.text);
     pid_t b = a == pids[0] ? pids[1] : pids[0];
 
     /* The burst: each connection sends a whole request at once. */
-    struct rs_client *c = calloc(RS_BURST, sizeof(*c));
-    cr_assert_not_null(c);
-    long long t0 = ma_now_ms();
+    int *fds = calloc(RS_BURST, sizeof(*fds));
+    struct ht_answer *c = calloc(RS_BURST, sizeof(*c));
+    cr_assert(fds != NULL && c != NULL);
+    long long t0 = up_test_now_ms();
     for (int i = 0; i < RS_BURST; i++) {
-        c[i].fd = rs_connect(ma.port);
-        c[i].done_ms = -1;
-        rs_send(c[i].fd, RS_GET_CLOSE, strlen(RS_GET_CLOSE));
+        fds[i] = ht_connect(ma.port);
+        ht_send(fds[i], RS_GET_CLOSE, strlen(RS_GET_CLOSE));
     }
-    long long sent_ms = ma_now_ms() - t0;
+    long long sent_ms = up_test_now_ms() - t0;
     /* What B answers, it answers while A still sleeps. */
     long long a_wakes = blocked_at + RS_BLOCK_MS - t0;
-    int quick = rs_read_all(c, RS_BURST, t0, (int)(a_wakes > 200 ? a_wakes - 200 : 0));
-    int ended = rs_read_all(c, RS_BURST, t0, RS_BLOCK_MS + 10000);
+    int quick = ht_collect(fds, RS_BURST, c, t0, (int)(a_wakes > 200 ? a_wakes - 200 : 0));
+    int ended = ht_collect(fds, RS_BURST, c, t0, RS_BLOCK_MS + 10000);
     struct up_test_resp r = {0};
     int ret = up_test_read_response(bfd, &r, 5000);
     close(bfd);
@@ -847,18 +602,17 @@ BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini 
         ok += c[i].status == 200;
         if (c[i].pid == a) {
             by_a++;
-            a_first = a_first < 0 || c[i].done_ms < a_first ? c[i].done_ms : a_first;
+            a_first = a_first < 0 || c[i].at < a_first ? c[i].at : a_first;
         } else if (c[i].pid == b) {
             by_b++;
-            b_last = c[i].done_ms > b_last ? c[i].done_ms : b_last;
-            b_late += c[i].done_ms > a_wakes;
+            b_last = c[i].at > b_last ? c[i].at : b_last;
+            b_late += c[i].at > a_wakes;
         }
-        last = c[i].done_ms > last ? c[i].done_ms : last;
-        close(c[i].fd);
+        last = c[i].at > last ? c[i].at : last;
+        close(fds[i]);
     }
     ma_status(&after);
-    const char *rr = strstr(after.text, "rerouted=");
-    long rerouted = rr != NULL ? strtol(rr + 9, NULL, 10) : -1;
+    long rerouted = after.rerouted;
     fprintf(
         stderr,
         "[resources] full_channel (%s): %d connections sent in %lld ms while pid %d blocked "
@@ -866,6 +620,7 @@ BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini 
         "pid %d answered %d, last at %lld ms; all %d ended by %lld ms, %d with 200; rerouted=%ld\n",
         backend, RS_BURST, sent_ms, (int)a, RS_BLOCK_MS, quick, (int)a, by_a, a_first, (int)b, by_b,
         b_last, ended, last, ok, rerouted);
+    free(fds);
     free(c);
     cr_assert_eq(ended, RS_BURST, "%d of %d connections got no answer; log:\n%s", RS_BURST - ended,
                  RS_BURST, ma_log_text());
@@ -879,9 +634,9 @@ BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini 
     cr_assert_eq(b_late, 0, "%d of B's answers came after A woke", b_late);
     cr_assert_geq(quick, by_b, "only %d answers came while A slept", quick);
     /* ACKs travel on their own: give the last ones a moment. */
-    long long deadline = ma_now_ms() + 3000;
-    while (after.handed != before.handed + RS_BURST + 1 && ma_now_ms() < deadline) {
-        ma_nap(50);
+    long long deadline = up_test_now_ms() + 3000;
+    while (after.handed != before.handed + RS_BURST + 1 && up_test_now_ms() < deadline) {
+        up_test_nap(50);
         ma_status(&after);
     }
     cr_assert_eq(after.handed, before.handed + RS_BURST + 1, "lost connections?\n%s\nthen\n%s",
@@ -890,43 +645,43 @@ BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini 
 
 /* ---- idle Keep-Alive connections cost the master nothing ---- */
 
-BACKEND_TEST(resources, idle_connections_memory_flat, .timeout = 120, .fini = ma_fini)
+BACKEND_TEST(resources, idle_connections_memory_flat, .timeout = 120, .fini = ht_fini)
 {
-    int n = rs_long() ? RS_IDLE_LONG : RS_IDLE;
+    int n = up_test_long() ? RS_IDLE_LONG : RS_IDLE;
     struct ma_status s;
     pid_t pids[2];
     int wbase[2], wheld[2];
 
     up_test_exclusive_load();
-    rs_raise_nofile((rlim_t)n + 256);
+    ht_raise_nofile((rlim_t)n + 256);
     ma_start(backend, up_test_bin("examples/hello.so"), NULL);
     ma_wait_workers(1, 2, &s);
     ma_gen_pids(&s, 1, "ready", pids, 2);
-    int base = rs_fd_count(ma.pid);
+    int base = proc_fds(ma.pid);
     long rss0 = up_test_status_kib(ma.pid, "VmRSS:");
     for (int i = 0; i < 2; i++) {
-        wbase[i] = rs_fd_count(pids[i]);
+        wbase[i] = proc_fds(pids[i]);
     }
 
     int *fds = calloc((size_t)n, sizeof(*fds));
     cr_assert_not_null(fds);
-    long long t0 = ma_now_ms();
+    long long t0 = up_test_now_ms();
     for (int i = 0; i < n; i++) {
         struct up_test_resp r = {0};
-        fds[i] = rs_connect(ma.port);
-        rs_send(fds[i], RS_GET, strlen(RS_GET));
+        fds[i] = ht_connect(ma.port);
+        ht_send(fds[i], RS_GET, strlen(RS_GET));
         int ret = up_test_read_response(fds[i], &r, UP_TEST_TIMEOUT_MS);
         cr_assert_eq(ret, 0, "connection %d: %s; log:\n%s", i, strerror(-ret), ma_log_text());
         cr_assert_eq(r.status, 200, "connection %d: status %d", i, r.status);
         up_test_resp_free(&r);
     }
-    long long opened = ma_now_ms() - t0;
+    long long opened = up_test_now_ms() - t0;
     /* The master closes its copy of each fd once the worker ACKed it. */
-    int held = rs_wait_fd_count(ma.pid, base, 3000);
+    int held = proc_fds_settled(ma.pid, base, 3000);
     long rss1 = up_test_status_kib(ma.pid, "VmRSS:");
     long hwm = up_test_status_kib(ma.pid, "VmHWM:");
     for (int i = 0; i < 2; i++) {
-        wheld[i] = rs_fd_count(pids[i]);
+        wheld[i] = proc_fds(pids[i]);
     }
     /* Still open: no worker closed an idle connection meanwhile. */
     for (int i = 0; i < n; i++) {
