@@ -541,16 +541,6 @@ BACKEND_TEST(resources, slow_heads_do_not_starve_good_requests, .timeout = 90, .
 
 /* ---- a full channel: route to another worker ---- */
 
-/* The pid that logged "block: pid=P", waiting for it up to timeout_ms. */
-static pid_t rs_blocked_pid(int timeout_ms)
-{
-    long pid = -1;
-    int ret = up_test_wait_log(ma.log, "block: pid=", timeout_ms);
-    cr_assert_eq(ret, 0, "the blocking request never reached the app; log:\n%s", ma_log_text());
-    ht_file_numbers(ma.log, "block: pid=", &pid, 1);
-    return (pid_t)pid;
-}
-
 BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini = ht_fini)
 {
     char block_req[128];
@@ -569,7 +559,7 @@ BACKEND_TEST(resources, full_channel_tries_another_worker, .timeout = 60, .fini 
              "GET /block?ms=%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", RS_BLOCK_MS);
     int bfd = ht_connect(ma.port);
     ht_send(bfd, block_req, strlen(block_req));
-    pid_t a = rs_blocked_pid(5000);
+    pid_t a = (pid_t)ma_log_number("block: pid=", 5000);
     long long blocked_at = up_test_now_ms();
     cr_assert(a == pids[0] || a == pids[1], "the blocked pid %d is not a worker:\n%s", (int)a,
               before.text);

@@ -362,6 +362,21 @@ const char *ma_log_text(void)
     return up_test_file_tail(ma.log);
 }
 
+void ma_wait_log(const char *needle, int timeout_ms)
+{
+    int ret = up_test_wait_log(ma.log, needle, timeout_ms);
+    cr_assert_eq(ret, 0, "no '%s' in the log within %d ms; log:\n%s", needle, timeout_ms,
+                 ma_log_text());
+}
+
+long ma_log_number(const char *key, int timeout_ms)
+{
+    long v = -1;
+    ma_wait_log(key, timeout_ms);
+    ht_file_numbers(ma.log, key, &v, 1);
+    return v;
+}
+
 void ma_signal(int sig)
 {
     cr_assert_eq(kill(ma.pid, sig), 0, "kill(%d, %d): %s", (int)ma.pid, sig, strerror(errno));

@@ -131,6 +131,14 @@ void ma_start(const char *backend, const char *app, const char *const *extra);
 /* The last 6 KiB of the master's log, for failure messages. */
 const char *ma_log_text(void);
 
+/* Wait up to timeout_ms for needle in the master's log, asserting it. */
+void ma_wait_log(const char *needle, int timeout_ms);
+
+/* Wait up to timeout_ms for key in the master's log (asserted), and return
+ * the number right after its first occurrence: "block: pid=" gives the pid
+ * the app named. */
+long ma_log_number(const char *key, int timeout_ms);
+
 /* kill(ma.pid, sig), asserting it was sent. */
 void ma_signal(int sig);
 
