@@ -342,7 +342,7 @@ BACKEND_TEST(storm, long_request_past_deadline, .timeout = 150, .fini = ht_fini)
     cr_assert_eq(r.status, 200, "status %d:\n%s", r.status, r.head);
     cr_assert_str_eq(r.body, "slept 2500 ms\n");
     cr_assert_eq(ht_resp_pid(&r), pid_a, "answered by pid %ld, not the old worker %ld",
-                 ht_resp_pid(&r), pid_a);
+                 (long)ht_resp_pid(&r), pid_a);
     cr_assert_lt(switch_at + 1000, answered_at,
                  "the deadline (before %lld ms) did not pass before the answer (%lld ms): the "
                  "test proves nothing",
