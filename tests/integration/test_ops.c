@@ -1,8 +1,6 @@
 /* Operating up-run: the metrics endpoint and health answer, systemd's
  * readiness protocol, and the pid file. */
-#include <criterion/criterion.h>
-
-#include "../lib/testlib.h"
+#include "../lib/harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,101 +15,28 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static struct {
-    char dir[64];
-    char log[128];
-    pid_t pid;
-    int port;
-    pid_t other; /* a process of another user the test started, or -1 */
-} ops = {.pid = -1, .other = -1};
-
-static void ops_fini(void)
-{
-    if (ops.pid > 0) {
-        up_test_stop(ops.pid, 5000);
-        ops.pid = -1;
-    }
-    if (ops.other > 0) {
-        kill(ops.other, SIGKILL);
-        waitpid(ops.other, NULL, 0);
-        ops.other = -1;
-    }
-    up_test_remove_dir(ops.dir);
-}
-
-/* dir/name in the test's temp dir, made on first use. Static ring, like
- * up_test_bin(). */
-static const char *ops_path(const char *name)
-{
-    static char ring[8][128];
-    static unsigned next;
-    char *buf = ring[next++ % 8];
-    if (ops.dir[0] == '\0') {
-        snprintf(ops.dir, sizeof(ops.dir), "/tmp/up-ops-XXXXXX");
-        cr_assert_not_null(mkdtemp(ops.dir));
-    }
-    snprintf(buf, 128, "%s/%s", ops.dir, name);
-    return buf;
-}
-
-static const char *ops_log(void)
-{
-    return up_test_file_tail(ops.log);
-}
-
-/* Start up-run serving app on a fresh port with extra arguments
- * (NULL-terminated) and env (may be NULL), and wait until it answers. */
+/* Start `up-run -n 2 --backend=BACKEND EXTRA... APP` (up-run's own drain
+ * timeout) with the environment env (may be NULL), and wait until it
+ * serves. */
 static void ops_start_app(const char *backend, const char *app, const char *const extra[],
-                          char *const env[])
+                          const char *const env[])
 {
-    snprintf(ops.log, sizeof(ops.log), "%s", ops_path("stderr"));
-    ops.port = up_test_free_port();
-    char port[16], be[32];
-    snprintf(port, sizeof(port), "%d", ops.port);
+    char be[32];
+    const char *args[8] = {"-n", "2", be};
     snprintf(be, sizeof(be), "--backend=%s", backend);
-    const char *argv[32] = {up_test_bin("up-run"), "-n", "2", "-p", port, "--control",
-                            ops_path("ctl.sock"),  be};
-    int a = 8;
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
-        argv[a++] = extra[i];
+        args[i + 3] = extra[i];
     }
-    argv[a++] = app;
-    argv[a] = NULL;
-    ops.pid = up_test_spawn((char *const *)argv, env, ops.log);
-    cr_assert_gt(ops.pid, 0);
-    cr_assert_eq(up_test_wait_ready(ops.pid, ops.port, 10000), 0, "up-run did not start:\n%s",
-                 ops_log());
-    /* The port accepts at once; a worker is ready when the log says so. */
-    cr_assert_eq(up_test_wait_log(ops.log, "generation 1 serving", 10000), 0,
-                 "no generation serving:\n%s", ops_log());
+    ma.no_defaults = true;
+    for (int i = 0; env != NULL && env[i] != NULL; i++) {
+        ma.env[i] = env[i];
+    }
+    ma_start(backend, app, args);
 }
 
-static void ops_start(const char *backend, const char *const extra[], char *const env[])
+static void ops_start(const char *backend, const char *const extra[], const char *const env[])
 {
     ops_start_app(backend, up_test_bin("examples/hello.so"), extra, env);
-}
-
-/* Run up-run with args (NULL-terminated, without the program) and env (may
- * be NULL) to its end, its stdout and stderr into out (cap bytes). Returns
- * its exit status; one still running after 10 s fails the test. */
-static int ops_run(const char *const args[], char *const env[], char *out, size_t cap)
-{
-    const char *argv[32] = {up_test_bin("up-run")};
-    int a = 1;
-    for (int i = 0; args[i] != NULL && a < 31; i++) {
-        argv[a++] = args[i];
-    }
-    argv[a] = NULL;
-    const char *path = ops_path("run.out");
-    pid_t pid = up_test_spawn((char *const *)argv, env, path);
-    cr_assert_gt(pid, 0, "spawn up-run: %s", strerror(-pid));
-    int status = up_test_wait_exit(pid, 10000);
-    if (status == -ETIMEDOUT) {
-        up_test_stop(pid, 2000);
-    }
-    snprintf(out, cap, "%s", up_test_file_tail(path));
-    cr_assert_geq(status, 0, "up-run %s still runs after 10 s:\n%s", args[0], out);
-    return status;
 }
 
 static void get(int port, const char *path, struct up_test_resp *r)
@@ -119,10 +44,10 @@ static void get(int port, const char *path, struct up_test_resp *r)
     char req[256];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
     int rc = up_test_request(port, req, r);
-    cr_assert_eq(rc, 0, "GET %s on %d: %s\n%s", path, port, strerror(-rc), ops_log());
+    cr_assert_eq(rc, 0, "GET %s on %d: %s\n%s", path, port, strerror(-rc), ma_log_text());
 }
 
-BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ops_fini)
+BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ht_fini)
 {
     int mport = up_test_free_port();
     char maddr[32];
@@ -131,7 +56,7 @@ BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ops_fini)
     ops_start(backend, extra, NULL);
     struct up_test_resp r = {0};
     for (int i = 0; i < 3; i++) {
-        get(ops.port, "/", &r);
+        get(ma.port, "/", &r);
         cr_assert_eq(r.status, 200);
     }
     get(mport, "/metrics", &r);
@@ -172,7 +97,7 @@ static void notify_expect(int fd, const char *want)
     char buf[512] = "";
     for (int i = 0; i < 10; i++) {
         int n = notify_read(fd, buf, sizeof(buf), 10000);
-        cr_assert_gt(n, 0, "no '%s' from up-run: %s\nlog:\n%s", want, strerror(-n), ops_log());
+        cr_assert_gt(n, 0, "no '%s' from up-run: %s\nlog:\n%s", want, strerror(-n), ma_log_text());
         if (strstr(buf, want) != NULL) {
             return;
         }
@@ -180,7 +105,7 @@ static void notify_expect(int fd, const char *want)
     cr_assert_fail("never got '%s'; last: %s", want, buf);
 }
 
-Test(ops, sd_notify_ready_reloading_stopping, .timeout = 30, .fini = ops_fini)
+Test(ops, sd_notify_ready_reloading_stopping, .timeout = 30, .fini = ht_fini)
 {
     char path[128], env[160];
     snprintf(path, sizeof(path), "/tmp/up-notify-%d.sock", (int)getpid());
@@ -190,21 +115,21 @@ Test(ops, sd_notify_ready_reloading_stopping, .timeout = 30, .fini = ops_fini)
     snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", path);
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", path);
-    char *envp[] = {env, NULL};
+    const char *envp[] = {env, NULL};
     ops_start("epoll", NULL, envp);
     notify_expect(fd, "READY=1");
-    kill(ops.pid, SIGUSR2);
+    kill(ma.pid, SIGUSR2);
     notify_expect(fd, "RELOADING=1\nMONOTONIC_USEC=");
     notify_expect(fd, "READY=1");
-    kill(ops.pid, SIGTERM);
+    kill(ma.pid, SIGTERM);
     notify_expect(fd, "STOPPING=1");
-    cr_assert_eq(up_test_wait_exit(ops.pid, 10000), 0, "log:\n%s", ops_log());
-    ops.pid = -1;
+    cr_assert_eq(up_test_wait_exit(ma.pid, 10000), 0, "log:\n%s", ma_log_text());
+    ma.pid = -1;
     close(fd);
     unlink(path);
 }
 
-Test(ops, pidfile_written_and_removed, .timeout = 30, .fini = ops_fini)
+Test(ops, pidfile_written_and_removed, .timeout = 30, .fini = ht_fini)
 {
     char pidfile[128];
     snprintf(pidfile, sizeof(pidfile), "/tmp/up-ops-pid-%d", (int)getpid());
@@ -215,10 +140,10 @@ Test(ops, pidfile_written_and_removed, .timeout = 30, .fini = ops_fini)
     int pid = 0;
     cr_assert_eq(fscanf(f, "%d", &pid), 1);
     fclose(f);
-    cr_assert_eq(pid, ops.pid);
-    int status = up_test_stop(ops.pid, 10000);
-    ops.pid = -1;
-    cr_assert_eq(status, 0, "exit status %d\n%s", status, ops_log());
+    cr_assert_eq(pid, ma.pid);
+    int status = up_test_stop(ma.pid, 10000);
+    ma.pid = -1;
+    cr_assert_eq(status, 0, "exit status %d\n%s", status, ma_log_text());
     cr_assert_neq(access(pidfile, F_OK), 0, "pidfile left behind after a clean stop");
 }
 
@@ -226,7 +151,8 @@ Test(ops, pidfile_written_and_removed, .timeout = 30, .fini = ops_fini)
 
 /* The exit status of `up-run ARGS... hello.so` that is expected to refuse
  * to start, with its output in out. */
-static int ops_start_refused(const char *const args[], char *const env[], char *out, size_t cap)
+static int ops_start_refused(const char *const args[], const char *const env[], char *out,
+                             size_t cap)
 {
     const char *argv[24];
     int a = 0;
@@ -237,7 +163,7 @@ static int ops_start_refused(const char *const args[], char *const env[], char *
     argv[a++] = "1";
     argv[a++] = up_test_bin("examples/hello.so");
     argv[a] = NULL;
-    return ops_run(argv, env, out, cap);
+    return ma_run(argv, env, 10000, out, cap);
 }
 
 /* The default control directory ($XDG_RUNTIME_DIR here; /tmp/up-UID follows
@@ -245,7 +171,7 @@ static int ops_start_refused(const char *const args[], char *const env[], char *
  * mode that lets others in, or a symlink, could hand the socket name to
  * someone else. The master refuses to start and says why; the client
  * refuses to connect. */
-Test(ops, default_control_dir_not_private_is_refused, .timeout = 60, .fini = ops_fini)
+Test(ops, default_control_dir_not_private_is_refused, .timeout = 60, .fini = ht_fini)
 {
     struct {
         const char *name;
@@ -263,7 +189,7 @@ Test(ops, default_control_dir_not_private_is_refused, .timeout = 60, .fini = ops
             continue; /* only root can make a directory another user's */
         }
         char dir[128], env[160], port[16], out[4096];
-        snprintf(dir, sizeof(dir), "%s", ops_path(cases[i].name));
+        snprintf(dir, sizeof(dir), "%s", ht_path(cases[i].name));
         if (cases[i].link) {
             char target[160];
             snprintf(target, sizeof(target), "%s.target", dir);
@@ -278,7 +204,7 @@ Test(ops, default_control_dir_not_private_is_refused, .timeout = 60, .fini = ops
         }
         snprintf(env, sizeof(env), "XDG_RUNTIME_DIR=%s", dir);
         snprintf(port, sizeof(port), "%d", up_test_free_port());
-        char *envp[] = {env, NULL};
+        const char *envp[] = {env, NULL};
         const char *serve[] = {"-p", port, "--backend=epoll", NULL};
         int status = ops_start_refused(serve, envp, out, sizeof(out));
         cr_assert_eq(status, 3, "%s: exit %d, expected 3:\n%s", cases[i].name, status, out);
@@ -290,7 +216,7 @@ Test(ops, default_control_dir_not_private_is_refused, .timeout = 60, .fini = ops
         cr_assert_neq(access(sock, F_OK), 0, "%s: a socket was made in it", cases[i].name);
 
         const char *status_args[] = {"status", "-p", port, NULL};
-        status = ops_run(status_args, envp, out, sizeof(out));
+        status = ma_run(status_args, envp, 10000, out, sizeof(out));
         cr_assert_eq(status, 1, "%s: up-run status exited %d:\n%s", cases[i].name, status, out);
         cr_assert_not_null(strstr(out, cases[i].why), "%s: the client does not say why:\n%s",
                            cases[i].name, out);
@@ -299,22 +225,22 @@ Test(ops, default_control_dir_not_private_is_refused, .timeout = 60, .fini = ops
 
 /* A "master" served by another user at the control path: the client checks
  * the peer's credentials and prints nothing of its answer. */
-Test(ops, client_refuses_a_master_of_another_user, .timeout = 30, .fini = ops_fini)
+Test(ops, client_refuses_a_master_of_another_user, .timeout = 30, .fini = ht_fini)
 {
     up_test_require_root();
     /* A shared directory like /tmp (root's, sticky, writable by all), which
      * an explicit --control may name. */
     char dir[128], sock[160], out[4096];
-    snprintf(dir, sizeof(dir), "%s", ops_path("shared"));
-    cr_assert_eq(chmod(ops.dir, 0711), 0); /* the other user passes through */
+    snprintf(dir, sizeof(dir), "%s", ht_path("shared"));
+    cr_assert_eq(chmod(ht_path(""), 0711), 0); /* the other user passes through */
     cr_assert_eq(mkdir(dir, 0700), 0);
     cr_assert_eq(chmod(dir, 01777), 0);
     snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
     int ready[2];
     cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
-    ops.other = fork();
-    cr_assert_geq(ops.other, 0);
-    if (ops.other == 0) {
+    pid_t other = fork();
+    cr_assert_geq(other, 0);
+    if (other == 0) {
         struct sockaddr_un a = {.sun_family = AF_UNIX};
         snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", sock);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -332,6 +258,7 @@ Test(ops, client_refuses_a_master_of_another_user, .timeout = 30, .fini = ops_fi
             close(c);
         }
     }
+    ht_stop_at_fini(other);
     close(ready[1]);
     char c;
     cr_assert_eq(read(ready[0], &c, 1), 1, "the other user's server did not start");
@@ -339,7 +266,7 @@ Test(ops, client_refuses_a_master_of_another_user, .timeout = 30, .fini = ops_fi
     static const char *const cmds[] = {"status", "reload"};
     for (size_t i = 0; i < 2; i++) {
         const char *args[] = {cmds[i], "--control", sock, NULL};
-        int status = ops_run(args, NULL, out, sizeof(out));
+        int status = ma_run(args, NULL, 10000, out, sizeof(out));
         cr_assert_eq(status, 1, "up-run %s exited %d:\n%s", cmds[i], status, out);
         cr_assert_null(strstr(out, "SECRET"), "up-run %s printed the answer:\n%s", cmds[i], out);
         cr_assert_not_null(strstr(out, "uid 65534"), "up-run %s does not say why:\n%s", cmds[i],
@@ -349,11 +276,11 @@ Test(ops, client_refuses_a_master_of_another_user, .timeout = 30, .fini = ops_fi
 
 /* connect() to a regular file fails with ECONNREFUSED just as to a stale
  * socket: the file must not be taken for one and removed. */
-Test(ops, regular_file_at_a_socket_path_is_left_alone, .timeout = 30, .fini = ops_fini)
+Test(ops, regular_file_at_a_socket_path_is_left_alone, .timeout = 30, .fini = ht_fini)
 {
     char data[128], listen_arg[160], port[16], out[4096];
     static const char precious[] = "someone's data\n";
-    snprintf(data, sizeof(data), "%s", ops_path("data"));
+    snprintf(data, sizeof(data), "%s", ht_path("data"));
     FILE *f = fopen(data, "w");
     cr_assert_not_null(f);
     fputs(precious, f);
@@ -361,7 +288,7 @@ Test(ops, regular_file_at_a_socket_path_is_left_alone, .timeout = 30, .fini = op
     snprintf(listen_arg, sizeof(listen_arg), "unix:%s", data);
     snprintf(port, sizeof(port), "%d", up_test_free_port());
 
-    const char *as_listener[] = {"-l", listen_arg, "--control", ops_path("ctl.sock"), NULL};
+    const char *as_listener[] = {"-l", listen_arg, "--control", ht_path("ctl.sock"), NULL};
     const char *as_control[] = {"-p", port, "--control", data, NULL};
     const char *const *cases[] = {as_listener, as_control};
     for (size_t i = 0; i < 2; i++) {
@@ -374,7 +301,7 @@ Test(ops, regular_file_at_a_socket_path_is_left_alone, .timeout = 30, .fini = op
     }
     cr_assert_not_null(strstr(out, "regular file"), "what is there is not said:\n%s", out);
     const char *client[] = {"status", "--control", data, NULL};
-    cr_assert_eq(ops_run(client, NULL, out, sizeof(out)), 1, "%s", out);
+    cr_assert_eq(ma_run(client, NULL, 10000, out, sizeof(out)), 1, "%s", out);
     cr_assert_not_null(strstr(out, "not a socket"), "%s", out);
     f = fopen(data, "r");
     char text[64] = "";
@@ -399,10 +326,10 @@ static pid_t ops_pidfile_pid(const char *path)
 
 /* A second up-run that fails to start must leave the running master's
  * pidfile alone; only the master it names removes it. */
-Test(ops, second_master_leaves_the_pidfile_alone, .timeout = 60, .fini = ops_fini)
+Test(ops, second_master_leaves_the_pidfile_alone, .timeout = 60, .fini = ht_fini)
 {
     char pidfile[128], port[16], out[4096];
-    snprintf(pidfile, sizeof(pidfile), "%s", ops_path("up.pid"));
+    snprintf(pidfile, sizeof(pidfile), "%s", ht_path("up.pid"));
     /* A stale pidfile (a pid that cannot exist) is replaced. */
     FILE *f = fopen(pidfile, "w");
     cr_assert_not_null(f);
@@ -410,49 +337,49 @@ Test(ops, second_master_leaves_the_pidfile_alone, .timeout = 60, .fini = ops_fin
     fclose(f);
     const char *extra[] = {"--pidfile", pidfile, NULL};
     ops_start("epoll", extra, NULL);
-    cr_assert_eq(ops_pidfile_pid(pidfile), ops.pid, "the stale pidfile was not replaced");
+    cr_assert_eq(ops_pidfile_pid(pidfile), ma.pid, "the stale pidfile was not replaced");
 
     /* The same control socket: it answers, so the second one stops there. */
     snprintf(port, sizeof(port), "%d", up_test_free_port());
-    const char *same_ctl[] = {"-p",        port,    "--control", ops_path("ctl.sock"),
+    const char *same_ctl[] = {"-p",        port,    "--control", ht_path("ctl.sock"),
                               "--pidfile", pidfile, NULL};
     int status = ops_start_refused(same_ctl, NULL, out, sizeof(out));
     cr_assert_eq(status, 3, "exit %d:\n%s", status, out);
-    cr_assert_eq(ops_pidfile_pid(pidfile), ops.pid, "the pidfile changed:\n%s", out);
+    cr_assert_eq(ops_pidfile_pid(pidfile), ma.pid, "the pidfile changed:\n%s", out);
 
     /* Another control socket: the pidfile itself says a master runs. */
-    const char *other_ctl[] = {"-p",        port,    "--control", ops_path("ctl2.sock"),
+    const char *other_ctl[] = {"-p",        port,    "--control", ht_path("ctl2.sock"),
                                "--pidfile", pidfile, NULL};
     status = ops_start_refused(other_ctl, NULL, out, sizeof(out));
     cr_assert_eq(status, 3, "exit %d:\n%s", status, out);
     char names[64];
-    snprintf(names, sizeof(names), "pid=%d", (int)ops.pid);
+    snprintf(names, sizeof(names), "pid=%d", (int)ma.pid);
     cr_assert(strstr(out, pidfile) && strstr(out, names), "no reason given:\n%s", out);
-    cr_assert_eq(ops_pidfile_pid(pidfile), ops.pid, "the pidfile changed:\n%s", out);
+    cr_assert_eq(ops_pidfile_pid(pidfile), ma.pid, "the pidfile changed:\n%s", out);
 
-    status = up_test_stop(ops.pid, 10000);
-    ops.pid = -1;
-    cr_assert_eq(status, 0, "exit status %d\n%s", status, ops_log());
+    status = up_test_stop(ma.pid, 10000);
+    ma.pid = -1;
+    cr_assert_eq(status, 0, "exit status %d\n%s", status, ma_log_text());
     cr_assert_neq(access(pidfile, F_OK), 0, "pidfile left behind after a clean stop");
 }
 
 /* NOTIFY_SOCKET would let app code speak for the service to systemd, and
  * LISTEN_* describe the master's fds: workers see none of them, while the
  * master itself still notifies. */
-Test(ops, workers_do_not_see_systemd_variables, .timeout = 30, .fini = ops_fini)
+Test(ops, workers_do_not_see_systemd_variables, .timeout = 30, .fini = ht_fini)
 {
     char path[128], env[160];
-    snprintf(path, sizeof(path), "%s", ops_path("notify.sock"));
+    snprintf(path, sizeof(path), "%s", ht_path("notify.sock"));
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", path);
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", path);
-    char *envp[] = {env, "LISTEN_FDS=1", "LISTEN_PID=1", "LISTEN_FDNAMES=web", NULL};
+    const char *envp[] = {env, "LISTEN_FDS=1", "LISTEN_PID=1", "LISTEN_FDNAMES=web", NULL};
     ops_start_app("epoll", up_test_bin("examples/env.so"), NULL, envp);
     notify_expect(fd, "READY=1");
     struct up_test_resp r = {0};
-    get(ops.port, "/", &r);
+    get(ma.port, "/", &r);
     cr_assert_eq(r.status, 200);
     static const char *const names[] = {"X-Env-NOTIFY_SOCKET", "X-Env-LISTEN_FDS",
                                         "X-Env-LISTEN_PID", "X-Env-LISTEN_FDNAMES"};
