@@ -5,8 +5,9 @@
  *
  * Each test runs twice through BACKEND_TEST, once per loop back end
  * (UP_BACKEND=io_uring, UP_BACKEND=epoll). Each test process starts at most
- * one worker, kept in `wk` so that the fini stops it by pid even after a
- * failed assertion (and testlib's PDEATHSIG covers a test that times out).
+ * one worker, the harness's `wk`, so that ht_fini() stops it by pid even
+ * after a failed assertion (and testlib's PDEATHSIG covers a test that
+ * times out).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -26,134 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../lib/testlib.h"
-
-#define WK_READY_MS 10000
-#define WK_STOP_MS 5000
-
-struct wk {
-    pid_t pid; /* the worker, or -1 */
-    int port;
-    char dir[64]; /* a temp dir for the log and app copies, or "" */
-    char log[PATH_MAX];
-};
-
-static struct wk wk = {.pid = -1};
-
-static void wk_fini(void)
-{
-
-    if (wk.pid > 0) {
-        up_test_stop(wk.pid, WK_STOP_MS);
-        wk.pid = -1;
-    }
-    up_test_remove_dir(wk.dir);
-}
-
-/* A path in the test's temp dir, created on first use. Static ring buffer,
- * like up_test_bin(). */
-static const char *wk_path(const char *name)
-{
-    static char ring[4][PATH_MAX];
-    static unsigned next;
-    char *buf = ring[next++ % 4];
-
-    if (wk.dir[0] == '\0') {
-        strcpy(wk.dir, "/tmp/up-test-XXXXXX");
-        cr_assert_not_null(mkdtemp(wk.dir), "mkdtemp: %s", strerror(errno));
-    }
-    snprintf(buf, PATH_MAX, "%s/%s", wk.dir, name);
-    return buf;
-}
-
-/* The worker's log, for failure messages (the first 4 KiB). */
-static const char *wk_log_text(void)
-{
-    static char buf[4096];
-    int fd = open(wk.log, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-
-    buf[n > 0 ? n : 0] = '\0';
-    if (fd >= 0) {
-        close(fd);
-    }
-    return buf;
-}
-
-/* Spawn `up-worker --listen 127.0.0.1:PORT app` on a free port with
- * UP_BACKEND=backend and the NULL-terminated "NAME=value" list env (may be
- * NULL). Does not wait. */
-static void wk_spawn(const char *backend, const char *app, const char *const *env)
-{
-    char listen[32];
-    char backend_env[64];
-    char *envp[8] = {backend_env};
-    const char *bin = up_test_bin("up-worker");
-
-    for (size_t i = 0; env != NULL && env[i] != NULL && i + 2 < 8; i++) {
-        envp[i + 1] = (char *)env[i];
-    }
-    wk.port = up_test_free_port();
-    cr_assert_gt(wk.port, 0, "no free port: %s", strerror(-wk.port));
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", wk.port);
-    snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
-    snprintf(wk.log, sizeof(wk.log), "%s", wk_path("worker.log"));
-
-    char *argv[] = {(char *)bin, "--listen", listen, (char *)app, NULL};
-    wk.pid = up_test_spawn(argv, envp, wk.log);
-    cr_assert_gt(wk.pid, 0, "spawn %s: %s", bin, strerror(-wk.pid));
-}
-
-/* Spawn a worker and wait until its port accepts connections. example is
- * relative to the build dir ("examples/hello.so") or an absolute path. */
-static void wk_start(const char *backend, const char *example, const char *const *env)
-{
-    const char *app = example[0] == '/' ? example : up_test_bin(example);
-    int ret;
-
-    wk_spawn(backend, app, env);
-    ret = up_test_wait_ready(wk.pid, wk.port, WK_READY_MS);
-    cr_assert_eq(ret, 0, "up-worker (%s, %s) not listening on %d: %s\nlog:\n%s", backend, app,
-                 wk.port, strerror(-ret), wk_log_text());
-}
-
-static long long wk_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int wk_connect(void)
-{
-    int fd = up_test_connect(wk.port);
-    cr_assert_geq(fd, 0, "connect to %d: %s", wk.port, strerror(-fd));
-    return fd;
-}
-
-static void wk_send(int fd, const char *raw)
-{
-    int ret = up_test_send_all(fd, raw, strlen(raw));
-    cr_assert_eq(ret, 0, "send: %s", strerror(-ret));
-}
-
-static void wk_read(int fd, struct up_test_resp *r)
-{
-    int ret = up_test_read_response(fd, r, UP_TEST_TIMEOUT_MS);
-    cr_assert_eq(ret, 0, "read response: %s\nlog:\n%s", strerror(-ret), wk_log_text());
-}
-
-/* up_test_request() on the worker's port, asserting that it got an answer. */
-static void wk_request(const char *raw, struct up_test_resp *r)
-{
-    int ret = up_test_request(wk.port, raw, r);
-    cr_assert_eq(ret, 0, "request: %s\nlog:\n%s", strerror(-ret), wk_log_text());
-}
+#include "../lib/harness.h"
 
 /* Read a hello response and check it byte for byte. */
 static void wk_read_hello(int fd, struct up_test_resp *r)
 {
-    wk_read(fd, r);
+    ht_read(fd, r, "response");
     cr_assert_eq(r->status, 200, "status %d:\n%s", r->status, r->head);
     cr_assert_eq(r->body_len, 11, "body of %zu bytes: %s", r->body_len, r->body);
     cr_assert_str_eq(r->body, "Hello World");
@@ -172,11 +51,11 @@ static void wk_assert_pid(const struct up_test_resp *r)
 static void wk_expect_400_close(const char *raw)
 {
     char buf[4096];
-    int fd = wk_connect();
+    int fd = ht_connect(wk.port);
     int n;
     int end;
 
-    wk_send(fd, raw);
+    ht_send_str(fd, raw);
     n = up_test_read_until_close(fd, buf, sizeof(buf), 3000);
     end = errno;
     close(fd);
@@ -188,15 +67,15 @@ static void wk_expect_400_close(const char *raw)
 
 /* ---- HTTP/1.1 ---- */
 
-BACKEND_TEST(worker, keep_alive_100_requests, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, keep_alive_100_requests, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     int fd;
 
     wk_start(backend, "examples/hello.so", NULL);
-    fd = wk_connect();
+    fd = ht_connect(wk.port);
     for (int i = 0; i < 100; i++) {
-        wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         wk_read_hello(fd, &r);
         cr_assert_str_eq(up_test_resp_header(&r, "Content-Type"), "text/plain");
     }
@@ -204,14 +83,15 @@ BACKEND_TEST(worker, keep_alive_100_requests, .timeout = 30, .fini = wk_fini)
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, echo_reports_the_request, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, echo_reports_the_request, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     const char *want[] = {"method: POST\n", "target: /x/y?a=1&b=2\n", "path: /x/y\n",
                           "query: a=1&b=2\n", "X-Test: yes\n"};
 
     wk_start(backend, "examples/echo.so", NULL);
-    wk_request("POST /x/y?a=1&b=2 HTTP/1.1\r\nHost: t\r\nX-Test: yes\r\n"
+    ht_request(wk.port,
+               "POST /x/y?a=1&b=2 HTTP/1.1\r\nHost: t\r\nX-Test: yes\r\n"
                "Content-Length: 3\r\n\r\nabc",
                &r);
     cr_assert_eq(r.status, 200);
@@ -225,7 +105,7 @@ BACKEND_TEST(worker, echo_reports_the_request, .timeout = 30, .fini = wk_fini)
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, pipelined_requests_answered_in_order, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, pipelined_requests_answered_in_order, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     char raw[4096];
@@ -244,10 +124,10 @@ BACKEND_TEST(worker, pipelined_requests_answered_in_order, .timeout = 30, .fini 
                              i);
     }
     wk_start(backend, "examples/echo.so", NULL);
-    fd = wk_connect();
-    wk_send(fd, raw);
+    fd = ht_connect(wk.port);
+    ht_send_str(fd, raw);
     for (int i = 0; i < 10; i++) {
-        wk_read(fd, &r);
+        ht_read(fd, &r, "response");
         cr_assert_eq(r.status, 200, "answer %d: status %d", i, r.status);
         snprintf(want, sizeof(want), "path: /p%d\n", i);
         cr_assert_not_null(strstr(r.body, want), "answer %d out of order:\n%s", i, r.body);
@@ -257,7 +137,7 @@ BACKEND_TEST(worker, pipelined_requests_answered_in_order, .timeout = 30, .fini 
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, chunked_upload_echoed_byte_for_byte, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, chunked_upload_echoed_byte_for_byte, .timeout = 30, .fini = ht_fini)
 {
     enum { TOTAL = 100000 };
     static const size_t sizes[] = {1, 4095, 10000, TOTAL - 1 - 4095 - 10000};
@@ -271,18 +151,18 @@ BACKEND_TEST(worker, chunked_upload_echoed_byte_for_byte, .timeout = 30, .fini =
         body[i] = (char)((i * 7 + 3) & 0xff);
     }
     wk_start(backend, "examples/echo.so", NULL);
-    fd = wk_connect();
-    wk_send(fd, "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    fd = ht_connect(wk.port);
+    ht_send_str(fd, "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     /* One write per chunk: the runtime sees the body arrive in pieces. */
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         snprintf(line, sizeof(line), "%zx\r\n", sizes[i]);
-        wk_send(fd, line);
+        ht_send_str(fd, line);
         cr_assert_eq(up_test_send_all(fd, body + off, sizes[i]), 0);
-        wk_send(fd, "\r\n");
+        ht_send_str(fd, "\r\n");
         off += sizes[i];
     }
-    wk_send(fd, "0\r\n\r\n");
-    wk_read(fd, &r);
+    ht_send_str(fd, "0\r\n\r\n");
+    ht_read(fd, &r, "response");
     cr_assert_eq(r.status, 200, "status %d:\n%s", r.status, r.head);
     cr_assert_eq(r.body_len, TOTAL, "echoed %zu bytes of %d", r.body_len, TOTAL);
     cr_assert(memcmp(r.body, body, TOTAL) == 0, "echoed body differs");
@@ -290,18 +170,18 @@ BACKEND_TEST(worker, chunked_upload_echoed_byte_for_byte, .timeout = 30, .fini =
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, head_has_headers_but_no_body, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, head_has_headers_but_no_body, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     int fd;
 
     wk_start(backend, "examples/hello.so", NULL);
-    fd = wk_connect();
+    fd = ht_connect(wk.port);
     /* If the HEAD answer carried a body, the GET's status line would not
      * come right after its head, and the second read would fail. */
-    wk_send(fd, "HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    ht_send_str(fd, "HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
     r.no_body = true;
-    wk_read(fd, &r);
+    ht_read(fd, &r, "response");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(up_test_resp_header(&r, "Content-Length"), "11", "head:\n%s", r.head);
     cr_assert_eq(r.body_len, 0);
@@ -310,7 +190,7 @@ BACKEND_TEST(worker, head_has_headers_but_no_body, .timeout = 30, .fini = wk_fin
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, http10_closes_after_the_answer, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, http10_closes_after_the_answer, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     char buf[256];
@@ -318,8 +198,8 @@ BACKEND_TEST(worker, http10_closes_after_the_answer, .timeout = 30, .fini = wk_f
     int n;
 
     wk_start(backend, "examples/hello.so", NULL);
-    fd = wk_connect();
-    wk_send(fd, "GET / HTTP/1.0\r\n\r\n");
+    fd = ht_connect(wk.port);
+    ht_send_str(fd, "GET / HTTP/1.0\r\n\r\n");
     wk_read_hello(fd, &r);
     n = up_test_read_until_close(fd, buf, sizeof(buf), 2000);
     cr_assert_eq(errno, 0, "expected a clean close (EOF): %s", strerror(errno));
@@ -328,15 +208,15 @@ BACKEND_TEST(worker, http10_closes_after_the_answer, .timeout = 30, .fini = wk_f
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, http10_keep_alive_stays_open, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, http10_keep_alive_stays_open, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     int fd;
 
     wk_start(backend, "examples/hello.so", NULL);
-    fd = wk_connect();
+    fd = ht_connect(wk.port);
     for (int i = 0; i < 3; i++) {
-        wk_send(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        ht_send_str(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         wk_read_hello(fd, &r);
         /* An HTTP/1.0 client keeps the connection only if told so, and
          * cannot read chunked: the answer needs both headers. */
@@ -348,43 +228,43 @@ BACKEND_TEST(worker, http10_keep_alive_stays_open, .timeout = 30, .fini = wk_fin
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, expect_100_continue, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, expect_100_continue, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     static const char interim[] = "HTTP/1.1 100 Continue\r\n";
     int fd;
 
     wk_start(backend, "examples/echo.so", NULL);
-    fd = wk_connect();
-    wk_send(fd, "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                "Expect: 100-continue\r\n\r\n");
+    fd = ht_connect(wk.port);
+    ht_send_str(fd, "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                    "Expect: 100-continue\r\n\r\n");
     /* The body is held back until the 100 arrives, as a real client does
      * (up to a timeout that this read stands for). */
-    wk_read(fd, &r);
+    ht_read(fd, &r, "response");
     cr_assert_eq(r.status, 100, "expected the interim 100 first:\n%s", r.head);
     cr_assert(strncmp(r.head, interim, sizeof(interim) - 1) == 0, "head:\n%s", r.head);
-    wk_send(fd, "hello");
-    wk_read(fd, &r);
+    ht_send_str(fd, "hello");
+    ht_read(fd, &r, "response");
     cr_assert_eq(r.status, 200, "head:\n%s", r.head);
     cr_assert_str_eq(r.body, "hello");
     close(fd);
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, garbage_gets_400_and_close, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, garbage_gets_400_and_close, .timeout = 30, .fini = ht_fini)
 {
     wk_start(backend, "examples/hello.so", NULL);
     wk_expect_400_close("\x16\x03\x01\x02\x00 this is not http\r\n\r\n");
 }
 
-BACKEND_TEST(worker, smuggling_cl_and_te_rejected, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, smuggling_cl_and_te_rejected, .timeout = 30, .fini = ht_fini)
 {
     wk_start(backend, "examples/echo.so", NULL);
     wk_expect_400_close("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
                         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
 }
 
-BACKEND_TEST(worker, smuggling_two_content_lengths_rejected, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, smuggling_two_content_lengths_rejected, .timeout = 30, .fini = ht_fini)
 {
     wk_start(backend, "examples/echo.so", NULL);
     wk_expect_400_close("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
@@ -395,7 +275,7 @@ BACKEND_TEST(worker, smuggling_two_content_lengths_rejected, .timeout = 30, .fin
 
 static const char *const small_limit_env[] = {"UP_BODY_LIMIT=1024", NULL};
 
-BACKEND_TEST(worker, body_at_the_limit_accepted, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, body_at_the_limit_accepted, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     char raw[2048];
@@ -405,25 +285,25 @@ BACKEND_TEST(worker, body_at_the_limit_accepted, .timeout = 30, .fini = wk_fini)
     memset(raw + n, 'x', 1024);
     raw[n + 1024] = '\0';
     wk_start(backend, "examples/echo.so", small_limit_env);
-    wk_request(raw, &r);
+    ht_request(wk.port, raw, &r);
     cr_assert_eq(r.status, 200, "head:\n%s", r.head);
     cr_assert_eq(r.body_len, 1024);
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, content_length_over_limit_413, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, content_length_over_limit_413, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
 
     wk_start(backend, "examples/echo.so", small_limit_env);
     /* Only the head is sent: the 413 must come from Content-Length alone,
      * without waiting for a body the client has not sent. */
-    wk_request("POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n", &r);
+    ht_request(wk.port, "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n", &r);
     cr_assert_eq(r.status, 413, "head:\n%s", r.head);
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, chunked_over_limit_413, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, chunked_over_limit_413, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     char raw[4096];
@@ -433,12 +313,12 @@ BACKEND_TEST(worker, chunked_over_limit_413, .timeout = 30, .fini = wk_fini)
     memset(raw + n, 'x', 2000);
     snprintf(raw + n + 2000, sizeof(raw) - (size_t)n - 2000, "\r\n0\r\n\r\n");
     wk_start(backend, "examples/echo.so", small_limit_env);
-    wk_request(raw, &r);
+    ht_request(wk.port, raw, &r);
     cr_assert_eq(r.status, 413, "head:\n%s", r.head);
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, idle_keep_alive_closed_cleanly, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, idle_keep_alive_closed_cleanly, .timeout = 30, .fini = ht_fini)
 {
     static const char *const env[] = {"UP_IDLE_TIMEOUT=300ms", NULL};
     struct up_test_resp r = {0};
@@ -446,13 +326,13 @@ BACKEND_TEST(worker, idle_keep_alive_closed_cleanly, .timeout = 30, .fini = wk_f
     int fd;
 
     wk_start(backend, "examples/hello.so", env);
-    fd = wk_connect();
-    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    fd = ht_connect(wk.port);
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     wk_read_hello(fd, &r);
-    long long t0 = wk_now_ms();
+    long long t0 = up_test_now_ms();
     int n = up_test_read_until_close(fd, buf, sizeof(buf), 2000);
     int end = errno;
-    long long waited = wk_now_ms() - t0;
+    long long waited = up_test_now_ms() - t0;
     cr_assert_eq(end, 0, "idle connection not closed cleanly within 2 s: %s", strerror(end));
     cr_assert_eq(n, 0, "%d unexpected bytes: %s", n, buf);
     cr_assert_geq(waited, 150, "closed after %lld ms, before the 300 ms idle timeout", waited);
@@ -462,12 +342,12 @@ BACKEND_TEST(worker, idle_keep_alive_closed_cleanly, .timeout = 30, .fini = wk_f
 
 /* ---- deferred and streamed responses ---- */
 
-BACKEND_TEST(worker, streamed_response_arrives_complete, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, streamed_response_arrives_complete, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
 
     wk_start(backend, "examples/slow.so", NULL);
-    wk_request("GET /stream?chunks=5&ms=50 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ht_request(wk.port, "GET /stream?chunks=5&ms=50 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     cr_assert_eq(r.status, 200, "head:\n%s", r.head);
     cr_assert(r.chunked, "a streamed HTTP/1.1 answer should be chunked:\n%s", r.head);
     cr_assert_str_eq(r.body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
@@ -475,24 +355,24 @@ BACKEND_TEST(worker, streamed_response_arrives_complete, .timeout = 30, .fini = 
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, deferred_responses_do_not_block, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, deferred_responses_do_not_block, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     int fd[2];
 
     wk_start(backend, "examples/slow.so", NULL);
-    long long t0 = wk_now_ms();
+    long long t0 = up_test_now_ms();
     for (int i = 0; i < 2; i++) {
-        fd[i] = wk_connect();
-        wk_send(fd[i], "GET /?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
+        fd[i] = ht_connect(wk.port);
+        ht_send_str(fd[i], "GET /?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n");
     }
     for (int i = 0; i < 2; i++) {
-        wk_read(fd[i], &r);
+        ht_read(fd[i], &r, "response");
         cr_assert_eq(r.status, 200, "head:\n%s", r.head);
         cr_assert_str_eq(r.body, "slept 500 ms\n");
         close(fd[i]);
     }
-    long long took = wk_now_ms() - t0;
+    long long took = up_test_now_ms() - t0;
     /* Served one after the other, the two would take 1000 ms. */
     cr_assert_lt(took, 900, "two 500 ms waits took %lld ms: the worker blocked", took);
     up_test_resp_free(&r);
@@ -567,8 +447,8 @@ static void wk_push_unread(int fd, const char *buf, size_t len, long long deadli
 {
     long long next_sample = 0;
 
-    *p = (struct wk_push){.last_ms = wk_now_ms(), .end_ms = -1, .end = ETIMEDOUT};
-    for (long long now = wk_now_ms(); now < deadline; now = wk_now_ms()) {
+    *p = (struct wk_push){.last_ms = up_test_now_ms(), .end_ms = -1, .end = ETIMEDOUT};
+    for (long long now = up_test_now_ms(); now < deadline; now = up_test_now_ms()) {
         if (now >= next_sample) {
             long kib = up_test_status_kib(wk.pid, "VmRSS:");
             p->peak_kib = kib > p->peak_kib ? kib : p->peak_kib;
@@ -576,7 +456,7 @@ static void wk_push_unread(int fd, const char *buf, size_t len, long long deadli
         }
         long went = wk_send_some(fd, buf, len, &p->sent);
         if (went > 0) {
-            p->last_ms = wk_now_ms();
+            p->last_ms = up_test_now_ms();
             continue;
         }
         struct pollfd pf = {.fd = fd, .events = p->sent < len ? POLLOUT : 0};
@@ -589,12 +469,12 @@ static void wk_push_unread(int fd, const char *buf, size_t len, long long deadli
             (void)getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen);
         }
         p->end = err != 0 ? err : EPIPE;
-        p->end_ms = wk_now_ms();
+        p->end_ms = up_test_now_ms();
         return;
     }
 }
 
-BACKEND_TEST(worker, unread_answers_bounded_then_send_timeout, .timeout = 60, .fini = wk_fini)
+BACKEND_TEST(worker, unread_answers_bounded_then_send_timeout, .timeout = 60, .fini = ht_fini)
 {
     static const char *const env[] = {"UP_SEND_TIMEOUT=2s", "UP_IDLE_TIMEOUT=30s",
                                       "UP_READ_TIMEOUT=30s", NULL};
@@ -611,12 +491,12 @@ BACKEND_TEST(worker, unread_answers_bounded_then_send_timeout, .timeout = 60, .f
     }
     wk_start(backend, "examples/hello.so", env);
     long rss0 = up_test_status_kib(wk.pid, "VmRSS:");
-    int fd = wk_connect();
+    int fd = ht_connect(wk.port);
     /* 20 MiB of requests ask for ~80 MiB of answers, which this client
      * never reads: the worker must stop taking requests rather than queue
      * the answers, and reset the connection once it stays stuck for the
      * send timeout. */
-    wk_push_unread(fd, buf, len, wk_now_ms() + 20000, &p);
+    wk_push_unread(fd, buf, len, up_test_now_ms() + 20000, &p);
     long hwm = up_test_status_kib(wk.pid, "VmHWM:");
     long peak = hwm > p.peak_kib ? hwm : p.peak_kib;
     long long waited = p.end_ms - p.last_ms;
@@ -641,15 +521,15 @@ BACKEND_TEST(worker, unread_answers_bounded_then_send_timeout, .timeout = 60, .f
                      peak - rss0);
     }
     /* The reset went through the normal close: the worker holds nothing. */
-    long long t0 = wk_now_ms();
-    int status = up_test_stop(wk.pid, WK_STOP_MS);
-    long long took = wk_now_ms() - t0;
+    long long t0 = up_test_now_ms();
+    int status = up_test_stop(wk.pid, HT_STOP_MS);
+    long long took = up_test_now_ms() - t0;
     wk.pid = -1;
     cr_assert_eq(status, 0, "exit status %d after SIGTERM\nlog:\n%s", status, wk_log_text());
     cr_assert_lt(took, 2000, "SIGTERM with no connection held took %lld ms", took);
 }
 
-BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 60, .fini = wk_fini)
+BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 60, .fini = ht_fini)
 {
     enum { N = 2000, BODY = 4096 };
     static const char head[] = "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n";
@@ -668,21 +548,21 @@ BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 6
         memcpy(body, want, (size_t)snprintf(want, sizeof(want), "request %05zu ", i));
     }
     wk_start(backend, "examples/echo.so", NULL);
-    int fd = wk_connect();
+    int fd = ht_connect(wk.port);
 
     /* First send without reading, until neither our sending nor our
      * receive queue moves for 300 ms: the ~8 MiB of answers are more than
      * the socket buffers hold (tcp_wmem caps the worker's at 4 MiB here),
      * so the worker has then stopped taking requests, answers queued. */
-    long long deadline = wk_now_ms() + 20000;
-    long long quiet = wk_now_ms();
+    long long deadline = up_test_now_ms() + 20000;
+    long long quiet = up_test_now_ms();
     int inq = -1;
-    while (wk_now_ms() < deadline && wk_now_ms() - quiet < 300) {
+    while (up_test_now_ms() < deadline && up_test_now_ms() - quiet < 300) {
         long went = wk_send_some(fd, buf, len, &sent);
         cr_assert_geq(went, 0, "send: %s", strerror((int)-went));
         int q = wk_inq(fd);
         if (went > 0 || q != inq) {
-            quiet = wk_now_ms();
+            quiet = up_test_now_ms();
             inq = q;
         }
         struct pollfd pf = {.fd = fd, .events = sent < len ? POLLOUT : 0};
@@ -696,10 +576,10 @@ BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 6
             long went = wk_send_some(fd, buf, len, &sent);
             cr_assert_geq(went, 0, "send: %s", strerror((int)-went));
             struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            cr_assert(wk_now_ms() < deadline, "request %zu not taken in time", i);
+            cr_assert(up_test_now_ms() < deadline, "request %zu not taken in time", i);
             (void)poll(&pf, 1, 20);
         }
-        wk_read(fd, &r);
+        ht_read(fd, &r, "response");
         cr_assert_eq(r.status, 200, "answer %zu: status %d", i, r.status);
         cr_assert_eq(r.body_len, BODY, "answer %zu: %zu bytes", i, r.body_len);
         const char *body = buf + i * one + sizeof(head) - 1;
@@ -715,7 +595,7 @@ BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 6
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(worker, slow_reader_of_a_stream_is_not_reset, .timeout = 60, .fini = wk_fini)
+BACKEND_TEST(worker, slow_reader_of_a_stream_is_not_reset, .timeout = 60, .fini = ht_fini)
 {
     static const char *const env[] = {"UP_SEND_TIMEOUT=2s", NULL};
     enum { CHUNKS = 400, SIZE = 16384, SLOW_MS = 6000 };
@@ -730,28 +610,28 @@ BACKEND_TEST(worker, slow_reader_of_a_stream_is_not_reset, .timeout = 60, .fini 
     cr_assert_not_null(got);
     wk_start(backend, "examples/slow.so", env);
     int fd = wk_connect_buffers(4096, 0);
-    wk_send(fd, req);
+    ht_send_str(fd, req);
 
     /* 1 KiB every 50 ms for three send timeouts: slow, but progress. */
-    long long t0 = wk_now_ms();
-    while (wk_now_ms() - t0 < SLOW_MS) {
+    long long t0 = up_test_now_ms();
+    while (up_test_now_ms() - t0 < SLOW_MS) {
         (void)poll(NULL, 0, 50);
         ssize_t n = recv(fd, got + len, 1024, MSG_DONTWAIT);
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             continue;
         }
         cr_assert_gt(n, 0, "the slow reader was cut after %lld ms, %zu bytes read: %s\nlog:\n%s",
-                     wk_now_ms() - t0, len, n == 0 ? "EOF" : strerror(errno), wk_log_text());
+                     up_test_now_ms() - t0, len, n == 0 ? "EOF" : strerror(errno), wk_log_text());
         len += (size_t)n;
     }
     size_t slow_len = len;
 
     /* Then the rest at full speed: the whole stream arrives. */
     static const char end[] = "\r\n0\r\n\r\n";
-    long long deadline = wk_now_ms() + 20000;
+    long long deadline = up_test_now_ms() + 20000;
     while (len < sizeof(end) - 1 || memcmp(got + len - (sizeof(end) - 1), end, sizeof(end) - 1)) {
         struct pollfd pf = {.fd = fd, .events = POLLIN};
-        cr_assert(wk_now_ms() < deadline, "stream not complete in time: %zu bytes", len);
+        cr_assert(up_test_now_ms() < deadline, "stream not complete in time: %zu bytes", len);
         cr_assert(len < cap, "more than %zu bytes", cap);
         (void)poll(&pf, 1, 100);
         ssize_t n = recv(fd, got + len, cap - len, MSG_DONTWAIT);
@@ -772,7 +652,7 @@ BACKEND_TEST(worker, slow_reader_of_a_stream_is_not_reset, .timeout = 60, .fini 
 }
 
 BACKEND_TEST(worker, stalled_stream_reset_lets_a_draining_worker_exit, .timeout = 60,
-             .fini = wk_fini)
+             .fini = ht_fini)
 {
     static const char *const env[] = {"UP_SEND_TIMEOUT=2s", "UP_DRAIN_TIMEOUT=30s", NULL};
     char buf[4096];
@@ -780,15 +660,15 @@ BACKEND_TEST(worker, stalled_stream_reset_lets_a_draining_worker_exit, .timeout 
     wk_start(backend, "examples/slow.so", env);
     int fd = wk_connect_buffers(4096, 0);
     /* 1.5 GiB if nothing held it back: endless for this test. */
-    wk_send(fd, "GET /stream?chunks=100000&ms=0&size=16384 HTTP/1.1\r\nHost: t\r\n\r\n");
-    long long deadline = wk_now_ms() + 10000;
-    long long quiet = wk_now_ms();
+    ht_send_str(fd, "GET /stream?chunks=100000&ms=0&size=16384 HTTP/1.1\r\nHost: t\r\n\r\n");
+    long long deadline = up_test_now_ms() + 10000;
+    long long quiet = up_test_now_ms();
     int inq = -1;
-    while (wk_now_ms() - quiet < 300) {
-        cr_assert(wk_now_ms() < deadline, "the stream never filled the receive queue");
+    while (up_test_now_ms() - quiet < 300) {
+        cr_assert(up_test_now_ms() < deadline, "the stream never filled the receive queue");
         int q = wk_inq(fd);
         if (q != inq) {
-            quiet = wk_now_ms();
+            quiet = up_test_now_ms();
             inq = q;
         }
         (void)poll(NULL, 0, 20);
@@ -798,10 +678,10 @@ BACKEND_TEST(worker, stalled_stream_reset_lets_a_draining_worker_exit, .timeout 
      * timeout resets it, the app sees -1 from up_res_pending() and ends
      * the stream, and the worker, holding nothing, exits long before its
      * drain timeout. */
-    long long t0 = wk_now_ms();
+    long long t0 = up_test_now_ms();
     cr_assert_eq(kill(wk.pid, SIGTERM), 0);
     int status = up_test_wait_exit(wk.pid, 15000);
-    long long took = wk_now_ms() - t0;
+    long long took = up_test_now_ms() - t0;
     if (status != -ETIMEDOUT) {
         wk.pid = -1;
     }
@@ -847,25 +727,25 @@ static void wk_expect_load_failure(const char *backend, const char *app, const c
     cr_assert(found, "the log does not say why (%s):\n%s", needles, wk_log_text());
 }
 
-BACKEND_TEST(worker, load_missing_symbol_fails, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, load_missing_symbol_fails, .timeout = 30, .fini = ht_fini)
 {
     wk_expect_load_failure(backend, up_test_bin("examples/no_symbol.so"), "up_app", false);
 }
 
-BACKEND_TEST(worker, load_init_failure_fails, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, load_init_failure_fails, .timeout = 30, .fini = ht_fini)
 {
     wk_expect_load_failure(backend, up_test_bin("examples/fail_init.so"), "init", false);
 }
 
-BACKEND_TEST(worker, load_missing_file_fails, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, load_missing_file_fails, .timeout = 30, .fini = ht_fini)
 {
-    wk_expect_load_failure(backend, wk_path("does-not-exist.so"), "does-not-exist.so", false);
+    wk_expect_load_failure(backend, ht_path("does-not-exist.so"), "does-not-exist.so", false);
 }
 
-BACKEND_TEST(worker, load_not_an_elf_fails, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, load_not_an_elf_fails, .timeout = 30, .fini = ht_fini)
 {
     static const char text[] = "this is not an ELF file, just text\n";
-    const char *path = wk_path("not-elf.so");
+    const char *path = ht_path("not-elf.so");
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 
     cr_assert_geq(fd, 0);
@@ -874,12 +754,12 @@ BACKEND_TEST(worker, load_not_an_elf_fails, .timeout = 30, .fini = wk_fini)
     wk_expect_load_failure(backend, path, "not-elf.so", false);
 }
 
-BACKEND_TEST(worker, load_bad_abi_fails, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, load_bad_abi_fails, .timeout = 30, .fini = ht_fini)
 {
     wk_expect_load_failure(backend, up_test_bin("examples/bad_abi.so"), "999|abi|ABI", false);
 }
 
-BACKEND_TEST(worker, load_crash_in_init_fails, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, load_crash_in_init_fails, .timeout = 30, .fini = ht_fini)
 {
     wk_expect_load_failure(backend, up_test_bin("examples/crash_init.so"), "", true);
 }
@@ -894,34 +774,13 @@ static void wk_overwrite(const char *path, const void *data, size_t len)
     close(fd);
 }
 
-/* Read the whole file at path into a malloc'd buffer. */
-static char *wk_slurp(const char *path, size_t *ret_len)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    ssize_t n;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
-    do {
-        char *b = realloc(buf, len + 65536);
-        cr_assert_not_null(b);
-        buf = b;
-        n = read(fd, buf + len, 65536);
-        len += n > 0 ? (size_t)n : 0;
-    } while (n > 0);
-    close(fd);
-    *ret_len = len;
-    return buf;
-}
-
-BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     char garbage[8192];
     size_t len;
-    char *hello = wk_slurp(up_test_bin("examples/hello.so"), &len);
-    const char *app = wk_path("app.so");
+    char *hello = ht_file_text(up_test_bin("examples/hello.so"), &len);
+    const char *app = ht_path("app.so");
     int fd;
 
     fd = open(app, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
@@ -930,26 +789,26 @@ BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini 
     wk_overwrite(app, hello, len);
     free(hello);
     wk_start(backend, app, NULL);
-    fd = wk_connect();
-    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    fd = ht_connect(wk.port);
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     wk_read_hello(fd, &r);
 
     /* Other code, then no code at all: the worker runs what it loaded. */
-    char *echo = wk_slurp(up_test_bin("examples/echo.so"), &len);
+    char *echo = ht_file_text(up_test_bin("examples/echo.so"), &len);
     wk_overwrite(app, echo, len);
     free(echo);
-    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     wk_read_hello(fd, &r);
     cr_assert_null(up_test_resp_header(&r, "X-Up-Pid"), "echo's code answered:\n%s", r.head);
     memset(garbage, 0x5a, sizeof(garbage));
     wk_overwrite(app, garbage, sizeof(garbage));
     for (int i = 0; i < 3; i++) {
-        int fd2 = wk_connect();
-        wk_send(fd2, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        int fd2 = ht_connect(wk.port);
+        ht_send_str(fd2, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         wk_read_hello(fd2, &r);
         close(fd2);
     }
-    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     wk_read_hello(fd, &r);
     cr_assert(up_test_alive(wk.pid), "the worker died:\n%s", wk_log_text());
     close(fd);
@@ -958,19 +817,19 @@ BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini 
 
 /* ---- stopping ---- */
 
-BACKEND_TEST(worker, sigterm_closes_idle_keep_alive_cleanly, .timeout = 30, .fini = wk_fini)
+BACKEND_TEST(worker, sigterm_closes_idle_keep_alive_cleanly, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
     char buf[256];
     int fd;
 
     wk_start(backend, "examples/hello.so", NULL);
-    fd = wk_connect();
-    wk_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    fd = ht_connect(wk.port);
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     wk_read_hello(fd, &r);
-    long long t0 = wk_now_ms();
-    int status = up_test_stop(wk.pid, WK_STOP_MS);
-    long long took = wk_now_ms() - t0;
+    long long t0 = up_test_now_ms();
+    int status = up_test_stop(wk.pid, HT_STOP_MS);
+    long long took = up_test_now_ms() - t0;
     wk.pid = -1;
     cr_assert_eq(status, 0, "up-worker exit status %d after SIGTERM\nlog:\n%s", status,
                  wk_log_text());
@@ -996,8 +855,8 @@ static void wk_sigterm_case(const char *backend, int conns, bool close_first, bo
     int fds[64];
     wk_start(backend, "examples/hello.so", env);
     for (int i = 0; i < conns; i++) {
-        fds[i] = wk_connect();
-        wk_send(fds[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        fds[i] = ht_connect(wk.port);
+        ht_send_str(fds[i], "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         wk_read_hello(fds[i], &r);
     }
     if (close_first) {
@@ -1005,7 +864,7 @@ static void wk_sigterm_case(const char *backend, int conns, bool close_first, bo
             close(fds[i]);
         }
     }
-    long long t0 = wk_now_ms();
+    long long t0 = up_test_now_ms();
     cr_assert_eq(kill(wk.pid, SIGTERM), 0);
     if (twice) {
         kill(wk.pid, SIGTERM);
@@ -1026,7 +885,7 @@ static void wk_sigterm_case(const char *backend, int conns, bool close_first, bo
         }
     }
     int status = up_test_wait_exit(wk.pid, 5000);
-    long long took = wk_now_ms() - t0;
+    long long took = up_test_now_ms() - t0;
     if (status != -ETIMEDOUT) {
         wk.pid = -1;
     }
@@ -1037,7 +896,7 @@ static void wk_sigterm_case(const char *backend, int conns, bool close_first, bo
     fprintf(stderr, "[worker] sigterm (%s, %s): exit 0 after %lld ms\n", backend, what, took);
 }
 
-BACKEND_TEST(worker, sigterm_exits_whatever_the_order, .timeout = 60, .fini = wk_fini)
+BACKEND_TEST(worker, sigterm_exits_whatever_the_order, .timeout = 60, .fini = ht_fini)
 {
     wk_sigterm_case(backend, 0, false, false, false, "no connection");
     wk_sigterm_case(backend, 20, true, false, false, "closes, then the signal");

@@ -898,6 +898,12 @@ void ht_send_str(int fd, const char *s)
     ht_send(fd, s, strlen(s));
 }
 
+void ht_request(int port, const char *raw, struct up_test_resp *r)
+{
+    int ret = up_test_request(port, raw, r);
+    cr_assert_eq(ret, 0, "request to %d: %s; log:\n%s", port, strerror(-ret), ht_server_log());
+}
+
 void ht_read(int fd, struct up_test_resp *r, const char *what)
 {
     int ret = up_test_read_response(fd, r, UP_TEST_TIMEOUT_MS);

@@ -338,6 +338,10 @@ void ht_client_close(int fd);
 void ht_send(int fd, const void *buf, size_t len);
 void ht_send_str(int fd, const char *s);
 
+/* up_test_request() (a new connection to port, raw sent, one response
+ * read, closed), asserting that a whole response (any status) came. */
+void ht_request(int port, const char *raw, struct up_test_resp *r);
+
 /* Read one response on fd within UP_TEST_TIMEOUT_MS, asserting it came
  * whole (any status); what names it in the message. */
 void ht_read(int fd, struct up_test_resp *r, const char *what);
