@@ -81,22 +81,32 @@ pid_t proc_ppid(pid_t pid)
     return proc_stat(pid, NULL, &ppid, NULL) ? ppid : -1;
 }
 
-int proc_fds(pid_t pid)
+/* The sum of fn(dir, name, arg) over the entries of the directory dir but
+ * "." and ".." (fn NULL: 1 each), or -1 if dir cannot be read. */
+static int proc_dir_sum(const char *dir, int (*fn)(const char *dir, const char *name, void *arg),
+                        void *arg)
 {
-    char path[64];
+    DIR *d = opendir(dir); /* owned */
     struct dirent *e;
     int n = 0;
 
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path); /* owned */
     if (d == NULL) {
         return -1;
     }
     while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            n += fn != NULL ? fn(dir, e->d_name, arg) : 1;
+        }
     }
     closedir(d);
     return n;
+}
+
+int proc_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    return proc_dir_sum(path, NULL, NULL);
 }
 
 int proc_fds_settled(pid_t pid, int want, int timeout_ms)
@@ -153,34 +163,44 @@ long long proc_boottime_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* What proc_scan() looks for, and what it found. */
+struct proc_filter {
+    pid_t ppid; /* > 0: children of it */
+    pid_t pgrp; /* > 0: members of it */
+    bool zombies;
+    pid_t *pids;
+    int cap;
+    int n;
+};
+
+/* /proc/NAME, if NAME is a process the filter takes: 1, stored. */
+static int proc_scan_one(const char *dir, const char *name, void *arg)
+{
+    struct proc_filter *f = arg;
+    pid_t pid = (pid_t)atol(name);
+    char state;
+    pid_t pp, pg;
+
+    (void)dir;
+    if (pid <= 0 || !proc_stat(pid, &state, &pp, &pg) ||
+        (!f->zombies && (state == 'Z' || state == 'X')) ||
+        !((f->ppid > 0 && pp == f->ppid) || (f->pgrp > 0 && pg == f->pgrp))) {
+        return 0;
+    }
+    if (f->n < f->cap) {
+        f->pids[f->n] = pid;
+    }
+    f->n++;
+    return 1;
+}
+
 /* Every process whose stat says ppid (ppid > 0) or pgrp (pgrp > 0), zombies
  * only if zombies is true, into pids[0..cap). Returns how many. */
 static int proc_scan(pid_t ppid, pid_t pgrp, bool zombies, pid_t *pids, int cap)
 {
-    DIR *d = opendir("/proc"); /* owned */
-    struct dirent *e;
-    int n = 0;
-
-    if (d == NULL) {
-        return 0;
-    }
-    while ((e = readdir(d)) != NULL) {
-        pid_t pid = (pid_t)atol(e->d_name);
-        char state;
-        pid_t pp, pg;
-        if (pid <= 0 || !proc_stat(pid, &state, &pp, &pg) ||
-            (!zombies && (state == 'Z' || state == 'X'))) {
-            continue;
-        }
-        if ((ppid > 0 && pp == ppid) || (pgrp > 0 && pg == pgrp)) {
-            if (n < cap) {
-                pids[n] = pid;
-            }
-            n++;
-        }
-    }
-    closedir(d);
-    return n;
+    struct proc_filter f = {ppid, pgrp, zombies, pids, cap, 0};
+    proc_dir_sum("/proc", proc_scan_one, &f);
+    return f.n;
 }
 
 int proc_children(pid_t pid, bool zombies, pid_t *pids, int cap)
@@ -230,37 +250,31 @@ void proc_desc(const pid_t *pids, int n, char *buf, size_t cap)
     }
 }
 
-int proc_tasks_of(uid_t uid)
+/* 1 if the task dir/name runs as *(uid_t *)arg. */
+static int proc_task_of(const char *dir, const char *name, void *arg)
 {
-    DIR *d = opendir("/proc"); /* owned */
-    struct dirent *e;
-    int n = 0;
+    char path[PATH_MAX + 300];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &st) == 0 && st.st_uid == *(uid_t *)arg;
+}
 
-    if (d == NULL) {
+/* The tasks of process /proc/NAME that run as *(uid_t *)arg. */
+static int proc_tasks_in(const char *dir, const char *name, void *arg)
+{
+    char path[PATH_MAX];
+    if (name[0] < '1' || name[0] > '9') {
         return 0;
     }
-    while ((e = readdir(d)) != NULL) {
-        char path[PATH_MAX];
-        struct dirent *te;
-        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
-            continue;
-        }
-        snprintf(path, sizeof(path), "/proc/%s/task", e->d_name);
-        DIR *t = opendir(path); /* owned */
-        while (t != NULL && (te = readdir(t)) != NULL) {
-            char tpath[PATH_MAX + 300];
-            struct stat st;
-            snprintf(tpath, sizeof(tpath), "%s/%s", path, te->d_name);
-            if (te->d_name[0] != '.' && stat(tpath, &st) == 0 && st.st_uid == uid) {
-                n++;
-            }
-        }
-        if (t != NULL) {
-            closedir(t);
-        }
-    }
-    closedir(d);
-    return n;
+    snprintf(path, sizeof(path), "%s/%s/task", dir, name);
+    int n = proc_dir_sum(path, proc_task_of, arg);
+    return n > 0 ? n : 0;
+}
+
+int proc_tasks_of(uid_t uid)
+{
+    int n = proc_dir_sum("/proc", proc_tasks_in, &uid);
+    return n > 0 ? n : 0;
 }
 
 long long proc_wait_gone(const pid_t *pids, int n, int timeout_ms)
