@@ -16,10 +16,10 @@
 #include <unistd.h>
 
 /* Start `up-run -n 2 --backend=BACKEND EXTRA... APP` (up-run's own drain
- * timeout) with the environment env (may be NULL), and wait until it
- * serves. */
-static void ops_start_app(const char *backend, const char *app, const char *const extra[],
-                          const char *const env[])
+ * timeout; app NULL: hello.so) with the environment env (may be NULL),
+ * and wait until it serves. */
+static void ops_start(const char *backend, const char *app, const char *const extra[],
+                      const char *const env[])
 {
     char be[32];
     const char *args[8] = {"-n", "2", be};
@@ -27,24 +27,11 @@ static void ops_start_app(const char *backend, const char *app, const char *cons
     for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
         args[i + 3] = extra[i];
     }
-    ma.no_defaults = true;
     for (int i = 0; env != NULL && env[i] != NULL; i++) {
         ma.env[i] = env[i];
     }
-    ma_start(backend, app, args);
-}
-
-static void ops_start(const char *backend, const char *const extra[], const char *const env[])
-{
-    ops_start_app(backend, up_test_bin("examples/hello.so"), extra, env);
-}
-
-static void get(int port, const char *path, struct up_test_resp *r)
-{
-    char req[256];
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
-    int rc = up_test_request(port, req, r);
-    cr_assert_eq(rc, 0, "GET %s on %d: %s\n%s", path, port, strerror(-rc), ma_log_text());
+    ma.no_defaults = true;
+    ma_start(backend, app != NULL ? app : up_test_bin("examples/hello.so"), args);
 }
 
 BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ht_fini)
@@ -53,13 +40,13 @@ BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ht_fini)
     char maddr[32];
     snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", mport);
     const char *extra[] = {"--metrics", maddr, NULL};
-    ops_start(backend, extra, NULL);
+    ops_start(backend, NULL, extra, NULL);
     struct up_test_resp r = {0};
     for (int i = 0; i < 3; i++) {
-        get(ma.port, "/", &r);
+        ht_fetch(ma.port, "/", &r);
         cr_assert_eq(r.status, 200);
     }
-    get(mport, "/metrics", &r);
+    ht_fetch(mport, "/metrics", &r);
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "# TYPE up_connections_handed_total counter"), "%s", r.body);
     /* The readiness probe's connections count too: at least our three. */
@@ -68,36 +55,25 @@ BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ht_fini)
     cr_assert_geq(atoi(h + strlen("\nup_connections_handed_total ")), 3, "%s", r.body);
     cr_assert(strstr(r.body, "\nup_workers_ready 2\n"), "%s", r.body);
     cr_assert(strstr(r.body, "\nup_generation 1\n"), "%s", r.body);
-    get(mport, "/healthz", &r);
+    ht_fetch(mport, "/healthz", &r);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "ok\n");
-    get(mport, "/nothing", &r);
+    ht_fetch(mport, "/nothing", &r);
     cr_assert_eq(r.status, 404);
     up_test_resp_free(&r);
 }
 
-/* Read one datagram from the notify socket within timeout_ms into buf. */
-static int notify_read(int fd, char *buf, size_t cap, int timeout_ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) != 1) {
-        return -ETIMEDOUT;
-    }
-    ssize_t n = recv(fd, buf, cap - 1, 0);
-    if (n < 0) {
-        return -errno;
-    }
-    buf[n] = '\0';
-    return (int)n;
-}
-
-/* Wait for a datagram containing want, skipping others (STATUS= updates). */
+/* Wait for a datagram on the notify socket fd that holds want, skipping
+ * others (STATUS= updates), each within 10 s. */
 static void notify_expect(int fd, const char *want)
 {
     char buf[512] = "";
     for (int i = 0; i < 10; i++) {
-        int n = notify_read(fd, buf, sizeof(buf), 10000);
-        cr_assert_gt(n, 0, "no '%s' from up-run: %s\nlog:\n%s", want, strerror(-n), ma_log_text());
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 10000), 1, "no '%s' from up-run\nlog:\n%s", want, ma_log_text());
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        cr_assert_gt(n, 0, "no '%s' from up-run: %s", want, strerror(errno));
+        buf[n] = '\0';
         if (strstr(buf, want) != NULL) {
             return;
         }
@@ -116,7 +92,7 @@ Test(ops, sd_notify_ready_reloading_stopping, .timeout = 30, .fini = ht_fini)
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", path);
     const char *envp[] = {env, NULL};
-    ops_start("epoll", NULL, envp);
+    ops_start("epoll", NULL, NULL, envp);
     notify_expect(fd, "READY=1");
     kill(ma.pid, SIGUSR2);
     notify_expect(fd, "RELOADING=1\nMONOTONIC_USEC=");
@@ -134,7 +110,7 @@ Test(ops, pidfile_written_and_removed, .timeout = 30, .fini = ht_fini)
     char pidfile[128];
     snprintf(pidfile, sizeof(pidfile), "/tmp/up-ops-pid-%d", (int)getpid());
     const char *extra[] = {"--pidfile", pidfile, NULL};
-    ops_start("epoll", extra, NULL);
+    ops_start("epoll", NULL, extra, NULL);
     FILE *f = fopen(pidfile, "r");
     cr_assert_not_null(f, "no pidfile %s", pidfile);
     int pid = 0;
@@ -336,7 +312,7 @@ Test(ops, second_master_leaves_the_pidfile_alone, .timeout = 60, .fini = ht_fini
     fputs("999999999\n", f);
     fclose(f);
     const char *extra[] = {"--pidfile", pidfile, NULL};
-    ops_start("epoll", extra, NULL);
+    ops_start("epoll", NULL, extra, NULL);
     cr_assert_eq(ops_pidfile_pid(pidfile), ma.pid, "the stale pidfile was not replaced");
 
     /* The same control socket: it answers, so the second one stops there. */
@@ -376,10 +352,10 @@ Test(ops, workers_do_not_see_systemd_variables, .timeout = 30, .fini = ht_fini)
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", path);
     const char *envp[] = {env, "LISTEN_FDS=1", "LISTEN_PID=1", "LISTEN_FDNAMES=web", NULL};
-    ops_start_app("epoll", up_test_bin("examples/env.so"), NULL, envp);
+    ops_start("epoll", up_test_bin("examples/env.so"), NULL, envp);
     notify_expect(fd, "READY=1");
     struct up_test_resp r = {0};
-    get(ma.port, "/", &r);
+    ht_fetch(ma.port, "/", &r);
     cr_assert_eq(r.status, 200);
     static const char *const names[] = {"X-Env-NOTIFY_SOCKET", "X-Env-LISTEN_FDS",
                                         "X-Env-LISTEN_PID", "X-Env-LISTEN_FDNAMES"};

@@ -184,14 +184,12 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     cr_assert_eq(kill(worker, SIGKILL), 0);
 
     /* Degraded, and says so. */
-    char health[128];
-    snprintf(health, sizeof(health), "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
     struct up_test_resp r = {0};
     long long tk = up_test_now_ms();
     do {
         up_test_resp_free(&r);
         up_test_nap(50);
-        cr_assert_eq(up_test_request(mport, health, &r), 0);
+        ht_fetch(mport, "/healthz", &r);
     } while (r.status != 503 && up_test_now_ms() - tk < 5000);
     cr_assert_eq(r.status, 503, "/healthz %d with no worker:\n%s", r.status, r.body);
     cr_assert_not_null(strstr(r.body, "no ready worker"), "%s", r.body);
@@ -226,7 +224,7 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     } while (status != 200 && up_test_now_ms() - t1 < 15000);
     long long back = up_test_now_ms() - t1;
     cr_assert_eq(status, 200, "no worker 15 s after fork works again; log:\n%s", ma_log_text());
-    cr_assert_eq(up_test_request(mport, health, &r), 0);
+    ht_fetch(mport, "/healthz", &r);
     cr_assert_eq(r.status, 200, "/healthz %d after recovery: %s", r.status, r.body);
     up_test_resp_free(&r);
     cr_assert_eq(up_test_file_contains(ma.log, "healthy again"), 1, "log:\n%s", ma_log_text());

@@ -28,29 +28,6 @@
 
 #define ST_MAX_PIDS 256
 
-/* The body echo.so gives to up-load's keep-alive GET of target: the same
- * request bytes, sent once here, so that up-load can check every answer
- * byte for byte with --expect-body. */
-static char *st_learn_get_body(const char *target)
-{
-    char req[512];
-    struct up_test_resp r = {0};
-    int fd = ht_client(ma.port);
-
-    snprintf(req, sizeof(req),
-             "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: up-load\r\n\r\n", target,
-             ma.port);
-    ht_send_str(fd, req);
-    ht_read(fd, &r, "the GET to learn its body");
-    cr_assert_eq(r.status, 200, "status %d:\n%s", r.status, r.head);
-    cr_assert_not_null(strstr(r.body, "method: GET"), "not echo's answer:\n%s", r.body);
-    ht_client_close(fd);
-    char *body = strdup(r.body);
-    cr_assert_not_null(body);
-    up_test_resp_free(&r);
-    return body;
-}
-
 /* ==== suite long: 20 s of SIGUSR2 every 50 ms ==== */
 
 #define ST_N 2
@@ -73,7 +50,7 @@ static void st_long_storm(const char *backend, const char *timeout)
 
     ma.no_defaults = true; /* up-run's own -t when timeout is NULL */
     ma_start(backend, up_test_bin("examples/echo.so"), args);
-    char *get_body = st_learn_get_body("/storm?get");
+    char *get_body = ld_echo_body("/storm?get");
     int fds_before = proc_fds_settled(ma.pid, -1, 5000);
     long rss_before = up_test_status_kib(ma.pid, "VmRSS:");
 
@@ -368,7 +345,7 @@ BACKEND_TEST(storm, keepalive_close_race, .timeout = 150, .fini = ht_fini)
     char label[64];
 
     ma_start(backend, up_test_bin("examples/echo.so"), args);
-    char *body = st_learn_get_body("/race");
+    char *body = ld_echo_body("/race");
     const char *const load[] = {"--keepalive", "32",    "--fresh",       "0",  "--seconds", "5",
                                 "--path",      "/race", "--expect-body", body, NULL};
     int fds_before = proc_fds_settled(ma.pid, -1, 5000);
@@ -407,33 +384,25 @@ static int st_held[ST_HELD];
 static unsigned st_held_gen[ST_HELD]; /* the generation of its first answer */
 static int st_nheld;
 
-static void st_held_get(int fd, struct up_test_resp *r, const char *what)
-{
-    ht_get(fd, r, what);
-    cr_assert_not_null(strstr(r->body, "method: GET"), "%s: not echo's answer:\n%s", what, r->body);
-}
-
-/* Open one more held connection and make one request on it. */
-static void st_hold_one(void)
+/* Open one more held connection and make one request on it: before the
+ * storm (i < 0), then before every 5th reload i until there are ST_HELD. */
+static void st_hold(int reload)
 {
     struct up_test_resp r = {0};
     char what[64];
     int i = st_nheld;
 
+    if (reload >= 0 && (reload % 5 != 4 || i == ST_HELD)) {
+        return;
+    }
     cr_assert_lt(i, ST_HELD);
     st_held[i] = ht_client(ma.port);
     snprintf(what, sizeof(what), "held connection %d, first request", i);
-    st_held_get(st_held[i], &r, what);
+    ht_get(st_held[i], &r, what);
+    cr_assert_not_null(strstr(r.body, "method: GET"), "%s: not echo's answer:\n%s", what, r.body);
     st_held_gen[i] = ht_resp_gen(&r);
     st_nheld++;
     up_test_resp_free(&r);
-}
-
-static void st_hold_every_5th(int i)
-{
-    if (i % 5 == 4 && st_nheld < ST_HELD) {
-        st_hold_one();
-    }
 }
 
 BACKEND_TEST(storm, process_cap, .timeout = 150, .fini = ht_fini)
@@ -450,11 +419,11 @@ BACKEND_TEST(storm, process_cap, .timeout = 150, .fini = ht_fini)
     ma_start(backend, up_test_bin("examples/echo.so"), args);
     st_nheld = 0;
     for (int i = 0; i < ST_HELD_BEFORE; i++) {
-        st_hold_one();
+        st_hold(-1);
     }
     ma_sampler_start(20);
     long long last_boot = 0;
-    int reloads = ma_reload_storm(50, 3000, st_hold_every_5th, &last_boot);
+    int reloads = ma_reload_storm(50, 3000, st_hold, &last_boot);
     long long last_mono = up_test_now_ms();
     cr_assert_eq(st_nheld, ST_HELD, "only %d held connections", st_nheld);
 
@@ -490,7 +459,9 @@ BACKEND_TEST(storm, process_cap, .timeout = 150, .fini = ht_fini)
     unsigned gens_seen[ST_HELD];
     for (int i = 0; i < ST_HELD; i++) {
         snprintf(what, sizeof(what), "held connection %d after the storm", i);
-        st_held_get(st_held[i], &r, what);
+        ht_get(st_held[i], &r, what);
+        cr_assert_not_null(strstr(r.body, "method: GET"), "%s: not echo's answer:\n%s", what,
+                           r.body);
         gens_seen[i] = ht_resp_gen(&r);
     }
     const struct ma_sampler *s = ma_sampler_stop();

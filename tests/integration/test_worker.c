@@ -380,56 +380,6 @@ BACKEND_TEST(worker, deferred_responses_do_not_block, .timeout = 30, .fini = ht_
 
 /* ---- back-pressure and the send timeout ---- */
 
-/* Connect to the worker with the client's socket buffers set first (0
- * leaves one as the kernel sizes it): only before connect() do they size
- * the TCP window. A small receive buffer makes a slow reader's progress
- * visible to the worker often: on loopback the MSS is 64 KiB, and with a
- * default buffer the window opens again only after 64 KiB were read. */
-static int wk_connect_buffers(int rcvbuf, int sndbuf)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)wk.port)};
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert(rcvbuf == 0 || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
-    cr_assert(sndbuf == 0 || setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
-    cr_assert_eq(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect to %d: %s", wk.port,
-                 strerror(errno));
-    return fd;
-}
-
-/* Send what the kernel takes of buf[*sent..len) now, without blocking.
- * Returns how many bytes went, or -errno when the connection failed. */
-static long wk_send_some(int fd, const char *buf, size_t len, size_t *sent)
-{
-    long went = 0;
-    while (*sent < len) {
-        ssize_t n = send(fd, buf + *sent, len - *sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-            *sent += (size_t)n;
-            went += n;
-        } else if (n == -1 && errno == EINTR) {
-            continue;
-        } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            break;
-        } else {
-            return -errno;
-        }
-    }
-    return went;
-}
-
-/* Bytes waiting in fd's receive queue. */
-static int wk_inq(int fd)
-{
-    int n = 0;
-    cr_assert_eq(ioctl(fd, FIONREAD, &n), 0, "FIONREAD: %s", strerror(errno));
-    return n;
-}
-
 /* What a client that never reads saw. */
 struct wk_push {
     size_t sent;       /* bytes the kernel took */
@@ -454,7 +404,7 @@ static void wk_push_unread(int fd, const char *buf, size_t len, long long deadli
             p->peak_kib = kib > p->peak_kib ? kib : p->peak_kib;
             next_sample = now + 20;
         }
-        long went = wk_send_some(fd, buf, len, &p->sent);
+        long went = ht_send_some(fd, buf, len, &p->sent);
         if (went > 0) {
             p->last_ms = up_test_now_ms();
             continue;
@@ -558,9 +508,9 @@ BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 6
     long long quiet = up_test_now_ms();
     int inq = -1;
     while (up_test_now_ms() < deadline && up_test_now_ms() - quiet < 300) {
-        long went = wk_send_some(fd, buf, len, &sent);
+        long went = ht_send_some(fd, buf, len, &sent);
         cr_assert_geq(went, 0, "send: %s", strerror((int)-went));
-        int q = wk_inq(fd);
+        int q = ht_inq(fd);
         if (went > 0 || q != inq) {
             quiet = up_test_now_ms();
             inq = q;
@@ -573,7 +523,7 @@ BACKEND_TEST(worker, pipelined_2000_in_order_through_back_pressure, .timeout = 6
     /* Then read every answer in order, sending the rest as it is taken. */
     for (size_t i = 0; i < N; i++) {
         while (sent < (i + 1) * one) {
-            long went = wk_send_some(fd, buf, len, &sent);
+            long went = ht_send_some(fd, buf, len, &sent);
             cr_assert_geq(went, 0, "send: %s", strerror((int)-went));
             struct pollfd pf = {.fd = fd, .events = POLLOUT};
             cr_assert(up_test_now_ms() < deadline, "request %zu not taken in time", i);
@@ -609,7 +559,10 @@ BACKEND_TEST(worker, slow_reader_of_a_stream_is_not_reset, .timeout = 60, .fini 
 
     cr_assert_not_null(got);
     wk_start(backend, "examples/slow.so", env);
-    int fd = wk_connect_buffers(4096, 0);
+    /* A small receive buffer makes a slow reader's progress visible to the
+     * worker often: on loopback the MSS is 64 KiB, and with a default
+     * buffer the window opens again only after 64 KiB were read. */
+    int fd = ht_connect_bufs(wk.port, 4096, 0);
     ht_send_str(fd, req);
 
     /* 1 KiB every 50 ms for three send timeouts: slow, but progress. */
@@ -658,7 +611,7 @@ BACKEND_TEST(worker, stalled_stream_reset_lets_a_draining_worker_exit, .timeout 
     char buf[4096];
 
     wk_start(backend, "examples/slow.so", env);
-    int fd = wk_connect_buffers(4096, 0);
+    int fd = ht_connect_bufs(wk.port, 4096, 0);
     /* 1.5 GiB if nothing held it back: endless for this test. */
     ht_send_str(fd, "GET /stream?chunks=100000&ms=0&size=16384 HTTP/1.1\r\nHost: t\r\n\r\n");
     long long deadline = up_test_now_ms() + 10000;
@@ -666,7 +619,7 @@ BACKEND_TEST(worker, stalled_stream_reset_lets_a_draining_worker_exit, .timeout 
     int inq = -1;
     while (up_test_now_ms() - quiet < 300) {
         cr_assert(up_test_now_ms() < deadline, "the stream never filled the receive queue");
-        int q = wk_inq(fd);
+        int q = ht_inq(fd);
         if (q != inq) {
             quiet = up_test_now_ms();
             inq = q;
@@ -764,16 +717,6 @@ BACKEND_TEST(worker, load_crash_in_init_fails, .timeout = 30, .fini = ht_fini)
     wk_expect_load_failure(backend, up_test_bin("examples/crash_init.so"), "", true);
 }
 
-/* Replace the contents of path in place (same inode), as a careless `cp`
- * over a running app does. */
-static void wk_overwrite(const char *path, const void *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
-    cr_assert_eq(write(fd, data, len), (ssize_t)len, "write %s: %s", path, strerror(errno));
-    close(fd);
-}
-
 BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
@@ -786,7 +729,7 @@ BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini 
     fd = open(app, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
     cr_assert_geq(fd, 0);
     close(fd);
-    wk_overwrite(app, hello, len);
+    ht_overwrite(app, hello, len);
     free(hello);
     wk_start(backend, app, NULL);
     fd = ht_connect(wk.port);
@@ -795,13 +738,13 @@ BACKEND_TEST(worker, app_rewritten_in_place_keeps_serving, .timeout = 30, .fini 
 
     /* Other code, then no code at all: the worker runs what it loaded. */
     char *echo = ht_file_text(up_test_bin("examples/echo.so"), &len);
-    wk_overwrite(app, echo, len);
+    ht_overwrite(app, echo, len);
     free(echo);
     ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     wk_read_hello(fd, &r);
     cr_assert_null(up_test_resp_header(&r, "X-Up-Pid"), "echo's code answered:\n%s", r.head);
     memset(garbage, 0x5a, sizeof(garbage));
-    wk_overwrite(app, garbage, sizeof(garbage));
+    ht_overwrite(app, garbage, sizeof(garbage));
     for (int i = 0; i < 3; i++) {
         int fd2 = ht_connect(wk.port);
         ht_send_str(fd2, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");

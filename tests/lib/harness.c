@@ -12,6 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,6 +39,8 @@ static struct {
     pid_t owned[HT_MAX_OWNED];   /* ht_stop_at_fini()'s pids */
     int nowned;
     pid_t load[LD_MAX]; /* up-load, or 0 */
+    bool log_rd_open;
+    int log_rd; /* owned when log_rd_open: the read end of ma.log_stuck's FIFO */
     char load_out[LD_MAX][PATH_MAX];
     /* The sampler thread and its figures. */
     pthread_t sampler_tid;
@@ -84,6 +91,10 @@ void ht_fini(void)
     }
     if (wk.pid > 0) {
         up_test_stop(wk.pid, HT_STOP_MS);
+    }
+    /* After the master: it must not need a reader to stop. */
+    if (ht.log_rd_open) {
+        close(ht.log_rd);
     }
     for (int i = 0; i < ht.nowned; i++) {
         if (up_test_alive(ht.owned[i])) {
@@ -163,6 +174,14 @@ char *ht_file_text(const char *path, size_t *ret_len)
         *ret_len = len;
     }
     return buf;
+}
+
+void ht_overwrite(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    cr_assert_eq(write(fd, data, len), (ssize_t)len, "write %s: %s", path, strerror(errno));
+    close(fd);
 }
 
 int ht_file_lines(const char *path, ...)
@@ -263,6 +282,42 @@ static bool ht_env_has(const char *const *env, const char *a)
     return false;
 }
 
+/* Make ma.log a FIFO, and hold its read end (non-blocking, read only by
+ * ma_log_read()): with a reader open, the spawn's open for writing does
+ * not wait. */
+static void ma_log_fifo(void)
+{
+    cr_assert_eq(mkfifo(ma.log, 0600), 0, "mkfifo %s: %s", ma.log, strerror(errno));
+    ht.log_rd = open(ma.log, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    cr_assert_geq(ht.log_rd, 0, "open %s: %s", ma.log, strerror(errno));
+    ht.log_rd_open = true;
+}
+
+int ma_log_read(const char *needle, int timeout_ms)
+{
+    long long deadline = up_test_now_ms() + timeout_ms;
+    int out = open(ma.log, O_WRONLY | O_APPEND | O_CLOEXEC);
+    char buf[65536];
+    int ret = -ETIMEDOUT;
+
+    cr_assert(ht.log_rd_open, "ma_log_read() without ma.log_stuck");
+    cr_assert_geq(out, 0, "open %s: %s", ma.log, strerror(errno));
+    while (up_test_now_ms() < deadline) {
+        struct pollfd p = {.fd = ht.log_rd, .events = POLLIN};
+        ssize_t n;
+        poll(&p, 1, 50);
+        while ((n = read(ht.log_rd, buf, sizeof(buf))) > 0) {
+            cr_assert_eq(write(out, buf, (size_t)n), n, "write %s: %s", ma.log, strerror(errno));
+        }
+        if (up_test_file_contains(ma.log, needle) == 1) {
+            ret = 0;
+            break;
+        }
+    }
+    close(out);
+    return ret;
+}
+
 void ma_spawn(const char *backend, const char *app, const char *const *extra)
 {
     char port[16];
@@ -281,6 +336,9 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     snprintf(tmpdir_env, sizeof(tmpdir_env), "TMPDIR=%s", ht_path(""));
     snprintf(ma.log, sizeof(ma.log), "%s", ht_path("master.log"));
     snprintf(ma.ctl, sizeof(ma.ctl), "%s", ht_path("ctl.sock"));
+    if (ma.log_stuck) {
+        ma_log_fifo();
+    }
     for (int i = 0; i < 8 && ma.env[i] != NULL; i++) {
         envp[e++] = (char *)ma.env[i];
     }
@@ -312,6 +370,13 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     argv[n] = NULL;
     ma.pid = up_test_spawn(argv, envp, ma.log);
     cr_assert_gt(ma.pid, 0, "spawn up-run: %s", strerror(-ma.pid));
+    if (ma.log_stuck) {
+        /* What the FIFO gave so far, for ma_log_text() and the waits. */
+        snprintf(ma.log, sizeof(ma.log), "%s", ht_path("master.read"));
+        int fd = open(ma.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        cr_assert_geq(fd, 0, "open %s: %s", ma.log, strerror(errno));
+        close(fd);
+    }
 }
 
 /* HT_PROBE on a new connection, answered within timeout_ms: 0 or -errno. */
@@ -408,6 +473,22 @@ int ma_fresh(const char *target, struct up_test_resp *r)
     char req[512];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", target);
     return up_test_request(ma.port, req, r);
+}
+
+long long ma_requests(int n, const char *raw)
+{
+    long long slowest = 0;
+    for (int i = 0; i < n; i++) {
+        struct up_test_resp r = {0};
+        long long t0 = up_test_now_ms();
+        int ret = up_test_request(ma.port, raw, &r);
+        long long took = up_test_now_ms() - t0;
+        cr_assert(ret == 0 && r.status == 200, "request %d of %d: %s, status %d; log:\n%s", i + 1,
+                  n, ret < 0 ? strerror(-ret) : "answered", r.status, ma_log_text());
+        slowest = took > slowest ? took : slowest;
+        up_test_resp_free(&r);
+    }
+    return slowest;
 }
 
 void ma_get(struct up_test_resp *r)
@@ -835,6 +916,26 @@ void ld_report(const char *tag, const char *what, const struct ld_result *res)
     cr_expect_eq(res->ok, res->requests, "%s: %s", what, res->line);
 }
 
+char *ld_echo_body(const char *target)
+{
+    char req[512];
+    struct up_test_resp r = {0};
+    int fd = ht_client(ma.port);
+
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: up-load\r\n\r\n", target,
+             ma.port);
+    ht_send_str(fd, req);
+    ht_read(fd, &r, "the GET to learn its body");
+    cr_assert_eq(r.status, 200, "status %d:\n%s", r.status, r.head);
+    cr_assert_not_null(strstr(r.body, "method: GET"), "not echo's answer:\n%s", r.body);
+    ht_client_close(fd);
+    char *body = strdup(r.body);
+    cr_assert_not_null(body);
+    up_test_resp_free(&r);
+    return body;
+}
+
 /* ---- clients ---- */
 
 int ht_connect(int port)
@@ -902,6 +1003,57 @@ void ht_request(int port, const char *raw, struct up_test_resp *r)
 {
     int ret = up_test_request(port, raw, r);
     cr_assert_eq(ret, 0, "request to %d: %s; log:\n%s", port, strerror(-ret), ht_server_log());
+}
+
+void ht_fetch(int port, const char *target, struct up_test_resp *r)
+{
+    char req[512];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", target);
+    int ret = up_test_request(port, req, r);
+    cr_assert_eq(ret, 0, "GET %s on %d: %s; log:\n%s", target, port, strerror(-ret),
+                 ht_server_log());
+}
+
+int ht_connect_bufs(int port, int rcvbuf, int sndbuf)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(rcvbuf == 0 || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
+    cr_assert(sndbuf == 0 || setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+    cr_assert_eq(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect to %d: %s", port,
+                 strerror(errno));
+    return fd;
+}
+
+long ht_send_some(int fd, const char *buf, size_t len, size_t *sent)
+{
+    long went = 0;
+    while (*sent < len) {
+        ssize_t n = send(fd, buf + *sent, len - *sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            *sent += (size_t)n;
+            went += n;
+        } else if (n == -1 && errno == EINTR) {
+            continue;
+        } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else {
+            return -errno;
+        }
+    }
+    return went;
+}
+
+int ht_inq(int fd)
+{
+    int n = 0;
+    cr_assert_eq(ioctl(fd, FIONREAD, &n), 0, "FIONREAD: %s", strerror(errno));
+    return n;
 }
 
 void ht_read(int fd, struct up_test_resp *r, const char *what)

@@ -68,6 +68,10 @@ const char *ht_app(const char *example);
  * it); *ret_len (may be NULL) gets its length. Asserts it can be read. */
 char *ht_file_text(const char *path, size_t *ret_len);
 
+/* Replace the contents of the file at path in place (same inode, as a
+ * careless `cp` over a running app does) with data[0..len), asserting it. */
+void ht_overwrite(const char *path, const void *data, size_t len);
+
 /* How many lines of the file at path hold every one of the needles (a
  * NULL-terminated list of C strings after path). */
 int ht_file_lines(const char *path, ...);
@@ -107,6 +111,12 @@ struct ma {
     /* Set before ma_spawn(): leave out the default -n 2 -t 1s, so that
      * up-run's own defaults (or the extra arguments) hold. */
     bool no_defaults;
+    /* Set before ma_spawn(): up-run's stdout and stderr go to a FIFO
+     * (DIR/master.log) that nobody reads, as when a log shipper stopped,
+     * until ma_log_read() reads it; ma.log then names DIR/master.read, the
+     * copy of what was read. ht_fini() stops the master before it closes
+     * the FIFO. */
+    bool log_stuck;
 };
 
 extern struct ma ma;
@@ -131,6 +141,10 @@ void ma_start(const char *backend, const char *app, const char *const *extra);
 /* The last 6 KiB of the master's log, for failure messages. */
 const char *ma_log_text(void);
 
+/* With ma.log_stuck: read what waits in the FIFO into the copy (ma.log)
+ * until the copy holds needle. Returns 0, or -ETIMEDOUT after timeout_ms. */
+int ma_log_read(const char *needle, int timeout_ms);
+
 /* Wait up to timeout_ms for needle in the master's log, asserting it. */
 void ma_wait_log(const char *needle, int timeout_ms);
 
@@ -152,6 +166,11 @@ int ma_reload_storm(int period_ms, int total_ms, void (*between)(int i),
 /* GET target on a new connection (Connection: close). Returns 0 with the
  * answer in r, or -errno (see up_test_request()); does not assert. */
 int ma_fresh(const char *target, struct up_test_resp *r);
+
+/* n requests of raw (a whole request, Connection: close), each on a new
+ * connection, each asserted to get a 200 within UP_TEST_TIMEOUT_MS.
+ * Returns the slowest, in ms. */
+long long ma_requests(int n, const char *raw);
 
 /* GET / on a new connection, asserting that an answer (any status) came. */
 void ma_get(struct up_test_resp *r);
@@ -317,6 +336,12 @@ void ld_finish(int i, int timeout_ms, struct ld_result *res);
  * test's checks on the master, so that one run shows all that went wrong. */
 void ld_report(const char *tag, const char *what, const struct ld_result *res);
 
+/* The body echo.so answers up-load's keep-alive GET of target: the same
+ * request bytes up-load sends, sent once here on the master's port, so
+ * that up-load can check every answer byte for byte (--expect-body).
+ * malloc'd; the caller frees it. */
+char *ld_echo_body(const char *target);
+
 /* ---- clients ---- */
 
 /* Connect to 127.0.0.1:port (up_test_connect()), asserting it. The caller
@@ -341,6 +366,23 @@ void ht_send_str(int fd, const char *s);
 /* up_test_request() (a new connection to port, raw sent, one response
  * read, closed), asserting that a whole response (any status) came. */
 void ht_request(int port, const char *raw, struct up_test_resp *r);
+
+/* ht_request() of GET target (Connection: close): a master's /metrics,
+ * /healthz on its metrics port. */
+void ht_fetch(int port, const char *target, struct up_test_resp *r);
+
+/* Connect to 127.0.0.1:port with the socket buffers set first (0 leaves
+ * one as the kernel sizes it; only before connect() do they size the TCP
+ * window) and TCP_NODELAY; blocking, no timeouts. Asserts it. */
+int ht_connect_bufs(int port, int rcvbuf, int sndbuf);
+
+/* Send what the kernel takes of buf[*sent..len) now, without blocking,
+ * moving *sent on. Returns how many bytes went, or -errno when the
+ * connection failed. */
+long ht_send_some(int fd, const char *buf, size_t len, size_t *sent);
+
+/* How many bytes wait in fd's receive queue (FIONREAD), asserted. */
+int ht_inq(int fd);
 
 /* Read one response on fd within UP_TEST_TIMEOUT_MS, asserting it came
  * whole (any status); what names it in the message. */
