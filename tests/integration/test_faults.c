@@ -18,7 +18,6 @@
  * Every test prints what it measured as "[faults] ..." lines on stderr.
  */
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>

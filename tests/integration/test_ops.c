@@ -12,15 +12,16 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* Start `up-run -n 2 --backend=BACKEND EXTRA... APP` (up-run's own drain
  * timeout; app NULL: hello.so) with the environment env (may be NULL),
- * and wait until it serves. */
+ * and wait until both workers are ready: generation 1 serves from the
+ * first, and the metrics are checked for both. */
 static void ops_start(const char *backend, const char *app, const char *const extra[],
                       const char *const env[])
 {
+    struct ma_status s;
     char be[32];
     const char *args[8] = {"-n", "2", be};
     snprintf(be, sizeof(be), "--backend=%s", backend);
@@ -32,6 +33,7 @@ static void ops_start(const char *backend, const char *app, const char *const ex
     }
     ma.no_defaults = true;
     ma_start(backend, app != NULL ? app : up_test_bin("examples/hello.so"), args);
+    ma_wait_workers(1, 2, &s);
 }
 
 BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ht_fini)

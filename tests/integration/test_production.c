@@ -10,16 +10,13 @@
  *     after --queue-timeout instead of holding connections forever, says
  *     degraded in /healthz and status, and recovers by itself.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/harness.h"

@@ -11,7 +11,6 @@
  * Each test process starts one master and at most one up-load through the
  * harness, whose ht_fini() stops them by pid even after a failed assertion.
  */
-#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>

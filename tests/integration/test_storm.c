@@ -15,7 +15,6 @@
  * harness, whose ht_fini() stops them even after a failed assertion.
  */
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>

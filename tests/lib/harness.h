@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include "conns.h"
 #include "proc.h"
 #include "testlib.h"
 
@@ -236,7 +237,7 @@ int ma_run(const char *const *args, const char *const *env, int timeout_ms, char
  * status; *ret_took (may be NULL) gets how long it ran, in ms. */
 int ma_cmd(const char *cmd, const char *ctl, char *out, size_t cap, long long *ret_took);
 
-/* `up-run status`, parsed. Numbers the status does not show are -1. */
+/* `up-run status`, parsed. A counter the status does not show is -1. */
 struct ma_worker {
     unsigned gen;
     pid_t pid;
@@ -277,8 +278,8 @@ const char *ma_gen_state(const struct ma_status *s, unsigned id);
 int ma_gen_pids(const struct ma_status *s, unsigned id, const char *state, pid_t *pids, int cap);
 
 /* Wait until generation id is active with exactly n workers, all ready,
- * none of them in not_pids[0..nnot) (a worker that is to be replaced); asserts
- * it within HT_READY_MS, and leaves that status in s. */
+ * none of them in not_pids[0..nnot) (workers that are to be replaced);
+ * asserts it within HT_READY_MS, and leaves that status in s. */
 void ma_wait_workers_not(unsigned id, int n, const pid_t *not_pids, int nnot, struct ma_status *s);
 
 /* The same with no pid excluded. */
@@ -348,12 +349,6 @@ char *ld_echo_body(const char *target);
  * owns the fd. */
 int ht_connect(int port);
 
-/* Connect to the unix stream socket at path, non-blocking (a send that does
- * not fit fails at once instead of waiting). Returns the fd (the caller
- * owns it) or -errno: -EAGAIN while its listen backlog is full. Does not
- * assert. */
-int ht_connect_unix(const char *path);
-
 /* ht_connect(), and the fd is also kept for ht_fini() to close (64 at most):
  * close it with ht_client_close(), never close(). */
 int ht_client(int port);
@@ -371,19 +366,6 @@ void ht_request(int port, const char *raw, struct up_test_resp *r);
  * /healthz on its metrics port. */
 void ht_fetch(int port, const char *target, struct up_test_resp *r);
 
-/* Connect to 127.0.0.1:port with the socket buffers set first (0 leaves
- * one as the kernel sizes it; only before connect() do they size the TCP
- * window) and TCP_NODELAY; blocking, no timeouts. Asserts it. */
-int ht_connect_bufs(int port, int rcvbuf, int sndbuf);
-
-/* Send what the kernel takes of buf[*sent..len) now, without blocking,
- * moving *sent on. Returns how many bytes went, or -errno when the
- * connection failed. */
-long ht_send_some(int fd, const char *buf, size_t len, size_t *sent);
-
-/* How many bytes wait in fd's receive queue (FIONREAD), asserted. */
-int ht_inq(int fd);
-
 /* Read one response on fd within UP_TEST_TIMEOUT_MS, asserting it came
  * whole (any status); what names it in the message. */
 void ht_read(int fd, struct up_test_resp *r, const char *what);
@@ -396,35 +378,5 @@ void ht_get(int fd, struct up_test_resp *r, const char *what);
 
 /* ht_get() to an app that names itself (echo.so): returns its X-Up-Pid. */
 pid_t ht_get_pid(int fd, const char *what);
-
-/* X-Up-Pid and X-Up-Generation of an answer, asserted present. */
-pid_t ht_resp_pid(const struct up_test_resp *r);
-unsigned ht_resp_gen(const struct up_test_resp *r);
-
-/* Whether pid is one of set[0..n). */
-bool ht_pid_in(pid_t pid, const pid_t *set, int n);
-
-/* How a connection of many ended. Zero it before the first collect. */
-struct ht_answer {
-    bool done;
-    int ret;      /* 0, or how reading it failed (-errno, as up_test_read_response()) */
-    int status;   /* the HTTP status, -1 if the connection ended without a whole response */
-    pid_t pid;    /* X-Up-Pid, 0 if none */
-    long long at; /* ms after t0 when it ended */
-};
-
-/* Read one response on fd (up to timeout_ms) into a. */
-void ht_read_answer(int fd, struct ht_answer *a, long long t0, int timeout_ms);
-
-/* One response on each fds[i] whose a[i] is not done yet (set done for an
- * fd not to wait for), as they come, for up to timeout_ms: poll() them
- * all, and read each that is readable with ht_read_answer() (2 s for the
- * rest of a response that began). Returns how many of the n are done. */
-int ht_collect(const int *fds, int n, struct ht_answer *a, long long t0, int timeout_ms);
-
-/* The same, for connections that must end with no answer: a[i] is done at
- * the end of fds[i], with ret 0 for a clean EOF, -errno for an error, or
- * -EPROTO if bytes came (the first one is read). */
-int ht_collect_closed(const int *fds, int n, struct ht_answer *a, long long t0, int timeout_ms);
 
 #endif
