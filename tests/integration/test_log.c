@@ -26,20 +26,6 @@
 #define LG_DEBUG_REQUESTS 10000
 #define LG_NOTICE " log lines dropped: stderr was not writable"
 
-/* The count in the first "N log lines dropped" line of the copy, or -1. */
-static long lg_notice_count(char *text)
-{
-    char *at = strstr(text, LG_NOTICE);
-    if (at == NULL) {
-        return -1;
-    }
-    char *d = at;
-    while (d > text && d[-1] >= '0' && d[-1] <= '9') {
-        d--;
-    }
-    return strtol(d, NULL, 10);
-}
-
 /* Every line that came out is whole: it starts with a tag and a level (ours
  * and the workers' alike), or is one of the noisy app's complete lines. */
 static void lg_assert_whole_lines(char *text)
@@ -87,7 +73,12 @@ BACKEND_TEST(log, stuck_stderr_never_blocks_the_master, .timeout = 120, .fini = 
     cr_assert_eq(ma_log_read(LG_NOTICE, 10000), 0, "no '%s' line once stderr was read; read:\n%s",
                  LG_NOTICE, ma_log_text());
     char *text = ht_file_text(ma.log, NULL);
-    long notice = lg_notice_count(text);
+    /* The count in the first "N log lines dropped" line, or -1. */
+    char *at = strstr(text, LG_NOTICE);
+    while (at != NULL && at > text && at[-1] >= '0' && at[-1] <= '9') {
+        at--;
+    }
+    long notice = at != NULL ? strtol(at, NULL, 10) : -1;
     ma_status(&s);
     cr_assert_lt(s.took, 1000, "up-run status took %lld ms", s.took);
     cr_assert_eq(notice, s.dropped, "the line says %ld lines were dropped, status says %ld:\n%s",
