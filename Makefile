@@ -108,14 +108,13 @@ $(B)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-# The fake workers speak the channel protocol (rightly or, on purpose,
+# The fake worker speaks the channel protocol (rightly or, on purpose,
 # wrongly): passfd.
-$(B)/tools/evil-worker $(B)/tools/fake-worker: $(B)/tools/%: tests/tools/%.c $(B)/libuppassfd.a \
-                                              $(B)/libupshared.a
+$(B)/tools/fake-worker: $(B)/tools/%: tests/tools/%.c $(B)/libuppassfd.a $(B)/libupshared.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libuppassfd.a $(B)/libupshared.a
 
-TOOLS := $(B)/tools/up-load $(B)/tools/evil-worker $(B)/tools/fake-worker
+TOOLS := $(B)/tools/up-load $(B)/tools/fake-worker
 
 deps:
 	@scripts/deps.sh

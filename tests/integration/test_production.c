@@ -233,12 +233,13 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
 
 /* ---- a worker that breaks the protocol ---- */
 
-/* Start up-run with one evil-worker (tests/tools) in mode. */
-static void pr_start_evil(const char *backend, const char *mode, const char *const *extra)
+/* Start up-run with one fake-worker (tests/tools) in mode, breaking the
+ * channel protocol on purpose: the master treats it as a trust boundary. */
+static void pr_start_fake(const char *backend, const char *mode, const char *const *extra)
 {
     static char bin[PATH_MAX + 16], env_mode[64];
-    snprintf(bin, sizeof(bin), "UP_WORKER_BIN=%s", up_test_bin("tools/evil-worker"));
-    snprintf(env_mode, sizeof(env_mode), "EVIL_MODE=%s", mode);
+    snprintf(bin, sizeof(bin), "UP_WORKER_BIN=%s", up_test_bin("tools/fake-worker"));
+    snprintf(env_mode, sizeof(env_mode), "FAKE_MODE=%s", mode);
     ma.env[0] = bin;
     ma.env[1] = env_mode;
     ma_spawn(backend, up_test_bin("examples/hello.so"), extra);
@@ -254,7 +255,7 @@ BACKEND_TEST(production, worker_that_never_acks_is_bounded, .timeout = 60, .fini
     enum { N = 600 };
     static const char *const extra[] = {"-n", "1", "--queue-timeout", "2s", NULL};
     ht_raise_nofile(N + 256);
-    pr_start_evil(backend, "noack", extra);
+    pr_start_fake(backend, "noack", extra);
     int fds[N];
     for (int i = 0; i < N; i++) {
         fds[i] = ht_connect(ma.port);
@@ -267,7 +268,7 @@ BACKEND_TEST(production, worker_that_never_acks_is_bounded, .timeout = 60, .fini
     for (int i = 0; i < N; i++) {
         got503 += a[i].status == 503;
     }
-    long received = ht_file_last_number(ma.log, "evil: received ", 0);
+    long received = ht_file_last_number(ma.log, "fake: received ", 0);
     struct ma_status s;
     ma_status(&s);
     cr_assert_leq(received, 512, "the worker got %ld connections it never ACKed", received);
@@ -286,7 +287,7 @@ BACKEND_TEST(production, worker_that_never_acks_is_bounded, .timeout = 60, .fini
 BACKEND_TEST(production, worker_flooding_bad_acks_is_rate_limited, .timeout = 60, .fini = ht_fini)
 {
     static const char *const extra[] = {"-n", "1", NULL};
-    pr_start_evil(backend, "badacks", extra);
+    pr_start_fake(backend, "badacks", extra);
     struct ma_status s;
     ma_wait_workers(1, 1, &s);
     up_test_nap(300);
@@ -306,7 +307,7 @@ BACKEND_TEST(production, worker_flooding_bad_acks_is_rate_limited, .timeout = 60
 static void pr_refused_hand_back(const char *backend, const char *mode, const char *needle)
 {
     static const char *const extra[] = {"-n", "1", NULL};
-    pr_start_evil(backend, mode, extra);
+    pr_start_fake(backend, mode, extra);
     int fd = ht_connect(ma.port);
     cr_assert_eq(up_test_send_all(fd, PR_GET, strlen(PR_GET)), 0);
     char buf[256];

@@ -18,9 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../lib/harness.h"
 #include "../lib/testlib.h"
-
-#include "ma.h"
 
 #define KEYS 32
 #define WORKERS 4
@@ -104,7 +103,7 @@ static void rt_start(const char *spec)
     ma_wait_workers(1, WORKERS, &s);
 }
 
-Test(routing, sticky_cookie_holds_through_reload_and_respawn, .timeout = 90, .fini = ma_fini)
+Test(routing, sticky_cookie_holds_through_reload_and_respawn, .timeout = 90, .fini = ht_fini)
 {
     rt_start("cookie:sid");
     static pid_t first[KEYS], second[KEYS], third[KEYS];
@@ -131,17 +130,7 @@ Test(routing, sticky_cookie_holds_through_reload_and_respawn, .timeout = 90, .fi
     /* A worker killed and replaced: its keys go to its replacement. */
     pid_t victim = second[0];
     cr_assert_eq(kill(victim, SIGKILL), 0);
-    long long deadline = ma_now_ms() + 10000;
-    for (;;) {
-        ma_status(&s);
-        pid_t pids[16];
-        int n = ma_gen_pids(&s, 2, "ready", pids, 16);
-        if (n == WORKERS && !ma_pid_in(victim, pids, n)) {
-            break;
-        }
-        cr_assert_lt(ma_now_ms(), deadline, "not replaced:\n%s", s.text);
-        ma_nap(20);
-    }
+    ma_wait_workers_not(2, WORKERS, &victim, 1, &s);
     rt_place("Cookie: sid=user%d", third);
     rt_same_partition(second, third);
     for (int k = 0; k < KEYS; k++) {
@@ -149,7 +138,7 @@ Test(routing, sticky_cookie_holds_through_reload_and_respawn, .timeout = 90, .fi
     }
 }
 
-Test(routing, sticky_header, .timeout = 60, .fini = ma_fini)
+Test(routing, sticky_header, .timeout = 60, .fini = ht_fini)
 {
     rt_start("header:X-Tenant");
     static pid_t placed[KEYS];
@@ -158,7 +147,7 @@ Test(routing, sticky_header, .timeout = 60, .fini = ma_fini)
 }
 
 /* By address: 127.0.0.1 to .16, each on its worker, whatever it sends. */
-Test(routing, sticky_address, .timeout = 60, .fini = ma_fini)
+Test(routing, sticky_address, .timeout = 60, .fini = ht_fini)
 {
     rt_start("ip");
     pid_t by_src[16];
