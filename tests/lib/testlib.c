@@ -724,6 +724,29 @@ void up_test_resp_free(struct up_test_resp *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* A connect() cut short (EINTR: with a send timeout set, the kernel does
+ * not restart it after a stop or a signal; EINPROGRESS: the timeout ran
+ * out) goes on in the background: wait for it like a non-blocking one.
+ * Returns 0 or the errno it ended with. */
+static int connect_finish(int fd, int timeout_ms)
+{
+    long long deadline = up_test_now_ms() + timeout_ms;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int r;
+    do {
+        r = poll(&p, 1, (int)(deadline - up_test_now_ms()));
+    } while (r == -1 && errno == EINTR && up_test_now_ms() < deadline);
+    if (r <= 0) {
+        return r == 0 ? ETIMEDOUT : errno;
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
+        return errno;
+    }
+    return err;
+}
+
 int up_test_connect(int port)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -740,11 +763,20 @@ int up_test_connect(int port)
      * poll() with their own deadline. */
     if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1) {
         int e = errno;
         close(fd);
         return -e;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+        int e = errno;
+        if (e == EINTR || e == EINPROGRESS) {
+            e = connect_finish(fd, UP_TEST_TIMEOUT_MS);
+        }
+        if (e != 0) {
+            close(fd);
+            return -e;
+        }
     }
     return fd;
 }
