@@ -798,29 +798,20 @@ void up_gens_resume_rx(struct up_gens *gs)
     }
 }
 
-size_t up_gens_status(const struct up_gens *gs, char *buf, size_t cap)
+void up_gens_status(const struct up_gens *gs, struct up_strbuf *out)
 {
-    size_t n = 0;
-#define OUT(...)                                                                                   \
-    do {                                                                                           \
-        if (n < cap) {                                                                             \
-            int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);                                      \
-            n += k_ > 0 ? (size_t)k_ : 0;                                                          \
-        }                                                                                          \
-    } while (0)
     for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
         const struct up_gen *g = GEN(p);
-        OUT("generation %u %s workers=%u\n", g->id, up_gen_state_name(g->state), g->nworkers);
+        up_strbuf_printf(out, "generation %u %s workers=%u\n", g->id, up_gen_state_name(g->state),
+                         g->nworkers);
         for (const struct up_list *q = g->workers.next; q != &g->workers; q = q->next) {
             const struct up_mworker *w = WORKER(q);
             /* Reaped but its channel not yet read to the end: "exited". */
-            OUT("  worker #%u pid=%d %s conns=%llu requests=%llu\n", w->index, (int)w->pid,
-                w->pid > 0 ? up_mworker_state_name(w->state) : "exited",
-                (unsigned long long)w->conns, (unsigned long long)w->requests);
+            up_strbuf_printf(out, "  worker #%u pid=%d %s conns=%llu requests=%llu\n", w->index,
+                             (int)w->pid, w->pid > 0 ? up_mworker_state_name(w->state) : "exited",
+                             (unsigned long long)w->conns, (unsigned long long)w->requests);
         }
     }
-#undef OUT
-    return n < cap ? n : cap;
 }
 
 void up_gens_totals(const struct up_gens *gs, unsigned *ret_workers, unsigned long long *ret_conns)

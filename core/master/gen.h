@@ -40,6 +40,7 @@
 #include "list.h"
 #include "loop.h"
 #include "mworker.h"
+#include "strbuf.h"
 
 struct up_pending;
 struct up_gens;
@@ -183,9 +184,8 @@ struct up_mworker *up_gens_pick_index(struct up_gens *gs, unsigned index, pid_t 
 /* The master has room again: read the channels paused at the cap. */
 void up_gens_resume_rx(struct up_gens *gs);
 
-/* Write generations and workers, one line each, into buf. Returns the
- * length written. */
-size_t up_gens_status(const struct up_gens *gs, char *buf, size_t cap);
+/* Append generations and workers, one line each, to out. */
+void up_gens_status(const struct up_gens *gs, struct up_strbuf *out);
 
 /* Totals over every worker: processes, connections they hold. */
 void up_gens_totals(const struct up_gens *gs, unsigned *ret_workers, unsigned long long *ret_conns);

@@ -3,6 +3,7 @@
 #include "asrv.h"
 #include "listen.h"
 #include "log.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,13 +18,12 @@ struct up_metrics {
 
 size_t up_metrics_format(const struct up_metric *v, size_t count, char *buf, size_t cap)
 {
-    size_t len = 0;
-    for (size_t i = 0; i < count && len < cap; i++) {
-        int n = snprintf(buf + len, cap - len, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", v[i].name,
-                         v[i].help, v[i].name, v[i].type, v[i].name, v[i].value);
-        len += n > 0 ? (size_t)n : 0;
+    struct up_strbuf out = up_strbuf_on(buf, cap);
+    for (size_t i = 0; i < count; i++) {
+        up_strbuf_printf(&out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", v[i].name, v[i].help,
+                         v[i].name, v[i].type, v[i].name, v[i].value);
     }
-    return len < cap ? len : cap;
+    return out.len;
 }
 
 static bool head_complete(const char *buf, size_t len)

@@ -645,23 +645,18 @@ static void check_health(struct up_server *s)
 size_t up_server_status(struct up_server *s, char *buf, size_t cap)
 {
     static const char *const states[] = {"starting", "starting", "running", "stopping"};
-    size_t n = 0;
-#define OUT(...)                                                                                   \
-    do {                                                                                           \
-        if (n < cap) {                                                                             \
-            int k_ = snprintf(buf + n, cap - n, __VA_ARGS__);                                      \
-            n += k_ > 0 ? (size_t)k_ : 0;                                                          \
-        }                                                                                          \
-    } while (0)
+    struct up_strbuf out = up_strbuf_on(buf, cap);
     const char *h = health(s);
-    OUT("master pid=%d state=%s backend=%s pending=%zu health=%s%s%s\n", (int)getpid(),
-        states[s->state], up_loop_backend_name(s->loop), s->pendings.n,
-        h == NULL ? "ok" : "degraded", h == NULL ? "" : ": ", h ? h : "");
-    n += up_gens_status(&s->gens, buf + (n < cap ? n : cap), n < cap ? cap - n : 0);
+    up_strbuf_printf(&out, "master pid=%d state=%s backend=%s pending=%zu health=%s%s%s\n",
+                     (int)getpid(), states[s->state], up_loop_backend_name(s->loop), s->pendings.n,
+                     h == NULL ? "ok" : "degraded", h == NULL ? "" : ": ", h ? h : "");
+    up_gens_status(&s->gens, &out);
     const struct up_pending_stats *p = &s->pendings.stats;
     const struct up_router_stats *r = &s->router.stats;
     const struct up_gens_stats *g = &s->gens.stats;
-    OUT("accepted=%llu handed=%llu rerouted=%llu handed_back=%llu answered=%llu reloads=%llu "
+    up_strbuf_printf(
+        &out,
+        "accepted=%llu handed=%llu rerouted=%llu handed_back=%llu answered=%llu reloads=%llu "
         "reload_failures=%llu respawns=%llu queue_timeouts=%llu shed=%llu lost=%llu\n",
         (unsigned long long)p->accepted, (unsigned long long)p->handed,
         (unsigned long long)r->rerouted, (unsigned long long)p->handed_back,
@@ -669,15 +664,15 @@ size_t up_server_status(struct up_server *s, char *buf, size_t cap)
         (unsigned long long)(g->reload_fails + s->build_fails), (unsigned long long)g->respawns,
         (unsigned long long)r->queue_timeouts, (unsigned long long)p->shed,
         (unsigned long long)s->lost);
-    OUT("fd limit %llu, pending cap %zu\n", s->nofile, s->pendings.max_pending);
+    up_strbuf_printf(&out, "fd limit %llu, pending cap %zu\n", s->nofile, s->pendings.max_pending);
     if (s->last_error[0] != '\0') {
-        OUT("last error: %s\n", s->last_error);
+        up_strbuf_printf(&out, "last error: %s\n", s->last_error);
     }
     if (up_log_lines_dropped() > 0) {
-        OUT("log: %llu lines dropped\n", (unsigned long long)up_log_lines_dropped());
+        up_strbuf_printf(&out, "log: %llu lines dropped\n",
+                         (unsigned long long)up_log_lines_dropped());
     }
-#undef OUT
-    return n < cap ? n : cap;
+    return out.len;
 }
 
 /* ---- what the control socket, metrics and watcher ask ---- */

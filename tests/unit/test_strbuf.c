@@ -1,0 +1,41 @@
+/*
+ * strbuf: appends fit or are cut at the end, and the text stays whole.
+ */
+#include <criterion/criterion.h>
+
+#include "strbuf.h"
+
+#include <string.h>
+
+Test(strbuf, appends_until_full_then_cuts)
+{
+    char buf[16];
+    struct up_strbuf sb = up_strbuf_on(buf, sizeof(buf));
+    cr_assert_str_eq(buf, "");
+    up_strbuf_printf(&sb, "%s=%d ", "a", 1);
+    up_strbuf_printf(&sb, "%s=%d ", "bb", 22);
+    cr_assert_str_eq(buf, "a=1 bb=22 ");
+    cr_assert_eq(sb.len, 10);
+    cr_assert(!sb.cut);
+    up_strbuf_printf(&sb, "%s", "0123456789");
+    cr_assert_eq(sb.len, 15);
+    cr_assert_str_eq(buf, "a=1 bb=22 01234");
+    cr_assert(sb.cut);
+    up_strbuf_printf(&sb, "more");
+    cr_assert_eq(sb.len, 15);
+    cr_assert_eq(strlen(buf), 15);
+}
+
+Test(strbuf, no_room_at_all)
+{
+    char one[1] = {'x'};
+    struct up_strbuf sb = up_strbuf_on(one, 1);
+    up_strbuf_printf(&sb, "abc");
+    cr_assert_eq(sb.len, 0);
+    cr_assert_eq(one[0], '\0');
+    cr_assert(sb.cut);
+    struct up_strbuf none = up_strbuf_on(NULL, 0);
+    up_strbuf_printf(&none, "abc");
+    cr_assert_eq(none.len, 0);
+    cr_assert(none.cut);
+}
