@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "fd.h"
+#include "testlib.h"
 
 struct up_loop *up_test_new_loop(enum up_backend be)
 {
@@ -27,13 +28,6 @@ struct up_loop *up_test_new_loop(enum up_backend be)
     return loop;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void tick(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
@@ -42,13 +36,37 @@ static void tick(struct up_loop *loop, struct up_timer *t)
 
 void up_test_run_for(struct up_loop *loop, int ms, const int *count, int want)
 {
-    long long end = now_ms() + ms;
+    long long end = up_test_now_ms() + ms;
     struct up_timer t = {.cb = tick};
-    while (now_ms() < end && (want < 0 || *count < want)) {
+    while (up_test_now_ms() < end && (want < 0 || *count < want)) {
         up_timer_start(loop, &t, 10);
         cr_assert_eq(up_loop_run_once(loop), 0);
     }
     up_timer_stop(loop, &t);
+}
+
+int up_test_listener(int *ret_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(fd, 64), 0);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *ret_port = ntohs(a.sin_port);
+    return fd;
+}
+
+int up_test_dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
+    return fd;
 }
 
 void up_test_pair(bool tcp, int sv[2])
@@ -56,15 +74,12 @@ void up_test_pair(bool tcp, int sv[2])
     if (!tcp) {
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     } else {
-        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t len = sizeof(a);
-        cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-        cr_assert_eq(listen(l, 1), 0);
-        cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &len), 0);
-        sv[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        cr_assert_eq(connect(sv[1], (struct sockaddr *)&a, sizeof(a)), 0);
-        sv[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        int port = 0;
+        int l = up_test_listener(&port);
+        sv[1] = up_test_dial(port);
+        do {
+            sv[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        } while (sv[0] < 0 && errno == EAGAIN);
         cr_assert_geq(sv[0], 0);
         close(l);
     }

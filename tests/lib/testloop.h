@@ -20,6 +20,13 @@ struct up_loop *up_test_new_loop(enum up_backend be);
  * never). A 10 ms timer bounds every wait. */
 void up_test_run_for(struct up_loop *loop, int ms, const int *count, int want);
 
+/* A non-blocking listening socket on 127.0.0.1, on a port the kernel
+ * picks (*ret_port). */
+int up_test_listener(int *ret_port);
+
+/* A blocking TCP connection to 127.0.0.1:port (asserted). */
+int up_test_dial(int port);
+
 /* A connected pair: sv[0] non-blocking and CLOEXEC for the module, sv[1]
  * blocking with a 2 s receive timeout for the test. tcp: over loopback,
  * else a unix stream socketpair. */

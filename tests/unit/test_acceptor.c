@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 
 #include "../lib/fdcount.h"
+#include "../lib/testlib.h"
+#include "../lib/testloop.h"
 #include "acceptor.h"
 #include "fd.h"
 #include "loop.h"
@@ -66,69 +68,6 @@ static const struct up_acceptor_cbs ac_cbs = {
     .on_stopped = ac_stopped,
 };
 
-static struct up_loop *new_loop(enum up_backend be)
-{
-    struct up_loop *loop = NULL;
-    const char *why = NULL;
-    int r = up_loop_new(be, 64, &loop, &why);
-    if (r < 0 && be == UP_BACKEND_URING && getenv("UP_REQUIRE_IO_URING") == NULL) {
-        cr_skip_test("io_uring unavailable: %s", why ? why : strerror(-r));
-    }
-    cr_assert_eq(r, 0, "up_loop_new: %s", strerror(-r));
-    return loop;
-}
-
-/* A non-blocking listener on 127.0.0.1, any port; *port gets it. */
-static int listener(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(fd, 64), 0);
-    socklen_t len = sizeof(a);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
-    return fd;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void tick(struct up_loop *loop, struct up_timer *t)
-{
-    (void)loop;
-    (void)t;
-}
-
-/* Run the loop for ms, or until *count reaches want (want < 0: the whole
- * time). A timer bounds every wait. */
-static void run_for(struct up_loop *loop, int ms, const int *count, int want)
-{
-    long long end = now_ms() + ms;
-    struct up_timer t = {.cb = tick};
-    while (now_ms() < end && (want < 0 || *count < want)) {
-        up_timer_start(loop, &t, 10);
-        cr_assert_eq(up_loop_run_once(loop), 0);
-    }
-    up_timer_stop(loop, &t);
-}
-
 static void teardown(struct up_loop *loop, struct ac *t, int lfd)
 {
     up_acceptor_stop(&t->a);
@@ -147,31 +86,31 @@ static void teardown(struct up_loop *loop, struct ac *t, int lfd)
  * silent with connections in the backlog. */
 static void resume_before_cancel_completes(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int port;
-    int lfd = listener(&port);
+    int lfd = up_test_listener(&port);
     struct ac t = {0};
     up_acceptor_init(&t.a, loop, lfd, &ac_cbs, &t);
     cr_assert_eq(up_acceptor_start(&t.a), 0);
-    int c1 = dial(port);
-    run_for(loop, 2000, &t.conns, 1);
+    int c1 = up_test_dial(port);
+    up_test_run_for(loop, 2000, &t.conns, 1);
     cr_assert_eq(t.conns, 1);
 
     up_acceptor_pause(&t.a);
     up_acceptor_resume(&t.a); /* the cancel has not completed yet */
-    int c2 = dial(port);
-    run_for(loop, 2000, &t.conns, 2);
+    int c2 = up_test_dial(port);
+    up_test_run_for(loop, 2000, &t.conns, 2);
     cr_assert_eq(t.conns, 2, "the listener stayed silent after pause, resume, cancel");
 
     /* And the other order: the cancel completes while paused. */
     up_acceptor_pause(&t.a);
     int dummy = 0;
-    run_for(loop, 50, &dummy, -1);
-    int c3 = dial(port);
-    run_for(loop, 100, &dummy, -1);
+    up_test_run_for(loop, 50, &dummy, -1);
+    int c3 = up_test_dial(port);
+    up_test_run_for(loop, 100, &dummy, -1);
     cr_assert_eq(t.conns, 2, "accepted while paused");
     up_acceptor_resume(&t.a);
-    run_for(loop, 2000, &t.conns, 3);
+    up_test_run_for(loop, 2000, &t.conns, 3);
     cr_assert_eq(t.conns, 3, "the backlog was not taken after resume");
     cr_assert_eq(t.errors, 0);
     up_close(c1);
@@ -194,24 +133,24 @@ Test(acceptor, resume_before_cancel_completes_epoll, .timeout = 10)
  * spin), and accepting resumes by itself when fds are free again. */
 static void emfile_backs_off(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int port;
-    int lfd = listener(&port);
+    int lfd = up_test_listener(&port);
     struct ac t = {0};
     up_acceptor_init(&t.a, loop, lfd, &ac_cbs, &t);
-    int c1 = dial(port);
+    int c1 = up_test_dial(port);
     /* The next fd this process would get is over the limit: accept fails. */
     struct rlimit saved;
     cr_assert_eq(up_test_fd_limit_reached(&saved), 0);
     (void)up_acceptor_start(&t.a);
     int dummy = 0;
-    run_for(loop, 550, &dummy, -1);
+    up_test_run_for(loop, 550, &dummy, -1);
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
     cr_assert_eq(t.conns, 0);
     cr_assert_eq(t.first_errors, 1, "one report per streak, got %d", t.first_errors);
     /* 550 ms at one retry per UP_ACCEPTOR_RETRY_MS: about 6, never a spin. */
     cr_assert(t.errors >= 2 && t.errors <= 8, "%d accept failures in 550 ms", t.errors);
-    run_for(loop, 2000, &t.conns, 1);
+    up_test_run_for(loop, 2000, &t.conns, 1);
     cr_assert_eq(t.conns, 1, "not accepting again after fds came back");
     cr_assert_eq(t.recovered, 1);
     up_close(c1);
@@ -232,9 +171,9 @@ Test(acceptor, emfile_backs_off_and_recovers_epoll, .timeout = 10)
  * timer of the acceptor is left behind. */
 static void stop_any_time(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int port;
-    int lfd = listener(&port);
+    int lfd = up_test_listener(&port);
     struct ac t = {0};
     up_acceptor_init(&t.a, loop, lfd, &ac_cbs, &t);
     up_acceptor_stop(&t.a); /* never started */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/http_cases.h"
 #include "head.h"
 
 static int check_prefix(const char *in, size_t len, size_t max_head, struct up_head *ret)
@@ -280,18 +281,7 @@ static void expect_all_400(const char *const *bad, size_t n)
  * line on any whitespace sees the target /a and another version. */
 Test(head, control_bytes_and_non_ascii_in_the_target_are_400, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET /a\tHTTP/1.1 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\fb HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\x0b HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a?q=\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /\x85 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /\xa0 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h/\t HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET \t/ HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_target_bytes);
     struct up_head h;
     expect_complete("GET /a|b{c}\"<>^`\\?x=[1] HTTP/1.1\r\nHost: h\r\n\r\n", "", &h);
     expect_span(h.target, h.target_len, "/a|b{c}\"<>^`\\?x=[1]");
@@ -301,26 +291,14 @@ Test(head, control_bytes_and_non_ascii_in_the_target_are_400, .timeout = 10)
  * where it would reach the app inside the path or the query. */
 Test(head, fragment_in_the_target_is_400, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a?b#f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /# HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h/a#f HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_fragment);
 }
 
 /* RFC 9112 3.2: Host is required in HTTP/1.1 (also as 1.2), and one with an
  * invalid value is 400; HTTP/1.0 predates it. */
 Test(head, http11_without_host_is_400_and_http10_is_not, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET / HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nX-Host: h\r\nHosts: h\r\n\r\n",
-        "GET / HTTP/1.2\r\n\r\n",
-        "GET http://h/ HTTP/1.1\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_no_host);
     struct up_head h;
     expect_complete("GET / HTTP/1.0\r\n\r\n", "", &h);
     cr_assert_eq(h.minor, 0);
@@ -329,15 +307,7 @@ Test(head, http11_without_host_is_400_and_http10_is_not, .timeout = 10)
 
 Test(head, invalid_host_value_is_400, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET / HTTP/1.1\r\nHost: ]ufd\r\n\r\n", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "GET / HTTP/1.1\r\nHost: [zz::1]\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",  "GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
-        "GET / HTTP/1.0\r\nHost: h h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:1:2\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_host_values);
     static const char *const good[] = {
         "example.com:8080", "[::1]:80", "127.0.0.1", "h:", "[v1.x:y]", "%41b", "a-b_c~d!$&'()*+,;=",
     };
@@ -356,14 +326,7 @@ Test(head, invalid_host_value_is_400, .timeout = 10)
 /* RFC 9112 3.2.4: `*` is the target of a server-wide OPTIONS only. */
 Test(head, asterisk_form_is_for_options_only, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
-        "POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-        "OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "OPTIONS */ HTTP/1.1\r\nHost: h\r\n\r\n",
-        "options * HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_asterisk_form);
     struct up_head h;
     expect_complete("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "", &h);
     expect_span(h.target, h.target_len, "*");
@@ -373,15 +336,7 @@ Test(head, asterisk_form_is_for_options_only, .timeout = 10)
  * is the request's authority: the Host field is ignored in its favour. */
 Test(head, absolute_form_needs_a_valid_authority_which_overrides_host, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h:8o/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://[::1/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h%2/ HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_absolute_form);
     struct up_head h;
     const char *v;
     size_t n;
@@ -401,15 +356,7 @@ Test(head, absolute_form_needs_a_valid_authority_which_overrides_host, .timeout 
  * takes an origin-form target for it. */
 Test(head, connect_takes_the_authority_form_only, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_connect);
     struct up_head h;
     expect_complete("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", "", &h);
     expect_span(h.method, h.method_len, "CONNECT");
@@ -431,13 +378,7 @@ Test(head, any_token_is_a_method, .timeout = 10)
         expect_span(h.method, h.method_len, methods[i]);
         expect_span(h.target, h.target_len, "/m");
     }
-    static const char *const bad[] = {
-        "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\"T / HTTP/1.1\r\nHost: h\r\n\r\n",
-        "G,T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",
-        " / HTTP/1.1\r\nHost: h\r\n\r\n",           "\r\n / HTTP/1.1\r\nHost: h\r\n\r\n",
-        "G\xc3\x89T / HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_methods);
 }
 
 /* RFC 9110 2.5: a higher minor version of HTTP/1 is handled as 1.1. The
@@ -453,11 +394,5 @@ Test(head, higher_minor_version_is_http11_and_other_protocols_are_400, .timeout 
     expect_error("GET / HTTP/0.9\r\nHost: h\r\n\r\n", 0, -EPROTONOSUPPORT);
     expect_error("GET / HTTP/3.0\r\nHost: h\r\n\r\n", 0, -EPROTONOSUPPORT);
     expect_error("GET / HTTP/9.9\r\nHost: h\r\n\r\n", 0, -EPROTONOSUPPORT);
-    static const char *const bad[] = {
-        "GET / RTSP/1.0\r\nHost: h\r\n\r\n",  "SOURCE / ICE/1.0\r\nHost: h\r\n\r\n",
-        "GET / HTTP/01.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
-        "GET / http/1.1\r\nHost: h\r\n\r\n",  "GET / HTTP/1\r\nHost: h\r\n\r\n",
-        "GET / HTTP/1.x\r\nHost: h\r\n\r\n",  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    };
-    EXPECT_ALL_400(bad);
+    EXPECT_ALL_400(up_http_bad_protocols);
 }

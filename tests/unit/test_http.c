@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/http_cases.h"
 #include "http.h"
 
 #define LOG_MAX 16384
@@ -538,18 +539,7 @@ static void expect_all(const char *const *in, size_t n, const char *want)
 
 Test(http, control_bytes_and_non_ascii_in_the_target_are_400, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET /a\tHTTP/1.1 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\fb HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\x0b HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a?q=\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /\x85 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /\xa0 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h/\t HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET \t/ HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_target_bytes, "error 400\n");
     expect_log("GET /a|b{c}\"<>^`\\?x=[1] HTTP/1.1\r\nHost: h\r\n\r\n", NULL,
                "GET /a|b{c}\"<>^`\\?x=[1] path=/a|b{c}\"<>^`\\ query=x=[1] minor=1 ka=1\n"
                "Host=h\nbody[0]=\n@45\n");
@@ -557,24 +547,12 @@ Test(http, control_bytes_and_non_ascii_in_the_target_are_400, .timeout = 10)
 
 Test(http, fragment_in_the_target_is_400, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a?b#f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /# HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h/a#f HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_fragment, "error 400\n");
 }
 
 Test(http, http11_without_host_is_400_and_http10_is_not, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET / HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nX-Host: h\r\nHosts: h\r\n\r\n",
-        "GET / HTTP/1.2\r\n\r\n",
-        "GET http://h/ HTTP/1.1\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_no_host, "error 400\n");
     expect_log("GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost:\r\n\r\n", NULL,
                "GET / path=/ query= minor=0 ka=0\nbody[0]=\n@18\n"
                "GET / path=/ query= minor=1 ka=1\nHost=\nbody[0]=\n@43\n");
@@ -585,29 +563,14 @@ Test(http, http11_without_host_is_400_and_http10_is_not, .timeout = 10)
 
 Test(http, invalid_host_value_is_400, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET / HTTP/1.1\r\nHost: ]ufd\r\n\r\n", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "GET / HTTP/1.1\r\nHost: [zz::1]\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",  "GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
-        "GET / HTTP/1.0\r\nHost: h h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:1:2\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_host_values, "error 400\n");
     expect_log("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", NULL,
                "GET / path=/ query= minor=1 ka=1\nHost=[::1]:80\nbody[0]=\n@34\n");
 }
 
 Test(http, asterisk_form_is_for_options_only, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
-        "POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-        "OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "OPTIONS */ HTTP/1.1\r\nHost: h\r\n\r\n",
-        "options * HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_asterisk_form, "error 400\n");
     expect_log("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", NULL,
                "OPTIONS * path=* query= minor=1 ka=1\nHost=h\nbody[0]=\n@31\n");
 }
@@ -616,15 +579,7 @@ Test(http, asterisk_form_is_for_options_only, .timeout = 10)
  * an HTTP/1.0 request has none. */
 Test(http, absolute_form_needs_a_valid_authority_which_overrides_host, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h:8o/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://[::1/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h%2/ HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_absolute_form, "error 400\n");
     expect_log("GET http://example.com/x?y HTTP/1.1\r\nX: 1\r\nHost: other\r\n\r\n"
                "GET HTTPS://[::1]:8443?q HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
                NULL,
@@ -636,15 +591,7 @@ Test(http, absolute_form_needs_a_valid_authority_which_overrides_host, .timeout 
 
 Test(http, connect_takes_the_authority_form_only, .timeout = 10)
 {
-    static const char *const bad[] = {
-        "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_connect, "error 400\n");
     expect_log("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", NULL,
                "CONNECT example.com:443 path=example.com:443 query= minor=1 ka=0\n"
                "Host=example.com:443\nbody[0]=\n@59\n");
@@ -663,13 +610,7 @@ Test(http, any_token_is_a_method, .timeout = 10)
                "get /m path=/m query= minor=1 ka=1\nHost=h\nbody[0]=\n@92\n"
                "X!#$%&'*+.^_`|~09 /m path=/m query= minor=1 ka=1\n"
                "Host=h\nContent-Length=2\nbody[2]=ok\n@155\n");
-    static const char *const bad[] = {
-        "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\"T / HTTP/1.1\r\nHost: h\r\n\r\n",
-        "G,T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",
-        " / HTTP/1.1\r\nHost: h\r\n\r\n",           "\r\n / HTTP/1.1\r\nHost: h\r\n\r\n",
-        "G\xc3\x89T / HTTP/1.1\r\nHost: h\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_methods, "error 400\n");
 }
 
 Test(http, higher_minor_version_is_http11_and_other_protocols_are_400, .timeout = 10)
@@ -683,13 +624,7 @@ Test(http, higher_minor_version_is_http11_and_other_protocols_are_400, .timeout 
         "body[1]=x\n@96\n");
     expect_log("GET / HTTP/0.9\r\nHost: h\r\n\r\n", NULL, "error 505\n");
     expect_log("GET / HTTP/9.9\r\nHost: h\r\n\r\n", NULL, "error 505\n");
-    static const char *const bad[] = {
-        "GET / RTSP/1.0\r\nHost: h\r\n\r\n",  "SOURCE / ICE/1.0\r\nHost: h\r\n\r\n",
-        "GET / HTTP/01.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
-        "GET / http/1.1\r\nHost: h\r\n\r\n",  "GET / HTTP/1\r\nHost: h\r\n\r\n",
-        "GET / HTTP/1.x\r\nHost: h\r\n\r\n",  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    };
-    EXPECT_ALL(bad, "error 400\n");
+    EXPECT_ALL(up_http_bad_protocols, "error 400\n");
 }
 
 /* ---- chunk extensions and chunk framing (RFC 9112 7.1) ---- */

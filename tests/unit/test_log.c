@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "../lib/testlib.h"
 #include "log.h"
 #include "loop.h"
 
@@ -45,13 +46,6 @@ static size_t read_some(int fd, char *buf, size_t *len, size_t cap)
     return got;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void noop_timer(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
@@ -62,13 +56,13 @@ static void noop_timer(struct up_loop *loop, struct up_timer *t)
  * nothing more comes and the log waits for nothing. */
 static void drain_pipe(struct up_loop *loop, int rd, char *buf, size_t *len, size_t cap)
 {
-    long long deadline = now_ms() + 5000;
+    long long deadline = up_test_now_ms() + 5000;
     for (;;) {
         size_t got = read_some(rd, buf, len, cap);
         if (got == 0 && up_loop_pending(loop) == 0) {
             return;
         }
-        cr_assert_lt(now_ms(), deadline, "the log never finished writing");
+        cr_assert_lt(up_test_now_ms(), deadline, "the log never finished writing");
         struct up_timer t = {.cb = noop_timer};
         up_timer_start(loop, &t, 10);
         cr_assert_eq(up_loop_run_once(loop), 0);

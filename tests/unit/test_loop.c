@@ -1,6 +1,7 @@
 /* The event loop, on both back ends: every op kind, cancel, timers. */
 #include <criterion/criterion.h>
 
+#include "../lib/testloop.h"
 #include "fd.h"
 #include "loop.h"
 
@@ -34,19 +35,6 @@ static void rec_cb(struct up_loop *loop, struct up_op *op, int res, uint32_t fla
     r->last_flags = flags;
 }
 
-static struct up_loop *new_loop(enum up_backend be)
-{
-    struct up_loop *loop = NULL;
-    const char *why = NULL;
-    int r = up_loop_new(be, 64, &loop, &why);
-    if (r < 0 && be == UP_BACKEND_URING && getenv("UP_REQUIRE_IO_URING") == NULL) {
-        cr_skip_test("io_uring unavailable: %s", why ? why : strerror(-r));
-    }
-    cr_assert_eq(r, 0, "up_loop_new: %s", strerror(-r));
-    cr_assert_eq(up_loop_backend(loop), be);
-    return loop;
-}
-
 static void noop_timer(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
@@ -72,7 +60,7 @@ static void run_until(struct up_loop *loop, int *calls, int want)
 
 static void recv_send(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     struct rec rx = {.op.cb = rec_cb}, tx = {.op.cb = rec_cb};
@@ -104,7 +92,7 @@ static void recv_send(enum up_backend be)
  * relies on it to send a connection elsewhere when a channel is full. */
 static void dontwait_gives_eagain(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     struct rec rx = {.op.cb = rec_cb};
@@ -120,7 +108,7 @@ static void dontwait_gives_eagain(enum up_backend be)
 
 static void cancel_delivers_ecanceled(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     struct rec rx = {.op.cb = rec_cb};
@@ -138,38 +126,16 @@ static void cancel_delivers_ecanceled(enum up_backend be)
     up_loop_free(loop);
 }
 
-static int listener(int *ret_port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(fd, 64), 0);
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    *ret_port = ntohs(a.sin_port);
-    return fd;
-}
-
-static int connect_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
 static void accept_multishot(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int port;
-    int lfd = listener(&port);
+    int lfd = up_test_listener(&port);
     struct rec acc = {.op.cb = rec_cb};
     cr_assert_eq(up_loop_accept(loop, &acc.op, lfd), 0);
     int c[3];
     for (int i = 0; i < 3; i++) {
-        c[i] = connect_to(port);
+        c[i] = up_test_dial(port);
     }
     run_until(loop, &acc.calls, 3);
     cr_assert_eq(acc.calls, 3);
@@ -190,7 +156,7 @@ static void accept_multishot(enum up_backend be)
 
 static void fd_through_sendmsg(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int sv[2], p[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
@@ -238,7 +204,7 @@ static void fd_through_sendmsg(enum up_backend be)
 
 static void poll_and_read(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
     struct rec pl = {.op.cb = rec_cb}, rd = {.op.cb = rec_cb};
@@ -271,7 +237,7 @@ static void tmr_cb(struct up_loop *loop, struct up_timer *t)
 
 static void timers_fire_in_order(enum up_backend be)
 {
-    struct up_loop *loop = new_loop(be);
+    struct up_loop *loop = up_test_new_loop(be);
     struct tmr t[4];
     norder = 0;
     for (int i = 0; i < 4; i++) {
