@@ -10,86 +10,82 @@
 
 /* absolute form needs a valid authority which overrides host */
 static const char *const up_http_bad_absolute_form[] = {
-        "PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h:8o/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://[::1/x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h%2/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    "PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET http://h:8o/x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET http://[::1/x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET http://h%2/ HTTP/1.1\r\nHost: h\r\n\r\n",
 };
 
 /* any token is a method */
 static const char *const up_http_bad_methods[] = {
-        "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\"T / HTTP/1.1\r\nHost: h\r\n\r\n",
-        "G,T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",
-        " / HTTP/1.1\r\nHost: h\r\n\r\n",           "\r\n / HTTP/1.1\r\nHost: h\r\n\r\n",
-        "G\xc3\x89T / HTTP/1.1\r\nHost: h\r\n\r\n",
+    "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\"T / HTTP/1.1\r\nHost: h\r\n\r\n",
+    "G,T / HTTP/1.1\r\nHost: h\r\n\r\n",        "GE\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",
+    " / HTTP/1.1\r\nHost: h\r\n\r\n",           "\r\n / HTTP/1.1\r\nHost: h\r\n\r\n",
+    "G\xc3\x89T / HTTP/1.1\r\nHost: h\r\n\r\n",
 };
 
 /* asterisk form is for options only */
 static const char *const up_http_bad_asterisk_form[] = {
-        "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
-        "POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-        "OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "OPTIONS */ HTTP/1.1\r\nHost: h\r\n\r\n",
-        "options * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+    "OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "OPTIONS */ HTTP/1.1\r\nHost: h\r\n\r\n",
+    "options * HTTP/1.1\r\nHost: h\r\n\r\n",
 };
 
 /* connect takes the authority form only */
 static const char *const up_http_bad_connect[] = {
-        "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n",
-        "CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n",
+    "CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n",
+    "CONNECT http://h:443/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    "CONNECT u@h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
 };
 
 /* control bytes and non ascii in the target are 400 */
 static const char *const up_http_bad_target_bytes[] = {
-        "GET /a\tHTTP/1.1 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\fb HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\x0b HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a?q=\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /\x85 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /\xa0 HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h/\t HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET \t/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /a\tHTTP/1.1 HTTP/1.1\r\nHost: h\r\n\r\n", "GET /a\fb HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /a\x0b HTTP/1.1\r\nHost: h\r\n\r\n",       "GET /a?q=\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n",       "GET /\x85 HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /\xa0 HTTP/1.1\r\nHost: h\r\n\r\n",        "GET http://h/\t HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET \t/ HTTP/1.1\r\nHost: h\r\n\r\n",
 };
 
 /* fragment in the target is 400 */
 static const char *const up_http_bad_fragment[] = {
-        "GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /a?b#f HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET /# HTTP/1.1\r\nHost: h\r\n\r\n",
-        "GET http://h/a#f HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /a#f HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /a?b#f HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /# HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET http://h/a#f HTTP/1.1\r\nHost: h\r\n\r\n",
 };
 
 /* higher minor version is http11 and other protocols are 400 */
 static const char *const up_http_bad_protocols[] = {
-        "GET / RTSP/1.0\r\nHost: h\r\n\r\n",  "SOURCE / ICE/1.0\r\nHost: h\r\n\r\n",
-        "GET / HTTP/01.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
-        "GET / http/1.1\r\nHost: h\r\n\r\n",  "GET / HTTP/1\r\nHost: h\r\n\r\n",
-        "GET / HTTP/1.x\r\nHost: h\r\n\r\n",  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    "GET / RTSP/1.0\r\nHost: h\r\n\r\n",  "SOURCE / ICE/1.0\r\nHost: h\r\n\r\n",
+    "GET / HTTP/01.1\r\nHost: h\r\n\r\n", "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+    "GET / http/1.1\r\nHost: h\r\n\r\n",  "GET / HTTP/1\r\nHost: h\r\n\r\n",
+    "GET / HTTP/1.x\r\nHost: h\r\n\r\n",  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 };
 
 /* http11 without host is 400 and http10 is not */
 static const char *const up_http_bad_no_host[] = {
-        "GET / HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nX-Host: h\r\nHosts: h\r\n\r\n",
-        "GET / HTTP/1.2\r\n\r\n",
-        "GET http://h/ HTTP/1.1\r\n\r\n",
+    "GET / HTTP/1.1\r\n\r\n",
+    "GET / HTTP/1.1\r\nX-Host: h\r\nHosts: h\r\n\r\n",
+    "GET / HTTP/1.2\r\n\r\n",
+    "GET http://h/ HTTP/1.1\r\n\r\n",
 };
 
 /* invalid host value is 400 */
 static const char *const up_http_bad_host_values[] = {
-        "GET / HTTP/1.1\r\nHost: ]ufd\r\n\r\n", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "GET / HTTP/1.1\r\nHost: [zz::1]\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",  "GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
-        "GET / HTTP/1.0\r\nHost: h h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:1:2\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: ]ufd\r\n\r\n", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "GET / HTTP/1.1\r\nHost: [zz::1]\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n",  "GET / HTTP/1.1\r\nHost: :80\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+    "GET / HTTP/1.0\r\nHost: h h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:1:2\r\n\r\n",
 };
 
 #endif

@@ -226,6 +226,16 @@ static void gt_fini(struct gt *t)
     the = NULL;
 }
 
+/* Reload to workers in mode, and wait until that generation serves with
+ * every worker ready. */
+static void gt_serve(struct gt *t, const char *mode)
+{
+    setenv("FAKE_MODE", mode, 1);
+    cr_assert_eq(up_gens_reload(&t->gs, "test"), 0);
+    t->want_actives = t->actives + 1;
+    cr_assert(run_until(t, 5000, activated), "generation %u did not serve", t->gs.next_id);
+}
+
 Test(gen, reload_activates_and_the_old_one_drains_away, .timeout = 30)
 {
     struct gt t;
@@ -260,8 +270,7 @@ Test(gen, connections_go_to_the_active_generation, .timeout = 30)
 {
     struct gt t;
     gt_init(&t, 2, "good");
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    cr_assert(run_until(&t, 5000, all_ready));
+    gt_serve(&t, "good");
     int clients[8];
     for (int i = 0; i < 8; i++) {
         int sv[2];
@@ -284,8 +293,7 @@ Test(gen, a_failing_reload_keeps_the_old_generation, .timeout = 30)
 {
     struct gt t;
     gt_init(&t, 2, "good");
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    cr_assert(run_until(&t, 5000, all_ready));
+    gt_serve(&t, "good");
     setenv("FAKE_MODE", "fail", 1);
     cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
     cr_assert(run_until(&t, 5000, failed));
@@ -330,8 +338,7 @@ Test(gen, a_dead_worker_is_replaced_in_its_place, .timeout = 30)
 {
     struct gt t;
     gt_init(&t, 3, "good");
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    cr_assert(run_until(&t, 5000, all_ready));
+    gt_serve(&t, "good");
     struct up_mworker *w1 = up_gens_pick_index(&t.gs, 1, 0);
     cr_assert_not_null(w1);
     pid_t old = w1->pid;
@@ -356,13 +363,9 @@ Test(gen, a_dead_worker_is_replaced_in_its_place, .timeout = 30)
 Test(gen, a_reload_past_the_budget_waits_for_room, .timeout = 30)
 {
     struct gt t;
-    gt_init(&t, 2, "hold"); /* generation 1 ignores DRAIN */
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    cr_assert(run_until(&t, 5000, all_ready));
-    setenv("FAKE_MODE", "good", 1);
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    t.want_actives = 2;
-    cr_assert(run_until(&t, 5000, activated));
+    gt_init(&t, 2, "hold");
+    gt_serve(&t, "hold"); /* generation 1 ignores DRAIN */
+    gt_serve(&t, "good");
     cr_assert_eq(t.active_id, 2);
     cr_assert_eq(gen(&t, 1)->state, UP_GEN_DRAINING);
     cr_assert_eq(up_gens_count_workers(&t.gs), 4);
@@ -387,13 +390,9 @@ Test(gen, a_worker_that_will_not_drain_is_killed, .timeout = 30)
     struct gt t;
     gt_init(&t, 1, "hold");
     t.opts.drain_timeout_ms = 200;
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    cr_assert(run_until(&t, 5000, all_ready));
+    gt_serve(&t, "hold");
     pid_t held = up_gens_pick(&t.gs, 0)->pid;
-    setenv("FAKE_MODE", "good", 1);
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    t.want_actives = 2;
-    cr_assert(run_until(&t, 5000, activated));
+    gt_serve(&t, "good");
     cr_assert_eq(kill(held, 0), 0, "it should hold on past DRAIN");
     cr_assert(run_until(&t, 10000, one_gen), "the late worker was not killed");
     cr_assert_eq(kill(held, 0), -1);
@@ -405,8 +404,7 @@ Test(gen, a_graceful_stop_drains_everything, .timeout = 30)
 {
     struct gt t;
     gt_init(&t, 2, "good");
-    cr_assert_eq(up_gens_reload(&t.gs, "test"), 0);
-    cr_assert(run_until(&t, 5000, all_ready));
+    gt_serve(&t, "good");
     up_gens_stop(&t.gs, true);
     cr_assert_null(t.gs.active);
     cr_assert(!up_gens_expected(&t.gs));
