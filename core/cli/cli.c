@@ -41,6 +41,8 @@ enum {
     OPT_MAX_HEAD,
     OPT_METRICS,
     OPT_STICKY,
+    OPT_NO_WAIT,
+    OPT_JSON,
 };
 
 static const struct option cli_long[] = {
@@ -66,6 +68,8 @@ static const struct option cli_long[] = {
     {"max-head", required_argument, NULL, OPT_MAX_HEAD},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"sticky", required_argument, NULL, OPT_STICKY},
+    {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+    {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -85,6 +89,7 @@ struct cli_state {
     bool port_given;    /* -p given: $PORT is not read */
     bool backend_given; /* --backend given: $UP_BACKEND is not read */
     bool workers_given; /* -n given and already evaluated */
+    bool timeout_given; /* -t given: for a command, its wait */
     char **rest;        /* the app's arguments, after "--" */
     int nrest;
     char *tmp[UP_CLI_TMP_MAX]; /* owned: absolute paths made here */
@@ -413,7 +418,14 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         s->workers_given = true;
         return cli_workers(s, arg, err, cap);
     case 't':
+        s->timeout_given = true;
         return cli_duration(s, arg, true, &s->c.drain_timeout_ms, err, cap);
+    case OPT_NO_WAIT:
+        s->c.no_wait = true;
+        return 0;
+    case OPT_JSON:
+        s->c.json = true;
+        return 0;
     case 'w':
         return cli_watch(s, arg, err, cap);
     case OPT_BUILD:
@@ -574,6 +586,14 @@ static int cli_finish(struct cli_state *s, char *err, size_t cap)
     if (r < 0) {
         return r;
     }
+    if (s->c.no_wait && s->c.cmd != UP_CLI_RELOAD) {
+        return fail(err, cap,
+                    "--no-wait is for 'up-run reload' (which otherwise waits for the "
+                    "outcome)");
+    }
+    if (s->c.json && s->c.cmd != UP_CLI_STATUS) {
+        return fail(err, cap, "--json is for 'up-run status'");
+    }
     if (s->c.cmd != UP_CLI_SERVE) {
         if (s->nrest > 0) {
             return fail(err, cap,
@@ -581,6 +601,7 @@ static int cli_finish(struct cli_state *s, char *err, size_t cap)
                         "take no app arguments",
                         s->rest[0]);
         }
+        s->c.wait_ms = s->timeout_given ? s->c.drain_timeout_ms : UP_CLI_WAIT_MS;
         return 0;
     }
     if (s->c.app == NULL) {
@@ -757,7 +778,8 @@ int up_cli_control_path(const struct up_cli *c, char *buf, size_t cap)
 void up_cli_usage(FILE *f)
 {
     fputs("Usage: up-run [options] APP.so [-- app args...]\n"
-          "       up-run reload|status|stop [--control PATH] [-p PORT]\n"
+          "       up-run reload [--no-wait] | status [--json] | stop\n"
+          "              [--control PATH] [-p PORT] [-t DUR]\n"
           "\n"
           "Serve the HTTP app APP.so with a master and N workers, and replace its code\n"
           "at any time without failing a request or resetting a Keep-Alive connection.\n"
@@ -821,9 +843,16 @@ void up_cli_usage(FILE *f)
           "\n"
           "Commands, sent to the running master over its control socket (found with\n"
           "-p, --listen or --control):\n"
-          "  reload                   start new workers, then drain the old ones\n"
+          "  reload                   start new workers, then drain the old ones; waits\n"
+          "                           for the outcome: 'generation N serving (...)' and\n"
+          "                           exit 0, or 'reload failed: WHY' with the workers'\n"
+          "                           last output and exit 1\n"
+          "      --no-wait            only start the reload\n"
           "  status                   show generations, workers, pids, connections\n"
+          "      --json               as one JSON object\n"
           "  stop                     stop gracefully, like SIGTERM\n"
+          "  -t, --timeout DUR        with a command: how long to wait for the answer\n"
+          "                           (default 60s)\n"
           "\n"
           "Signals to the master:\n"
           "  USR2, HUP                reload\n"

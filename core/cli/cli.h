@@ -2,7 +2,7 @@
  * cli: the command line of up-run, parsed and checked into one struct.
  *
  *     up-run [options] APP.so [-- app args...]
- *     up-run reload|status|stop [--control PATH] [-p PORT]
+ *     up-run reload [--no-wait] | status [--json] | stop [--control PATH] [-p PORT] [-t DUR]
  *
  * Every value is checked here, before anything starts, so that a typo is a
  * usage error (exit 2) with one line saying what was wrong and how to fix it,
@@ -29,6 +29,8 @@
 #define UP_CLI_MAX_LISTEN 16
 #define UP_CLI_MAX_REQUIRE 16
 #define UP_CLI_MAX_DRAINING 64
+/* How long a command waits for the master's answer, unless -t says. */
+#define UP_CLI_WAIT_MS 60000
 
 enum up_cli_cmd {
     UP_CLI_SERVE = 0, /* run the master: up-run APP.so */
@@ -75,8 +77,12 @@ struct up_cli {
     size_t max_head;            /* --max-head BYTES, default 16384 */
     const char *metrics;        /* --metrics host:port, or NULL */
     const char *sticky;         /* --sticky cookie:NAME|header:NAME|ip, or NULL */
-    bool development;           /* UP_ENV=development */
-    char *mem;                  /* owned: the block holding every string above */
+    /* Commands (reload, status, stop). */
+    bool no_wait;     /* reload --no-wait: do not wait for the outcome */
+    bool json;        /* status --json */
+    uint64_t wait_ms; /* -t with a command: how long to wait for the answer */
+    bool development; /* UP_ENV=development */
+    char *mem;        /* owned: the block holding every string above */
 };
 
 /* Parse argv (argv[0] is the program name) into *ret. Returns

@@ -38,7 +38,7 @@ static int command(const struct up_cli *cli, const char *cmd)
         fprintf(stderr, "up-run: control socket path too long\n");
         return 1;
     }
-    return up_ctl_command(path, place, cmd);
+    return up_ctl_command(path, place, cmd, cli->wait_ms);
 }
 
 /* The command line, as the library's options. */
@@ -133,9 +133,9 @@ int main(int argc, char **argv)
     } else if (r > 0) {
         code = 0; /* --help or --version */
     } else if (cli.cmd == UP_CLI_RELOAD) {
-        code = command(&cli, "reload");
+        code = command(&cli, cli.no_wait ? "reload" : "reload wait");
     } else if (cli.cmd == UP_CLI_STATUS) {
-        code = command(&cli, "status");
+        code = command(&cli, cli.json ? "status json" : "status");
     } else if (cli.cmd == UP_CLI_STOP) {
         code = command(&cli, "stop");
     } else {

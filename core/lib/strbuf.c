@@ -31,3 +31,20 @@ void up_strbuf_printf(struct up_strbuf *sb, const char *fmt, ...)
         sb->len += (size_t)n;
     }
 }
+
+void up_strbuf_json(struct up_strbuf *sb, const char *s)
+{
+    up_strbuf_printf(sb, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            up_strbuf_printf(sb, "\\%c", *p);
+        } else if (*p == '\n') {
+            up_strbuf_printf(sb, "\\n");
+        } else if (*p < 0x20 || *p == 0x7f) {
+            up_strbuf_printf(sb, "\\u%04x", *p);
+        } else {
+            up_strbuf_printf(sb, "%c", *p);
+        }
+    }
+    up_strbuf_printf(sb, "\"");
+}

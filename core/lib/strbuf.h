@@ -23,4 +23,8 @@ struct up_strbuf up_strbuf_on(char *buf, size_t cap);
 void up_strbuf_printf(struct up_strbuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Append s as a JSON string: quoted, with '"', '\\' and control bytes
+ * escaped (bytes from 0x80 are copied: the text is UTF-8 or opaque). */
+void up_strbuf_json(struct up_strbuf *sb, const char *s);
+
 #endif

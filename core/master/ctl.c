@@ -26,23 +26,30 @@ static bool line_complete(const char *buf, size_t len)
     return memchr(buf, '\n', len) != NULL;
 }
 
-static size_t run_command(void *ctx, char *buf, size_t len, size_t cap)
+static size_t run_command(void *ctx, uint64_t id, char *buf, size_t len, size_t cap)
 {
     struct up_ctl *ctl = ctx;
     (void)len;
     char cmd[32];
     snprintf(cmd, sizeof(cmd), "%.*s", (int)strcspn(buf, "\r\n"), buf);
-    int n;
-    if (strcmp(cmd, "reload") == 0) {
-        return ctl->cbs->reload(ctl->ctx, buf, cap);
-    } else if (strcmp(cmd, "status") == 0) {
-        return ctl->cbs->status(ctl->ctx, buf, cap);
-    } else if (strcmp(cmd, "stop") == 0) {
-        return ctl->cbs->stop(ctl->ctx, buf, cap);
-    } else {
-        n = snprintf(buf, cap, "error: unknown command '%s' (use reload, status or stop)\n", cmd);
+    if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "reload wait") == 0) {
+        size_t n = ctl->cbs->reload(ctl->ctx, id, cmd[6] != '\0', buf, cap);
+        return n == UP_CTL_LATER ? UP_ASRV_LATER : n;
     }
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "status json") == 0) {
+        return ctl->cbs->status(ctl->ctx, cmd[6] != '\0', buf, cap);
+    }
+    if (strcmp(cmd, "stop") == 0) {
+        return ctl->cbs->stop(ctl->ctx, buf, cap);
+    }
+    int n = snprintf(
+        buf, cap, "error: unknown command '%s' (use reload [wait], status [json] or stop)\n", cmd);
     return n > 0 ? (size_t)n : 0;
+}
+
+int up_ctl_reply(struct up_ctl *ctl, uint64_t id, const char *text)
+{
+    return up_asrv_reply(ctl->srv, id, text, strlen(text));
 }
 
 /* How to get past a directory that is refused, by where it came from. */
@@ -330,7 +337,7 @@ static int client_check(enum up_ctl_place place, const char *path, char *err, si
     return 0;
 }
 
-int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd)
+int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, uint64_t timeout_ms)
 {
     char err[512];
     if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
@@ -370,6 +377,11 @@ int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd)
     char line[64];
     int len = snprintf(line, sizeof(line), "%s\n", cmd);
     int code = write(fd, line, (size_t)len) == len ? 0 : 1;
+    /* One deadline for the whole answer (a reload's outcome may take the
+     * app's start-up time). */
+    struct timeval tv = {.tv_sec = (time_t)(timeout_ms / 1000),
+                         .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     char buf[4096];
     ssize_t n;
     bool error = false, first = true;
@@ -377,6 +389,18 @@ int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd)
         error = error || (first && strncmp(buf, "error", 5) == 0);
         first = false;
         fwrite(buf, 1, (size_t)n, stdout);
+    }
+    if (n < 0) {
+        fflush(stdout);
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            fprintf(stderr,
+                    "up-run: no answer from %s within %llu ms (--timeout); whatever the master "
+                    "was doing goes on: see 'up-run status'\n",
+                    path, (unsigned long long)timeout_ms);
+        } else {
+            fprintf(stderr, "up-run: reading from %s: %s\n", path, strerror(errno));
+        }
+        error = true;
     }
     up_close(fd);
     return code != 0 || error ? 1 : 0;

@@ -2,8 +2,15 @@
  * ctl: the control socket of a running master, and its client side.
  *
  * A unix stream socket at the path up_cli_control_path() gives. A client
- * connects, writes one command line ("reload", "status" or "stop"), and
- * reads the answer until EOF. The master checks the peer's credentials: only
+ * connects, writes one command line, and reads the answer until EOF:
+ *
+ *   reload        start a reload; the answer says which generation starts
+ *   reload wait   the same, answered once it ended: serving, or failed and
+ *                 why (the answer then starts with "error")
+ *   status        the status report; "status json" the same as one JSON
+ *                 object
+ *   stop          stop gracefully
+ * The master checks the peer's credentials: only
  * its own user (or root) may command it; the client checks the master's the
  * same way and prints nothing of an answer from anyone else.
  *
@@ -37,6 +44,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "loop.h"
@@ -53,10 +61,12 @@ enum up_ctl_place {
 
 /* What the commands do: the owner's. Each writes its answer into buf (cap
  * bytes) and returns its length; an answer starting "error" makes the
- * client exit 1. */
+ * client exit 1. reload with wait may return UP_CTL_LATER instead and
+ * answer with up_ctl_reply(id) when the outcome is known. */
+#define UP_CTL_LATER ((size_t)-1)
 struct up_ctl_cbs {
-    size_t (*reload)(void *ctx, char *buf, size_t cap);
-    size_t (*status)(void *ctx, char *buf, size_t cap);
+    size_t (*reload)(void *ctx, uint64_t id, bool wait, char *buf, size_t cap);
+    size_t (*status)(void *ctx, bool json, char *buf, size_t cap);
     size_t (*stop)(void *ctx, char *buf, size_t cap);
 };
 
@@ -68,15 +78,20 @@ struct up_ctl_cbs {
 int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
                 const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret);
 
+/* The deferred answer to the command id. 0, or -ENOENT when its client
+ * is gone (it gave up waiting). */
+int up_ctl_reply(struct up_ctl *ctl, uint64_t id, const char *text);
+
 /* Close the socket, end every client, and remove the socket file. NULL is
  * fine. */
 void up_ctl_close(struct up_ctl *ctl);
 
 /* Client side: send cmd to the master at path and print its answer on
- * stdout. Blocks (a command-line tool). Returns the exit code: 0 done, 1
- * the master said no, is not there, or is not to be trusted (a message on
- * stderr says why). */
-int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd);
+ * stdout, waiting at most timeout_ms for it. Blocks (a command-line tool).
+ * Returns the exit code: 0 done, 1 the master said no, is not there, is
+ * not to be trusted, or gave no answer in time (a message on stderr says
+ * why). */
+int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, uint64_t timeout_ms);
 
 /* The checks behind the rules above, for the master, the client and tests.
  * Each returns 0 when trusted, -ENOENT when dir does not exist, -EPERM (or

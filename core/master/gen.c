@@ -216,15 +216,25 @@ static bool add_worker(struct up_gen *g, bool respawned)
     return true;
 }
 
-static void log_tails(const struct up_gen *g)
+const char *up_gen_tail(const struct up_gen *g, size_t *ret_len)
 {
     for (const struct up_list *p = g->workers.next; p != &g->workers; p = p->next) {
         const struct up_mworker *w = WORKER(p);
         if (w->tail_len > 0) {
-            up_log(UP_LOG_ERR, "generation %u worker #%u last output:\n%.*s", g->id, w->index,
-                   (int)w->tail_len, w->tail);
-            return; /* one worker's is enough: they run the same code */
+            *ret_len = w->tail_len;
+            return w->tail; /* one worker's is enough: they run the same code */
         }
+    }
+    *ret_len = 0;
+    return "";
+}
+
+static void log_tails(const struct up_gen *g)
+{
+    size_t len = 0;
+    const char *tail = up_gen_tail(g, &len);
+    if (len > 0) {
+        up_log(UP_LOG_ERR, "generation %u last output of a worker:\n%.*s", g->id, (int)len, tail);
     }
 }
 
@@ -794,22 +804,6 @@ void up_gens_resume_rx(struct up_gens *gs)
         up_list_for_each_safe(q, u, &GEN(p)->workers)
         {
             up_mworker_resume_rx(WORKER(q));
-        }
-    }
-}
-
-void up_gens_status(const struct up_gens *gs, struct up_strbuf *out)
-{
-    for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
-        const struct up_gen *g = GEN(p);
-        up_strbuf_printf(out, "generation %u %s workers=%u\n", g->id, up_gen_state_name(g->state),
-                         g->nworkers);
-        for (const struct up_list *q = g->workers.next; q != &g->workers; q = q->next) {
-            const struct up_mworker *w = WORKER(q);
-            /* Reaped but its channel not yet read to the end: "exited". */
-            up_strbuf_printf(out, "  worker #%u pid=%d %s conns=%llu requests=%llu\n", w->index,
-                             (int)w->pid, w->pid > 0 ? up_mworker_state_name(w->state) : "exited",
-                             (unsigned long long)w->conns, (unsigned long long)w->requests);
         }
     }
 }

@@ -40,7 +40,6 @@
 #include "list.h"
 #include "loop.h"
 #include "mworker.h"
-#include "strbuf.h"
 
 struct up_pending;
 struct up_gens;
@@ -184,8 +183,9 @@ struct up_mworker *up_gens_pick_index(struct up_gens *gs, unsigned index, pid_t 
 /* The master has room again: read the channels paused at the cap. */
 void up_gens_resume_rx(struct up_gens *gs);
 
-/* Append generations and workers, one line each, to out. */
-void up_gens_status(const struct up_gens *gs, struct up_strbuf *out);
+/* The last output (stderr) of one of g's workers, for failure reports:
+ * *ret_len bytes, 0 when none wrote anything. */
+const char *up_gen_tail(const struct up_gen *g, size_t *ret_len);
 
 /* Totals over every worker: processes, connections they hold. */
 void up_gens_totals(const struct up_gens *gs, unsigned *ret_workers, unsigned long long *ret_conns);

@@ -32,10 +32,10 @@ static bool head_complete(const char *buf, size_t len)
     return strstr(buf, "\r\n\r\n") != NULL || strstr(buf, "\n\n") != NULL;
 }
 
-static size_t answer(void *ctx, char *buf, size_t len, size_t cap)
+static size_t answer(void *ctx, uint64_t id, char *buf, size_t len, size_t cap)
 {
     struct up_metrics *mt = ctx;
-    (void)len;
+    (void)id, (void)len;
     char body[6144];
     size_t blen;
     int status = 200;

@@ -19,13 +19,16 @@
 #include "notify.h"
 #include "pending.h"
 #include "pidfile.h"
+#include "report.h"
 #include "router.h"
 #include "sticky.h"
+#include "strbuf.h"
 #include "watch.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,15 @@
 /* After a stop's drain deadline, this long for workers to go before
  * they are killed. */
 #define STOP_GRACE_MS 5000
+
+/* `up-run reload` clients waiting for an outcome (the control socket
+ * serves at most as many clients). */
+#define MAX_WAITERS 64
+
+struct waiter {
+    uint64_t id;  /* the control socket's request */
+    unsigned gen; /* the first generation whose outcome answers it */
+};
 
 enum server_state {
     SERVER_NEW,      /* not running yet */
@@ -115,6 +127,8 @@ struct up_server {
     bool pidfile_written;
     unsigned reload_gen; /* the generation the last reload started, for its outcome */
     uint64_t reload_at;  /* ... and when */
+    struct waiter waiters[MAX_WAITERS];
+    int nwaiters;
 };
 
 static void server_stop(struct up_server *s, bool graceful);
@@ -312,8 +326,54 @@ static const struct up_router_cbs router_cbs = {
 
 /* ---- what the generations report ---- */
 
-static void reload_outcome(struct up_server *s, unsigned gen, bool ok, const char *why)
+/* Answer every `up-run reload` waiting for generation gen or an older
+ * one (a newer reload supersedes the one asked for: the latest code is
+ * what it gets). text NULL: the outcome of g, else text. */
+static void answer_waiters(struct up_server *s, unsigned gen, const char *text)
 {
+    for (int i = 0; i < s->nwaiters;) {
+        if (s->waiters[i].gen > gen) {
+            i++;
+            continue;
+        }
+        /* -ENOENT: it gave up waiting; nothing to tell. */
+        (void)up_ctl_reply(s->ctl, s->waiters[i].id, text);
+        s->waiters[i] = s->waiters[--s->nwaiters];
+    }
+}
+
+/* What a waiting `up-run reload` prints. */
+static void outcome_text(struct up_server *s, const struct up_gen *g, bool ok, char *buf,
+                         size_t cap)
+{
+    struct up_strbuf out = up_strbuf_on(buf, cap);
+    uint64_t ms = up_loop_now(s->loop) - s->reload_at;
+    if (ok) {
+        unsigned draining = up_gens_count_workers(&s->gens) - g->nworkers;
+        up_strbuf_printf(&out, "generation %u serving (ready in %llu ms; %u worker%s draining)\n",
+                         g->id, (unsigned long long)ms, draining, draining == 1 ? "" : "s");
+        return;
+    }
+    up_strbuf_printf(&out, "error: reload failed: generation %u: %s\n", g->id, g->fail_reason);
+    size_t len = 0;
+    const char *tail = up_gen_tail(g, &len);
+    if (len > 0) {
+        up_strbuf_printf(&out, "its last output:\n%.*s%s", (int)len, tail,
+                         tail[len - 1] == '\n' ? "" : "\n");
+    }
+    up_strbuf_printf(&out, "generation %u keeps serving\n",
+                     s->gens.active != NULL ? s->gens.active->id : 0);
+}
+
+static void reload_outcome(struct up_server *s, const struct up_gen *g, bool ok)
+{
+    if (s->nwaiters > 0) {
+        char text[4096];
+        outcome_text(s, g, ok, text, sizeof(text));
+        answer_waiters(s, g->id, text);
+    }
+    unsigned gen = g->id;
+    const char *why = ok ? NULL : g->fail_reason;
     if (s->opts.on_reload == NULL || gen < s->reload_gen) {
         return;
     }
@@ -339,7 +399,7 @@ static void on_gen_active(struct up_gens *gs, struct up_gen *g, struct up_gen *o
     snprintf(status, sizeof(status), "READY=1\nSTATUS=generation %u serving", g->id);
     up_notify(status);
     check_health(s);
-    reload_outcome(s, g->id, true, NULL);
+    reload_outcome(s, g, true);
     up_router_kick(&s->router);
 }
 
@@ -350,9 +410,14 @@ static void on_gen_failed(struct up_gens *gs, struct up_gen *g)
              g->fail_reason);
     if (gs->active != NULL) {
         /* systemd waits for READY=1 after RELOADING=1, failed or not. */
-        up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
+        char status[512];
+        snprintf(status, sizeof(status),
+                 "READY=1\nSTATUS=reload failed: generation %u: %.300s; generation %u keeps "
+                 "serving",
+                 g->id, g->fail_reason, gs->active->id);
+        up_notify(status);
     }
-    reload_outcome(s, g->id, false, g->fail_reason);
+    reload_outcome(s, g, false);
 }
 
 static void on_gen_none(struct up_gens *gs)
@@ -425,11 +490,13 @@ static const struct up_gens_cbs gens_cbs = {
 
 /* ---- reload and stop ---- */
 
-static void server_reload(struct up_server *s, const char *why)
+/* Returns 0 (started, or waiting for room), or -errno when no generation
+ * could even be made (its failure was reported if it was). */
+static int server_reload(struct up_server *s, const char *why)
 {
     if (s->state == SERVER_STOPPING) {
         up_log(UP_LOG_INFO, "%s: ignoring reload, stopping", why);
-        return;
+        return -ECANCELED;
     }
     up_notify_reloading();
     s->reload_gen = s->gens.next_id + 1;
@@ -438,6 +505,7 @@ static void server_reload(struct up_server *s, const char *why)
     if (r < 0 && r != -ECANCELED && s->gens.active != NULL) {
         up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
     }
+    return r < 0 ? r : 0;
 }
 
 static void on_stop_deadline(struct up_loop *loop, struct up_timer *t)
@@ -455,6 +523,7 @@ static void server_stop(struct up_server *s, bool graceful)
     s->state = SERVER_STOPPING;
     if (first) {
         up_notify("STOPPING=1");
+        answer_waiters(s, UINT_MAX, "error: stopping before the reload ended\n");
     }
     for (int i = 0; i < s->nlisteners; i++) {
         up_acceptor_stop(&s->listeners[i].acceptor);
@@ -642,52 +711,78 @@ static void check_health(struct up_server *s)
     s->health = h;
 }
 
-size_t up_server_status(struct up_server *s, char *buf, size_t cap)
+/* The state as the report shows it. */
+static void report_of(const struct up_server *s, struct up_report *r)
 {
     static const char *const states[] = {"starting", "starting", "running", "stopping"};
-    struct up_strbuf out = up_strbuf_on(buf, cap);
-    const char *h = health(s);
-    up_strbuf_printf(&out, "master pid=%d state=%s backend=%s pending=%zu health=%s%s%s\n",
-                     (int)getpid(), states[s->state], up_loop_backend_name(s->loop), s->pendings.n,
-                     h == NULL ? "ok" : "degraded", h == NULL ? "" : ": ", h ? h : "");
-    up_gens_status(&s->gens, &out);
     const struct up_pending_stats *p = &s->pendings.stats;
-    const struct up_router_stats *r = &s->router.stats;
+    const struct up_router_stats *rs = &s->router.stats;
     const struct up_gens_stats *g = &s->gens.stats;
-    up_strbuf_printf(
-        &out,
-        "accepted=%llu handed=%llu rerouted=%llu handed_back=%llu answered=%llu reloads=%llu "
-        "reload_failures=%llu respawns=%llu queue_timeouts=%llu shed=%llu lost=%llu\n",
-        (unsigned long long)p->accepted, (unsigned long long)p->handed,
-        (unsigned long long)r->rerouted, (unsigned long long)p->handed_back,
-        (unsigned long long)(p->answered), (unsigned long long)g->reloads,
-        (unsigned long long)(g->reload_fails + s->build_fails), (unsigned long long)g->respawns,
-        (unsigned long long)r->queue_timeouts, (unsigned long long)p->shed,
-        (unsigned long long)s->lost);
-    up_strbuf_printf(&out, "fd limit %llu, pending cap %zu\n", s->nofile, s->pendings.max_pending);
-    if (s->last_error[0] != '\0') {
-        up_strbuf_printf(&out, "last error: %s\n", s->last_error);
-    }
-    if (up_log_lines_dropped() > 0) {
-        up_strbuf_printf(&out, "log: %llu lines dropped\n",
-                         (unsigned long long)up_log_lines_dropped());
-    }
-    return out.len;
+    *r = (struct up_report){
+        .pid = (int)getpid(),
+        .state = states[s->state],
+        .backend = up_loop_backend_name(s->loop),
+        .health = health(s),
+        .gens = &s->gens,
+        .pending = s->pendings.n,
+        .pending_cap = s->pendings.max_pending,
+        .nofile = s->nofile,
+        .accepted = p->accepted,
+        .handed = p->handed,
+        .rerouted = rs->rerouted,
+        .handed_back = p->handed_back,
+        .answered = p->answered,
+        .reloads = g->reloads,
+        .reload_failures = g->reload_fails + s->build_fails,
+        .respawns = g->respawns,
+        .queue_timeouts = rs->queue_timeouts,
+        .shed = p->shed,
+        .lost = s->lost,
+        .log_dropped = up_log_lines_dropped(),
+        .last_error = s->last_error,
+    };
+}
+
+size_t up_server_status(struct up_server *s, char *buf, size_t cap)
+{
+    struct up_report r;
+    report_of(s, &r);
+    return up_report_text(&r, buf, cap);
 }
 
 /* ---- what the control socket, metrics and watcher ask ---- */
 
-static size_t ctl_reload(void *ctx, char *buf, size_t cap)
+static size_t ctl_reload(void *ctx, uint64_t id, bool wait, char *buf, size_t cap)
 {
     struct up_server *s = ctx;
-    server_reload(s, "control socket");
-    int n = snprintf(buf, cap, "reloading: generation %u starting\n", s->gens.next_id);
+    int n;
+    if (s->state == SERVER_STOPPING) {
+        n = snprintf(buf, cap, "error: stopping, not reloading\n");
+    } else if (wait && s->nwaiters < MAX_WAITERS) {
+        /* Before the reload: a reload that fails at once reports at once. */
+        unsigned gen = s->gens.next_id + 1;
+        s->waiters[s->nwaiters++] = (struct waiter){.id = id, .gen = gen};
+        int r = server_reload(s, "control socket");
+        if (r < 0) {
+            /* Answered already if the generation was made and failed. */
+            char text[256];
+            snprintf(text, sizeof(text), "error: reload failed: %s\n", strerror(-r));
+            answer_waiters(s, gen, text);
+        }
+        return UP_CTL_LATER;
+    } else {
+        server_reload(s, "control socket");
+        n = snprintf(buf, cap, "reloading: generation %u starting\n", s->gens.next_id);
+    }
     return n > 0 ? (size_t)n : 0;
 }
 
-static size_t ctl_status(void *ctx, char *buf, size_t cap)
+static size_t ctl_status(void *ctx, bool json, char *buf, size_t cap)
 {
-    return up_server_status(ctx, buf, cap);
+    struct up_server *s = ctx;
+    struct up_report r;
+    report_of(s, &r);
+    return json ? up_report_json(&r, buf, cap) : up_report_text(&r, buf, cap);
 }
 
 static size_t ctl_stop(void *ctx, char *buf, size_t cap)

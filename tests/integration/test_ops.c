@@ -66,10 +66,11 @@ BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ht_fini)
 }
 
 /* Wait for a datagram on the notify socket fd that holds want, skipping
- * others (STATUS= updates), each within 10 s. */
-static void notify_expect(int fd, const char *want)
+ * others (STATUS= updates), each within 10 s. Returns the datagram. */
+static const char *notify_expect(int fd, const char *want)
 {
-    char buf[512] = "";
+    static char buf[512];
+    buf[0] = '\0';
     for (int i = 0; i < 10; i++) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         cr_assert_eq(poll(&p, 1, 10000), 1, "no '%s' from up-run\nlog:\n%s", want, ma_log_text());
@@ -77,10 +78,11 @@ static void notify_expect(int fd, const char *want)
         cr_assert_gt(n, 0, "no '%s' from up-run: %s", want, strerror(errno));
         buf[n] = '\0';
         if (strstr(buf, want) != NULL) {
-            return;
+            return buf;
         }
     }
     cr_assert_fail("never got '%s'; last: %s", want, buf);
+    return NULL;
 }
 
 Test(ops, sd_notify_ready_reloading_stopping, .timeout = 30, .fini = ht_fini)
@@ -94,11 +96,20 @@ Test(ops, sd_notify_ready_reloading_stopping, .timeout = 30, .fini = ht_fini)
     cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", path);
     const char *envp[] = {env, NULL};
-    ops_start("epoll", NULL, NULL, envp);
+    const char *app = ht_app("examples/hello.so");
+    ops_start("epoll", app, NULL, envp);
     notify_expect(fd, "READY=1");
     kill(ma.pid, SIGUSR2);
     notify_expect(fd, "RELOADING=1\nMONOTONIC_USEC=");
-    notify_expect(fd, "READY=1");
+    notify_expect(fd, "READY=1\nSTATUS=generation 2 serving");
+    /* A failed reload: READY=1 all the same (systemd waits for it after
+     * RELOADING=1), with the reason in STATUS=. */
+    ht_install(up_test_bin("examples/fail_init.so"), app);
+    kill(ma.pid, SIGUSR2);
+    notify_expect(fd, "RELOADING=1\nMONOTONIC_USEC=");
+    const char *got = notify_expect(fd, "READY=1\nSTATUS=reload failed: generation 3: ");
+    cr_assert_not_null(strstr(got, "init failed (returned -1); generation 2 keeps serving"), "%s",
+                       got);
     kill(ma.pid, SIGTERM);
     notify_expect(fd, "STOPPING=1");
     cr_assert_eq(up_test_wait_exit(ma.pid, 10000), 0, "log:\n%s", ma_log_text());

@@ -347,6 +347,26 @@ Test(cli, subcommands)
     PARSE_FAILS("arg", "stop", "--", "arg");
 }
 
+Test(cli, command_options)
+{
+    struct up_cli c;
+    PARSE_OK(&c, "reload");
+    cr_assert(!c.no_wait);
+    cr_assert_eq(c.wait_ms, UP_CLI_WAIT_MS);
+    up_cli_free(&c);
+    PARSE_OK(&c, "reload", "--no-wait", "-t", "2m");
+    cr_assert(c.no_wait);
+    cr_assert_eq(c.wait_ms, 120000);
+    up_cli_free(&c);
+    PARSE_OK(&c, "status", "--json");
+    cr_assert(c.json);
+    up_cli_free(&c);
+    PARSE_FAILS("--no-wait is for 'up-run reload'", "status", "--no-wait");
+    PARSE_FAILS("--no-wait is for 'up-run reload'", "--no-wait", cli_app);
+    PARSE_FAILS("--json is for 'up-run status'", "reload", "--json");
+    PARSE_FAILS("--json is for 'up-run status'", "--json", cli_app);
+}
+
 Test(cli, control_path_rules)
 {
     struct up_cli c;

@@ -39,3 +39,11 @@ Test(strbuf, no_room_at_all)
     cr_assert_eq(none.len, 0);
     cr_assert(none.cut);
 }
+
+Test(strbuf, json_strings_are_escaped)
+{
+    char buf[128];
+    struct up_strbuf sb = up_strbuf_on(buf, sizeof(buf));
+    up_strbuf_json(&sb, "a\"b\\c\nd\te\x01\xc3\xa9");
+    cr_assert_str_eq(buf, "\"a\\\"b\\\\c\\nd\\u0009e\\u0001\xc3\xa9\"");
+}
