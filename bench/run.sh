@@ -2,7 +2,8 @@
 # bench/run.sh: does handing the socket to a worker beat a proxy in front,
 # and what does it cost against workers that accept for themselves?
 #
-#   bench/run.sh [--quick] [--workers N] [--output PREFIX] [--keep]
+#   bench/run.sh [--quick] [--workers N] [--reps N] [--duration S]
+#                [--output PREFIX] [--keep]
 #
 # Starts every contestant on its own free loopback port with N workers,
 # runs wrk against each in turn (interleaved, so that a noisy moment hurts
@@ -23,14 +24,21 @@ QUICK=0
 WORKERS=2
 OUTPUT=""
 KEEP=0
+unset OPT_REPS OPT_DURATION
 usage() {
     cat <<'EOF'
-usage: bench/run.sh [--quick] [--workers N] [--output PREFIX] [--keep]
+usage: bench/run.sh [--quick] [--workers N] [--reps N] [--duration S]
+                    [--output PREFIX] [--keep]
 
   --quick          smoke run: 1 repetition of 2 s per scenario, 3 s reload
                    storms, 1,000 idle connections (about 2 minutes); the
                    results go to bench/results-quick.{md,json}
   --workers N      workers for every contestant (default 2)
+  --reps N         repetitions of each scenario, 1..100 (default 3, or 1
+                   with --quick)
+  --duration S     seconds of each Keep-Alive and connection-per-request
+                   run, 1..3600 (default 10, or 2 with --quick); the reload
+                   storms keep their own length
   --output PREFIX  write PREFIX.md and PREFIX.json
                    (default bench/results, or bench/results-quick)
   --keep           keep the temporary directory (configs, logs, raw wrk
@@ -46,6 +54,10 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --workers) [ $# -ge 2 ] || { usage >&2; exit 2; }; WORKERS=$2; shift ;;
     --workers=*) WORKERS=${1#*=} ;;
+    --reps) [ $# -ge 2 ] || { usage >&2; exit 2; }; OPT_REPS=$2; shift ;;
+    --reps=*) OPT_REPS=${1#*=} ;;
+    --duration) [ $# -ge 2 ] || { usage >&2; exit 2; }; OPT_DURATION=$2; shift ;;
+    --duration=*) OPT_DURATION=${1#*=} ;;
     --output) [ $# -ge 2 ] || { usage >&2; exit 2; }; OUTPUT=$2; shift ;;
     --output=*) OUTPUT=${1#*=} ;;
     --keep) KEEP=1 ;;
@@ -56,6 +68,16 @@ while [ $# -gt 0 ]; do
 done
 case $WORKERS in '' | *[!0-9]*) echo "bench: --workers wants a number" >&2; exit 2 ;; esac
 [ "$WORKERS" -ge 1 ] && [ "$WORKERS" -le 64 ] || { echo "bench: --workers 1..64" >&2; exit 2; }
+# A whole number within bounds, without leading zeros (bash would read
+# 010 as octal); exits 2 otherwise.
+check_count() { # OPTION VALUE MIN MAX
+    if ! [[ $2 =~ ^[1-9][0-9]{0,5}$ ]] || ((10#$2 < $3 || 10#$2 > $4)); then
+        echo "bench: $1 wants a whole number from $3 to $4, not '$2'" >&2
+        exit 2
+    fi
+}
+[ -z "${OPT_REPS+set}" ] || check_count --reps "$OPT_REPS" 1 100
+[ -z "${OPT_DURATION+set}" ] || check_count --duration "$OPT_DURATION" 1 3600
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -69,6 +91,8 @@ else
     MODE=full REPS=3 DURATION=10 STORM=20 IDLE_CONNS=10000 WARMUP=2
     : "${OUTPUT:=$BENCH_DIR/results}"
 fi
+REPS=${OPT_REPS:-$REPS}
+DURATION=${OPT_DURATION:-$DURATION}
 CONNS=64              # wrk -c
 WRK_THREADS=1         # wrk -t
 RELOAD_INTERVAL=0.1   # seconds between two reload signals in a storm
