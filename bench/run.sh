@@ -3,14 +3,18 @@
 # and what does it cost against workers that accept for themselves?
 #
 #   bench/run.sh [--quick] [--workers N] [--reps N] [--duration S]
-#                [--output PREFIX] [--keep]
+#                [--baseline DIR [--compare-only]] [--output PREFIX] [--keep]
 #
 # Starts every contestant on its own free loopback port with N workers,
 # runs wrk against each in turn (interleaved, so that a noisy moment hurts
 # every contestant alike), runs the reload storms, the up-load zero-loss
 # check and the master cost measurements, stops everything it started and
 # writes PREFIX.md and PREFIX.json (default bench/results, or
-# bench/results-quick with --quick). See bench/README.md.
+# bench/results-quick with --quick). With --baseline DIR, up-run from another
+# build (DIR) runs too and the report gives up-run ÷ baseline; with
+# --compare-only as well, only those two run, in the Keep-Alive and
+# connection-per-request scenarios (default output bench/results-compare).
+# See bench/README.md.
 #
 # Exit status: 0 when every contestant started and nothing crashed, whatever
 # the numbers; 1 when a contestant failed to start, crashed or stopped
@@ -24,11 +28,12 @@ QUICK=0
 WORKERS=2
 OUTPUT=""
 KEEP=0
-unset OPT_REPS OPT_DURATION
+unset OPT_REPS OPT_DURATION OPT_BASELINE
+COMPARE_ONLY=0
 usage() {
     cat <<'EOF'
 usage: bench/run.sh [--quick] [--workers N] [--reps N] [--duration S]
-                    [--output PREFIX] [--keep]
+                    [--baseline DIR [--compare-only]] [--output PREFIX] [--keep]
 
   --quick          smoke run: 1 repetition of 2 s per scenario, 3 s reload
                    storms, 1,000 idle connections (about 2 minutes); the
@@ -39,8 +44,17 @@ usage: bench/run.sh [--quick] [--workers N] [--reps N] [--duration S]
   --duration S     seconds of each Keep-Alive and connection-per-request
                    run, 1..3600 (default 10, or 2 with --quick); the reload
                    storms keep their own length
+  --baseline DIR   also run up-run from DIR, the build directory of another
+                   tree (DIR/up-run, DIR/up-worker, DIR/examples/hello.so),
+                   as the contestant uprun_base, in the Keep-Alive and
+                   connection-per-request scenarios; the report adds the
+                   ratios up-run ÷ baseline
+  --compare-only   with --baseline: only up-run and the baseline, only those
+                   two scenarios (no idle memory, storms or up-load); the
+                   results go to bench/results-compare.{md,json}
   --output PREFIX  write PREFIX.md and PREFIX.json
-                   (default bench/results, or bench/results-quick)
+                   (default bench/results, bench/results-quick with
+                   --quick, bench/results-compare with --compare-only)
   --keep           keep the temporary directory (configs, logs, raw wrk
                    output) instead of removing it
   -h, --help       this text
@@ -58,6 +72,9 @@ while [ $# -gt 0 ]; do
     --reps=*) OPT_REPS=${1#*=} ;;
     --duration) [ $# -ge 2 ] || { usage >&2; exit 2; }; OPT_DURATION=$2; shift ;;
     --duration=*) OPT_DURATION=${1#*=} ;;
+    --baseline) [ $# -ge 2 ] || { usage >&2; exit 2; }; OPT_BASELINE=$2; shift ;;
+    --baseline=*) OPT_BASELINE=${1#*=} ;;
+    --compare-only) COMPARE_ONLY=1 ;;
     --output) [ $# -ge 2 ] || { usage >&2; exit 2; }; OUTPUT=$2; shift ;;
     --output=*) OUTPUT=${1#*=} ;;
     --keep) KEEP=1 ;;
@@ -79,6 +96,25 @@ check_count() { # OPTION VALUE MIN MAX
 [ -z "${OPT_REPS+set}" ] || check_count --reps "$OPT_REPS" 1 100
 [ -z "${OPT_DURATION+set}" ] || check_count --duration "$OPT_DURATION" 1 3600
 
+# The baseline: a relative DIR is the caller's, resolved before the cd below.
+BASE_DIR=""
+if [ -n "${OPT_BASELINE+set}" ]; then
+    if [ -z "$OPT_BASELINE" ] || [ ! -d "$OPT_BASELINE" ]; then
+        echo "bench: --baseline '$OPT_BASELINE' is not a directory" >&2
+        exit 2
+    fi
+    BASE_DIR=$(cd "$OPT_BASELINE" && pwd -P) || exit 2
+    for f in up-run up-worker examples/hello.so; do
+        [ -f "$BASE_DIR/$f" ] || {
+            echo "bench: --baseline $BASE_DIR has no $f: give the build directory of another tree, after its make all" >&2
+            exit 2
+        }
+    done
+elif [ "$COMPARE_ONLY" = 1 ]; then
+    echo "bench: --compare-only needs --baseline DIR" >&2
+    exit 2
+fi
+
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 cd "$ROOT" || exit 1
@@ -86,11 +122,16 @@ BUILD=${BUILD:-build}
 
 if [ "$QUICK" = 1 ]; then
     MODE=quick REPS=1 DURATION=2 STORM=3 IDLE_CONNS=1000 WARMUP=1
-    : "${OUTPUT:=$BENCH_DIR/results-quick}"
+    DEFAULT_OUTPUT=$BENCH_DIR/results-quick
 else
     MODE=full REPS=3 DURATION=10 STORM=20 IDLE_CONNS=10000 WARMUP=2
-    : "${OUTPUT:=$BENCH_DIR/results}"
+    DEFAULT_OUTPUT=$BENCH_DIR/results
 fi
+if [ "$COMPARE_ONLY" = 1 ]; then
+    MODE=compare
+    DEFAULT_OUTPUT=$BENCH_DIR/results-compare
+fi
+: "${OUTPUT:=$DEFAULT_OUTPUT}"
 REPS=${OPT_REPS:-$REPS}
 DURATION=${OPT_DURATION:-$DURATION}
 CONNS=64              # wrk -c
@@ -99,8 +140,9 @@ RELOAD_INTERVAL=0.1   # seconds between two reload signals in a storm
 ULOAD_KEEPALIVE=64    # up-load --keepalive
 ULOAD_FRESH=2         # up-load --fresh
 
-# The runs must not inherit a development setup.
-unset UP_ENV UP_BACKEND UP_LOG UP_IDLE_TIMEOUT UP_READ_TIMEOUT UP_DRAIN_TIMEOUT PORT
+# The runs must not inherit a development setup. UP_WORKER_BIN would also
+# make up-run and the baseline start the same up-worker.
+unset UP_ENV UP_BACKEND UP_LOG UP_IDLE_TIMEOUT UP_READ_TIMEOUT UP_DRAIN_TIMEOUT PORT UP_WORKER_BIN
 
 # ---------------------------------------------------------------- helpers
 
@@ -274,9 +316,11 @@ fill_template() { # TEMPLATE OUT KEY=VALUE...
 need_tools() {
     local missing=() pkgs=() t
     command -v wrk >/dev/null || { missing+=(wrk); pkgs+=(wrk); }
-    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { missing+=(nginx); pkgs+=(nginx); }
-    command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { missing+=(haproxy); pkgs+=(haproxy); }
-    command -v cc >/dev/null || { missing+=(cc); pkgs+=(gcc); }
+    if [ "$COMPARE_ONLY" = 0 ]; then # the proxies and the idle client
+        command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { missing+=(nginx); pkgs+=(nginx); }
+        command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { missing+=(haproxy); pkgs+=(haproxy); }
+        command -v cc >/dev/null || { missing+=(cc); pkgs+=(gcc); }
+    fi
     command -v setsid >/dev/null || { missing+=(setsid); pkgs+=(util-linux); }
     command -v timeout >/dev/null || { missing+=(timeout); pkgs+=(coreutils); }
     [ ${#missing[@]} = 0 ] && return 0
@@ -313,7 +357,12 @@ for f in "$UPRUN" "$UPWORKER" "$APP"; do
     [ -e "$f" ] || die "$f is missing: run make first (make bench does)"
 done
 HAVE_UPLOAD=1
-[ -x "$UPLOAD" ] || { HAVE_UPLOAD=0; warn "$UPLOAD is missing: the up-load zero-loss check is skipped"; }
+if [ "$COMPARE_ONLY" = 1 ]; then
+    HAVE_UPLOAD=0
+elif [ ! -x "$UPLOAD" ]; then
+    HAVE_UPLOAD=0
+    warn "$UPLOAD is missing: the up-load zero-loss check is skipped"
+fi
 
 # Enough descriptors for the idle connections: the client holds K, and the
 # workers (which inherit this limit) hold K between them.
@@ -330,8 +379,10 @@ RAW=$TMP/raw.tsv
 : >"$RAW"
 
 IDLE_BIN=$TMP/idle-conns
-cc -std=c11 -O2 -Wall -Wextra -o "$IDLE_BIN" "$BENCH_DIR/idle-conns.c" ||
-    die "cannot build bench/idle-conns.c"
+if [ "$COMPARE_ONLY" = 0 ]; then
+    cc -std=c11 -O2 -Wall -Wextra -o "$IDLE_BIN" "$BENCH_DIR/idle-conns.c" ||
+        die "cannot build bench/idle-conns.c"
+fi
 
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 NPROC=$(nproc)
@@ -344,12 +395,31 @@ raw meta cpu_model "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 
 raw meta nproc "$NPROC"
 raw meta kernel "$(uname -r)"
 raw meta distro "$( (. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}") || echo unknown)"
-raw meta v_nginx "$(first_line nginx -v)"
-raw meta v_haproxy "$(first_line haproxy -v)"
+if [ "$COMPARE_ONLY" = 0 ]; then
+    raw meta v_nginx "$(first_line nginx -v)"
+    raw meta v_haproxy "$(first_line haproxy -v)"
+fi
 raw meta v_wrk "$(first_line wrk -v)"
 raw meta v_uprun "$(first_line "$UPRUN" --version)"
 raw meta v_cc "$(first_line cc --version)"
 raw meta git "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+
+# The baseline's version: git describe of the tree it was built from, when
+# DIR is that tree's own build directory (build, or build/san); a copy of
+# the binaries anywhere else, even inside a repository, is named by DIR.
+base_describe() { # DIR
+    local top
+    top=$(git -C "$1" rev-parse --show-toplevel 2>/dev/null) || return 1
+    case $1 in "$top/build" | "$top/build/san") ;; *) return 1 ;; esac
+    git -C "$top" describe --always --dirty 2>/dev/null
+}
+if [ -n "$BASE_DIR" ]; then
+    BASE_DESC=$(base_describe "$BASE_DIR") || BASE_DESC=$BASE_DIR
+    raw meta compare_only "$COMPARE_ONLY"
+    raw meta baseline_dir "$BASE_DIR"
+    raw meta git_base "$BASE_DESC"
+    raw meta v_uprun_base "$(first_line "$BASE_DIR/up-run" --version)"
+fi
 raw meta workers "$WORKERS"
 raw meta reps "$REPS"
 raw meta duration_s "$DURATION"
@@ -362,7 +432,12 @@ raw meta nofile "$NOFILE"
 raw meta load_start "$LOAD_START"
 raw meta uload_cmd "$UPLOAD --port PORT --keepalive $ULOAD_KEEPALIVE --fresh $ULOAD_FRESH --seconds $STORM --quiet"
 
-say "up benchmark ($MODE): $WORKERS workers per contestant, wrk -t$WRK_THREADS -c$CONNS, $REPS x ${DURATION}s per scenario, ${STORM}s reload storms, $IDLE_CONNS idle connections"
+if [ "$COMPARE_ONLY" = 1 ]; then
+    say "up benchmark ($MODE): up-run against the baseline $BASE_DESC, $WORKERS workers each, wrk -t$WRK_THREADS -c$CONNS, $REPS x ${DURATION}s per scenario"
+else
+    say "up benchmark ($MODE): $WORKERS workers per contestant, wrk -t$WRK_THREADS -c$CONNS, $REPS x ${DURATION}s per scenario, ${STORM}s reload storms, $IDLE_CONNS idle connections"
+    [ -z "$BASE_DIR" ] || say "baseline: up-run from $BASE_DIR ($BASE_DESC), in the Keep-Alive and connection-per-request scenarios"
+fi
 say "machine: $NPROC CPUs, kernel $(uname -r), load average $LOAD_START; temp dir $TMP"
 if awk -v l="$LOAD_START" -v n="$NPROC" 'BEGIN { exit !(l > n / 2) }'; then
     warn "the machine is busy (load average $LOAD_START on $NPROC CPUs): numbers will be noisy"
@@ -370,8 +445,9 @@ fi
 
 # ---------------------------------------------------------------- contestants
 
-declare -A PORT_OF LABEL_OF MASTER_OF PIDS_OF LOG_OF CTL_OF KIND_OF DEAD
+declare -A PORT_OF LABEL_OF MASTER_OF PIDS_OF LOG_OF CTL_OF UPRUN_OF BACKEND_OF KIND_OF DEAD
 CONTESTANTS=()
+BACKEND_PIDS=""
 
 add_contestant() { # ID KIND LABEL PORT LOG MASTERPID PIDS COMMAND
     CONTESTANTS+=("$1")
@@ -395,37 +471,52 @@ start_workers() { # PORT LOG -> PIDS (space-separated) in STARTED_PIDS
 }
 
 # 1. no master: N up-worker sharing a port with SO_REUSEPORT
-pick_port; P=$PICKED
-start_workers "$P" "$TMP/nomaster.log"
-CMD="$(show_cmd "$UPWORKER" --listen "127.0.0.1:$P" "$APP") # x $WORKERS, SO_REUSEPORT"
-add_contestant nomaster workers "up-worker ×$WORKERS (no master, SO_REUSEPORT)" "$P" "$TMP/nomaster.log" "" "$STARTED_PIDS" "$CMD"
-raw contestant nomaster "${LABEL_OF[nomaster]}" "$CMD"
-wait_ready nomaster "$P" "$TMP/nomaster.log" $STARTED_PIDS
+if [ "$COMPARE_ONLY" = 0 ]; then
+    pick_port; P=$PICKED
+    start_workers "$P" "$TMP/nomaster.log"
+    CMD="$(show_cmd "$UPWORKER" --listen "127.0.0.1:$P" "$APP") # x $WORKERS, SO_REUSEPORT"
+    add_contestant nomaster workers "up-worker ×$WORKERS (no master, SO_REUSEPORT)" "$P" "$TMP/nomaster.log" "" "$STARTED_PIDS" "$CMD"
+    raw contestant nomaster "${LABEL_OF[nomaster]}" "$CMD"
+    wait_ready nomaster "$P" "$TMP/nomaster.log" $STARTED_PIDS
+fi
 
-# 2. up-run, default back end (io_uring), and --backend epoll
-start_uprun() { # ID LABEL EXTRA-ARGS...
-    local id=$1 label=$2
-    shift 2
+# 2. up-run, default back end (io_uring), the baseline's up-run the same
+# way, and --backend epoll
+start_uprun() { # ID LABEL UP-RUN APP EXTRA-ARGS...
+    local id=$1 label=$2 bin=$3 app=$4
+    shift 4
     pick_port
     local port=$PICKED logf=$TMP/$id.log ctl=$TMP/$id.sock
-    local cmd=("$UPRUN" -n "$WORKERS" "$@" --listen "127.0.0.1:$port" --control "$ctl" "$APP")
+    local cmd=("$bin" -n "$WORKERS" "$@" --listen "127.0.0.1:$port" --control "$ctl" "$app")
     start_group "$logf" "${cmd[@]}"
     local pid=$LAST_PID
     CTL_OF[$id]=$ctl
+    UPRUN_OF[$id]=$bin # its own up-run answers its status queries
     wait_ready "$id" "$port" "$logf" "$pid"
     local backend
-    backend=$("$UPRUN" status --control "$ctl" 2>/dev/null | sed -n 's/.*backend=\([a-z_]*\).*/\1/p' | head -n 1)
+    backend=$("$bin" status --control "$ctl" 2>/dev/null | sed -n 's/.*backend=\([a-z_]*\).*/\1/p' | head -n 1)
     [ -n "$backend" ] || backend=unknown
+    BACKEND_OF[$id]=$backend
     add_contestant "$id" uprun "$label ($backend)" "$port" "$logf" "$pid" "$pid" "$(show_cmd "${cmd[@]}")"
     raw contestant "$id" "${LABEL_OF[$id]}" "$(show_cmd "${cmd[@]}")"
     raw meta "backend_$id" "$backend"
 }
-start_uprun uprun "up-run -n $WORKERS"
+start_uprun uprun "up-run -n $WORKERS" "$UPRUN" "$APP"
 case ${LABEL_OF[uprun]} in
 *io_uring*) ;;
 *) warn "up-run chose ${LABEL_OF[uprun]#*(} instead of io_uring: io_uring is not available here" ;;
 esac
-start_uprun uprun_epoll "up-run -n $WORKERS --backend epoll" --backend epoll
+if [ -n "$BASE_DIR" ]; then
+    # The baseline serves its own examples/hello.so: an app is built against
+    # the app ABI of its tree, and an up-worker refuses an app of another
+    # ABI version, so the current hello.so might not even load there. Each
+    # build thus runs whole, app included; both answer the same Hello World
+    # (wait_ready checks it). Its up-run starts the up-worker beside itself.
+    start_uprun uprun_base "up-run baseline ($BASE_DESC) -n $WORKERS" "$BASE_DIR/up-run" "$BASE_DIR/examples/hello.so"
+    [ "${BACKEND_OF[uprun_base]}" = "${BACKEND_OF[uprun]}" ] ||
+        warn "the baseline uses ${BACKEND_OF[uprun_base]} and up-run ${BACKEND_OF[uprun]}: the ratios compare back ends too"
+fi
+[ "$COMPARE_ONLY" = 1 ] || start_uprun uprun_epoll "up-run -n $WORKERS --backend epoll" "$UPRUN" "$APP" --backend epoll
 
 # 3. nginx return 200
 start_nginx() { # ID LABEL TEMPLATE [BACKEND_PORT]
@@ -442,16 +533,18 @@ start_nginx() { # ID LABEL TEMPLATE [BACKEND_PORT]
     add_contestant "$id" nginx "$label" "$port" "$dir/error.log" "$pid" "$pid" "$(show_cmd "${cmd[@]}")"
     raw contestant "$id" "$label" "$(show_cmd "${cmd[@]}") # bench/$tpl"
 }
-start_nginx nginx "nginx return 200 (worker_processes $WORKERS)" nginx-return.conf.in
+[ "$COMPARE_ONLY" = 1 ] || start_nginx nginx "nginx return 200 (worker_processes $WORKERS)" nginx-return.conf.in
 
 # 4./5. the proxies share one set of N up-worker behind them
-pick_port; BACKEND_PORT=$PICKED
-start_workers "$BACKEND_PORT" "$TMP/backend.log"
-BACKEND_PIDS=$STARTED_PIDS
-wait_ready backend-workers "$BACKEND_PORT" "$TMP/backend.log" $BACKEND_PIDS
-raw meta backend_workers "$(show_cmd "$UPWORKER" --listen "127.0.0.1:$BACKEND_PORT" "$APP") # x $WORKERS"
+if [ "$COMPARE_ONLY" = 0 ]; then
+    pick_port; BACKEND_PORT=$PICKED
+    start_workers "$BACKEND_PORT" "$TMP/backend.log"
+    BACKEND_PIDS=$STARTED_PIDS
+    wait_ready backend-workers "$BACKEND_PORT" "$TMP/backend.log" $BACKEND_PIDS
+    raw meta backend_workers "$(show_cmd "$UPWORKER" --listen "127.0.0.1:$BACKEND_PORT" "$APP") # x $WORKERS"
 
-start_nginx nginx_proxy "nginx proxy → up-worker ×$WORKERS (upstream keepalive)" nginx-proxy.conf.in "$BACKEND_PORT"
+    start_nginx nginx_proxy "nginx proxy → up-worker ×$WORKERS (upstream keepalive)" nginx-proxy.conf.in "$BACKEND_PORT"
+fi
 
 start_haproxy() {
     local id=haproxy
@@ -468,12 +561,12 @@ start_haproxy() {
         "$port" "$dir/stderr.log" "$pid" "$pid" "$(show_cmd "${cmd[@]}")"
     raw contestant "$id" "${LABEL_OF[$id]}" "$(show_cmd "${cmd[@]}") # bench/haproxy.cfg.in"
 }
-start_haproxy
+[ "$COMPARE_ONLY" = 1 ] || start_haproxy
 
 for c in "${CONTESTANTS[@]}"; do
     say "started ${LABEL_OF[$c]} on 127.0.0.1:${PORT_OF[$c]}"
 done
-say "proxy back ends: up-worker ×$WORKERS on 127.0.0.1:$BACKEND_PORT"
+[ "$COMPARE_ONLY" = 1 ] || say "proxy back ends: up-worker ×$WORKERS on 127.0.0.1:$BACKEND_PORT"
 
 # Is a contestant still whole? Records a failure once and marks it dead.
 check_alive() { # ID WHEN
@@ -507,8 +600,8 @@ proc_status_kb() { # PID FIELD
     awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status" 2>/dev/null
 }
 
-uprun_stat() { # ID KEY -> a counter from up-run status
-    "$UPRUN" status --control "${CTL_OF[$1]}" 2>/dev/null |
+uprun_stat() { # ID KEY -> a counter from up-run status (asked with its own up-run)
+    "${UPRUN_OF[$1]}" status --control "${CTL_OF[$1]}" 2>/dev/null |
         tr ' ' '\n' | sed -n "s/^$2=\([0-9]*\)$/\1/p" | head -n 1
 }
 
@@ -621,7 +714,9 @@ rotated() { # REP IDS...
 }
 
 STORM_IDS=(uprun nginx haproxy)
-RUN_TOTAL=$((REPS * 2 * ${#CONTESTANTS[@]} + REPS * 2 * (${#STORM_IDS[@]} + 1)))
+[ "$COMPARE_ONLY" = 1 ] && STORM_IDS=()
+RUN_TOTAL=$((REPS * 2 * ${#CONTESTANTS[@]}))
+[ ${#STORM_IDS[@]} = 0 ] || RUN_TOTAL=$((RUN_TOTAL + REPS * 2 * (${#STORM_IDS[@]} + 1)))
 
 # ---------------------------------------------------------------- warm-up
 
@@ -690,24 +785,30 @@ idle_measure() { # ID
     check_alive "$c" "the idle-connection test"
 }
 
-say "master memory with $IDLE_CONNS idle Keep-Alive connections held by the workers"
-idle_measure uprun
-idle_measure uprun_epoll
+# --compare-only skips this and the storms: a comparison of two builds
+# runs the two scenarios above and nothing else.
+if [ "$COMPARE_ONLY" = 0 ]; then
+    say "master memory with $IDLE_CONNS idle Keep-Alive connections held by the workers"
+    idle_measure uprun
+    idle_measure uprun_epoll
+fi
 
 # ---------------------------------------------------------------- 3: reload storms
 
-say "reload storms: a reload every 100 ms for ${STORM}s, $REPS x (Keep-Alive, connection per request)"
-for rep in $(seq "$REPS"); do
-    for mode in ka close; do
-        for c in $(rotated "$rep" "${STORM_IDS[@]}"); do
-            if [ "$c" = uprun ]; then
-                wrk_run "$c" "steady-$mode" "$rep" "$STORM"
-            fi
-            wrk_run "$c" "storm-$mode" "$rep" "$STORM"
-            sleep 0.5 # let the last reload settle before the next contestant runs
+if [ ${#STORM_IDS[@]} -gt 0 ]; then
+    say "reload storms: a reload every 100 ms for ${STORM}s, $REPS x (Keep-Alive, connection per request)"
+    for rep in $(seq "$REPS"); do
+        for mode in ka close; do
+            for c in $(rotated "$rep" "${STORM_IDS[@]}"); do
+                if [ "$c" = uprun ]; then
+                    wrk_run "$c" "steady-$mode" "$rep" "$STORM"
+                fi
+                wrk_run "$c" "storm-$mode" "$rep" "$STORM"
+                sleep 0.5 # let the last reload settle before the next contestant runs
+            done
         done
     done
-done
+fi
 
 # ---------------------------------------------------------------- up-load: the authoritative zero-loss count
 
