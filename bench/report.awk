@@ -14,6 +14,8 @@
 #              IDLE_CLOSES PIDS RELOADS_SENT RELOADS_DONE COMMAND
 #   fail       TEXT
 # Scenarios: ka, close, steady-ka, steady-close, storm-ka, storm-close.
+# With --baseline, the contestant uprun_base is up-run from another build
+# (meta baseline_dir, git_base, v_uprun_base, compare_only).
 # Works with mawk and gawk (no gawk extensions).
 
 function jstr(s) {
@@ -103,6 +105,22 @@ function ratio(a, b) {
 
 function label(c) { return (c in lab) ? lab[c] : c }
 
+# The ratio c1 ÷ c2 of metric sc (a scenario's requests/s, or "mcpu")
+# repetition by repetition, the two runs of a repetition being a moment
+# apart: "per rep MIN–MAX", or "" with fewer than two repetitions.
+function per_rep(c1, c2, sc,    rep, r, n, lo, hi) {
+    n = 0
+    for (rep = 1; rep <= meta["reps"] + 0; rep++) {
+        if (!((c1, sc, rep) in byrep) || !((c2, sc, rep) in byrep)) continue
+        r = ratio(byrep[c1, sc, rep], byrep[c2, sc, rep])
+        if (r == "") continue
+        if (n == 0 || r < lo) lo = r
+        if (n == 0 || r > hi) hi = r
+        n++
+    }
+    return n < 2 ? "" : sprintf("per rep %.2f–%.2f", lo, hi)
+}
+
 BEGIN { FS = "\t"; ncont = 0; nfail = 0; nruns = 0; nmcpu = 0; nidle = 0; nul = 0 }
 
 $1 == "meta" { meta[$2] = $3; next }
@@ -126,6 +144,7 @@ $1 == "run" {
     val[key, "sent", k] = $16
     val[key, "done", k] = $17
     scmd[$3] = $18
+    byrep[$2, $3, $4] = $5
     next
 }
 $1 == "mcpu" {
@@ -137,6 +156,9 @@ $1 == "mcpu" {
         # CPU milliseconds per 1,000 connections
         val[key, "ms1000", k] = ($5 / $6 * 1000) / $7 * 1000
         val[key, "conns", k] = $7
+        val[key, "ticks", k] = $5
+        clk_tck = $6
+        byrep[$2, "mcpu", $4] = val[key, "ms1000", k]
     }
     next
 }
@@ -145,6 +167,10 @@ $1 == "uload" { nul++; for (i = 2; i <= 15; i++) U[nul, i] = $i; next }
 
 END {
     quick = (meta["mode"] == "quick")
+    # --compare-only: up-run and its baseline alone, Keep-Alive and
+    # connection per request alone.
+    cmp_only = (meta["compare_only"] == 1)
+    has_base = ("uprun_base" in lab)
     N = meta["workers"]
 
     # ------------------------------------------------------------ targets
@@ -155,61 +181,94 @@ END {
     cl_ng = median("nginx", "close", "rps"); cl_np = median("nginx_proxy", "close", "rps")
     cl_hp = median("haproxy", "close", "rps")
 
-    r = ratio(ka_up, ka_nm); target("Keep-Alive: up-run ÷ no-master limit", ratio_str(r), "≥ 0.95", r, r != "" && r >= 0.95, "ratio")
-    r = ratio(ka_up, ka_ng); target("Keep-Alive: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
-    r = ratio(cl_up, cl_nm); target("Connection per request: up-run ÷ no-master limit", ratio_str(r), "≥ 0.85", r, r != "" && r >= 0.85, "ratio")
-    r = ratio(cl_up, cl_ng); target("Connection per request: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
+    if (!cmp_only) {
+        r = ratio(ka_up, ka_nm); target("Keep-Alive: up-run ÷ no-master limit", ratio_str(r), "≥ 0.95", r, r != "" && r >= 0.95, "ratio")
+        r = ratio(ka_up, ka_ng); target("Keep-Alive: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
+        r = ratio(cl_up, cl_nm); target("Connection per request: up-run ÷ no-master limit", ratio_str(r), "≥ 0.85", r, r != "" && r >= 0.85, "ratio")
+        r = ratio(cl_up, cl_ng); target("Connection per request: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
 
-    for (mi = 1; mi <= 2; mi++) {
-        mode = mi == 1 ? "ka" : "close"
-        mname = mi == 1 ? "Keep-Alive" : "connection per request"
-        n = stats("uprun", "storm-" mode, "sockerr"); se = S_sum
-        stats("uprun", "storm-" mode, "non2xx"); nx = S_sum
-        if (n > 0)
-            target("Reload storm, " mname ": up-run socket errors + non-2xx (wrk, all runs)", \
-                sprintf("%d + %d", se, nx), "0", se + nx, se + nx == 0, "count")
+        for (mi = 1; mi <= 2; mi++) {
+            mode = mi == 1 ? "ka" : "close"
+            mname = mi == 1 ? "Keep-Alive" : "connection per request"
+            n = stats("uprun", "storm-" mode, "sockerr"); se = S_sum
+            stats("uprun", "storm-" mode, "non2xx"); nx = S_sum
+            if (n > 0)
+                target("Reload storm, " mname ": up-run socket errors + non-2xx (wrk, all runs)", \
+                    sprintf("%d + %d", se, nx), "0", se + nx, se + nx == 0, "count")
+            else
+                target("Reload storm, " mname ": up-run socket errors + non-2xx (wrk, all runs)", "not run", "0", "", 0, "count")
+        }
+        ul_found = 0
+        for (i = 1; i <= nul; i++) if (U[i, 2] == "uprun" && U[i, 3] == "storm") {
+            ul_found = 1
+            bad = U[i, 6] + U[i, 7] + U[i, 8] + U[i, 9] + U[i, 10]
+            target("Reload storm, up-load (checks every answer): up-run failed requests", \
+                sprintf("%d of %s", bad, commas(U[i, 4])), "0", bad, bad == 0, "count")
+        }
+        if (!ul_found) target("Reload storm, up-load: up-run failed requests", "not run", "0", "", 0, "count")
+        for (mi = 1; mi <= 2; mi++) {
+            mode = mi == 1 ? "ka" : "close"
+            mname = mi == 1 ? "Keep-Alive" : "connection per request"
+            r = ratio(median("uprun", "storm-" mode, "rps"), median("uprun", "steady-" mode, "rps"))
+            target("Reload storm, " mname ": up-run throughput ÷ without reloads", ratio_str(r), "≥ 0.90", r, r != "" && r >= 0.9, "ratio")
+        }
+        rss = ""
+        for (i = 1; i <= nidle; i++) if (I[i, 2] == "uprun") { rss = I[i, 8]; idle_k = I[i, 3]; idle_ok = I[i, 4] }
+        if (rss != "" && rss >= 0)
+            target(sprintf("Master RSS with %s idle Keep-Alive connections in the workers", commas(idle_k)), \
+                sprintf("%.2f MiB", rss / 1024), "≤ 4 MiB", rss / 1024, rss / 1024 <= 4 && idle_ok == idle_k, "mib")
         else
-            target("Reload storm, " mname ": up-run socket errors + non-2xx (wrk, all runs)", "not run", "0", "", 0, "count")
+            target("Master RSS with idle connections", "not measured", "≤ 4 MiB", "", 0, "mib")
+        stats("uprun", "mcpu", "ms1000")
+        if (S_n > 0)
+            target("Master CPU per 1,000 handed-off connections", sprintf("%.1f ms (%.1f–%.1f)", S_med, S_min, S_max), \
+                "reported", S_med, 1, "info")
+        else
+            target("Master CPU per 1,000 handed-off connections", "not measured", "reported", "", 0, "info")
     }
-    ul_found = 0
-    for (i = 1; i <= nul; i++) if (U[i, 2] == "uprun" && U[i, 3] == "storm") {
-        ul_found = 1
-        bad = U[i, 6] + U[i, 7] + U[i, 8] + U[i, 9] + U[i, 10]
-        target("Reload storm, up-load (checks every answer): up-run failed requests", \
-            sprintf("%d of %s", bad, commas(U[i, 4])), "0", bad, bad == 0, "count")
+    # Against the baseline (--baseline): the same up-run, another build. The
+    # throughput ratios are marked at 0.97, within 3 % of the baseline (like
+    # every mark, shown and not enforced); the CPU ratio is only reported, as
+    # the absolute figure is: it is counted in clock ticks, a few dozen per
+    # short run, too coarse for a 3 % line.
+    if (has_base) {
+        for (mi = 1; mi <= 2; mi++) {
+            mode = mi == 1 ? "ka" : "close"
+            mname = mi == 1 ? "Keep-Alive" : "Connection per request"
+            r = ratio(median("uprun", mode, "rps"), median("uprun_base", mode, "rps"))
+            pr = per_rep("uprun", "uprun_base", mode)
+            target(mname ": up-run ÷ baseline", ratio_str(r) (pr != "" ? " (" pr ")" : ""), \
+                "≥ 0.97 (within 3 % of the baseline)", r, r != "" && r >= 0.97, "ratio")
+        }
+        cpu_up = median("uprun", "mcpu", "ms1000"); cpu_base = median("uprun_base", "mcpu", "ms1000")
+        r = ratio(cpu_up, cpu_base)
+        pr = per_rep("uprun", "uprun_base", "mcpu")
+        if (r != "")
+            target("Master CPU per 1,000 handoffs: up-run ÷ baseline (lower is better)", \
+                sprintf("%.2f (%.1f ÷ %.1f ms%s)", r, cpu_up, cpu_base, pr != "" ? "; " pr : ""), \
+                "reported; < 1: the master spends less than the baseline's", r, 1, "info")
+        else
+            target("Master CPU per 1,000 handoffs: up-run ÷ baseline (lower is better)", "not measured", \
+                "reported; < 1: the master spends less than the baseline's", "", 0, "info")
     }
-    if (!ul_found) target("Reload storm, up-load: up-run failed requests", "not run", "0", "", 0, "count")
-    for (mi = 1; mi <= 2; mi++) {
-        mode = mi == 1 ? "ka" : "close"
-        mname = mi == 1 ? "Keep-Alive" : "connection per request"
-        r = ratio(median("uprun", "storm-" mode, "rps"), median("uprun", "steady-" mode, "rps"))
-        target("Reload storm, " mname ": up-run throughput ÷ without reloads", ratio_str(r), "≥ 0.90", r, r != "" && r >= 0.9, "ratio")
+    if (!cmp_only) {
+        # The issue's question: does the handoff beat a proxy in front?
+        r = ratio(ka_up, ka_np); target("Keep-Alive: up-run ÷ nginx proxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
+        r = ratio(ka_up, ka_hp); target("Keep-Alive: up-run ÷ HAProxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
+        r = ratio(cl_up, cl_np); target("Connection per request: up-run ÷ nginx proxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
+        r = ratio(cl_up, cl_hp); target("Connection per request: up-run ÷ HAProxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
     }
-    rss = ""
-    for (i = 1; i <= nidle; i++) if (I[i, 2] == "uprun") { rss = I[i, 8]; idle_k = I[i, 3]; idle_ok = I[i, 4] }
-    if (rss != "" && rss >= 0)
-        target(sprintf("Master RSS with %s idle Keep-Alive connections in the workers", commas(idle_k)), \
-            sprintf("%.2f MiB", rss / 1024), "≤ 4 MiB", rss / 1024, rss / 1024 <= 4 && idle_ok == idle_k, "mib")
-    else
-        target("Master RSS with idle connections", "not measured", "≤ 4 MiB", "", 0, "mib")
-    stats("uprun", "mcpu", "ms1000")
-    if (S_n > 0)
-        target("Master CPU per 1,000 handed-off connections", sprintf("%.1f ms (%.1f–%.1f)", S_med, S_min, S_max), \
-            "reported", S_med, 1, "info")
-    else
-        target("Master CPU per 1,000 handed-off connections", "not measured", "reported", "", 0, "info")
-    # The issue's question: does the handoff beat a proxy in front?
-    r = ratio(ka_up, ka_np); target("Keep-Alive: up-run ÷ nginx proxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
-    r = ratio(ka_up, ka_hp); target("Keep-Alive: up-run ÷ HAProxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
-    r = ratio(cl_up, cl_np); target("Connection per request: up-run ÷ nginx proxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
-    r = ratio(cl_up, cl_hp); target("Connection per request: up-run ÷ HAProxy", ratio_str(r), "> 1 (handoff beats a proxy)", r, r != "" && r > 1, "ratio")
 
     # ------------------------------------------------------------ markdown
     o = md
     printf("# up — benchmark results\n\n") > o
     if (quick)
         printf("> **Quick smoke run** (`make bench-quick`): %s × %s s per scenario, %s s storms, %s idle connections. The numbers are indicative only and the marks are not enforced; `make bench` gives the real figures.\n\n", meta["reps"], meta["duration_s"], meta["storm_s"], commas(meta["idle_conns"])) > o
-    printf("Generated by `bench/run.sh` (%s run) on %s in %d s, at %s.\n\n", meta["mode"], meta["date"], meta["elapsed_s"], meta["git"]) > o
+    if (cmp_only)
+        printf("> **Comparison run** (`bench/run.sh --baseline DIR --compare-only`, `make bench-compare`): up-run of this tree against the baseline, another build of up started the same way, alone, in the Keep-Alive and connection-per-request scenarios (%s × %s s); no proxies, reload storms, idle memory or up-load. The marks are not enforced.\n\n", meta["reps"], meta["duration_s"]) > o
+    printf("Generated by `bench/run.sh` (%s run) on %s in %d s, at %s", meta["mode"], meta["date"], meta["elapsed_s"], meta["git"]) > o
+    if (has_base) printf(", against the baseline %s (`%s`)", meta["git_base"], meta["baseline_dir"]) > o
+    printf(".\n\n") > o
     printf("| Machine | |\n|---|---|\n") > o
     printf("| CPU | %s |\n", meta["cpu_model"]) > o
     printf("| CPUs (nproc) | %s |\n", meta["nproc"]) > o
@@ -219,8 +278,9 @@ END {
     printf("| Open-file limit | %s |\n\n", meta["nofile"]) > o
     printf("| Versions | |\n|---|---|\n") > o
     printf("| up-run | %s |\n", meta["v_uprun"]) > o
-    printf("| nginx | %s |\n", meta["v_nginx"]) > o
-    printf("| HAProxy | %s |\n", meta["v_haproxy"]) > o
+    if (has_base) printf("| up-run baseline | %s (%s) |\n", meta["v_uprun_base"], meta["git_base"]) > o
+    if ("v_nginx" in meta) printf("| nginx | %s |\n", meta["v_nginx"]) > o
+    if ("v_haproxy" in meta) printf("| HAProxy | %s |\n", meta["v_haproxy"]) > o
     printf("| wrk | %s |\n", meta["v_wrk"]) > o
     printf("| cc | %s |\n\n", meta["v_cc"]) > o
     printf("Setup: every contestant has **%s workers** and listens on its own 127.0.0.1 port; wrk runs with **1 thread and %s connections**. Each scenario is run %s × %s s, the contestants interleaved and their order rotated between repetitions; tables give the **median** and the **spread (min–max)**. wrk and the servers **share the same %s CPUs** over loopback, so every figure includes wrk's own CPU use, and other work on the machine shows as noise (see the load average).\n\n", \
@@ -230,18 +290,35 @@ END {
     for (i = 1; i <= ntg; i++)
         printf("| %s | %s | %s | %s |\n", tg_name[i], tg_text[i], tg_goal[i], \
             tg_kind[i] == "info" ? (tg_pass[i] ? "ℹ️" : "❌") : mark(tg_pass[i])) > o
-    printf("\nThe last four rows answer the issue's question (handoff against a proxy in front); the up-run rows use the default back end (%s). Ratios divide medians measured in this run.\n\n", meta["backend_uprun"]) > o
+    if (cmp_only) printf("\nBoth up-runs use the default back end (%s; the baseline: %s). Ratios divide medians measured in this run.", meta["backend_uprun"], meta["backend_uprun_base"]) > o
+    else printf("\nThe last four rows answer the issue's question (handoff against a proxy in front); the up-run rows use the default back end (%s). Ratios divide medians measured in this run.", meta["backend_uprun"]) > o
+    if (has_base) {
+        printf(" The baseline is the up-run of `%s` (%s), with the up-worker beside it and its own `examples/hello.so`; \"per rep\" is the spread of the ratio between the two runs of each repetition, which ran a moment apart.", meta["baseline_dir"], meta["git_base"]) > o
+        if (stats("uprun", "mcpu", "ticks"))
+            printf(" The master's CPU is counted in clock ticks of 1/%s s: up-run's took %d per connection-per-request run (median), so one tick is %.1f %% of its figure.", clk_tck, S_med, S_med > 0 ? 100 / S_med : 100) > o
+    }
+    printf("\n\n") > o
 
     for (si = 1; si <= 2; si++) {
         sc = si == 1 ? "ka" : "close"
         if (si == 1) printf("## Keep-Alive\n\n`wrk -t1 -c%s -d%ss --latency`\n\n", meta["wrk_connections"], meta["duration_s"]) > o
         else printf("## A new connection per request\n\n`wrk -t1 -c%s -d%ss --latency -H 'Connection: close'`\n\n", meta["wrk_connections"], meta["duration_s"]) > o
-        base_nm = median("nomaster", sc, "rps"); base_ng = median("nginx", sc, "rps")
-        printf("| Contestant | Requests/s (median) | spread | × no master | × nginx | p50 | p50 spread | p99 | p99 spread | socket errors (c/r/w/t, all runs) | non-2xx |\n") > o
-        printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
+        # Throughput relative to the contestants that ran: no master,
+        # nginx, the baseline.
+        nrc = 0
+        if ("nomaster" in lab) { rc_id[++nrc] = "nomaster"; rc_head[nrc] = "× no master" }
+        if ("nginx" in lab) { rc_id[++nrc] = "nginx"; rc_head[nrc] = "× nginx" }
+        if (has_base) { rc_id[++nrc] = "uprun_base"; rc_head[nrc] = "× baseline" }
+        head = "| Contestant | Requests/s (median) | spread |"; align = "|---|---:|---:|"; empty = ""
+        for (j = 1; j <= nrc; j++) {
+            rc_val[j] = median(rc_id[j], sc, "rps")
+            head = head " " rc_head[j] " |"; align = align "---:|"; empty = empty " |"
+        }
+        printf("%s p50 | p50 spread | p99 | p99 spread | socket errors (c/r/w/t, all runs) | non-2xx |\n", head) > o
+        printf("%s---:|---:|---:|---:|---:|---:|\n", align) > o
         for (ci = 1; ci <= ncont; ci++) {
             c = cont[ci]
-            if (!stats(c, sc, "rps")) { printf("| %s | not run | | | | | | | | | |\n", label(c)) > o; continue }
+            if (!stats(c, sc, "rps")) { printf("| %s | not run | |%s | | | | | |\n", label(c), empty) > o; continue }
             rm = S_med; rmin = S_min; rmax = S_max
             stats(c, sc, "p50"); p50m = S_med; p50a = S_min; p50b = S_max
             stats(c, sc, "p99"); p99m = S_med; p99a = S_min; p99b = S_max
@@ -250,79 +327,85 @@ END {
             stats(c, sc, "write"); e3 = S_sum
             stats(c, sc, "timeout"); e4 = S_sum
             stats(c, sc, "non2xx"); n2 = S_sum
-            printf("| %s | %s | %s–%s | %s | %s | %s | %s–%s | %s | %s–%s | %d/%d/%d/%d | %d |\n", label(c), commas(rm), \
-                commas(rmin), commas(rmax), ratio_str(ratio(rm, base_nm)), ratio_str(ratio(rm, base_ng)), \
+            printf("| %s | %s | %s–%s |", label(c), commas(rm), commas(rmin), commas(rmax)) > o
+            for (j = 1; j <= nrc; j++) printf(" %s |", ratio_str(ratio(rm, rc_val[j]))) > o
+            printf(" %s | %s–%s | %s | %s–%s | %d/%d/%d/%d | %d |\n", \
                 fmt_us(p50m), fmt_us(p50a), fmt_us(p50b), fmt_us(p99m), fmt_us(p99a), fmt_us(p99b), e1, e2, e3, e4, n2) > o
         }
         printf("\n") > o
     }
 
-    printf("## Reload under load\n\n") > o
-    printf("A reload signal every 100 ms during a %s s wrk run (`-t1 -c%s`, Keep-Alive, and with `-H 'Connection: close'`), %s × each: up-run `kill -USR2 <master>`, nginx `kill -HUP <master>` (= `nginx -s reload`), HAProxy `kill -USR2 <master>` (master-worker mode, `-W`). For up-run a run of the same length without reloads precedes each storm and is its baseline; for nginx and HAProxy († ) the baseline is the median of their %s s runs above. Socket errors and non-2xx are totals over all the runs, as wrk reports them.\n\n", \
-        meta["storm_s"], meta["wrk_connections"], meta["reps"], meta["duration_s"]) > o
-    printf("| Contestant | Mode | Reloads sent (done) per run | Requests/s (median) | spread | × without reloads | Requests (all runs) | connect | read | write | timeout | non-2xx |\n") > o
-    printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
-    for (ci = 1; ci <= ncont; ci++) {
-        c = cont[ci]
-        for (mi = 1; mi <= 2; mi++) {
-            mode = mi == 1 ? "ka" : "close"
-            mname = mi == 1 ? "Keep-Alive" : "conn/request"
-            if (!stats(c, "storm-" mode, "rps")) continue
-            rm = S_med; rmin = S_min; rmax = S_max
-            if (stats(c, "steady-" mode, "rps")) { base = S_med; dag = "" }
-            else { base = median(c, mode, "rps"); dag = " †" }
-            stats(c, "storm-" mode, "sent"); sent = S_med
-            stats(c, "storm-" mode, "done"); rdone = S_med
-            stats(c, "storm-" mode, "requests"); rq = S_sum
-            stats(c, "storm-" mode, "connect"); e1 = S_sum
-            stats(c, "storm-" mode, "read"); e2 = S_sum
-            stats(c, "storm-" mode, "write"); e3 = S_sum
-            stats(c, "storm-" mode, "timeout"); e4 = S_sum
-            stats(c, "storm-" mode, "non2xx"); n2 = S_sum
-            printf("| %s | %s | %d%s | %s | %s–%s | %s%s | %s | %d | %d | %d | %d | %d |\n", label(c), mname, sent, \
-                rdone >= 0 ? sprintf(" (%d)", rdone) : "", commas(rm), commas(rmin), commas(rmax), \
-                ratio_str(ratio(rm, base)), dag, commas(rq), e1, e2, e3, e4, n2) > o
-        }
-        if (stats(c, "steady-ka", "rps") || stats(c, "steady-close", "rps")) {
+    if (!cmp_only) {
+        printf("## Reload under load\n\n") > o
+        printf("A reload signal every 100 ms during a %s s wrk run (`-t1 -c%s`, Keep-Alive, and with `-H 'Connection: close'`), %s × each: up-run `kill -USR2 <master>`, nginx `kill -HUP <master>` (= `nginx -s reload`), HAProxy `kill -USR2 <master>` (master-worker mode, `-W`). For up-run a run of the same length without reloads precedes each storm and is its baseline; for nginx and HAProxy († ) the baseline is the median of their %s s runs above. Socket errors and non-2xx are totals over all the runs, as wrk reports them.\n\n", \
+            meta["storm_s"], meta["wrk_connections"], meta["reps"], meta["duration_s"]) > o
+        printf("| Contestant | Mode | Reloads sent (done) per run | Requests/s (median) | spread | × without reloads | Requests (all runs) | connect | read | write | timeout | non-2xx |\n") > o
+        printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
+        for (ci = 1; ci <= ncont; ci++) {
+            c = cont[ci]
             for (mi = 1; mi <= 2; mi++) {
                 mode = mi == 1 ? "ka" : "close"
-                if (!stats(c, "steady-" mode, "rps")) continue
+                mname = mi == 1 ? "Keep-Alive" : "conn/request"
+                if (!stats(c, "storm-" mode, "rps")) continue
                 rm = S_med; rmin = S_min; rmax = S_max
-                stats(c, "steady-" mode, "requests"); rq = S_sum
-                stats(c, "steady-" mode, "connect"); e1 = S_sum
-                stats(c, "steady-" mode, "read"); e2 = S_sum
-                stats(c, "steady-" mode, "write"); e3 = S_sum
-                stats(c, "steady-" mode, "timeout"); e4 = S_sum
-                stats(c, "steady-" mode, "non2xx"); n2 = S_sum
-                printf("| %s | %s, no reloads | – | %s | %s–%s | 1.00 | %s | %d | %d | %d | %d | %d |\n", label(c), \
-                    mi == 1 ? "Keep-Alive" : "conn/request", commas(rm), commas(rmin), commas(rmax), commas(rq), e1, e2, e3, e4, n2) > o
+                if (stats(c, "steady-" mode, "rps")) { base = S_med; dag = "" }
+                else { base = median(c, mode, "rps"); dag = " †" }
+                stats(c, "storm-" mode, "sent"); sent = S_med
+                stats(c, "storm-" mode, "done"); rdone = S_med
+                stats(c, "storm-" mode, "requests"); rq = S_sum
+                stats(c, "storm-" mode, "connect"); e1 = S_sum
+                stats(c, "storm-" mode, "read"); e2 = S_sum
+                stats(c, "storm-" mode, "write"); e3 = S_sum
+                stats(c, "storm-" mode, "timeout"); e4 = S_sum
+                stats(c, "storm-" mode, "non2xx"); n2 = S_sum
+                printf("| %s | %s | %d%s | %s | %s–%s | %s%s | %s | %d | %d | %d | %d | %d |\n", label(c), mname, sent, \
+                    rdone >= 0 ? sprintf(" (%d)", rdone) : "", commas(rm), commas(rmin), commas(rmax), \
+                    ratio_str(ratio(rm, base)), dag, commas(rq), e1, e2, e3, e4, n2) > o
+            }
+            if (stats(c, "steady-ka", "rps") || stats(c, "steady-close", "rps")) {
+                for (mi = 1; mi <= 2; mi++) {
+                    mode = mi == 1 ? "ka" : "close"
+                    if (!stats(c, "steady-" mode, "rps")) continue
+                    rm = S_med; rmin = S_min; rmax = S_max
+                    stats(c, "steady-" mode, "requests"); rq = S_sum
+                    stats(c, "steady-" mode, "connect"); e1 = S_sum
+                    stats(c, "steady-" mode, "read"); e2 = S_sum
+                    stats(c, "steady-" mode, "write"); e3 = S_sum
+                    stats(c, "steady-" mode, "timeout"); e4 = S_sum
+                    stats(c, "steady-" mode, "non2xx"); n2 = S_sum
+                    printf("| %s | %s, no reloads | – | %s | %s–%s | 1.00 | %s | %d | %d | %d | %d | %d |\n", label(c), \
+                        mi == 1 ? "Keep-Alive" : "conn/request", commas(rm), commas(rmin), commas(rmax), commas(rq), e1, e2, e3, e4, n2) > o
+                }
             }
         }
-    }
-    printf("\n") > o
-
-    printf("### Zero-loss check (up-load)\n\n") > o
-    if (nul == 0) printf("Not run (build/tools/up-load missing).\n\n") > o
-    else {
-        printf("wrk cannot tell a server's harmless close from a lost request, so the repository's checking client runs a separate storm: `%s` with %s Keep-Alive loops and %s connection-per-request loops; it parses every answer and sorts each request into one outcome. *failed* = connect errors + resets + lost + bad + timeouts; idle closes (a Keep-Alive socket closed while idle, retried) are harmless and only reported.\n\n", \
-            meta["uload_cmd"], 64, 2) > o
-        printf("| Contestant | Run | Reloads sent (done) | Requests | OK | connect errors | resets | lost | bad | timeouts | idle closes | failed |\n") > o
-        printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
-        for (i = 1; i <= nul; i++) {
-            bad = U[i, 6] + U[i, 7] + U[i, 8] + U[i, 9] + U[i, 10]
-            printf("| %s | %s | %s | %s | %s | %d | %d | %d | %d | %d | %d | %d %s |\n", label(U[i, 2]), \
-                U[i, 3] == "storm" ? "reload every 100 ms" : "no reloads", \
-                U[i, 3] == "storm" ? (U[i, 13] + 0) (U[i, 14] >= 0 ? " (" U[i, 14] ")" : "") : "–", \
-                commas(U[i, 4]), commas(U[i, 5]), U[i, 6], U[i, 7], U[i, 8], U[i, 9], U[i, 10], U[i, 11], bad, \
-                bad == 0 ? "✅" : "❌") > o
-        }
         printf("\n") > o
+
+        printf("### Zero-loss check (up-load)\n\n") > o
+        if (nul == 0) printf("Not run (build/tools/up-load missing).\n\n") > o
+        else {
+            printf("wrk cannot tell a server's harmless close from a lost request, so the repository's checking client runs a separate storm: `%s` with %s Keep-Alive loops and %s connection-per-request loops; it parses every answer and sorts each request into one outcome. *failed* = connect errors + resets + lost + bad + timeouts; idle closes (a Keep-Alive socket closed while idle, retried) are harmless and only reported.\n\n", \
+                meta["uload_cmd"], 64, 2) > o
+            printf("| Contestant | Run | Reloads sent (done) | Requests | OK | connect errors | resets | lost | bad | timeouts | idle closes | failed |\n") > o
+            printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
+            for (i = 1; i <= nul; i++) {
+                bad = U[i, 6] + U[i, 7] + U[i, 8] + U[i, 9] + U[i, 10]
+                printf("| %s | %s | %s | %s | %s | %d | %d | %d | %d | %d | %d | %d %s |\n", label(U[i, 2]), \
+                    U[i, 3] == "storm" ? "reload every 100 ms" : "no reloads", \
+                    U[i, 3] == "storm" ? (U[i, 13] + 0) (U[i, 14] >= 0 ? " (" U[i, 14] ")" : "") : "–", \
+                    commas(U[i, 4]), commas(U[i, 5]), U[i, 6], U[i, 7], U[i, 8], U[i, 9], U[i, 10], U[i, 11], bad, \
+                    bad == 0 ? "✅" : "❌") > o
+            }
+            printf("\n") > o
+        }
     }
 
     printf("## Master cost\n\n") > o
-    printf("CPU: utime+stime of the up-run master (from `/proc/<pid>/stat`) before and after each connection-per-request run, divided by the connections it accepted in that run (`up-run status`). Memory: `VmRSS` of the master (from `/proc/<pid>/status`) after `bench/idle-conns` opened connections, sent one request on each, read the answer and kept them idle, so that the workers hold them.\n\n") > o
-    printf("| Back end | CPU ms per 1,000 connections (median) | spread | connections per run (median) | idle connections held | VmRSS before | VmRSS with them | VmHWM | master fds | worker fds |\n") > o
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
+    printf("CPU: utime+stime of the up-run master (from `/proc/<pid>/stat`) before and after each connection-per-request run, divided by the connections it accepted in that run (`up-run status`).") > o
+    if (cmp_only) printf(" Memory is not measured in a comparison run.\n\n") > o
+    else printf(" Memory: `VmRSS` of the master (from `/proc/<pid>/status`) after `bench/idle-conns` opened connections, sent one request on each, read the answer and kept them idle, so that the workers hold them.\n\n") > o
+    printf("| Back end | CPU ms per 1,000 connections (median) | spread | connections per run (median) |") > o
+    if (cmp_only) printf("\n|---|---:|---:|---:|\n") > o
+    else printf(" idle connections held | VmRSS before | VmRSS with them | VmHWM | master fds | worker fds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
     for (ci = 1; ci <= ncont; ci++) {
         c = cont[ci]
         has_cpu = stats(c, "mcpu", "ms1000"); cm = S_med; ca = S_min; cb = S_max
@@ -330,20 +413,23 @@ END {
         found = 0
         for (i = 1; i <= nidle; i++) if (I[i, 2] == c) found = i
         if (!has_cpu && !found) continue
-        printf("| %s | %s | %s | %s | ", label(c), has_cpu ? sprintf("%.1f", cm) : "–", \
+        printf("| %s | %s | %s | %s |", label(c), has_cpu ? sprintf("%.1f", cm) : "–", \
             has_cpu ? sprintf("%.1f–%.1f", ca, cb) : "–", has_cpu ? commas(cn) : "–") > o
-        if (found) {
+        if (cmp_only) printf("\n") > o
+        else if (found) {
             i = found
-            printf("%s of %s (%s open at the check) | %.2f MiB | %.2f MiB | %.2f MiB | %d | %d |\n", commas(I[i, 4]), commas(I[i, 3]), \
+            printf(" %s of %s (%s open at the check) | %.2f MiB | %.2f MiB | %.2f MiB | %d | %d |\n", commas(I[i, 4]), commas(I[i, 3]), \
                 I[i, 6] >= 0 ? commas(I[i, 6]) : "?", I[i, 7] / 1024, I[i, 8] / 1024, I[i, 9] / 1024, I[i, 10], I[i, 11]) > o
-        } else printf("– | – | – | – | – | – |\n") > o
+        } else printf(" – | – | – | – | – | – |\n") > o
     }
     printf("\n") > o
 
     printf("## Commands\n\n") > o
     for (ci = 1; ci <= ncont; ci++) printf("- %s: `%s`\n", label(cont[ci]), ccmd[cont[ci]]) > o
-    printf("- proxy back ends: `%s`\n", meta["backend_workers"]) > o
-    printf("- the configuration files are written from the templates in bench/ (`*.in`) into a temporary directory (`$TMP`).\n") > o
+    if ("backend_workers" in meta) {
+        printf("- proxy back ends: `%s`\n", meta["backend_workers"]) > o
+        printf("- the configuration files are written from the templates in bench/ (`*.in`) into a temporary directory (`$TMP`).\n") > o
+    }
     nsc = split("ka close steady-ka steady-close storm-ka storm-close", scs, " ")
     for (si = 1; si <= nsc; si++) if (scs[si] in scmd) {
         t = scmd[scs[si]]
@@ -353,13 +439,23 @@ END {
     for (i = 1; i <= nidle; i++) printf("- idle connections: `%s`\n", I[i, 12]) > o
     for (i = 1; i <= nul; i++) printf("- up-load %s: `%s`\n", U[i, 3], U[i, 15]) > o
     printf("\n## Notes\n\n") > o
-    printf("- wrk (1 thread) and all the servers share the machine's %s CPUs; a proxy contestant runs %s proxy threads/processes *and* %s app workers on them, as it would on a real host.\n", meta["nproc"], N, N) > o
-    printf("- wrk counts a connection the server closes before answering (an old nginx or HAProxy process closing its idle Keep-Alive connections at a reload, a close racing the next request) as a read error, and a request not answered within 2 s as a timeout; it cannot tell a harmless close from a lost request. The up-load table is the authoritative count of lost requests.\n") > o
-    printf("- A storm's \"reloads sent\" counts the signals the driver sent (one every 100 ms at best: a busy machine sends fewer); \"done\" is the count of reloads up-run reports (`up-run status`, before and after the run); a reload requested while another is still starting supersedes it.\n") > o
-    printf("- nginx is given `keepalive_requests 1000000000` so that it keeps wrk's connections open as up-run and up-worker do (its default would close each after 1,000 requests).\n") > o
-    printf("- up-run log: %s warnings, %s errors, %s failed reloads, %s respawns (default back end); epoll: %s warnings, %s errors, %s failed reloads, %s respawns.\n", \
-        meta["log_warn_uprun"], meta["log_err_uprun"], meta["reload_failures_uprun"], meta["respawns_uprun"], \
-        meta["log_warn_uprun_epoll"], meta["log_err_uprun_epoll"], meta["reload_failures_uprun_epoll"], meta["respawns_uprun_epoll"]) > o
+    if (cmp_only)
+        printf("- wrk (1 thread) and both up-runs share the machine's %s CPUs; wrk loads one up-run at a time, the other waits idle.\n", meta["nproc"]) > o
+    else {
+        printf("- wrk (1 thread) and all the servers share the machine's %s CPUs; a proxy contestant runs %s proxy threads/processes *and* %s app workers on them, as it would on a real host.\n", meta["nproc"], N, N) > o
+        printf("- wrk counts a connection the server closes before answering (an old nginx or HAProxy process closing its idle Keep-Alive connections at a reload, a close racing the next request) as a read error, and a request not answered within 2 s as a timeout; it cannot tell a harmless close from a lost request. The up-load table is the authoritative count of lost requests.\n") > o
+        printf("- A storm's \"reloads sent\" counts the signals the driver sent (one every 100 ms at best: a busy machine sends fewer); \"done\" is the count of reloads up-run reports (`up-run status`, before and after the run); a reload requested while another is still starting supersedes it.\n") > o
+        printf("- nginx is given `keepalive_requests 1000000000` so that it keeps wrk's connections open as up-run and up-worker do (its default would close each after 1,000 requests).\n") > o
+    }
+    printf("- up-run log: %s warnings, %s errors, %s failed reloads, %s respawns (default back end)", \
+        meta["log_warn_uprun"], meta["log_err_uprun"], meta["reload_failures_uprun"], meta["respawns_uprun"]) > o
+    if ("uprun_epoll" in lab)
+        printf("; epoll: %s warnings, %s errors, %s failed reloads, %s respawns", \
+            meta["log_warn_uprun_epoll"], meta["log_err_uprun_epoll"], meta["reload_failures_uprun_epoll"], meta["respawns_uprun_epoll"]) > o
+    if (has_base)
+        printf("; baseline: %s warnings, %s errors, %s failed reloads, %s respawns", \
+            meta["log_warn_uprun_base"], meta["log_err_uprun_base"], meta["reload_failures_uprun_base"], meta["respawns_uprun_base"]) > o
+    printf(".\n") > o
     if (nfail > 0) {
         printf("\n## Failures\n\n") > o
         for (i = 1; i <= nfail; i++) printf("- %s\n", fails[i]) > o
@@ -370,6 +466,9 @@ END {
     o = json
     printf("{\n") > o
     printf("  \"mode\": %s,\n  \"date\": %s,\n  \"elapsed_s\": %s,\n  \"git\": %s,\n", jstr(meta["mode"]), jstr(meta["date"]), jnum(meta["elapsed_s"]), jstr(meta["git"])) > o
+    if (has_base)
+        printf("  \"baseline\": {\"dir\": %s, \"git\": %s, \"up-run\": %s, \"backend\": %s, \"compare_only\": %s},\n", jstr(meta["baseline_dir"]), \
+            jstr(meta["git_base"]), jstr(meta["v_uprun_base"]), jstr(meta["backend_uprun_base"]), cmp_only ? "true" : "false") > o
     printf("  \"machine\": {\"cpu_model\": %s, \"nproc\": %s, \"kernel\": %s, \"distro\": %s, \"loadavg_start\": %s, \"loadavg_end\": %s, \"nofile\": %s},\n", \
         jstr(meta["cpu_model"]), jnum(meta["nproc"]), jstr(meta["kernel"]), jstr(meta["distro"]), jnum(meta["load_start"]), jnum(meta["load_end"]), jstr(meta["nofile"])) > o
     printf("  \"versions\": {\"up-run\": %s, \"nginx\": %s, \"haproxy\": %s, \"wrk\": %s, \"cc\": %s},\n", \
@@ -438,9 +537,13 @@ END {
             jstr(U[i, 2]), jstr(U[i, 3]), jnum(U[i, 4]), jnum(U[i, 5]), jnum(U[i, 6]), jnum(U[i, 7]), jnum(U[i, 8]), jnum(U[i, 9]), jnum(U[i, 10]), \
             jnum(U[i, 11]), jnum(U[i, 12]), jnum(U[i, 13]), U[i, 14] < 0 ? "null" : jnum(U[i, 14]), jstr(U[i, 15]), i < nul ? "," : "") > o
     printf("  ],\n") > o
-    printf("  \"uprun_log\": {\"warnings\": %s, \"errors\": %s, \"reload_failures\": %s, \"respawns\": %s, \"epoll_warnings\": %s, \"epoll_errors\": %s, \"epoll_reload_failures\": %s, \"epoll_respawns\": %s},\n", \
+    printf("  \"uprun_log\": {\"warnings\": %s, \"errors\": %s, \"reload_failures\": %s, \"respawns\": %s, \"epoll_warnings\": %s, \"epoll_errors\": %s, \"epoll_reload_failures\": %s, \"epoll_respawns\": %s", \
         jnum(meta["log_warn_uprun"]), jnum(meta["log_err_uprun"]), jnum(meta["reload_failures_uprun"]), jnum(meta["respawns_uprun"]), \
         jnum(meta["log_warn_uprun_epoll"]), jnum(meta["log_err_uprun_epoll"]), jnum(meta["reload_failures_uprun_epoll"]), jnum(meta["respawns_uprun_epoll"])) > o
+    if (has_base)
+        printf(", \"baseline_warnings\": %s, \"baseline_errors\": %s, \"baseline_reload_failures\": %s, \"baseline_respawns\": %s", \
+            jnum(meta["log_warn_uprun_base"]), jnum(meta["log_err_uprun_base"]), jnum(meta["reload_failures_uprun_base"]), jnum(meta["respawns_uprun_base"])) > o
+    printf("},\n") > o
     printf("  \"notes\": [%s, %s],\n", jstr("wrk and the servers share the machine's " meta["nproc"] " CPUs over loopback"), \
         jstr("wrk counts a server-side close before an answer as a read error and cannot tell it from a lost request; up_load is the authoritative lost-request count")) > o
     printf("  \"failures\": [") > o
