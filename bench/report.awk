@@ -226,11 +226,12 @@ END {
         else
             target("Master CPU per 1,000 handed-off connections", "not measured", "reported", "", 0, "info")
     }
-    # Against the baseline (--baseline): the same up-run, another build. The
-    # throughput ratios are marked at 0.97, within 3 % of the baseline (like
-    # every mark, shown and not enforced); the CPU ratio is only reported, as
-    # the absolute figure is: it is counted in clock ticks, a few dozen per
-    # short run, too coarse for a 3 % line.
+    # Against the baseline (--baseline): the same up-run, another build.
+    # Reported, not marked: two up-runs of one and the same build, run as
+    # up-run and baseline, differed by up to 13 % in Keep-Alive on a shared
+    # 2-CPU machine, every repetition the same way, so a line at 0.97 would
+    # mark noise; and the master's CPU is counted in clock ticks, a few
+    # dozen per short run.
     if (has_base) {
         for (mi = 1; mi <= 2; mi++) {
             mode = mi == 1 ? "ka" : "close"
@@ -238,7 +239,7 @@ END {
             r = ratio(median("uprun", mode, "rps"), median("uprun_base", mode, "rps"))
             pr = per_rep("uprun", "uprun_base", mode)
             target(mname ": up-run ÷ baseline", ratio_str(r) (pr != "" ? " (" pr ")" : ""), \
-                "≥ 0.97 (within 3 % of the baseline)", r, r != "" && r >= 0.97, "ratio")
+                "reported; > 1: faster than the baseline", r, r != "", "info")
         }
         cpu_up = median("uprun", "mcpu", "ms1000"); cpu_base = median("uprun_base", "mcpu", "ms1000")
         r = ratio(cpu_up, cpu_base)
@@ -293,7 +294,7 @@ END {
     if (cmp_only) printf("\nBoth up-runs use the default back end (%s; the baseline: %s). Ratios divide medians measured in this run.", meta["backend_uprun"], meta["backend_uprun_base"]) > o
     else printf("\nThe last four rows answer the issue's question (handoff against a proxy in front); the up-run rows use the default back end (%s). Ratios divide medians measured in this run.", meta["backend_uprun"]) > o
     if (has_base) {
-        printf(" The baseline is the up-run of `%s` (%s), with the up-worker beside it and its own `examples/hello.so`; \"per rep\" is the spread of the ratio between the two runs of each repetition, which ran a moment apart.", meta["baseline_dir"], meta["git_base"]) > o
+        printf(" The baseline is the up-run of `%s` (%s), with the up-worker beside it and its own `examples/hello.so`; \"per rep\" is the spread of the ratio between the two runs of each repetition, which ran a moment apart. A ratio means something only beyond that spread and beyond what two copies of the same build differ by on this machine (`bench/run.sh --baseline build --compare-only` measures it).", meta["baseline_dir"], meta["git_base"]) > o
         if (stats("uprun", "mcpu", "ticks"))
             printf(" The master's CPU is counted in clock ticks of 1/%s s: up-run's took %d per connection-per-request run (median), so one tick is %.1f %% of its figure.", clk_tck, S_med, S_med > 0 ? 100 / S_med : 100) > o
     }
