@@ -4,6 +4,9 @@
 #   make test    install what is missing, build, run every test (SANITIZE=1:
 #                under ASan + UBSan)
 #   make bench   the benchmark harness (see bench/README.md)
+#   make bench-compare BASE=rev
+#                this tree's up-run against the one of git revision rev, as
+#                ratios (REPS=5 runs of DURATION=10 s each; bench/README.md)
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (60) each (clang; see tests/fuzz/)
 
 CC      ?= cc
@@ -40,8 +43,16 @@ LIBS := $(B)/libupworker.a $(B)/libup.a $(B)/libupshared.a $(B)/libuppassfd.a $(
         $(B)/libupcli.a
 BINS := $(B)/up-worker $(B)/up-run
 
-.PHONY: all run serve test check test-long check-long bench bench-quick fuzz deps clean format \
-        check-format
+.PHONY: all run serve test check test-long check-long bench bench-quick bench-compare fuzz deps \
+        clean format check-format
+
+# Before anything is built: a comparison without its other side is a mistake.
+ifneq ($(filter bench-compare,$(MAKECMDGOALS)),)
+ifeq ($(strip $(BASE)),)
+$(error bench-compare needs BASE=<git revision>, the build to compare against: \
+        make bench-compare BASE=HEAD~1)
+endif
+endif
 
 # Building needs llhttp's C sources (Debian's node-llhttp). Goals that
 # install what is missing first need not have them yet.
@@ -153,6 +164,26 @@ bench: all
 
 bench-quick: all
 	bench/run.sh --quick
+
+# BASE is checked out in a temporary worktree and built there by its own
+# Makefile (make all, into its own build/), so that an older revision builds
+# as it always did; the worktree goes away afterwards, whatever the outcome.
+# Only up-run and the baseline run, Keep-Alive and connection per request.
+REPS     ?= 5
+DURATION ?= 10
+# A recipe naming $(MAKE) runs even under make -n: there it stops at once.
+bench-compare: all
+	@$(if $(findstring n,$(firstword -$(MAKEFLAGS))),exit 0;) \
+	base=$$(git rev-parse --verify --quiet '$(BASE)^{commit}') || \
+	    { echo "bench-compare: BASE=$(BASE) is not a revision of this repository" >&2; exit 2; }; \
+	tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/up-base.XXXXXX") || exit 1; \
+	trap 'git worktree remove --force "$$tmp/tree" 2>/dev/null; rm -rf "$$tmp"' EXIT; \
+	trap 'exit 130' INT TERM HUP; \
+	echo "bench-compare: building $(BASE) ($$base) in $$tmp/tree"; \
+	git worktree add --detach --quiet "$$tmp/tree" "$$base" && \
+	$(MAKE) -C "$$tmp/tree" --no-print-directory all && \
+	bench/run.sh --baseline "$$tmp/tree/build" --compare-only --reps '$(REPS)' \
+	    --duration '$(DURATION)' --output bench/results-compare
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
