@@ -7,6 +7,7 @@
 #   make bench-compare BASE=rev
 #                this tree's up-run against the one of git revision rev, as
 #                ratios (REPS=5 runs of DURATION=10 s each; bench/README.md)
+#   make install PREFIX=/usr/local DESTDIR=   (and make uninstall)
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (60) each (clang; see tests/fuzz/)
 
 CC      ?= cc
@@ -44,7 +45,7 @@ LIBS := $(B)/libupworker.a $(B)/libup.a $(B)/libupshared.a $(B)/libuppassfd.a $(
 BINS := $(B)/up-worker $(B)/up-run
 
 .PHONY: all run serve test check test-long check-long bench bench-quick bench-compare fuzz deps \
-        clean format check-format
+        clean format check-format install uninstall
 
 # Before anything is built: a comparison without its other side is a mistake.
 ifneq ($(filter bench-compare,$(MAKECMDGOALS)),)
@@ -56,7 +57,7 @@ endif
 
 # Building needs llhttp's C sources (Debian's node-llhttp). Goals that
 # install what is missing first need not have them yet.
-NO_DEPS_GOALS := deps run test test-long clean format check-format
+NO_DEPS_GOALS := deps run test test-long clean format check-format uninstall
 ifeq ($(wildcard $(LLHTTP_SRC)/llhttp.c)$(filter $(NO_DEPS_GOALS),$(MAKECMDGOALS)),)
 $(error llhttp's C sources are not in $(LLHTTP_SRC): run 'make deps' (or 'make run' or \
         'make test', which install what is missing first))
@@ -140,7 +141,7 @@ serve: all
 	$(B)/up-run $(if $(WORKERS),-n $(WORKERS)) $(B)/examples/hello.so
 
 # Under SANITIZE, leaks inside Criterion's own runner are not ours.
-TEST_ENV := UP_BUILD_DIR=$(abspath $(B)) UP_TEST_SANITIZED=$(SANITIZE) \
+TEST_ENV := UP_BUILD_DIR=$(abspath $(B)) UP_SRC_DIR=$(abspath .) UP_TEST_SANITIZED=$(SANITIZE) \
             LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 
 # Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
@@ -219,6 +220,47 @@ build/fuzz/fuzz_%:
 fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	@fail=0; for t in $(FUZZ_TARGETS); do tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || fail=1; done; \
 	    exit $$fail
+
+# make install PREFIX=/usr/local DESTDIR=: the binaries, libup.a and the
+# headers, pkg-config files (up: embedding the master; up-app: building an
+# app), man pages (up-run(1) and up-worker(1) from their --help by
+# help2man, up-app(3) written once), the examples and the systemd units.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^\#define UP_VERSION "\(.*\)"/\1/p' core/lib/version.h)
+I_BIN   := $(DESTDIR)$(PREFIX)/bin
+I_LIB   := $(DESTDIR)$(PREFIX)/lib
+I_INC   := $(DESTDIR)$(PREFIX)/include/up
+I_PC    := $(DESTDIR)$(PREFIX)/lib/pkgconfig
+I_MAN   := $(DESTDIR)$(PREFIX)/share/man
+I_DOC   := $(DESTDIR)$(PREFIX)/share/doc/up
+HEADERS := core/include/up/server.h core/include/up/middleware.h worker-runtime/include/up/app.h
+
+install: all
+	@UP_EXTRA_PKGS=help2man scripts/deps.sh
+	install -d $(I_BIN) $(I_LIB) $(I_INC) $(I_PC) $(I_MAN)/man1 $(I_MAN)/man3 \
+	    $(I_DOC)/examples/embed
+	install -m 755 $(B)/up-run $(B)/up-worker $(I_BIN)/
+	install -m 644 $(B)/libup.a $(I_LIB)/
+	install -m 644 $(HEADERS) $(I_INC)/
+	for pc in up up-app; do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' dist/$$pc.pc.in \
+	        >$(I_PC)/$$pc.pc || exit 1; \
+	done
+	help2man -N -n 'zero-downtime reloads for HTTP apps' -o $(I_MAN)/man1/up-run.1 $(B)/up-run
+	help2man -N -n 'serve an HTTP app (a worker of up-run)' -o $(I_MAN)/man1/up-worker.1 \
+	    $(B)/up-worker
+	sed 's|@VERSION@|$(VERSION)|' dist/man/up-app.3 >$(I_MAN)/man3/up-app.3
+	install -m 644 examples/hello.c examples/echo.c examples/slow.c examples/up.service \
+	    $(I_DOC)/examples/
+	install -m 644 examples/embed/embed.c $(I_DOC)/examples/embed/
+
+uninstall:
+	rm -f $(I_BIN)/up-run $(I_BIN)/up-worker $(I_LIB)/libup.a $(I_PC)/up.pc $(I_PC)/up-app.pc \
+	    $(I_MAN)/man1/up-run.1 $(I_MAN)/man1/up-worker.1 $(I_MAN)/man3/up-app.3
+	rm -f $(addprefix $(I_INC)/,$(notdir $(HEADERS)))
+	rm -rf $(I_DOC)
+	-rmdir $(I_INC) 2>/dev/null
 
 clean:
 	rm -rf build

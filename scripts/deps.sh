@@ -1,12 +1,14 @@
 #!/bin/sh
 # Install the distribution packages up needs, if any is missing.
 # Build: gcc, make, liburing-dev, libcriterion-dev, node-llhttp (llhttp's C
-# sources), pkg-config; python3 for the tests that read up-run's JSON.
+# sources); pkg-config and help2man for make install (and its test);
+# python3 for the tests that read up-run's JSON.
 # Benchmarks only: wrk, nginx, haproxy.
 set -eu
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in gcc make liburing-dev libcriterion-dev node-llhttp python3 ${UP_EXTRA_PKGS:-}; do
+for p in gcc make liburing-dev libcriterion-dev node-llhttp pkg-config help2man python3 \
+    ${UP_EXTRA_PKGS:-}; do
     have_pkg "$p" || need="$need $p"
 done
 [ -z "$need" ] && exit 0

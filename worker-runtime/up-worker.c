@@ -10,6 +10,7 @@
 #include "duration.h"
 #include "log.h"
 #include "title.h"
+#include "version.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -22,6 +23,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: up-worker [options] APP.so [-- app args]\n"
+               "Serve the HTTP app APP.so: a worker of up-run, or alone with --listen.\n"
+               "\n"
                "  -l, --listen [HOST:]PORT  serve on its own listener (no master)\n"
                "  -r, --require LIB.so      load LIB before the app (repeatable)\n"
                "  -T, --title NAME          process title prefix (default: up)\n"
@@ -29,6 +32,7 @@ static void usage(FILE *f)
                "      --max-head BYTES      largest request head (default 16384)\n"
                "      --body-limit BYTES    largest request body (default 1048576)\n"
                "      --generation N, --index I   set by up-run\n"
+               "  -h, --help                this text;  -V, --version  the version\n"
                "environment: UP_BACKEND=io_uring|epoll, UP_BODY_LIMIT, UP_LOG=debug, and\n"
                "  durations (like 5s): UP_IDLE_TIMEOUT (60s), UP_READ_TIMEOUT (30s),\n"
                "  UP_DRAIN_TIMEOUT (10s), UP_SEND_TIMEOUT (60s: reset a client that takes\n"
@@ -100,10 +104,11 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         {"generation", required_argument, NULL, OPT_GEN},
         {"index", required_argument, NULL, OPT_INDEX},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "+l:r:T:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+l:r:T:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'l':
             cfg->listen = optarg;
@@ -143,6 +148,9 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
             break;
         case 'h':
             usage(stdout);
+            return 1;
+        case 'V':
+            printf("up-worker %s\n", UP_VERSION);
             return 1;
         default:
             usage(stderr);

@@ -4,6 +4,7 @@
 #include "duration.h"
 #include "expr.h"
 #include "sticky.h"
+#include "version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -15,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define UP_CLI_VERSION "up-run 0.1.0"
+#define UP_CLI_VERSION "up-run " UP_VERSION
 #define UP_CLI_WORKERS_HINT "try --workers=4, auto or 'cpus+2'"
 #define UP_CLI_DURATION_HINT "try 500ms, 10s, 10m or 1h30m"
 #define UP_CLI_HEAD_MIN 1024

@@ -18,8 +18,8 @@ static const char *worker_state(const struct up_mworker *w)
 size_t up_report_text(const struct up_report *r, char *buf, size_t cap)
 {
     struct up_strbuf out = up_strbuf_on(buf, cap);
-    up_strbuf_printf(&out, "master pid=%d state=%s backend=%s pending=%zu health=%s%s%s\n",
-                     r->pid, r->state, r->backend, r->pending, r->health ? "degraded" : "ok",
+    up_strbuf_printf(&out, "master pid=%d state=%s backend=%s pending=%zu health=%s%s%s\n", r->pid,
+                     r->state, r->backend, r->pending, r->health ? "degraded" : "ok",
                      r->health ? ": " : "", r->health ? r->health : "");
     const struct up_list *gl = &r->gens->list;
     for (const struct up_list *p = gl->next; p != gl; p = p->next) {
@@ -84,9 +84,9 @@ static void json_gens(struct up_strbuf *out, const struct up_gens *gs, bool work
 static size_t json(const struct up_report *r, char *buf, size_t cap, bool workers)
 {
     struct up_strbuf out = up_strbuf_on(buf, cap);
-    up_strbuf_printf(&out,
-                     "{\"pid\":%d,\"state\":\"%s\",\"backend\":\"%s\",\"healthy\":%s,\"health\":",
-                     r->pid, r->state, r->backend, r->health ? "false" : "true");
+    up_strbuf_printf(
+        &out, "{\"pid\":%d,\"state\":\"%s\",\"backend\":\"%s\",\"healthy\":%s,\"health\":", r->pid,
+        r->state, r->backend, r->health ? "false" : "true");
     up_strbuf_json(&out, r->health ? r->health : "ok");
     up_strbuf_printf(&out, ",\"active_generation\":%u,",
                      r->gens->active != NULL ? r->gens->active->id : 0);

@@ -19,8 +19,8 @@ struct up_report {
     const struct up_gens *gens;
     size_t pending, pending_cap;
     unsigned long long nofile;
-    unsigned long long accepted, handed, rerouted, handed_back, answered, reloads,
-        reload_failures, respawns, queue_timeouts, shed, lost, log_dropped;
+    unsigned long long accepted, handed, rerouted, handed_back, answered, reloads, reload_failures,
+        respawns, queue_timeouts, shed, lost, log_dropped;
     const char *last_error; /* "" when none */
 };
 

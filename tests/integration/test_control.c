@@ -145,13 +145,14 @@ Test(control, status_json_is_one_object, .timeout = 60, .fini = ht_fini)
     fputs(out, f);
     fclose(f);
     char check[1024];
-    snprintf(check, sizeof(check),
-             "python3 -c 'import json,sys; d=json.load(open(sys.argv[1]));"
-             " assert d[\"pid\"]==%d and d[\"state\"]==\"running\" and d[\"healthy\"] is True;"
-             " assert d[\"active_generation\"]==1;"
-             " g=d[\"generations\"]; assert len(g)==1 and g[0][\"state\"]==\"active\";"
-             " w=g[0][\"worker_list\"]; assert len(w)==2 and all(x[\"state\"]==\"ready\" for x in w);"
-             " assert d[\"counters\"][\"reloads\"]==1 and d[\"last_error\"]==\"\"' %s",
-             (int)ma.pid, file);
+    snprintf(
+        check, sizeof(check),
+        "python3 -c 'import json,sys; d=json.load(open(sys.argv[1]));"
+        " assert d[\"pid\"]==%d and d[\"state\"]==\"running\" and d[\"healthy\"] is True;"
+        " assert d[\"active_generation\"]==1;"
+        " g=d[\"generations\"]; assert len(g)==1 and g[0][\"state\"]==\"active\";"
+        " w=g[0][\"worker_list\"]; assert len(w)==2 and all(x[\"state\"]==\"ready\" for x in w);"
+        " assert d[\"counters\"][\"reloads\"]==1 and d[\"last_error\"]==\"\"' %s",
+        (int)ma.pid, file);
     cr_assert_eq(system(check), 0, "the JSON does not say what it should:\n%s", out);
 }
