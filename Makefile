@@ -137,8 +137,10 @@ deps:
 run:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory serve
+# As root (a fresh machine, a container), the example app runs as root.
 serve: all
-	$(B)/up-run $(if $(WORKERS),-n $(WORKERS)) $(B)/examples/hello.so
+	$(B)/up-run $(if $(WORKERS),-n $(WORKERS)) $(if $(filter 0,$(shell id -u)),--allow-root) \
+	    $(B)/examples/hello.so
 
 # Under SANITIZE, leaks inside Criterion's own runner are not ours.
 TEST_ENV := UP_BUILD_DIR=$(abspath $(B)) UP_SRC_DIR=$(abspath .) UP_TEST_SANITIZED=$(SANITIZE) \
@@ -239,7 +241,7 @@ HEADERS := core/include/up/server.h core/include/up/middleware.h worker-runtime/
 install: all
 	@UP_EXTRA_PKGS=help2man scripts/deps.sh
 	install -d $(I_BIN) $(I_LIB) $(I_INC) $(I_PC) $(I_MAN)/man1 $(I_MAN)/man3 \
-	    $(I_DOC)/examples/embed
+	    $(I_DOC)/examples/embed $(I_DOC)/examples/systemd
 	install -m 755 $(B)/up-run $(B)/up-worker $(I_BIN)/
 	install -m 644 $(B)/libup.a $(I_LIB)/
 	install -m 644 $(HEADERS) $(I_INC)/
@@ -251,8 +253,8 @@ install: all
 	help2man -N -n 'serve an HTTP app (a worker of up-run)' -o $(I_MAN)/man1/up-worker.1 \
 	    $(B)/up-worker
 	sed 's|@VERSION@|$(VERSION)|' dist/man/up-app.3 >$(I_MAN)/man3/up-app.3
-	install -m 644 examples/hello.c examples/echo.c examples/slow.c examples/up.service \
-	    $(I_DOC)/examples/
+	install -m 644 examples/hello.c examples/echo.c examples/slow.c $(I_DOC)/examples/
+	install -m 644 examples/systemd/up@.service examples/systemd/up@.socket $(I_DOC)/examples/systemd/
 	install -m 644 examples/embed/embed.c $(I_DOC)/examples/embed/
 
 uninstall:

@@ -487,7 +487,13 @@ start_uprun() { # ID LABEL UP-RUN APP EXTRA-ARGS...
     shift 4
     pick_port
     local port=$PICKED logf=$TMP/$id.log ctl=$TMP/$id.sock
-    local cmd=("$bin" -n "$WORKERS" "$@" --listen "127.0.0.1:$port" --control "$ctl" "$app")
+    local cmd=("$bin" -n "$WORKERS" "$@" --listen "127.0.0.1:$port" --control "$ctl")
+    # As root, up-run wants --allow-root (a baseline from before it does
+    # not know the option, and needs none).
+    if [ "$(id -u)" = 0 ] && "$bin" --help 2>/dev/null | grep -q -- --allow-root; then
+        cmd+=(--allow-root)
+    fi
+    cmd+=("$app")
     start_group "$logf" "${cmd[@]}"
     local pid=$LAST_PID
     CTL_OF[$id]=$ctl

@@ -3,6 +3,7 @@
 #include "cpus.h"
 #include "duration.h"
 #include "expr.h"
+#include "privs.h"
 #include "sticky.h"
 #include "version.h"
 
@@ -44,6 +45,8 @@ enum {
     OPT_STICKY,
     OPT_NO_WAIT,
     OPT_JSON,
+    OPT_USER,
+    OPT_ALLOW_ROOT,
 };
 
 static const struct option cli_long[] = {
@@ -71,6 +74,8 @@ static const struct option cli_long[] = {
     {"sticky", required_argument, NULL, OPT_STICKY},
     {"no-wait", no_argument, NULL, OPT_NO_WAIT},
     {"json", no_argument, NULL, OPT_JSON},
+    {"user", required_argument, NULL, OPT_USER},
+    {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -278,13 +283,16 @@ static int cli_listen(struct cli_state *s, const char *text, char *err, size_t c
     if (strncmp(text, "unix:", 5) == 0) {
         size_t n = strlen(text + 5);
         ok = n > 0 && n < UP_CLI_SUN_LEN;
+    } else if (strncmp(text, "fd:", 3) == 0) {
+        size_t n = strlen(text + 3);
+        ok = n > 0 && n < 64 && strchr(text + 3, ':') == NULL;
     } else {
         ok = up_cli_listen_port(text) > 0;
     }
     if (!ok) {
         return fail(err, cap,
-                    "%s: '%s' is not an address; try 3000, 127.0.0.1:3000, [::1]:3000 or "
-                    "unix:/path/to.sock",
+                    "%s: '%s' is not an address; try 3000, 127.0.0.1:3000, [::1]:3000, "
+                    "unix:/path/to.sock or fd:NAME (a socket systemd passed)",
                     s->name, text);
     }
     s->c.listen[s->c.nlisten++] = (char *)text;
@@ -414,6 +422,7 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         return cli_listen(s, arg, err, cap);
     case 'p':
         s->port_given = true;
+        s->c.port_given = true;
         return cli_int(s, arg, 65535, "a port", &s->c.port, err, cap);
     case 'n':
         s->workers_given = true;
@@ -426,6 +435,19 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         return 0;
     case OPT_JSON:
         s->c.json = true;
+        return 0;
+    case OPT_USER: {
+        struct up_privs p;
+        char why[256];
+        if (up_privs_lookup(arg, &p, why, sizeof(why)) < 0) {
+            return fail(err, cap, "%s: %s", s->name, why);
+        }
+        s->c.user = arg;
+        s->c.user_uid = p.uid;
+        return 0;
+    }
+    case OPT_ALLOW_ROOT:
+        s->c.allow_root = true;
         return 0;
     case 'w':
         return cli_watch(s, arg, err, cap);
@@ -659,6 +681,7 @@ static void cli_copy(const struct cli_state *s, struct up_cli *d, struct cli_are
     d->control = arena_put(a, c->control);
     d->metrics = arena_put(a, c->metrics);
     d->sticky = arena_put(a, c->sticky);
+    d->user = arena_put(a, c->user);
     for (int i = 0; i < c->nlisten; i++) {
         d->listen[i] = arena_put(a, c->listen[i]);
     }
@@ -760,20 +783,40 @@ int up_cli_control_path(const struct up_cli *c, char *buf, size_t cap)
             break;
         }
     }
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    const char *xdg = up_cli_control_xdg(c);
     int n;
     if (c->control != NULL) {
         n = snprintf(path, sizeof(path), "%s", c->control);
-    } else if (xdg != NULL && xdg[0] != '\0') {
+    } else if (xdg != NULL) {
         n = snprintf(path, sizeof(path), "%s/up-%d.sock", xdg, port);
     } else {
-        n = snprintf(path, sizeof(path), "/tmp/up-%u/%d.sock", (unsigned)getuid(), port);
+        n = snprintf(path, sizeof(path), "/tmp/up-%u/%d.sock",
+                     (unsigned)(c->user != NULL ? c->user_uid : getuid()), port);
     }
     if (n < 0 || (size_t)n >= sizeof(path) || (size_t)n >= cap) {
         return -ENAMETOOLONG;
     }
     memcpy(buf, path, (size_t)n + 1);
     return 0;
+}
+
+const char *up_cli_control_xdg(const struct up_cli *c)
+{
+    /* $XDG_RUNTIME_DIR is the invoking user's: not where a master that
+     * becomes another user (--user) can make its socket. */
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    return c->user == NULL && xdg != NULL && xdg[0] != '\0' ? xdg : NULL;
+}
+
+int up_cli_check_root(const struct up_cli *c, uid_t euid, char *err, size_t cap)
+{
+    if (c->cmd != UP_CLI_SERVE || euid != 0 || c->user != NULL || c->allow_root) {
+        return 0;
+    }
+    return fail(err, cap,
+                "running as root, the workers would run the app as root: give --user NAME "
+                "(up-run binds its ports first, then becomes NAME), or --allow-root to run "
+                "them as root all the same");
 }
 
 void up_cli_usage(FILE *f)
@@ -789,7 +832,9 @@ void up_cli_usage(FILE *f)
           "  -p, --port PORT          TCP port on all IPv4 addresses\n"
           "                           (default $PORT, else 3000)\n"
           "  -l, --listen ADDR        listen on ADDR instead: PORT, HOST:PORT,\n"
-          "                           [V6]:PORT or unix:/PATH; repeatable, up to 16\n"
+          "                           [V6]:PORT, unix:/PATH, or fd:NAME for a socket\n"
+          "                           systemd passed (LISTEN_FDS; without -l or -p,\n"
+          "                           every passed socket is used); repeatable, up to 16\n"
           "      --queue-timeout DUR  answer 503 (Retry-After) to a request no worker\n"
           "                           could take within DUR (default 10s)\n"
           "      --sticky cookie:NAME|header:NAME|ip\n"
@@ -832,6 +877,10 @@ void up_cli_usage(FILE *f)
           "                           each reload; a failed build does not reload\n"
           "\n"
           "Operating:\n"
+          "      --user NAME[:GROUP]  started as root: bind the listeners, then run the\n"
+          "                           master and its workers as NAME (and GROUP); the\n"
+          "                           control socket, pidfile and snapshots are NAME's\n"
+          "      --allow-root         run the workers as root (refused without it)\n"
           "  -f, --pidfile FILE       write the master's pid to FILE\n"
           "      --control PATH       the control socket (default\n"
           "                           $XDG_RUNTIME_DIR/up-PORT.sock, else\n"

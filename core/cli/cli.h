@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "loop.h"
 
@@ -53,6 +54,7 @@ struct up_cli {
     char *listen[UP_CLI_MAX_LISTEN];
     int nlisten;
     int port;                  /* -p/--port, default $PORT or 3000 */
+    bool port_given;           /* -p given (not only $PORT) */
     const char *workers_expr;  /* -n/--workers as written ("auto", "4", "cpus+2") */
     long workers;              /* ... evaluated: 1..UP_EXPR_MAX */
     uint64_t drain_timeout_ms; /* -t/--timeout, default 10m (500ms in development) */
@@ -77,6 +79,9 @@ struct up_cli {
     size_t max_head;            /* --max-head BYTES, default 16384 */
     const char *metrics;        /* --metrics host:port, or NULL */
     const char *sticky;         /* --sticky cookie:NAME|header:NAME|ip, or NULL */
+    const char *user;           /* --user NAME[:GROUP], or NULL */
+    uid_t user_uid;             /* ... its uid (looked up when parsed) */
+    bool allow_root;            /* --allow-root */
     /* Commands (reload, status, stop). */
     bool no_wait;     /* reload --no-wait: do not wait for the outcome */
     bool json;        /* status --json */
@@ -105,11 +110,20 @@ void up_cli_usage(FILE *f);
 const char *up_cli_version(void);
 
 /* The control socket path of the master c talks about, NUL-terminated in buf:
- * --control when given, else $XDG_RUNTIME_DIR/up-PORT.sock when that is set,
- * else /tmp/up-UID/PORT.sock; PORT is the port of the first --listen that has
+ * --control when given, else $XDG_RUNTIME_DIR/up-PORT.sock when that is set
+ * (and --user is not given), else /tmp/up-UID/PORT.sock, UID being --user's
+ * or this process's; PORT is the port of the first --listen that has
  * one, else -p. Returns 0, or -ENAMETOOLONG when it does not fit in cap or in
  * a unix socket address (buf is then untouched). */
 int up_cli_control_path(const struct up_cli *c, char *buf, size_t cap);
+
+/* $XDG_RUNTIME_DIR when the default control socket goes there, else NULL
+ * (unset, or --user names another user). */
+const char *up_cli_control_xdg(const struct up_cli *c);
+
+/* Serving as root (euid 0) without --user or --allow-root: -EINVAL with
+ * err saying what to give. 0 otherwise, and for commands. */
+int up_cli_check_root(const struct up_cli *c, uid_t euid, char *err, size_t cap);
 
 /* The TCP port in a --listen text ("3000", "host:3000", "[::1]:3000"), or -1
  * when it has none (unix:/path) or it is not a number from 1 to 65535. */

@@ -7,6 +7,7 @@
  * Exit codes: 0 clean, 1 runtime failure, 2 usage, 3 start-up failure.
  */
 #include "cli.h"
+#include "listeners.h"
 #include "ctl.h"
 #include "log.h"
 #include "title.h"
@@ -23,10 +24,9 @@
 static int control_path(const struct up_cli *cli, char *buf, size_t cap,
                         enum up_ctl_place *ret_place)
 {
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    *ret_place = cli->control != NULL            ? UP_CTL_EXPLICIT
-                 : xdg != NULL && xdg[0] != '\0' ? UP_CTL_XDG
-                                                 : UP_CTL_TMP;
+    *ret_place = cli->control != NULL              ? UP_CTL_EXPLICIT
+                 : up_cli_control_xdg(cli) != NULL ? UP_CTL_XDG
+                                                   : UP_CTL_TMP;
     return up_cli_control_path(cli, buf, cap);
 }
 
@@ -38,7 +38,9 @@ static int command(const struct up_cli *cli, const char *cmd)
         fprintf(stderr, "up-run: control socket path too long\n");
         return 1;
     }
-    return up_ctl_command(path, place, cmd, cli->wait_ms);
+    /* A master started with --user runs as that user: trust it. */
+    return up_ctl_command(path, place, cmd, cli->wait_ms,
+                          cli->user != NULL ? cli->user_uid : geteuid());
 }
 
 /* The command line, as the library's options. */
@@ -68,6 +70,7 @@ static void server_opts(const struct up_cli *cli, const char *control, struct up
         .pidfile = cli->pidfile,
         .build_cmd = cli->build_cmd,
         .signals = true,
+        .user = cli->user,
     };
     if (cli->watch) {
         o->watch_dir = cli->watch_dir;
@@ -76,9 +79,17 @@ static void server_opts(const struct up_cli *cli, const char *control, struct up
 
 static int serve(const struct up_cli *cli)
 {
-    char control[256], app_dir[512];
+    char control[256], app_dir[512], err[256];
     enum up_ctl_place place;
-    if (control_path(cli, control, sizeof(control), &place) < 0) {
+    struct up_activation act;
+    if (up_activation_take(&act, err, sizeof(err)) < 0) {
+        up_log(UP_LOG_ERR, "socket activation: %s", err);
+        return 3;
+    }
+    /* The default control socket is named after the port served. */
+    struct up_cli named = *cli;
+    named.port = up_cli_listeners_port(cli, &act);
+    if (control_path(&named, control, sizeof(control), &place) < 0) {
         up_log(UP_LOG_ERR, "control socket: the path does not fit a unix socket address");
         return 3;
     }
@@ -98,10 +109,11 @@ static int serve(const struct up_cli *cli)
     if (r == 0 && cli->sticky != NULL) {
         r = up_server_use_sticky(s, cli->sticky);
     }
-    for (int i = 0; r == 0 && i < (cli->nlisten > 0 ? cli->nlisten : 1); i++) {
-        char port[16];
-        snprintf(port, sizeof(port), "%d", cli->port);
-        r = up_server_listen(s, cli->nlisten > 0 ? cli->listen[i] : port);
+    if (r == 0) {
+        r = up_cli_listen_all(s, cli, &act);
+    } else {
+        char first[64];
+        (void)up_activation_close_rest(&act, first, sizeof(first));
     }
     int code = r < 0 ? 3 : up_server_run(s);
     if (r == 0) {
@@ -126,6 +138,10 @@ int main(int argc, char **argv)
     struct up_cli cli;
     char err[512];
     int r = up_cli_parse(argc, args, &cli, err, sizeof(err));
+    if (r == 0 && up_cli_check_root(&cli, geteuid(), err, sizeof(err)) < 0) {
+        up_cli_free(&cli);
+        r = -EINVAL;
+    }
     int code;
     if (r < 0) {
         fprintf(stderr, "up-run: %s\nTry 'up-run --help'.\n", err);

@@ -108,8 +108,12 @@ static int stat_failed(const char *path, char *err, size_t cap)
 
 int up_ctl_check_private_dir(const char *dir, char *err, size_t cap)
 {
+    return up_ctl_check_private_dir_of(dir, geteuid(), err, cap);
+}
+
+int up_ctl_check_private_dir_of(const char *dir, uid_t me, char *err, size_t cap)
+{
     struct stat st;
-    uid_t me = geteuid();
     /* lstat: a symlink could point anywhere its owner likes later. */
     if (lstat(dir, &st) < 0) {
         return stat_failed(dir, err, cap);
@@ -153,14 +157,14 @@ int up_ctl_check_shared_dir(const char *dir, char *err, size_t cap)
     return 0;
 }
 
-int up_ctl_check_peer(int fd, uid_t *ret_uid)
+int up_ctl_check_peer(int fd, uid_t owner, uid_t *ret_uid)
 {
     struct ucred cred;
     socklen_t len = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
         return -errno;
     }
-    if (cred.uid != geteuid() && cred.uid != 0) {
+    if (cred.uid != geteuid() && cred.uid != 0 && cred.uid != owner) {
         *ret_uid = cred.uid;
         return -EPERM;
     }
@@ -168,12 +172,13 @@ int up_ctl_check_peer(int fd, uid_t *ret_uid)
 }
 
 /* Check path's directory by the rules for place; err ends with the way out. */
-static int check_dir(const char *path, enum up_ctl_place place, char *err, size_t cap)
+/* owner: whose a default directory must be. */
+static int check_dir(const char *path, enum up_ctl_place place, uid_t owner, char *err, size_t cap)
 {
     char dir[108];
     dir_of(path, dir, sizeof(dir));
     int r = place == UP_CTL_EXPLICIT ? up_ctl_check_shared_dir(dir, err, cap)
-                                     : up_ctl_check_private_dir(dir, err, cap);
+                                     : up_ctl_check_private_dir_of(dir, owner, err, cap);
     if (r == -EPERM) {
         size_t n = strlen(err);
         snprintf(err + n, cap - n, "; %s", ctl_dir_hint(place));
@@ -193,7 +198,7 @@ static int prepare_dir(const char *path, enum up_ctl_place place, char *err, siz
         snprintf(err, cap, "cannot create %s: %s", dir, strerror(-r));
         return r;
     }
-    return check_dir(path, place, err, cap);
+    return check_dir(path, place, geteuid(), err, cap);
 }
 
 /* Make room at the socket's path: nothing there, or a stale socket of ours
@@ -323,9 +328,10 @@ void up_ctl_close(struct up_ctl *ctl)
  * and the peer's credentials, checked after connecting, decide whether the
  * answer is trusted. A path that does not exist is left for connect() to
  * report. */
-static int client_check(enum up_ctl_place place, const char *path, char *err, size_t cap)
+static int client_check(enum up_ctl_place place, const char *path, uid_t owner, char *err,
+                        size_t cap)
 {
-    int r = place == UP_CTL_EXPLICIT ? 0 : check_dir(path, place, err, cap);
+    int r = place == UP_CTL_EXPLICIT ? 0 : check_dir(path, place, owner, err, cap);
     if (r < 0) {
         return r == -ENOENT ? 0 : r;
     }
@@ -337,14 +343,15 @@ static int client_check(enum up_ctl_place place, const char *path, char *err, si
     return 0;
 }
 
-int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, uint64_t timeout_ms)
+int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, uint64_t timeout_ms,
+                   uid_t owner)
 {
     char err[512];
     if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
         fprintf(stderr, "up-run: control socket path too long: %s\n", path);
         return 1;
     }
-    if (client_check(place, path, err, sizeof(err)) < 0) {
+    if (client_check(place, path, owner, err, sizeof(err)) < 0) {
         fprintf(stderr, "up-run: not connecting: %s\n", err);
         return 1;
     }
@@ -360,7 +367,7 @@ int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, u
         return 1;
     }
     uid_t peer = 0;
-    int r = up_ctl_check_peer(fd, &peer);
+    int r = up_ctl_check_peer(fd, owner, &peer);
     if (r < 0) {
         if (r == -EPERM) {
             fprintf(stderr,

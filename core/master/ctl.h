@@ -90,8 +90,11 @@ void up_ctl_close(struct up_ctl *ctl);
  * stdout, waiting at most timeout_ms for it. Blocks (a command-line tool).
  * Returns the exit code: 0 done, 1 the master said no, is not there, is
  * not to be trusted, or gave no answer in time (a message on stderr says
- * why). */
-int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, uint64_t timeout_ms);
+ * why). owner: the user the master runs as (this one, or the one it became
+ * with --user): a default directory of owner's, and a master running as
+ * owner (or as this user, or root) are trusted. */
+int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, uint64_t timeout_ms,
+                   uid_t owner);
 
 /* The checks behind the rules above, for the master, the client and tests.
  * Each returns 0 when trusted, -ENOENT when dir does not exist, -EPERM (or
@@ -99,16 +102,18 @@ int up_ctl_command(const char *path, enum up_ctl_place place, const char *cmd, u
  * wrong. None creates or changes anything; none logs. */
 
 /* A default directory: private to this user (not a symlink, owned by the
- * effective uid, mode without group or other bits). */
+ * effective uid, mode without group or other bits). The _of variant: to
+ * the user owner. */
 int up_ctl_check_private_dir(const char *dir, char *err, size_t cap);
+int up_ctl_check_private_dir_of(const char *dir, uid_t owner, char *err, size_t cap);
 
 /* The directory of an explicit --control PATH (symlinks to it followed):
  * owned by this user or root, and sticky if others may write to it. */
 int up_ctl_check_shared_dir(const char *dir, char *err, size_t cap);
 
-/* The peer of the connected unix socket fd runs as this user or as root:
- * 0, or -EPERM with *ret_uid set to the peer's uid, or -errno from
- * getsockopt(SO_PEERCRED). */
-int up_ctl_check_peer(int fd, uid_t *ret_uid);
+/* The peer of the connected unix socket fd runs as this user, as root, or
+ * as owner: 0, or -EPERM with *ret_uid set to the peer's uid, or -errno
+ * from getsockopt(SO_PEERCRED). */
+int up_ctl_check_peer(int fd, uid_t owner, uid_t *ret_uid);
 
 #endif

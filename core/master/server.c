@@ -19,6 +19,7 @@
 #include "notify.h"
 #include "pending.h"
 #include "pidfile.h"
+#include "privs.h"
 #include "report.h"
 #include "router.h"
 #include "sticky.h"
@@ -96,6 +97,7 @@ struct up_server {
     char worker_bin[600];
     unsigned long long nofile;
     unsigned long long nofile_before; /* the soft limit we were started with */
+    struct up_privs privs;            /* opts.user, looked up */
 
     struct listener listeners[MAX_LISTENERS];
     int nlisteners;
@@ -989,9 +991,9 @@ static size_t size_pending(struct up_server *s, unsigned long long raised_from)
 static int copy_opts(struct up_server *s, const struct up_server_opts *o)
 {
     s->opts = *o;
-    const char **strs[] = {&s->opts.app,       &s->opts.title,    &s->opts.worker_bin,
-                           &s->opts.control,   &s->opts.metrics,  &s->opts.pidfile,
-                           &s->opts.watch_dir, &s->opts.build_cmd};
+    const char **strs[] = {&s->opts.app,       &s->opts.title,     &s->opts.worker_bin,
+                           &s->opts.control,   &s->opts.metrics,   &s->opts.pidfile,
+                           &s->opts.watch_dir, &s->opts.build_cmd, &s->opts.user};
     size_t nstrs = sizeof(strs) / sizeof(strs[0]);
     size_t need = 0;
     for (size_t i = 0; i < nstrs; i++) {
@@ -1051,10 +1053,17 @@ int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
         up_log(UP_LOG_ERR, "up_server_new: %s", opts->app == NULL ? "no app" : "a bad option");
         return -EINVAL;
     }
+    struct up_privs privs = {0};
+    char err[256];
+    if (opts->user != NULL && up_privs_lookup(opts->user, &privs, err, sizeof(err)) < 0) {
+        up_log(UP_LOG_ERR, "user: %s", err);
+        return -EINVAL;
+    }
     struct up_server *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         return -ENOMEM;
     }
+    s->privs = privs;
     s->sigfd = s->wake_fd = -1;
     s->stop_timer.cb = on_stop_deadline;
     s->shed_timer.cb = on_shed_timer;
@@ -1132,6 +1141,17 @@ static int start(struct up_server *s)
     int r;
     if ((r = find_worker_bin(s)) < 0) {
         return r;
+    }
+    if (o->user != NULL) {
+        /* The listeners are bound (a port below 1024 needed root); all
+         * that is made from here on is the user's. */
+        char err[256];
+        if ((r = up_privs_drop(&s->privs, err, sizeof(err))) < 0) {
+            up_log(UP_LOG_ERR, "--user %s: %s", o->user, err);
+            return r;
+        }
+        up_log(UP_LOG_INFO, "running as %s (uid %u, gid %u)", s->privs.user, (unsigned)s->privs.uid,
+               (unsigned)s->privs.gid);
     }
     if ((r = make_snap_dir(s)) < 0) {
         up_log(UP_LOG_ERR, "cannot prepare a private directory: %s", strerror(-r));

@@ -82,6 +82,7 @@ Test(install, builds_and_serves_out_of_tree_then_uninstalls, .timeout = 300, .fi
         "/usr/share/man/man3/up-app.3",
         "/usr/share/doc/up/examples/hello.c",
         "/usr/share/doc/up/examples/embed/embed.c",
+        "/usr/share/doc/up/examples/systemd/up@.service",
     };
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         cr_assert(exists(dest, files[i]), "%s%s was not installed", dest, files[i]);
@@ -106,7 +107,9 @@ Test(install, builds_and_serves_out_of_tree_then_uninstalls, .timeout = 300, .fi
     int p = up_test_free_port();
     snprintf(port, sizeof(port), "%d", p);
     snprintf(bin, sizeof(bin), "%s/usr/bin/up-run", dest);
-    char *run[] = {bin, "-p", port, "-n", "1", "--control", (char *)ht_path("ctl.sock"), app, NULL};
+    char *run[] = {
+        bin, "-p", port, "-n", "1", "--allow-root", "--control", (char *)ht_path("ctl.sock"),
+        app, NULL};
     const char *log = ht_path("up-run.log");
     serves(up_test_spawn(run, NULL, log), p, "Hello World", log);
 

@@ -150,6 +150,7 @@ static int ops_start_refused(const char *const args[], const char *const env[], 
     }
     argv[a++] = "-n";
     argv[a++] = "1";
+    argv[a++] = "--allow-root";
     argv[a++] = up_test_bin("examples/hello.so");
     argv[a] = NULL;
     return ma_run(argv, env, 10000, out, cap);

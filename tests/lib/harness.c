@@ -347,6 +347,8 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     argv[n++] = (char *)up_test_bin("up-run");
     argv[n++] = "-p";
     argv[n++] = port;
+    /* The tests run as root in CI: the app in them is ours. */
+    argv[n++] = "--allow-root";
     if (!ma.no_defaults) {
         argv[n++] = "-n";
         argv[n++] = "2";

@@ -122,8 +122,8 @@ struct ma {
 
 extern struct ma ma;
 
-/* Spawn `[wrap...] up-run -p PORT -n 2 -t 1s --control DIR/ctl.sock EXTRA...
- * APP` on a free port with UP_BACKEND=backend, UP_ENV= (production
+/* Spawn `[wrap...] up-run -p PORT --allow-root -n 2 -t 1s --control
+ * DIR/ctl.sock EXTRA... APP` on a free port with UP_BACKEND=backend, UP_ENV= (production
  * defaults), TMPDIR=DIR and XDG_RUNTIME_DIR= (its snapshots go in the temp
  * dir, removed even after a SIGKILL) and ma.env. extra (NULL-terminated,
  * may be NULL) comes after the defaults, so it may override them. Asserts

@@ -95,6 +95,10 @@ Test(ctl, private_dir_refuses_another_owner, .timeout = 10, .fini = ctl_fini)
     const char *dir = ctl_dir("theirs", 0700);
     cr_assert_eq(chown(dir, UP_TEST_OTHER_UID, UP_TEST_OTHER_UID), 0);
     EXPECT_REFUSED(up_ctl_check_private_dir, dir, "uid 65534");
+    /* ... unless it is the directory of the user the master became. */
+    char err[256];
+    cr_assert_eq(up_ctl_check_private_dir_of(dir, UP_TEST_OTHER_UID, err, sizeof(err)), 0, "%s",
+                 err);
 }
 
 Test(ctl, private_dir_refuses_a_file_and_reports_a_missing_one, .timeout = 10, .fini = ctl_fini)
@@ -134,7 +138,7 @@ Test(ctl, peer_of_this_user_is_trusted, .timeout = 10)
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     uid_t uid = 12345;
-    cr_assert_eq(up_ctl_check_peer(sv[0], &uid), 0);
+    cr_assert_eq(up_ctl_check_peer(sv[0], geteuid(), &uid), 0);
     cr_assert_eq(uid, 12345, "ret_uid written on success");
     close(sv[0]);
     close(sv[1]);
@@ -174,7 +178,10 @@ Test(ctl, peer_of_another_user_is_refused, .timeout = 10)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, len), 0, "connect: %s", strerror(errno));
     uid_t uid = 0;
-    int r = up_ctl_check_peer(fd, &uid);
+    int r = up_ctl_check_peer(fd, geteuid(), &uid);
+    /* The user a master became with --user is trusted when named. */
+    uid_t named = 0;
+    int r_named = up_ctl_check_peer(fd, UP_TEST_OTHER_UID, &named);
     close(fd);
     close(ready[0]);
     close(hold[1]);
@@ -182,5 +189,6 @@ Test(ctl, peer_of_another_user_is_refused, .timeout = 10)
     waitpid(pid, &status, 0);
     cr_assert_eq(r, -EPERM, "a master of uid 65534 was trusted (%d)", r);
     cr_assert_eq(uid, UP_TEST_OTHER_UID);
+    cr_assert_eq(r_named, 0, "the master's --user was not trusted");
     cr_assert_eq(up_test_fd_count(), before);
 }

@@ -86,6 +86,9 @@ struct up_server_opts {
     const char *watch_dir;  /* reload on changes there, or NULL */
     const char *build_cmd;  /* with watch_dir: run first, reload if it succeeds */
     bool signals;           /* handle USR2/HUP (reload), TERM/INT (stop), QUIT (stop now) */
+    const char *user;       /* "NAME[:GROUP]": started as root, become NAME once the
+                             * listeners are bound, before anything else is created
+                             * (control socket, pidfile, snapshots) or started */
     /* The outcome of every reload (and of the first start); may be NULL. */
     void (*on_reload)(void *ctx, const struct up_reload_outcome *o);
     void *ctx;
