@@ -64,8 +64,8 @@ int up_activation_take(struct up_activation *a, char *err, size_t cap)
         return 0;
     }
     if (!number(pid_s, 0x7fffffff, &pid) || !number(fds_s, 1 << 20, &n)) {
-        snprintf(err, cap, "LISTEN_PID '%s' or LISTEN_FDS '%s' is not a number",
-                 pid_s ? pid_s : "", fds_s);
+        snprintf(err, cap, "LISTEN_PID '%s' or LISTEN_FDS '%s' is not a number", pid_s ? pid_s : "",
+                 fds_s);
         return -EINVAL;
     }
     if (pid != (long)getpid()) {

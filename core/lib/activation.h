@@ -19,9 +19,9 @@
 #define UP_ACTIVATION_MAX 16
 
 struct up_activation {
-    int n;                             /* sockets passed; 0: none */
-    int fd[UP_ACTIVATION_MAX];         /* owned until taken; -1 once taken */
-    char name[UP_ACTIVATION_MAX][64];  /* LISTEN_FDNAMES, or "" */
+    int n;                            /* sockets passed; 0: none */
+    int fd[UP_ACTIVATION_MAX];        /* owned until taken; -1 once taken */
+    char name[UP_ACTIVATION_MAX][64]; /* LISTEN_FDNAMES, or "" */
 };
 
 /* Read what systemd passed. Returns 0 (a->n is 0 when nothing was passed

@@ -22,7 +22,7 @@
 
 #include "loop.h"
 
-#define UP_ASRV_BUF 8192
+#define UP_ASRV_BUF 65536
 
 /* What an answer function returns to answer later, with up_asrv_reply(). */
 #define UP_ASRV_LATER ((size_t)-1)

@@ -16,14 +16,47 @@ struct up_metrics {
     struct up_asrv *srv;
 };
 
+static void format_hist(struct up_strbuf *out, const struct up_metric *m)
+{
+    const struct up_hist *h = m->hist;
+    const char *sep = m->labels != NULL ? "," : "";
+    const char *labels = m->labels != NULL ? m->labels : "";
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b <= h->n; b++) {
+        cumulative += h->counts[b];
+        if (b < h->n) {
+            up_strbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", m->name, labels, sep,
+                             h->bounds[b], (unsigned long long)cumulative);
+        } else {
+            up_strbuf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", m->name, labels, sep,
+                             (unsigned long long)cumulative);
+        }
+    }
+    const char *open = m->labels != NULL ? "{" : "";
+    const char *close = m->labels != NULL ? "}" : "";
+    up_strbuf_printf(out, "%s_sum%s%s%s %.9g\n", m->name, open, labels, close, h->sum);
+    up_strbuf_printf(out, "%s_count%s%s%s %llu\n", m->name, open, labels, close,
+                     (unsigned long long)h->count);
+}
+
 size_t up_metrics_format(const struct up_metric *v, size_t count, char *buf, size_t cap)
 {
     struct up_strbuf out = up_strbuf_on(buf, cap);
     for (size_t i = 0; i < count; i++) {
-        up_strbuf_printf(&out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", v[i].name, v[i].help,
-                         v[i].name, v[i].type, v[i].name, v[i].value);
+        const struct up_metric *m = &v[i];
+        if (i == 0 || strcmp(v[i - 1].name, m->name) != 0) {
+            up_strbuf_printf(&out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+                             m->type);
+        }
+        if (m->hist != NULL) {
+            format_hist(&out, m);
+        } else if (m->labels != NULL) {
+            up_strbuf_printf(&out, "%s{%s} %.17g\n", m->name, m->labels, m->value);
+        } else {
+            up_strbuf_printf(&out, "%s %.17g\n", m->name, m->value);
+        }
     }
-    return out.len;
+    return out.cut ? 0 : out.len;
 }
 
 static bool head_complete(const char *buf, size_t len)
@@ -36,14 +69,18 @@ static size_t answer(void *ctx, uint64_t id, char *buf, size_t len, size_t cap)
 {
     struct up_metrics *mt = ctx;
     (void)id, (void)len;
-    char body[6144];
+    /* The loop is single-threaded, and the page is copied out at once. */
+    static char body[UP_ASRV_BUF - 256];
     size_t blen;
     int status = 200;
     const char *type = "text/plain; version=0.0.4";
     if (strncmp(buf, "GET /metrics ", 13) == 0) {
-        struct up_metric v[48];
-        size_t n = mt->cbs->values(mt->ctx, v, sizeof(v) / sizeof(v[0]));
-        blen = up_metrics_format(v, n, body, sizeof(body));
+        blen = mt->cbs->page(mt->ctx, body, sizeof(body));
+        if (blen == 0) {
+            status = 500;
+            type = "text/plain";
+            blen = (size_t)snprintf(body, sizeof(body), "the metrics do not fit the page\n");
+        }
     } else if (strncmp(buf, "GET /healthz ", 13) == 0) {
         /* 503 while no worker can take a connection, so that a load
          * balancer sends its clients elsewhere meanwhile. */
@@ -63,6 +100,7 @@ static size_t answer(void *ctx, uint64_t id, char *buf, size_t len, size_t cap)
                      status,
                      status == 200   ? "OK"
                      : status == 404 ? "Not Found"
+                     : status == 500 ? "Internal Server Error"
                                      : "Unavailable",
                      type, blen, (int)blen, body);
     return k < 0 ? 0 : (size_t)k < cap ? (size_t)k : cap;

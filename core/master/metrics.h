@@ -10,21 +10,26 @@
 
 #include <stddef.h>
 
+#include "hist.h"
 #include "loop.h"
 
 struct up_metrics;
 
-/* One value of the text format. */
+/* One sample of the text format. Samples of one name follow each other
+ * (HELP and TYPE are written once, before the first). */
 struct up_metric {
     const char *name; /* "up_connections_accepted_total" */
-    const char *type; /* "counter" or "gauge" */
+    const char *type; /* "counter", "gauge" or "histogram" */
     const char *help;
-    unsigned long long value;
+    const char *labels;         /* 'generation="3",state="ready"', or NULL */
+    double value;               /* counter, gauge */
+    const struct up_hist *hist; /* histogram */
 };
 
 struct up_metrics_cbs {
-    /* Fill up to cap values into out; return how many. */
-    size_t (*values)(void *ctx, struct up_metric *out, size_t cap);
+    /* The /metrics page into buf (cap bytes); its length, 0 if it did not
+     * fit (answered 500 then, never a cut page). */
+    size_t (*page)(void *ctx, char *buf, size_t cap);
     /* NULL while healthy, else why not ("no ready worker"). */
     const char *(*health)(void *ctx);
 };
@@ -37,7 +42,8 @@ int up_metrics_open(struct up_loop *loop, const char *addr, const struct up_metr
  * is fine. */
 void up_metrics_close(struct up_metrics *mt);
 
-/* The text format of n values into buf. Returns the length written. */
+/* The text format of n samples into buf. Returns its length, or 0 when it
+ * does not fit in cap. */
 size_t up_metrics_format(const struct up_metric *v, size_t n, char *buf, size_t cap);
 
 #endif

@@ -139,6 +139,11 @@ void up_pendings_init(struct up_pendings *set, struct up_loop *loop, size_t max_
         .shed_rl = UP_RATELIMIT_INIT(10000, 5),
     };
     up_list_init(&set->all);
+    /* From a connection whose head was in at accept (the common case, with
+     * TCP_DEFER_ACCEPT) to slow clients and busy workers. */
+    static const double bounds[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3, 5e-3,
+                                    10e-3, 25e-3,  50e-3,  100e-3, 250e-3, 1,      5};
+    up_hist_init(&set->stats.handoff, bounds, sizeof(bounds) / sizeof(bounds[0]));
 }
 
 void up_pendings_fini(struct up_pendings *set)
@@ -256,6 +261,9 @@ void up_pending_acked(struct up_pending *c)
 {
     c->worker = NULL;
     c->set->stats.handed++;
+    if (c->accepted_us != 0) {
+        up_hist_observe(&c->set->stats.handoff, (double)(up_hist_now_us() - c->accepted_us) / 1e6);
+    }
     /* The worker's copy keeps the socket open; ours goes. */
     set_state(c, UP_PENDING_CLOSING);
     pending_close(c);
@@ -353,6 +361,7 @@ void up_pending_accept_take(struct up_pendings *set, int fd, int listener, bool 
         return;
     }
     set->stats.accepted++;
+    c->accepted_us = up_hist_now_us();
     c->listener = listener;
     c->repeek_timer = unix_sock; /* unix sockets have no SO_RCVLOWAT */
     c->deadline = up_loop_now(set->loop) + set->header_timeout_ms;

@@ -52,6 +52,7 @@
 #include <sys/types.h>
 
 #include "head.h"
+#include "hist.h"
 #include "list.h"
 #include "loop.h"
 #include "passfd.h"
@@ -97,6 +98,7 @@ struct up_pending {
     struct up_list link;         /* the router's queue, a worker's send queue... */
     struct up_timer owner_timer; /* the router's queue timeout */
     uint64_t queued_at;          /* up_loop_now() + 1 when it first waited; 0 never */
+    uint64_t accepted_us;        /* up_hist_now_us() at accept; 0: handed back */
     void *queued_by;             /* the router, while in its queue */
     unsigned tries;              /* routings since a worker last took it in */
     pid_t avoid;                 /* the worker it came back from: never routed there */
@@ -121,11 +123,12 @@ struct up_pending_cbs {
 };
 
 struct up_pending_stats {
-    uint64_t accepted;    /* connections accepted */
-    uint64_t handed;      /* connections a worker took (ACK) */
-    uint64_t handed_back; /* connections a draining worker gave back */
-    uint64_t answered;    /* answered by the master itself (4xx/503) */
-    uint64_t shed;        /* incomplete heads answered 408 early: the cap */
+    uint64_t accepted;      /* connections accepted */
+    uint64_t handed;        /* connections a worker took (ACK) */
+    uint64_t handed_back;   /* connections a draining worker gave back */
+    uint64_t answered;      /* answered by the master itself (4xx/503) */
+    uint64_t shed;          /* incomplete heads answered 408 early: the cap */
+    struct up_hist handoff; /* accept to a worker's ACK, accepted ones */
 };
 
 struct up_pendings {

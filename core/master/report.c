@@ -1,10 +1,13 @@
 #include "report.h"
 
 #include "list.h"
+#include "metrics.h"
 #include "mworker.h"
 #include "strbuf.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 
 #define GEN_OF(pos) up_container_of(pos, const struct up_gen, link)
 #define WORKER_OF(pos) up_container_of(pos, const struct up_mworker, gen_link)
@@ -112,4 +115,105 @@ size_t up_report_json(const struct up_report *r, char *buf, size_t cap)
 {
     size_t n = json(r, buf, cap, true);
     return n > 0 ? n : json(r, buf, cap, false);
+}
+
+/* Workers of every generation by state, each a sample with its labels
+ * (written into labels, cap bytes). Returns how many samples. */
+static size_t worker_samples(const struct up_report *r, struct up_metric *v, size_t cap,
+                             char (*labels)[48])
+{
+    static const enum up_mworker_state states[] = {UP_MW_STARTING, UP_MW_READY, UP_MW_DRAINING};
+    size_t n = 0;
+    const struct up_list *gl = &r->gens->list;
+    for (const struct up_list *p = gl->next; p != gl; p = p->next) {
+        const struct up_gen *g = GEN_OF(p);
+        for (size_t s = 0; s < sizeof(states) / sizeof(states[0]) && n < cap; s++) {
+            unsigned count = 0;
+            for (const struct up_list *q = g->workers.next; q != &g->workers; q = q->next) {
+                const struct up_mworker *w = WORKER_OF(q);
+                count += w->pid > 0 && w->state == states[s];
+            }
+            if (count == 0) {
+                continue;
+            }
+            snprintf(labels[n], sizeof(labels[n]), "generation=\"%u\",state=\"%s\"", g->id,
+                     up_mworker_state_name(states[s]));
+            v[n] = (struct up_metric){
+                "up_workers", "gauge", "Worker processes by generation and state.",
+                labels[n],    count,   NULL};
+            n++;
+        }
+    }
+    if (n == 0 && cap > 0) {
+        /* An empty gauge still says that there are none. */
+        v[n++] = (struct up_metric){
+            "up_workers", "gauge", "Worker processes by generation and state.", NULL, 0, NULL};
+    }
+    return n;
+}
+
+size_t up_report_metrics(const struct up_report *r, char *buf, size_t cap)
+{
+    enum { MAX_WORKER_SAMPLES = 3 * 70 };
+    struct up_metric v[40 + MAX_WORKER_SAMPLES];
+    char labels[MAX_WORKER_SAMPLES][48];
+    const struct up_metric fixed[] = {
+        {"up_connections_accepted_total", "counter", "Connections accepted.", NULL, r->accepted,
+         NULL},
+        {"up_connections_handed_total", "counter", "Connections a worker took.", NULL, r->handed,
+         NULL},
+        {"up_connections_rerouted_total", "counter",
+         "Connections routed again after a worker died or was full.", NULL, r->rerouted, NULL},
+        {"up_connections_handed_back_total", "counter",
+         "Keep-Alive connections draining workers gave back.", NULL, r->handed_back, NULL},
+        {"up_connections_answered_total", "counter",
+         "Connections the master answered itself (400, 408, 431, 503, middleware).", NULL,
+         r->answered, NULL},
+        {"up_connections_queue_timeouts_total", "counter",
+         "Connections no worker could take within --queue-timeout (503 or closed).", NULL,
+         r->queue_timeouts, NULL},
+        {"up_connections_shed_total", "counter",
+         "Incomplete request heads answered 408 early to make room (pending cap).", NULL, r->shed,
+         NULL},
+        {"up_connections_lost_total", "counter",
+         "Connections handed back while the master was out of fds.", NULL, r->lost, NULL},
+        {"up_connections_pending", "gauge", "Connections not yet owned by a worker.", NULL,
+         (double)r->pending, NULL},
+        {"up_worker_connections", "gauge", "Connections held by workers.", NULL, r->held, NULL},
+        {"up_handoff_duration_seconds", "histogram",
+         "From accepting a connection to a worker taking it.", NULL, 0, r->handoff},
+        {"up_reloads_total", "counter", "Reloads started.", NULL, r->reloads, NULL},
+        {"up_reload_failures_total", "counter", "Generations that failed to start.", NULL,
+         r->reload_failures, NULL},
+        {"up_reload_duration_seconds", "histogram",
+         "From a reload's request to its generation serving.", NULL, 0, r->reload},
+        {"up_respawns_total", "counter", "Workers replaced after dying.", NULL, r->respawns, NULL},
+        {"up_healthy", "gauge", "1 when a worker of the active generation can take a connection.",
+         NULL, r->health == NULL, NULL},
+        {"up_workers_ready", "gauge", "Workers of the active generation taking connections.", NULL,
+         r->ready, NULL},
+        {"up_generation", "gauge", "The generation taking new connections.", NULL,
+         r->gens->active ? r->gens->active->id : 0, NULL},
+        {"up_log_lines_dropped_total", "counter",
+         "Log lines dropped because stderr was not writable.", NULL, r->log_dropped, NULL},
+        {"process_open_fds", "gauge", "Open file descriptors of the master.", NULL, r->open_fds,
+         NULL},
+        {"process_max_fds", "gauge", "The master's limit on open file descriptors.", NULL,
+         r->max_fds, NULL},
+        {"process_resident_memory_bytes", "gauge", "Resident memory of the master.", NULL,
+         r->rss_bytes, NULL},
+        {"process_cpu_seconds_total", "counter", "CPU time of the master, user and system.", NULL,
+         r->cpu_seconds, NULL},
+        {"process_start_time_seconds", "gauge",
+         "When the master started, in seconds since the Unix epoch.", NULL, r->start_seconds, NULL},
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        /* What /proc could not tell is left out, not shown as -1. */
+        if (strncmp(fixed[i].name, "process_", 8) != 0 || fixed[i].value >= 0) {
+            v[n++] = fixed[i];
+        }
+    }
+    n += worker_samples(r, v + n, MAX_WORKER_SAMPLES, labels);
+    return up_metrics_format(v, n, buf, cap);
 }

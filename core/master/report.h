@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "gen.h"
+#include "hist.h"
 
 struct up_report {
     int pid;
@@ -22,6 +23,13 @@ struct up_report {
     unsigned long long accepted, handed, rerouted, handed_back, answered, reloads, reload_failures,
         respawns, queue_timeouts, shed, lost, log_dropped;
     const char *last_error; /* "" when none */
+    /* For the metrics page. */
+    unsigned ready, with_fds;      /* workers of the active generation */
+    unsigned long long held;       /* connections the workers hold */
+    const struct up_hist *reload;  /* signal to the new generation serving */
+    const struct up_hist *handoff; /* accept to a worker's ACK */
+    /* The master process (/proc): -1 when unknown. */
+    double open_fds, max_fds, rss_bytes, cpu_seconds, start_seconds;
 };
 
 /* The report into buf (cap bytes, NUL-terminated, cut at the end if it does
@@ -31,5 +39,9 @@ size_t up_report_text(const struct up_report *r, char *buf, size_t cap);
 /* The same as one JSON object. When every worker does not fit, the workers
  * are left out ("workers_omitted": true) so that the object stays whole. */
 size_t up_report_json(const struct up_report *r, char *buf, size_t cap);
+
+/* The Prometheus text page (base units, counters end in _total). Returns
+ * its length, 0 when it does not fit in cap. */
+size_t up_report_metrics(const struct up_report *r, char *buf, size_t cap);
 
 #endif

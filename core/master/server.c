@@ -20,6 +20,7 @@
 #include "pending.h"
 #include "pidfile.h"
 #include "privs.h"
+#include "procstat.h"
 #include "report.h"
 #include "router.h"
 #include "sticky.h"
@@ -128,9 +129,11 @@ struct up_server {
     uint64_t lost;              /* hand-backs dropped at our fd limit */
     bool pidfile_written;
     unsigned reload_gen; /* the generation the last reload started, for its outcome */
-    uint64_t reload_at;  /* ... and when */
+    uint64_t reload_at;  /* ... and when (up_loop_now()) */
+    uint64_t reload_us;  /* ... and when, finer (up_hist_now_us()) */
     struct waiter waiters[MAX_WAITERS];
     int nwaiters;
+    struct up_hist reload_hist; /* a reload's request to its generation serving */
 };
 
 static void server_stop(struct up_server *s, bool graceful);
@@ -369,6 +372,9 @@ static void outcome_text(struct up_server *s, const struct up_gen *g, bool ok, c
 
 static void reload_outcome(struct up_server *s, const struct up_gen *g, bool ok)
 {
+    if (ok && g->id >= s->reload_gen) {
+        up_hist_observe(&s->reload_hist, (double)(up_hist_now_us() - s->reload_us) / 1e6);
+    }
     if (s->nwaiters > 0) {
         char text[4096];
         outcome_text(s, g, ok, text, sizeof(text));
@@ -503,6 +509,7 @@ static int server_reload(struct up_server *s, const char *why)
     up_notify_reloading();
     s->reload_gen = s->gens.next_id + 1;
     s->reload_at = up_loop_now(s->loop);
+    s->reload_us = up_hist_now_us();
     int r = up_gens_reload(&s->gens, why);
     if (r < 0 && r != -ECANCELED && s->gens.active != NULL) {
         up_notify("READY=1\nSTATUS=reload failed; the running generation keeps serving");
@@ -800,50 +807,24 @@ static const struct up_ctl_cbs ctl_cbs = {
     .stop = ctl_stop,
 };
 
-static size_t metric_values(void *ctx, struct up_metric *v, size_t cap)
+static size_t metric_page(void *ctx, char *buf, size_t cap)
 {
     const struct up_server *s = ctx;
-    const struct up_pending_stats *p = &s->pendings.stats;
-    unsigned ready, with_fds, total;
-    unsigned long long held;
-    up_gens_ready_counts(&s->gens, &ready, &with_fds);
-    up_gens_totals(&s->gens, &total, &held);
-    const struct up_metric all[] = {
-        {"up_connections_accepted_total", "counter", "Connections accepted.", p->accepted},
-        {"up_connections_handed_total", "counter", "Connections a worker took.", p->handed},
-        {"up_connections_rerouted_total", "counter",
-         "Connections routed again after a worker died or was full.", s->router.stats.rerouted},
-        {"up_connections_handed_back_total", "counter",
-         "Keep-Alive connections draining workers gave back.", p->handed_back},
-        {"up_connections_answered_total", "counter",
-         "Connections the master answered itself (400, 408, 431, 503, middleware).", p->answered},
-        {"up_connections_pending", "gauge", "Connections not yet owned by a worker.",
-         s->pendings.n},
-        {"up_worker_connections", "gauge", "Connections held by workers.", held},
-        {"up_reloads_total", "counter", "Reloads started.", s->gens.stats.reloads},
-        {"up_reload_failures_total", "counter", "Generations that failed to start.",
-         s->gens.stats.reload_fails + s->build_fails},
-        {"up_respawns_total", "counter", "Workers replaced after dying.", s->gens.stats.respawns},
-        {"up_connections_queue_timeouts_total", "counter",
-         "Connections no worker could take within --queue-timeout (503 or closed).",
-         s->router.stats.queue_timeouts},
-        {"up_connections_shed_total", "counter",
-         "Incomplete request heads answered 408 early to make room (pending cap).", p->shed},
-        {"up_connections_lost_total", "counter",
-         "Connections handed back while the master was out of fds.", s->lost},
-        {"up_healthy", "gauge", "1 when a worker of the active generation can take a connection.",
-         health(s) == NULL},
-        {"up_workers", "gauge", "Worker processes, every generation.", total},
-        {"up_workers_ready", "gauge", "Workers taking new connections.", ready},
-        {"up_generation", "gauge", "The generation taking new connections.",
-         s->gens.active ? s->gens.active->id : 0},
-        {"up_log_lines_dropped_total", "counter",
-         "Log lines dropped because stderr was not writable.", up_log_lines_dropped()},
-    };
-    size_t n = sizeof(all) / sizeof(all[0]);
-    n = n < cap ? n : cap;
-    memcpy(v, all, n * sizeof(v[0]));
-    return n;
+    struct up_report r;
+    report_of(s, &r);
+    up_gens_ready_counts(&s->gens, &r.ready, &r.with_fds);
+    unsigned total;
+    up_gens_totals(&s->gens, &total, &r.held);
+    r.reload = &s->reload_hist;
+    r.handoff = &s->pendings.stats.handoff;
+    struct up_procstat ps;
+    up_procstat_self(&ps);
+    r.open_fds = ps.open_fds;
+    r.max_fds = ps.max_fds;
+    r.rss_bytes = ps.rss_bytes;
+    r.cpu_seconds = ps.cpu_seconds;
+    r.start_seconds = ps.start_seconds;
+    return up_report_metrics(&r, buf, cap);
 }
 
 static const char *metric_health(void *ctx)
@@ -852,7 +833,7 @@ static const char *metric_health(void *ctx)
 }
 
 static const struct up_metrics_cbs metrics_cbs = {
-    .values = metric_values,
+    .page = metric_page,
     .health = metric_health,
 };
 
@@ -1065,6 +1046,9 @@ int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
     }
     s->privs = privs;
     s->sigfd = s->wake_fd = -1;
+    static const double reload_bounds[] = {5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
+                                           1,    2.5,   5,     10,    30,     60};
+    up_hist_init(&s->reload_hist, reload_bounds, sizeof(reload_bounds) / sizeof(reload_bounds[0]));
     s->stop_timer.cb = on_stop_deadline;
     s->shed_timer.cb = on_shed_timer;
     int r = copy_opts(s, opts);
@@ -1220,6 +1204,7 @@ int up_server_run(struct up_server *s)
     }
     s->reload_gen = 1;
     s->reload_at = up_loop_now(s->loop);
+    s->reload_us = up_hist_now_us();
     if (up_gens_reload(&s->gens, "start") < 0 && s->watch == NULL) {
         return 3;
     }

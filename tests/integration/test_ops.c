@@ -65,6 +65,68 @@ BACKEND_TEST(ops, metrics_and_healthz, .timeout = 30, .fini = ht_fini)
     up_test_resp_free(&r);
 }
 
+/* The value of the sample line that starts with prefix (name and labels),
+ * or -1. */
+static double ops_sample(const char *page, const char *prefix)
+{
+    char want[160];
+    snprintf(want, sizeof(want), "\n%s ", prefix);
+    const char *at = strstr(page, want);
+    return at != NULL ? strtod(at + strlen(want), NULL) : -1;
+}
+
+/* What an operator alerts on: reload and handoff durations as histograms,
+ * workers by generation and state, the master's fds and memory; every
+ * sample as promtool reads it. */
+Test(ops, metrics_operators_alert_on, .timeout = 60, .fini = ht_fini)
+{
+    int mport = up_test_free_port();
+    char maddr[32], out[4096];
+    snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", mport);
+    const char *extra[] = {"--metrics", maddr, NULL};
+    ops_start("auto", NULL, extra, NULL);
+    struct up_test_resp r = {0};
+    for (int i = 0; i < 5; i++) {
+        ht_fetch(ma.port, "/", &r);
+    }
+    const char *reload[] = {"reload", "--control", ma.ctl, NULL};
+    cr_assert_eq(ma_run(reload, NULL, 10000, out, sizeof(out)), 0, "%s", out);
+    ht_fetch(mport, "/metrics", &r);
+    cr_assert_eq(r.status, 200);
+    const char *page = r.body;
+    cr_assert(strstr(page, "# TYPE up_handoff_duration_seconds histogram\n"), "%s", page);
+    double handed = ops_sample(page, "up_connections_handed_total");
+    cr_assert_geq(handed, 5, "%s", page);
+    cr_assert_eq(ops_sample(page, "up_handoff_duration_seconds_count"), handed, "%s", page);
+    cr_assert_eq(ops_sample(page, "up_handoff_duration_seconds_bucket{le=\"+Inf\"}"), handed);
+    double sum = ops_sample(page, "up_handoff_duration_seconds_sum");
+    cr_assert(sum > 0 && sum < handed, "handoffs took %g s in all", sum);
+    /* The start and the reload. */
+    cr_assert_eq(ops_sample(page, "up_reload_duration_seconds_count"), 2, "%s", page);
+    cr_assert_eq(ops_sample(page, "up_workers{generation=\"2\",state=\"ready\"}"), 2, "%s", page);
+    cr_assert_gt(ops_sample(page, "process_open_fds"), 5, "%s", page);
+    cr_assert_gt(ops_sample(page, "process_resident_memory_bytes"), 100000, "%s", page);
+    cr_assert_gt(ops_sample(page, "process_max_fds"), 0, "%s", page);
+    cr_assert_gt(ops_sample(page, "process_start_time_seconds"), 1.7e9, "%s", page);
+    cr_assert_geq(ops_sample(page, "process_cpu_seconds_total"), 0, "%s", page);
+
+    if (access("/usr/bin/promtool", X_OK) != 0) {
+        up_test_resp_free(&r);
+        cr_skip_test("promtool is not installed (Debian package prometheus): the page was not "
+                     "linted");
+    }
+    const char *file = ht_path("metrics.txt");
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fputs(page, f);
+    fclose(f);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < %s > %s 2>&1", file, ht_path("lint"));
+    int rc = system(cmd);
+    cr_assert_eq(rc, 0, "promtool check metrics:\n%s", up_test_file_tail(ht_path("lint")));
+    up_test_resp_free(&r);
+}
+
 /* Wait for a datagram on the notify socket fd that holds want, skipping
  * others (STATUS= updates), each within 10 s. Returns the datagram. */
 static const char *notify_expect(int fd, const char *want)

@@ -119,8 +119,7 @@ static void *probe(void *arg)
     return NULL;
 }
 
-Test(systemd, a_passed_socket_serves_and_a_restart_refuses_nothing, .timeout = 90,
-     .fini = ht_fini)
+Test(systemd, a_passed_socket_serves_and_a_restart_refuses_nothing, .timeout = 90, .fini = ht_fini)
 {
     int port;
     int l = sd_listener(&port);
@@ -186,8 +185,8 @@ Test(systemd, listen_fd_name_picks_one_and_closes_the_rest, .timeout = 60, .fini
     pid_t pid = sd_spawn(fds, 2, "web:admin", argv, log);
     cr_assert_eq(up_test_wait_ready(pid, pb, 10000), 0, "%s", up_test_file_tail(log));
     cr_assert_eq(sd_get(pb), 0);
-    cr_assert_eq(up_test_wait_log(log, "closed 1 passed socket no --listen fd:NAME names (first: web)",
-                                  5000),
+    cr_assert_eq(up_test_wait_log(
+                     log, "closed 1 passed socket no --listen fd:NAME names (first: web)", 5000),
                  0, "%s", up_test_file_tail(log));
     cr_assert_eq(up_test_stop(pid, 10000), 0);
     close(fds[0]);
@@ -199,8 +198,12 @@ Test(systemd, what_cannot_be_served_is_refused_at_start, .timeout = 60, .fini = 
     /* A regular file where a socket should be. */
     int file = open(ht_path("not-a-socket"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     cr_assert_geq(file, 0);
-    char *argv[] = {(char *)up_test_bin("up-run"), "--allow-root", "--control",
-                    (char *)ht_path("ctl.sock"), (char *)up_test_bin("examples/hello.so"), NULL};
+    char *argv[] = {(char *)up_test_bin("up-run"),
+                    "--allow-root",
+                    "--control",
+                    (char *)ht_path("ctl.sock"),
+                    (char *)up_test_bin("examples/hello.so"),
+                    NULL};
     const char *log = ht_path("bad.log");
     pid_t pid = sd_spawn(&file, 1, NULL, argv, log);
     cr_assert_eq(up_test_wait_exit(pid, 10000), 3, "%s", up_test_file_tail(log));
@@ -210,10 +213,16 @@ Test(systemd, what_cannot_be_served_is_refused_at_start, .timeout = 60, .fini = 
 
     /* fd:NAME with nothing passed. */
     char out[4096];
-    const char *args[] = {"-l", "fd:web", "--allow-root", "--control", ht_path("ctl2.sock"),
-                          up_test_bin("examples/hello.so"), NULL};
+    const char *args[] = {"-l",
+                          "fd:web",
+                          "--allow-root",
+                          "--control",
+                          ht_path("ctl2.sock"),
+                          up_test_bin("examples/hello.so"),
+                          NULL};
     cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
-    cr_assert_not_null(strstr(out, "--listen fd:web: no socket of that name was passed"), "%s", out);
+    cr_assert_not_null(strstr(out, "--listen fd:web: no socket of that name was passed"), "%s",
+                       out);
 }
 
 /* A world-readable copy of the example app, where another user can read
@@ -254,8 +263,15 @@ Test(systemd, user_drops_master_and_workers_after_binding, .timeout = 60, .fini 
     int p = up_test_free_port();
     snprintf(port, sizeof(port), "%d", p);
     snprintf(ctl_dir, sizeof(ctl_dir), "/tmp/up-%u", (unsigned)UP_TEST_OTHER_UID);
-    char *argv[] = {(char *)up_test_bin("up-run"), "-p", port, "-n", "2", "--user", "nobody",
-                    (char *)app, NULL};
+    char *argv[] = {(char *)up_test_bin("up-run"),
+                    "-p",
+                    port,
+                    "-n",
+                    "2",
+                    "--user",
+                    "nobody",
+                    (char *)app,
+                    NULL};
     char *env[] = {"TMPDIR=/tmp", "XDG_RUNTIME_DIR=", NULL};
     const char *log = ht_path("up-run.log");
     pid_t pid = up_test_spawn(argv, env, log);

@@ -1,0 +1,88 @@
+#include "procstat.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static double open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return -1;
+    }
+    double n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n - 1; /* the directory's own fd */
+}
+
+/* The system's boot time, in seconds since the epoch (/proc/stat btime). */
+static double boot_time(void)
+{
+    FILE *f = fopen("/proc/stat", "re");
+    if (f == NULL) {
+        return -1;
+    }
+    char line[256];
+    double btime = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned long long v;
+        if (sscanf(line, "btime %llu", &v) == 1) {
+            btime = (double)v;
+            break;
+        }
+    }
+    fclose(f);
+    return btime;
+}
+
+/* utime, stime and starttime (in clock ticks) of /proc/self/stat. */
+static void stat_times(struct up_procstat *ret)
+{
+    FILE *f = fopen("/proc/self/stat", "re");
+    char line[1024];
+    if (f == NULL || fgets(line, sizeof(line), f) == NULL) {
+        if (f != NULL) {
+            fclose(f);
+        }
+        return;
+    }
+    fclose(f);
+    /* The command may hold spaces and parentheses: fields count from the
+     * last ')'. */
+    const char *p = strrchr(line, ')');
+    unsigned long long ut, st, start;
+    if (p == NULL || sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
+                            "%*d %*d %*d %llu",
+                            &ut, &st, &start) != 3) {
+        return;
+    }
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    ret->cpu_seconds = (double)(ut + st) / hz;
+    double boot = boot_time();
+    ret->start_seconds = boot < 0 ? -1 : boot + (double)start / hz;
+}
+
+void up_procstat_self(struct up_procstat *ret)
+{
+    *ret = (struct up_procstat){-1, -1, -1, -1, -1};
+    ret->open_fds = open_fds();
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        ret->max_fds = (double)rl.rlim_cur;
+    }
+    FILE *f = fopen("/proc/self/statm", "re");
+    unsigned long long size, resident;
+    if (f != NULL && fscanf(f, "%llu %llu", &size, &resident) == 2) {
+        ret->rss_bytes = (double)resident * (double)sysconf(_SC_PAGESIZE);
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    stat_times(ret);
+}
