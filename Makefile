@@ -42,7 +42,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
 LIBS := $(B)/libupworker.a $(B)/libup.a $(B)/libupshared.a $(B)/libuppassfd.a $(B)/libllhttp.a \
         $(B)/libupcli.a
-BINS := $(B)/up-worker $(B)/up-run
+BINS := $(B)/up-worker $(B)/up-run $(B)/up-exec
 
 .PHONY: all run serve test check test-long check-long bench bench-quick bench-compare fuzz deps \
         clean format check-format install uninstall
@@ -97,6 +97,11 @@ $(B)/up-worker: $(call obj,worker-runtime/up-worker.c) $(LIBS)
 # up-run is a thin command line over libup.
 $(B)/up-run: $(call obj,core/cli/up-run.c) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $< $(B)/libupcli.a $(B)/libup.a $(LDLIBS)
+
+# up-exec: how up-run starts an --exec command (core/exec/up-exec.c); libc
+# only, so that it is quick to exec.
+$(B)/up-exec: $(call obj,core/exec/up-exec.c)
+	$(CC) $(LDFLAGS) -o $@ $<
 
 $(B)/examples/%.so: examples/%.c worker-runtime/include/up/app.h
 	@mkdir -p $(dir $@)

@@ -138,33 +138,6 @@ void up_gens_reconcile(struct up_gens *gs)
 
 /* ---- life and death of a generation ---- */
 
-/* Copy the app into the private snapshot directory, so that rewriting it in
- * place cannot change what this generation loads. The copy is a short
- * blocking file operation, done once per reload. */
-static int snapshot(struct up_gen *g)
-{
-    const struct up_gens_opts *o = g->set->opts;
-    snprintf(g->app, sizeof(g->app), "%s/gen-%u.so", o->snap_dir, g->id);
-    int src = open(o->app, O_RDONLY | O_CLOEXEC);
-    if (src < 0) {
-        return -errno;
-    }
-    int dst = open(g->app, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    struct stat st;
-    int r = dst < 0 || fstat(src, &st) < 0 ? -errno : 0;
-    off_t off = 0;
-    while (r == 0 && off < st.st_size) {
-        ssize_t n = sendfile(dst, src, &off, (size_t)(st.st_size - off));
-        if (n <= 0) {
-            r = n < 0 ? -errno : 0;
-            break;
-        }
-    }
-    up_close(src);
-    up_close(dst);
-    return r;
-}
-
 static void gen_free(struct up_gen *g)
 {
     struct up_gens *gs = g->set;
@@ -174,7 +147,7 @@ static void gen_free(struct up_gen *g)
     }
     up_timer_stop(gs->loop, &g->ready_timer);
     up_timer_stop(gs->loop, &g->respawn_timer);
-    unlink(g->app);
+    up_kind_release(gs->opts->spawn.kind, g->app);
     up_log(UP_LOG_DEBUG, "generation %u gone", g->id);
     free(g);
 }
@@ -200,7 +173,7 @@ static unsigned free_index(const struct up_gen *g)
 static bool add_worker(struct up_gen *g, bool respawned)
 {
     struct up_gens *gs = g->set;
-    struct up_mworker_params p = gs->opts->spawn;
+    struct up_kind_params p = gs->opts->spawn;
     p.app = g->app;
     p.gen_id = g->id;
     p.index = free_index(g);
@@ -547,7 +520,12 @@ static bool on_worker_room(struct up_mworker *w)
 
 static void describe_exit(const struct up_mworker *w, char *buf, size_t cap)
 {
-    if (WIFSIGNALED(w->status)) {
+    /* Killed by us because it closed its channel and ran on: it did not
+     * crash. One that exited by itself says how. */
+    if (w->chan_closed_early && w->killed_sig == SIGKILL && WIFSIGNALED(w->status) &&
+        WTERMSIG(w->status) == SIGKILL) {
+        snprintf(buf, cap, "worker #%u closed its channel (fd 3) before it was ready", w->index);
+    } else if (WIFSIGNALED(w->status)) {
         snprintf(buf, cap, "worker #%u was killed by signal %d (%s) before it was ready", w->index,
                  WTERMSIG(w->status), strsignal(WTERMSIG(w->status)));
     } else {
@@ -619,6 +597,43 @@ bool up_gens_reaped(struct up_gens *gs, pid_t pid, int status)
     return false;
 }
 
+/* The worker pid is (or, with descendants, the worker pid descends from,
+ * by its parents or its process group), of every generation; NULL if
+ * none. */
+static struct up_mworker *find_worker(struct up_gens *gs, const struct up_notice *n,
+                                      bool descendants)
+{
+    struct up_list *p, *t, *q, *u;
+    for_each_gen(p, t, gs)
+    {
+        up_list_for_each_safe(q, u, &GEN(p)->workers)
+        {
+            struct up_mworker *w = WORKER(q);
+            bool match = w->pid > 0 && w->pid == n->pid;
+            if (!match && descendants && w->pid > 0) {
+                match = n->pgid == w->pid;
+                for (int i = 0; i < n->nancestors && !match; i++) {
+                    match = n->ancestors[i] == w->pid;
+                }
+            }
+            if (match) {
+                return w;
+            }
+        }
+    }
+    return NULL;
+}
+
+bool up_gens_notice(struct up_gens *gs, const struct up_notice *n, bool descendants)
+{
+    struct up_mworker *w = find_worker(gs, n, descendants);
+    if (w == NULL) {
+        return false;
+    }
+    up_mworker_notice(w, n); /* may report ready or draining: reconcile runs there */
+    return true;
+}
+
 /* ---- reload and stop ---- */
 
 int up_gens_reload(struct up_gens *gs, const char *why)
@@ -659,10 +674,10 @@ int up_gens_reload(struct up_gens *gs, const char *why)
     }
     up_list_push_front(&gs->list, &g->link);
     gs->stats.reloads++;
-    int r = snapshot(g);
+    char reason[600];
+    int r = up_kind_prepare(&gs->opts->spawn, g->id, gs->opts->snap_dir, g->app, sizeof(g->app),
+                            reason, sizeof(reason));
     if (r < 0) {
-        char reason[600];
-        snprintf(reason, sizeof(reason), "cannot copy %s: %s", gs->opts->app, strerror(-r));
         gen_fail(g, reason);
         gen_free(g);
         up_gens_reconcile(gs);
@@ -697,7 +712,7 @@ void up_gens_stop(struct up_gens *gs, bool graceful)
         up_timer_stop(gs->loop, &g->respawn_timer);
         g->respawn_due = 0;
         if (!graceful) {
-            want_kill(g, SIGQUIT);
+            want_kill(g, up_kind_quit_signal(gs->opts->spawn.kind));
         } else if (g->state == UP_GEN_ACTIVE || g->state == UP_GEN_DRAINING) {
             /* Idle connections are closed, not handed back: nobody takes
              * them now. */

@@ -8,6 +8,10 @@
  *                                                                        v
  *                              (every worker gone: the generation is freed)
  *
+ * What a generation prepares and how its workers start, say they are
+ * ready and stop depends on their kind (kind.h); what is decided here does
+ * not.
+ *
  * Each generation has a `state` (what was observed) and a `want` (what the
  * events ask for: serve, drain, or be killed), and each worker may be
  * wanted drained (it began on its own) or killed (late). Events only set
@@ -105,15 +109,16 @@ struct up_gens_cbs {
 };
 
 struct up_gens_opts {
-    const char *app;      /* the app file; each generation copies it */
-    const char *snap_dir; /* where the copies go */
+    const char *snap_dir; /* where the app's copies go (kind.h: prepare) */
     long workers;
     int max_draining;
     uint64_t drain_timeout_ms;
     uint64_t ready_timeout_ms;
     bool respawn;
     bool migrate_idle;
-    struct up_mworker_params spawn; /* bin, title, max_head, ... (app, ids set here) */
+    /* kind, bin, app (the .so, or the command), title, ...; gen_id, index
+     * and the generation's prepared app are set here. */
+    struct up_kind_params spawn;
 };
 
 struct up_gens_stats {
@@ -154,6 +159,11 @@ void up_gens_kill_all(struct up_gens *gs, int sig);
  * drain or kill to match. Called after every event here; the owner needs
  * it only after changing wants itself (it does not). */
 void up_gens_reconcile(struct up_gens *gs);
+
+/* A notice on the master's NOTIFY_SOCKET: given to the worker whose pid
+ * sent it (with descendants, also to the one the sender descends from).
+ * false if no worker is the sender. */
+bool up_gens_notice(struct up_gens *gs, const struct up_notice *n, bool descendants);
 
 /* waitpid() reported pid: true if it was one of our workers. */
 bool up_gens_reaped(struct up_gens *gs, pid_t pid, int status);

@@ -507,6 +507,9 @@ static void chan_dead(struct up_mworker *w)
     up_loop_cancel(w->loop, &w->rx);
     up_loop_cancel(w->loop, &w->tx);
     requeue_all(w);
+    /* Remembered for the failure report: a worker killed because it
+     * closed fd 3 did not crash. */
+    w->chan_closed_early = w->pid > 0 && w->state == UP_MW_STARTING;
     if (w->pid > 0 && w->state != UP_MW_DRAINING) {
         /* A worker that closed its channel cannot be told anything: it is
          * dying or broken. */
@@ -568,12 +571,18 @@ static void maybe_gone(struct up_mworker *w)
     w->chan = up_loop_close(w->loop, w->chan);
     w->errfd = up_loop_close(w->loop, w->errfd);
     up_timer_stop(w->loop, &w->kill_timer);
+    up_timer_stop(w->loop, &w->ready_timer);
     w->state = UP_MW_GONE;
     w->cbs->gone(w); /* may free w */
 }
 
 void up_mworker_reaped(struct up_mworker *w, int status)
 {
+    if (up_kind_own_group(w->kind)) {
+        /* What it started and left behind (its own workers, a helper)
+         * must not go on serving our listeners unsupervised. */
+        kill(-w->pid, SIGKILL);
+    }
     w->pid = 0;
     w->status = status;
     up_timer_start(w->loop, &w->kill_timer, REAPED_CHAN_MS);
@@ -599,9 +608,30 @@ static void on_kill_timer(struct up_loop *loop, struct up_timer *t)
     }
 }
 
+/* A worker without a channel drains on its stop signal, once; what it
+ * holds at the deadline is cut (late: the owner kills it). A later call
+ * may only bring the deadline closer. */
+static void drain_by_signal(struct up_mworker *w, uint64_t deadline_ms)
+{
+    uint64_t deadline = up_loop_now(w->loop) + deadline_ms;
+    w->state = UP_MW_DRAINING;
+    if (!w->stop_sent || deadline < w->drain_deadline) {
+        w->drain_deadline = deadline;
+        up_timer_start(w->loop, &w->kill_timer, deadline_ms);
+    }
+    if (!w->stop_sent && w->pid > 0) {
+        w->stop_sent = true;
+        kill(w->pid, w->stop_signal);
+    }
+}
+
 void up_mworker_drain(struct up_mworker *w, uint64_t deadline_ms, uint32_t flags)
 {
     if (w->state == UP_MW_GONE) {
+        return;
+    }
+    if (!up_kind_has_channel(w->kind)) {
+        drain_by_signal(w, deadline_ms);
         return;
     }
     bool first = w->state != UP_MW_DRAINING || w->on_its_own;
@@ -626,60 +656,72 @@ void up_mworker_kill(struct up_mworker *w, int sig)
 {
     if (w->pid > 0) {
         kill(w->pid, sig);
+        if (sig == SIGKILL && up_kind_own_group(w->kind)) {
+            kill(-w->pid, SIGKILL); /* a server's own workers too */
+        }
+    }
+}
+
+/* ---- readiness without a channel ---- */
+
+static void became_ready(struct up_mworker *w, const char *how)
+{
+    if (w->state != UP_MW_STARTING || w->pid == 0) {
+        return;
+    }
+    w->state = UP_MW_READY;
+    up_timer_stop(w->loop, &w->ready_timer);
+    up_log(UP_LOG_DEBUG, "worker g%u#%u pid=%d ready (%s)", w->gen_id, w->index, (int)w->pid, how);
+    w->cbs->ready(w);
+}
+
+static void on_ready_timer(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    became_ready(up_container_of(t, struct up_mworker, ready_timer), "--ready-after");
+}
+
+void up_mworker_notice(struct up_mworker *w, const struct up_notice *n)
+{
+    if (n->status != NULL) {
+        size_t len =
+            n->status_len < sizeof(w->status_text) - 1 ? n->status_len : sizeof(w->status_text) - 1;
+        memcpy(w->status_text, n->status, len);
+        w->status_text[len] = '\0';
+    }
+    if (n->ready && w->ready_by == UP_READY_NOTIFY) {
+        became_ready(w, "READY=1");
+    }
+    if (n->stopping && w->state != UP_MW_DRAINING && w->state != UP_MW_GONE) {
+        /* Not asked to: someone else signalled it (an operator, a
+         * container runtime). It serves nothing new once it stops. */
+        up_log(UP_LOG_WARN,
+               "worker g%u#%u pid=%d says STOPPING=1 on its own (signalled by something else "
+               "than this master)",
+               w->gen_id, w->index, (int)w->pid);
+        w->state = UP_MW_DRAINING;
+        w->on_its_own = true;
+        w->cbs->draining(w);
     }
 }
 
 /* ---- spawning ---- */
 
-/* Move fd above the range dup2 will target in the child (0-3), keeping
- * CLOEXEC, so that the child's dup2(fd, 3) can never be a no-op that leaves
- * CLOEXEC set. Returns the fd to use, or -errno. */
-static int lift_fd(int fd)
+/* Start the process as its kind says: chan (the child's end of the
+ * channel, or -1) and out (the write end of its output pipe) are the
+ * master's and stay so. */
+static int spawn_process(struct up_mworker *w, const struct up_kind_params *p, int chan, int out)
 {
-    if (fd > 3) {
-        return fd;
+    struct up_kind_plan *plan = malloc(sizeof(*plan));
+    if (plan == NULL) {
+        return -ENOMEM;
     }
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-    int r = nfd < 0 ? -errno : nfd;
-    up_close(fd);
-    return r;
-}
-
-static int spawn_process(struct up_mworker *w, const struct up_mworker_params *p, int child_chan,
-                         int child_err)
-{
-    char gen[16], idx[16], maxhead[24];
-    snprintf(gen, sizeof(gen), "%u", p->gen_id);
-    snprintf(idx, sizeof(idx), "%u", p->index);
-    snprintf(maxhead, sizeof(maxhead), "%zu", p->max_head);
-    const char *argv[64 + 64];
-    const int room = (int)(sizeof(argv) / sizeof(argv[0])) - 1;
-    int a = 0;
-    argv[a++] = p->bin;
-    argv[a++] = "--generation", argv[a++] = gen;
-    argv[a++] = "--index", argv[a++] = idx;
-    argv[a++] = "--title", argv[a++] = p->title;
-    argv[a++] = "--max-head", argv[a++] = maxhead;
-    if (p->ready_manual) {
-        argv[a++] = "--ready=manual";
+    int r = up_kind_plan(p, chan, out, plan);
+    pid_t pid = 0;
+    if (r == 0) {
+        r = up_child_start(&plan->child, &pid);
     }
-    for (int i = 0; i < p->nrequire && a < room - 4; i++) {
-        argv[a++] = "--require", argv[a++] = p->require[i];
-    }
-    argv[a++] = p->app;
-    argv[a++] = "--";
-    for (int i = 0; i < p->app_argc && a < room; i++) {
-        argv[a++] = p->app_argv[i];
-    }
-    argv[a] = NULL;
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, child_chan, 3);
-    posix_spawn_file_actions_adddup2(&fa, child_err, STDERR_FILENO);
-    pid_t pid;
-    int r = up_child_spawn(p->bin, argv, &fa, &pid);
-    posix_spawn_file_actions_destroy(&fa);
+    free(plan);
     if (r < 0) {
         return r;
     }
@@ -687,18 +729,15 @@ static int spawn_process(struct up_mworker *w, const struct up_mworker_params *p
     return 0;
 }
 
-struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_mworker_params *p,
-                                    const struct up_mworker_cbs *cbs, void *owner, int *ret_err)
+static void init_worker(struct up_mworker *w, struct up_loop *loop, const struct up_kind_params *p,
+                        const struct up_mworker_cbs *cbs, void *owner)
 {
-    struct up_mworker *w = calloc(1, sizeof(*w));
-    int chan[2] = {-1, -1}, errp[2] = {-1, -1};
-    int r = -ENOMEM;
-    if (w == NULL || (w->payload = malloc(UP_PASSFD_MAX_PAYLOAD)) == NULL) {
-        goto fail;
-    }
     w->loop = loop;
     w->cbs = cbs;
     w->owner = owner;
+    w->kind = p->kind;
+    w->ready_by = p->ready;
+    w->stop_signal = p->stop_signal > 0 ? p->stop_signal : SIGTERM;
     w->gen_id = p->gen_id;
     w->index = p->index;
     w->max_head = p->max_head;
@@ -710,14 +749,24 @@ struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_mworke
     w->tx.cb = on_tx;
     w->err_op.cb = on_err;
     w->kill_timer.cb = on_kill_timer;
+    w->ready_timer.cb = on_ready_timer;
     w->warn_rl = (struct up_ratelimit)UP_RATELIMIT_INIT(60000, 5);
-    r = up_passfd_pair(chan);
-    if (r < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-        r = r < 0 ? r : -errno;
+}
+
+struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_kind_params *p,
+                                    const struct up_mworker_cbs *cbs, void *owner, int *ret_err)
+{
+    struct up_mworker *w = calloc(1, sizeof(*w));
+    int chan[2] = {-1, -1}, errp[2] = {-1, -1};
+    bool has_chan = up_kind_has_channel(p->kind);
+    int r = -ENOMEM;
+    if (w == NULL || (has_chan && (w->payload = malloc(UP_PASSFD_MAX_PAYLOAD)) == NULL)) {
         goto fail;
     }
-    if ((chan[1] = lift_fd(chan[1])) < 0 || (errp[1] = lift_fd(errp[1])) < 0) {
-        r = chan[1] < 0 ? chan[1] : errp[1];
+    init_worker(w, loop, p, cbs, owner);
+    r = has_chan ? up_passfd_pair(chan) : 0;
+    if (r < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+        r = r < 0 ? r : -errno;
         goto fail;
     }
     r = spawn_process(w, p, chan[1], errp[1]);
@@ -729,9 +778,15 @@ struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_mworke
     up_close(errp[1]);
     w->chan = chan[0];
     w->errfd = errp[0];
+    /* Without a channel there is nothing to read or send: as if it had
+     * ended, which is what the rest of this file asks before it is gone. */
+    w->chan_dead = !has_chan;
     (void)up_fd_set_nonblock(w->errfd, 1);
     recv_next(w);
     (void)up_loop_read(loop, &w->err_op, w->errfd, w->errbuf, sizeof(w->errbuf));
+    if (p->ready == UP_READY_AFTER) {
+        up_timer_start(loop, &w->ready_timer, p->ready_after_ms);
+    }
     return w;
 fail:
     up_close(chan[0]);
@@ -755,13 +810,14 @@ void up_mworker_resume_rx(struct up_mworker *w)
 
 bool up_mworker_ready(const struct up_mworker *w)
 {
-    return w->state == UP_MW_READY && w->pid > 0 && !w->chan_dead;
+    return w->state == UP_MW_READY && w->pid > 0 &&
+           (!w->chan_dead || !up_kind_has_channel(w->kind));
 }
 
 bool up_mworker_routable(const struct up_mworker *w)
 {
-    return up_mworker_ready(w) && !w->chan_full && !w->tx_dead && !w->fd_pressure &&
-           w->nqueued < UP_MW_MAX_UNACKED;
+    return up_mworker_ready(w) && up_kind_has_channel(w->kind) && !w->chan_full && !w->tx_dead &&
+           !w->fd_pressure && w->nqueued < UP_MW_MAX_UNACKED;
 }
 
 void up_mworker_free(struct up_mworker *w)

@@ -1,11 +1,17 @@
 /*
- * mworker: one worker process as the master sees it: spawning it (fork+exec
- * of up-worker with its channel at fd 3 and stderr into a pipe we read),
- * its channel (CONN and DRAIN out; READY, FAIL, ACK, CONN back, STATS,
- * DECLINE, ROOM, DRAINING in), its stderr, and its end.
+ * mworker: one worker process as the master sees it: spawning it (as its
+ * kind says, kind.h: up-worker with its channel at fd 3, or a command
+ * through up-exec; its output into a pipe we read), its channel (CONN and
+ * DRAIN out; READY, FAIL, ACK, CONN back, STATS, DECLINE, ROOM, DRAINING
+ * in), what it says on the master's NOTIFY_SOCKET (EXEC: READY=1,
+ * STATUS=, STOPPING=1), its output, the signals it gets, and its end.
  *
  *     STARTING --READY--> READY --drain(), or DRAINING from it--> DRAINING
  *        \________\__________\____process reaped + channel read to EOF__> GONE
+ *
+ * A worker without a channel (EXEC) is ready when it says READY=1 (or
+ * after a delay), drains on its stop signal, and is never routable: it
+ * accepts on the listeners itself.
  *
  * A READY worker is routable unless its channel is full, it holds
  * UP_MW_MAX_UNACKED connections it has not ACKed, or it said DECLINE (out
@@ -29,9 +35,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "kind.h"
 #include "list.h"
 #include "log.h"
 #include "loop.h"
+#include "notifyd.h"
 #include "passfd.h"
 #include "ratelimit.h"
 
@@ -81,20 +89,6 @@ struct up_mworker_cbs {
     void (*gone)(struct up_mworker *w);
 };
 
-/* What a worker is started with. Strings are borrowed for the call. */
-struct up_mworker_params {
-    const char *bin; /* up-worker */
-    const char *app; /* the generation's snapshot of the app */
-    unsigned gen_id, index;
-    const char *title;
-    size_t max_head;
-    bool ready_manual;
-    const char *const *require;
-    int nrequire;
-    char *const *app_argv; /* the app's argv after argv[0] */
-    int app_argc;
-};
-
 struct up_mworker {
     struct up_loop *loop;
     const struct up_mworker_cbs *cbs;
@@ -109,6 +103,13 @@ struct up_mworker {
     bool respawned;         /* this one replaces a dead worker */
     uint64_t spawned_at;    /* up_loop_now() ms at spawn: lived long enough? */
     bool on_its_own;        /* it said DRAINING: signalled by someone else */
+    enum up_kind kind;
+    enum up_ready_by ready_by;
+    int stop_signal;             /* EXEC: what makes it drain */
+    bool stop_sent;              /* EXEC: stop_signal sent */
+    bool chan_closed_early;      /* its channel ended before it was READY, while it ran */
+    struct up_timer ready_timer; /* UP_READY_AFTER */
+    char status_text[128];       /* EXEC: its last STATUS= */
 
     /* The owner's: what its generation wants of this worker. */
     bool want_kill;  /* late, or its channel ended: reconcile kills it */
@@ -150,8 +151,14 @@ struct up_mworker {
 
 /* Start a worker. Returns it, or NULL with *ret_err (-errno: fork or exec
  * failed, no fds) and nothing left behind. */
-struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_mworker_params *p,
+struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_kind_params *p,
                                     const struct up_mworker_cbs *cbs, void *owner, int *ret_err);
+
+/* What w's process said on the master's NOTIFY_SOCKET (the owner decided
+ * that it speaks for w): READY=1 makes a starting worker ready (with
+ * UP_READY_NOTIFY), STATUS= is kept for the status report, STOPPING=1
+ * unasked means it stops on its own (draining() is reported). */
+void up_mworker_notice(struct up_mworker *w, const struct up_notice *n);
 
 /* Queue c (READY, fd owned by the master) on w's channel. */
 void up_mworker_send_conn(struct up_mworker *w, struct up_pending *c);
@@ -159,10 +166,12 @@ void up_mworker_send_conn(struct up_mworker *w, struct up_pending *c);
 /* Tell w to drain: deadline_ms from now, flags UP_DRAIN_F_*. A second call
  * sends DRAIN again only if it adds flags (a worker only ever shortens its
  * deadline). What waits to be sent goes back to the owner. Past the
- * deadline and a grace, late() is reported. */
+ * deadline and a grace, late() is reported. A worker without a channel
+ * gets its stop signal once, and late() comes at the deadline itself. */
 void up_mworker_drain(struct up_mworker *w, uint64_t deadline_ms, uint32_t flags);
 
-/* Send sig to the process, if it still runs. */
+/* Send sig to the process, if it still runs; SIGKILL to a worker with a
+ * process group of its own goes to the whole group. */
 void up_mworker_kill(struct up_mworker *w, int sig);
 
 /* waitpid() reported w's exit with this wait status. Its channel is read

@@ -17,10 +17,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "notifyd.h"
 #include "pending.h"
 #include "pidfile.h"
 #include "privs.h"
 #include "procstat.h"
+#include "ratelimit.h"
 #include "report.h"
 #include "router.h"
 #include "sticky.h"
@@ -31,6 +33,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,8 +97,9 @@ struct up_server {
     struct up_loop *loop;
     enum server_state state;
     int exit_code;
-    char snap_dir[256]; /* private dir holding each generation's app copy */
-    char worker_bin[600];
+    char snap_dir[256];   /* private dir: each generation's app copy, the notify socket */
+    char worker_bin[600]; /* what workers start as: up-worker, or up-exec */
+    char command[4096];   /* EXEC, HANDOFF: exec_argv[0], found */
     unsigned long long nofile;
     unsigned long long nofile_before; /* the soft limit we were started with */
     struct up_privs privs;            /* opts.user, looked up */
@@ -120,6 +124,9 @@ struct up_server {
     struct up_ctl *ctl;
     struct up_metrics *metrics;
     struct up_watch *watch;
+    struct up_notifyd *notifyd; /* EXEC: the workers' NOTIFY_SOCKET */
+    struct up_ratelimit notice_rl;
+    int listen_fds[MAX_LISTENERS]; /* EXEC: what each worker gets (borrowed from listeners) */
     struct sticky_mw *stickies;
 
     struct up_timer stop_timer; /* graceful stop deadline */
@@ -854,6 +861,42 @@ static const struct up_watch_cbs watch_cbs = {
     .build_failed = watch_build_failed,
 };
 
+/* ---- what --exec workers say on the notify socket ---- */
+
+static void notice_ignored(struct up_server *s, pid_t pid, const char *why)
+{
+    unsigned long long held = 0;
+    if (up_ratelimit_ok(&s->notice_rl, up_loop_now(s->loop), &held)) {
+        up_log(UP_LOG_WARN, "notify socket: a message from pid=%d ignored: %s%s", (int)pid, why,
+               held > 0 ? " (and more not logged)" : "");
+    }
+}
+
+static void on_notice(void *ctx, const struct up_notice *n)
+{
+    struct up_server *s = ctx;
+    if (!up_gens_notice(&s->gens, n, s->opts.notify_access_all)) {
+        notice_ignored(s, n->pid,
+                       s->opts.notify_access_all
+                           ? "it is no worker, nor started by one"
+                           : "it is no worker's main process (--notify-access=all accepts "
+                             "what a worker started)");
+    }
+}
+
+static void on_notice_dropped(void *ctx, pid_t pid, uid_t uid, const char *why)
+{
+    struct up_server *s = ctx;
+    char text[96];
+    snprintf(text, sizeof(text), "%s (uid %u)", why, (unsigned)uid);
+    notice_ignored(s, pid, text);
+}
+
+static const struct up_notifyd_cbs notifyd_cbs = {
+    .notice = on_notice,
+    .dropped = on_notice_dropped,
+};
+
 /* ---- set-up and tear-down ---- */
 
 static int make_snap_dir(struct up_server *s)
@@ -869,14 +912,16 @@ static int make_snap_dir(struct up_server *s)
     return mkdtemp(s->snap_dir) == NULL ? -errno : 0;
 }
 
-/* up-worker: opts.worker_bin, else $UP_WORKER_BIN, else beside this
- * program. */
+/* What workers start as: up-worker (opts.worker_bin, else $UP_WORKER_BIN)
+ * or, for a command, up-exec (opts.exec_bin, else $UP_EXEC_BIN); else the
+ * one beside this program. */
 static int worker_bin_path(struct up_server *s)
 {
-    const char *env = getenv("UP_WORKER_BIN");
-    if (s->opts.worker_bin != NULL || (env != NULL && env[0] != '\0')) {
-        snprintf(s->worker_bin, sizeof(s->worker_bin), "%s",
-                 s->opts.worker_bin != NULL ? s->opts.worker_bin : env);
+    bool app = s->opts.kind == UP_WORKERS_APP;
+    const char *opt = app ? s->opts.worker_bin : s->opts.exec_bin;
+    const char *env = getenv(app ? "UP_WORKER_BIN" : "UP_EXEC_BIN");
+    if (opt != NULL || (env != NULL && env[0] != '\0')) {
+        snprintf(s->worker_bin, sizeof(s->worker_bin), "%s", opt != NULL ? opt : env);
         return 0;
     }
     char exe[512];
@@ -885,7 +930,8 @@ static int worker_bin_path(struct up_server *s)
         return -errno;
     }
     exe[n] = '\0';
-    snprintf(s->worker_bin, sizeof(s->worker_bin), "%s/up-worker", dirname(exe));
+    snprintf(s->worker_bin, sizeof(s->worker_bin), "%s/%s", dirname(exe),
+             app ? "up-worker" : "up-exec");
     return 0;
 }
 
@@ -893,20 +939,34 @@ static int worker_bin_path(struct up_server *s)
  * one clear error at start rather than every spawn failing. */
 static int find_worker_bin(struct up_server *s)
 {
+    bool app = s->opts.kind == UP_WORKERS_APP;
+    const char *name = app ? "up-worker" : "up-exec";
     int r = worker_bin_path(s);
     if (r < 0) {
-        up_log(UP_LOG_ERR, "cannot find up-worker: %s", strerror(-r));
+        up_log(UP_LOG_ERR, "cannot find %s: %s", name, strerror(-r));
         return r;
     }
     if (access(s->worker_bin, X_OK) < 0) {
         r = -errno;
         up_log(UP_LOG_ERR,
-               "up-worker %s: %s; install it beside this program, or name it with "
-               "UP_WORKER_BIN (or the worker_bin option)",
-               s->worker_bin, strerror(-r));
+               "%s %s: %s; install it beside this program, or name it with %s (or the %s "
+               "option)",
+               name, s->worker_bin, strerror(-r), app ? "UP_WORKER_BIN" : "UP_EXEC_BIN",
+               app ? "worker_bin" : "exec_bin");
         return r;
     }
-    return 0;
+    if (app) {
+        return 0;
+    }
+    /* The command, found once here: a typo is one clear error at start. A
+     * reload checks again that it may still be run (kind.h). */
+    r = up_kind_find_command(s->opts.exec_argv[0], s->command, sizeof(s->command));
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot run %s: %s", s->opts.exec_argv[0],
+               r == -ENOENT && strchr(s->opts.exec_argv[0], '/') == NULL ? "not found in $PATH"
+                                                                         : strerror(-r));
+    }
+    return r;
 }
 
 /* Write the pidfile, and remember that this master did: only the master
@@ -974,7 +1034,12 @@ static int copy_opts(struct up_server *s, const struct up_server_opts *o)
     s->opts = *o;
     const char **strs[] = {&s->opts.app,       &s->opts.title,     &s->opts.worker_bin,
                            &s->opts.control,   &s->opts.metrics,   &s->opts.pidfile,
-                           &s->opts.watch_dir, &s->opts.build_cmd, &s->opts.user};
+                           &s->opts.watch_dir, &s->opts.build_cmd, &s->opts.user,
+                           &s->opts.exec_bin};
+    int nexec = 0;
+    while (o->exec_argv != NULL && o->exec_argv[nexec] != NULL) {
+        nexec++;
+    }
     size_t nstrs = sizeof(strs) / sizeof(strs[0]);
     size_t need = 0;
     for (size_t i = 0; i < nstrs; i++) {
@@ -986,13 +1051,17 @@ static int copy_opts(struct up_server *s, const struct up_server_opts *o)
     for (int i = 0; i < o->nrequire; i++) {
         need += strlen(o->require[i]) + 1;
     }
-    size_t ptrs = (size_t)(o->app_argc + o->nrequire + 2) * sizeof(char *);
+    for (int i = 0; i < nexec; i++) {
+        need += strlen(o->exec_argv[i]) + 1;
+    }
+    size_t ptrs = (size_t)(o->app_argc + o->nrequire + nexec + 3) * sizeof(char *);
     s->strs = malloc(ptrs + need + 1);
     if (s->strs == NULL) {
         return -ENOMEM;
     }
     char **argv = (char **)(void *)s->strs;
     char **req = argv + o->app_argc + 1;
+    char **cmd = req + o->nrequire;
     char *p = s->strs + ptrs;
     for (size_t i = 0; i < nstrs; i++) {
         if (*strs[i] != NULL) {
@@ -1013,8 +1082,15 @@ static int copy_opts(struct up_server *s, const struct up_server_opts *o)
         req[i] = memcpy(p, o->require[i], n);
         p += n;
     }
+    for (int i = 0; i < nexec; i++) {
+        size_t n = strlen(o->exec_argv[i]) + 1;
+        cmd[i] = memcpy(p, o->exec_argv[i], n);
+        p += n;
+    }
+    cmd[nexec] = NULL;
     s->opts.app_argv = argv;
     s->opts.require = (const char *const *)req;
+    s->opts.exec_argv = nexec > 0 ? cmd : NULL;
     /* Defaults for what was left zero. */
     s->opts.workers = o->workers > 0 ? o->workers : 1;
     s->opts.drain_timeout_ms = o->drain_timeout_ms > 0 ? o->drain_timeout_ms : 10 * 60 * 1000;
@@ -1029,9 +1105,17 @@ static int copy_opts(struct up_server *s, const struct up_server_opts *o)
 
 int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
 {
-    if (opts->app == NULL || opts->workers < 0 || opts->max_draining < 0 || opts->backend < 0 ||
-        opts->backend > UP_BACKEND_EPOLL) {
-        up_log(UP_LOG_ERR, "up_server_new: %s", opts->app == NULL ? "no app" : "a bad option");
+    bool app = opts->kind == UP_WORKERS_APP;
+    bool what = app ? opts->app != NULL
+                    : opts->exec_argv != NULL && opts->exec_argv[0] != NULL &&
+                          opts->exec_argv[0][0] != '\0';
+    if (!what || opts->workers < 0 || opts->max_draining < 0 || opts->backend < 0 ||
+        opts->backend > UP_BACKEND_EPOLL || opts->kind < UP_WORKERS_APP ||
+        opts->kind > UP_WORKERS_HANDOFF || opts->stop_signal < 0 || opts->stop_signal >= NSIG) {
+        up_log(UP_LOG_ERR, "up_server_new: %s",
+               what  ? "a bad option"
+               : app ? "no app"
+                     : "no command");
         return -EINVAL;
     }
     struct up_privs privs = {0};
@@ -1049,6 +1133,7 @@ int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
     static const double reload_bounds[] = {5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3,
                                            1,    2.5,   5,     10,    30,     60};
     up_hist_init(&s->reload_hist, reload_bounds, sizeof(reload_bounds) / sizeof(reload_bounds[0]));
+    s->notice_rl = (struct up_ratelimit)UP_RATELIMIT_INIT(60000, 5);
     s->stop_timer.cb = on_stop_deadline;
     s->shed_timer.cb = on_shed_timer;
     int r = copy_opts(s, opts);
@@ -1117,6 +1202,86 @@ int up_server_use_sticky(struct up_server *s, const char *spec)
     return 0;
 }
 
+/* The TCP port of a listener, 0 for a unix one. */
+static int listener_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        return 0;
+    }
+    if (ss.ss_family == AF_INET) {
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    if (ss.ss_family == AF_INET6) {
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return 0;
+}
+
+/* What each worker starts with (gen sets the generation and index). */
+static void spawn_params(struct up_server *s, struct up_kind_params *p)
+{
+    const struct up_server_opts *o = &s->opts;
+    static const enum up_kind kinds[] = {
+        [UP_WORKERS_APP] = UP_KIND_APP,
+        [UP_WORKERS_EXEC] = UP_KIND_EXEC,
+        [UP_WORKERS_HANDOFF] = UP_KIND_HANDOFF,
+    };
+    *p = (struct up_kind_params){
+        .kind = kinds[o->kind],
+        .bin = s->worker_bin,
+        .app = o->app,
+        .title = o->title,
+        .max_head = o->max_head,
+        .ready_manual = o->ready_manual,
+        .require = o->require,
+        .nrequire = o->nrequire,
+        .app_argv = o->app_argv,
+        .app_argc = o->app_argc,
+    };
+    if (o->kind == UP_WORKERS_APP) {
+        return;
+    }
+    int argc = 0;
+    while (o->exec_argv[argc] != NULL) {
+        argc++;
+    }
+    p->app = s->command;
+    p->app_argv = o->exec_argv;
+    p->app_argc = argc;
+    /* The operator's fd limit, not the one this master raised itself to. */
+    p->nofile = s->nofile_before;
+    if (o->kind == UP_WORKERS_HANDOFF) {
+        return;
+    }
+    for (int i = 0; i < s->nlisteners; i++) {
+        s->listen_fds[i] = s->listeners[i].fd;
+        p->port = p->port > 0 ? p->port : listener_port(s->listeners[i].fd);
+    }
+    p->listen_fds = s->listen_fds;
+    p->nlisten = s->nlisteners;
+    p->ready = o->ready_after_ms > 0 ? UP_READY_AFTER : UP_READY_NOTIFY;
+    p->ready_after_ms = o->ready_after_ms;
+    p->notify_path = s->notifyd != NULL ? up_notifyd_path(s->notifyd) : NULL;
+    p->stop_signal = o->stop_signal > 0 ? o->stop_signal : SIGTERM;
+}
+
+/* EXEC: the notify socket the workers say READY=1 on, in the private
+ * directory. 0, or -errno (logged). */
+static int start_exec(struct up_server *s)
+{
+    if (s->opts.kind != UP_WORKERS_EXEC || s->opts.ready_after_ms > 0) {
+        return 0;
+    }
+    char err[512];
+    int r = up_notifyd_open(s->loop, s->snap_dir, &notifyd_cbs, s, &s->notifyd, err, sizeof(err));
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "cannot open the workers' notify socket: %s", err);
+    }
+    return r;
+}
+
 /* What needs the options to be final: snapshot dir, control socket,
  * metrics, watch, pidfile, the pending cap. 0, or -errno (logged). */
 static int start(struct up_server *s)
@@ -1169,8 +1334,10 @@ static int start(struct up_server *s)
     if (o->pidfile != NULL && (r = write_pidfile(s)) < 0) {
         return r;
     }
+    if ((r = start_exec(s)) < 0) {
+        return r;
+    }
     s->gens_opts = (struct up_gens_opts){
-        .app = o->app,
         .snap_dir = s->snap_dir,
         .workers = o->workers,
         .max_draining = o->max_draining,
@@ -1178,19 +1345,15 @@ static int start(struct up_server *s)
         .ready_timeout_ms = o->ready_timeout_ms,
         .respawn = !o->no_respawn,
         .migrate_idle = o->migrate_idle,
-        .spawn =
-            {
-                .bin = s->worker_bin,
-                .title = o->title,
-                .max_head = o->max_head,
-                .ready_manual = o->ready_manual,
-                .require = o->require,
-                .nrequire = o->nrequire,
-                .app_argv = o->app_argv,
-                .app_argc = o->app_argc,
-            },
     };
+    spawn_params(s, &s->gens_opts.spawn);
     return 0;
+}
+
+/* What the log says is served: the app, or the command. */
+static const char *serving(const struct up_server *s)
+{
+    return s->opts.kind == UP_WORKERS_APP ? s->opts.app : s->command;
 }
 
 int up_server_run(struct up_server *s)
@@ -1208,15 +1371,17 @@ int up_server_run(struct up_server *s)
     if (up_gens_reload(&s->gens, "start") < 0 && s->watch == NULL) {
         return 3;
     }
-    for (int i = 0; i < s->nlisteners; i++) {
+    /* --exec workers accept on the listeners themselves: the master only
+     * keeps them open, so that no reload ever closes one. */
+    for (int i = 0; i < s->nlisteners && s->opts.kind != UP_WORKERS_EXEC; i++) {
         (void)up_acceptor_start(&s->listeners[i].acceptor);
     }
     int pid = (int)getpid();
     if (s->opts.signals) {
-        up_log(UP_LOG_INFO, "pid=%d serving %s; reload with: kill -s USR2 %d", pid, s->opts.app,
+        up_log(UP_LOG_INFO, "pid=%d serving %s; reload with: kill -s USR2 %d", pid, serving(s),
                pid);
     } else {
-        up_log(UP_LOG_INFO, "pid=%d serving %s", pid, s->opts.app);
+        up_log(UP_LOG_INFO, "pid=%d serving %s", pid, serving(s));
     }
     int r = up_loop_run(s->loop);
     if (r < 0) {
@@ -1243,6 +1408,7 @@ void up_server_free(struct up_server *s)
         up_timer_stop(s->loop, &s->shed_timer);
         up_timer_stop(s->loop, &s->stop_timer);
         up_ctl_close(s->ctl);
+        up_notifyd_close(s->notifyd);
         up_metrics_close(s->metrics);
         up_watch_free(s->watch);
         up_loop_drain(s->loop, 2000);

@@ -131,14 +131,16 @@ static void gt_init(struct gt *t, long workers, const char *mode)
     cr_assert_not_null(mkdtemp(t->dir));
     t->loop = up_test_new_loop(UP_BACKEND_EPOLL);
     t->opts = (struct up_gens_opts){
-        .app = up_test_bin("tools/fake-worker"), /* any file: it is only copied */
         .snap_dir = t->dir,
         .workers = workers,
         .max_draining = 1,
         .drain_timeout_ms = 5000,
         .ready_timeout_ms = 2000,
         .respawn = true,
-        .spawn = {.bin = up_test_bin("tools/fake-worker"), .title = "up-test", .max_head = 16384},
+        .spawn = {.bin = up_test_bin("tools/fake-worker"),
+                  .app = up_test_bin("tools/fake-worker"), /* any file: it is only copied */
+                  .title = "up-test",
+                  .max_head = 16384},
     };
     up_gens_init(&t->gs, t->loop, &t->opts, &gcbs, t);
     up_pendings_init(&t->set, t->loop, 16384, 5000, 64, &pcbs, t);

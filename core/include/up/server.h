@@ -58,10 +58,32 @@ struct up_reload_outcome {
     uint64_t ms;         /* from the reload to this outcome */
 };
 
+/* What the workers are (see core/master/kind.h). */
+enum up_worker_kind {
+    UP_WORKERS_APP = 0, /* up-worker loading .app */
+    UP_WORKERS_EXEC,    /* .exec_argv, any HTTP server: it gets the listeners
+                         * by socket activation (LISTEN_FDS) and accepts on
+                         * them itself; ready on READY=1 (NOTIFY_SOCKET) or
+                         * after .ready_after_ms; drains on .stop_signal */
+    UP_WORKERS_HANDOFF, /* .exec_argv speaking the handoff protocol on fd 3
+                         * (docs/PROTOCOL.md): connections come from the
+                         * master one by one, as to up-worker */
+};
+
 struct up_server_opts {
-    const char *app;       /* the app .so (an absolute path is best: the cwd
-                            * may change); required */
-    char *const *app_argv; /* its arguments after argv[0], or NULL */
+    enum up_worker_kind kind;
+    const char *app; /* APP: the app .so (an absolute path is best: the
+                      * cwd may change); required */
+    /* EXEC, HANDOFF: the command and its arguments, NULL-terminated (found
+     * in $PATH unless it has a '/'); required. */
+    char *const *exec_argv;
+    int stop_signal;         /* EXEC: what makes an old worker drain; 0: SIGTERM */
+    uint64_t ready_after_ms; /* EXEC: ready this long after its start, not on
+                              * READY=1; 0: READY=1 */
+    bool notify_access_all;  /* EXEC: READY=1 from a worker's descendants counts */
+    const char *exec_bin;    /* EXEC, HANDOFF: up-exec; NULL: $UP_EXEC_BIN, else
+                              * beside this program */
+    char *const *app_argv;   /* its arguments after argv[0], or NULL */
     int app_argc;
     long workers;               /* per generation; 0: 1 */
     uint64_t drain_timeout_ms;  /* old workers drain this long; 0: 10 min */

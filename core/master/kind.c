@@ -1,0 +1,270 @@
+/*
+ * kind: what a worker process is. See kind.h.
+ */
+#include "kind.h"
+
+#include "fd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *up_kind_name(enum up_kind k)
+{
+    switch (k) {
+    case UP_KIND_APP:
+        return "app";
+    case UP_KIND_HANDOFF:
+        return "handoff";
+    case UP_KIND_EXEC:
+        return "exec";
+    }
+    return "?";
+}
+
+bool up_kind_has_channel(enum up_kind k)
+{
+    return k != UP_KIND_EXEC;
+}
+
+bool up_kind_own_group(enum up_kind k)
+{
+    return k != UP_KIND_APP;
+}
+
+int up_kind_quit_signal(enum up_kind k)
+{
+    return k == UP_KIND_EXEC ? SIGTERM : SIGQUIT;
+}
+
+/* Copy the app into the private snapshot directory, so that rewriting it in
+ * place cannot change what this generation loads. */
+static int snapshot(const char *app, const char *copy)
+{
+    int src = open(app, O_RDONLY | O_CLOEXEC);
+    if (src < 0) {
+        return -errno;
+    }
+    int dst = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    struct stat st;
+    int r = dst < 0 || fstat(src, &st) < 0 ? -errno : 0;
+    off_t off = 0;
+    while (r == 0 && off < st.st_size) {
+        ssize_t n = sendfile(dst, src, &off, (size_t)(st.st_size - off));
+        if (n <= 0) {
+            r = n < 0 ? -errno : 0;
+            break;
+        }
+    }
+    up_close(src);
+    up_close(dst);
+    return r;
+}
+
+/* A command may be run: a regular file we may execute. */
+static int runnable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        return -errno;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return -EACCES;
+    }
+    return access(path, X_OK) < 0 ? -errno : 0;
+}
+
+int up_kind_find_command(const char *cmd, char *buf, size_t cap)
+{
+    if (strchr(cmd, '/') != NULL) {
+        int r = runnable(cmd);
+        if (r == 0 && (size_t)snprintf(buf, cap, "%s", cmd) >= cap) {
+            r = -ENAMETOOLONG;
+        }
+        return r;
+    }
+    const char *path = getenv("PATH");
+    path = path != NULL && path[0] != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
+    int found = -ENOENT;
+    /* As execvp: the first directory where it may be run; one where it is
+     * found but may not be run says so, if no later one has it. */
+    for (const char *p = path; found != 0;) {
+        size_t n = strcspn(p, ":");
+        char full[4096];
+        int len = snprintf(full, sizeof(full), "%.*s%s%s", (int)n, n > 0 ? p : ".",
+                           "/", cmd);
+        if (len > 0 && (size_t)len < sizeof(full)) {
+            int r = runnable(full);
+            if (r == 0) {
+                if ((size_t)len >= cap) {
+                    return -ENAMETOOLONG;
+                }
+                memcpy(buf, full, (size_t)len + 1);
+                found = 0;
+            } else if (r == -EACCES) {
+                found = r;
+            }
+        }
+        if (p[n] == '\0') {
+            break;
+        }
+        p += n + 1;
+    }
+    return found;
+}
+
+int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char *dir,
+                    char *ret_path, size_t path_cap, char *why, size_t why_cap)
+{
+    int r = 0;
+    switch (p->kind) {
+    case UP_KIND_APP:
+        snprintf(ret_path, path_cap, "%s/gen-%u.so", dir, gen_id);
+        r = snapshot(p->app, ret_path);
+        if (r < 0) {
+            snprintf(why, why_cap, "cannot copy %s: %s", p->app, strerror(-r));
+        }
+        return r;
+    case UP_KIND_HANDOFF:
+    case UP_KIND_EXEC:
+        /* Checked again at each reload: a deploy may have replaced it. */
+        r = runnable(p->app);
+        if (r < 0) {
+            snprintf(why, why_cap, "cannot run %s: %s", p->app, strerror(-r));
+            return r;
+        }
+        snprintf(ret_path, path_cap, "%s", p->app);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+void up_kind_release(enum up_kind k, const char *path)
+{
+    if (k == UP_KIND_APP && path[0] != '\0') {
+        unlink(path);
+    }
+}
+
+/* Append s to plan's argv; false when it is full. */
+static bool arg(struct up_kind_plan *plan, int *a, const char *s)
+{
+    if (*a >= (int)(sizeof(plan->argv) / sizeof(plan->argv[0])) - 1) {
+        return false;
+    }
+    plan->argv[(*a)++] = s;
+    return true;
+}
+
+static int plan_app(const struct up_kind_params *p, struct up_kind_plan *plan)
+{
+    int a = 0;
+    snprintf(plan->num[0], sizeof(plan->num[0]), "%u", p->gen_id);
+    snprintf(plan->num[1], sizeof(plan->num[1]), "%u", p->index);
+    snprintf(plan->num[2], sizeof(plan->num[2]), "%zu", p->max_head);
+    bool ok = arg(plan, &a, p->bin) && arg(plan, &a, "--generation") &&
+              arg(plan, &a, plan->num[0]) && arg(plan, &a, "--index") &&
+              arg(plan, &a, plan->num[1]) && arg(plan, &a, "--title") && arg(plan, &a, p->title) &&
+              arg(plan, &a, "--max-head") && arg(plan, &a, plan->num[2]);
+    if (ok && p->ready_manual) {
+        ok = arg(plan, &a, "--ready=manual");
+    }
+    for (int i = 0; ok && i < p->nrequire; i++) {
+        ok = arg(plan, &a, "--require") && arg(plan, &a, p->require[i]);
+    }
+    ok = ok && arg(plan, &a, p->app) && arg(plan, &a, "--");
+    for (int i = 0; ok && i < p->app_argc; i++) {
+        ok = arg(plan, &a, p->app_argv[i]);
+    }
+    plan->argv[a] = NULL;
+    return ok ? 0 : -E2BIG;
+}
+
+/* up-exec PPID NOFILE PATH ARGV0 ARGS...: see core/exec/up-exec.c. */
+static int plan_command(const struct up_kind_params *p, struct up_kind_plan *plan)
+{
+    int a = 0;
+    snprintf(plan->num[0], sizeof(plan->num[0]), "%d", (int)getpid());
+    snprintf(plan->num[1], sizeof(plan->num[1]), "%llu", p->nofile);
+    bool ok = arg(plan, &a, p->bin) && arg(plan, &a, plan->num[0]) &&
+              arg(plan, &a, plan->num[1]) && arg(plan, &a, p->app);
+    for (int i = 0; ok && i < p->app_argc; i++) {
+        ok = arg(plan, &a, p->app_argv[i]);
+    }
+    plan->argv[a] = NULL;
+    return ok ? 0 : -E2BIG;
+}
+
+/* Set NAME=value in plan's environment (e is the next free slot). */
+static void env(struct up_kind_plan *plan, int *e, const char *name, const char *value)
+{
+    if (*e < UP_CHILD_MAX_ENV) {
+        snprintf(plan->env[*e], sizeof(plan->env[*e]), "%s=%s", name, value);
+        plan->child.env[*e] = plan->env[*e];
+        (*e)++;
+    }
+}
+
+/* What an EXEC worker is told: systemd's socket activation and readiness
+ * variables, and PORT, UP_GENERATION, UP_WORKER for servers that read only
+ * an environment variable. LISTEN_PID is the up-exec shim's to set. */
+static void exec_env(const struct up_kind_params *p, struct up_kind_plan *plan, int *e)
+{
+    char names[160] = "";
+    size_t len = 0;
+    for (int i = 0; i < p->nlisten && len + 6 < sizeof(names); i++) {
+        len += (size_t)snprintf(names + len, sizeof(names) - len, "%shttp", i > 0 ? ":" : "");
+    }
+    snprintf(plan->num[2], sizeof(plan->num[2]), "%d", p->nlisten);
+    env(plan, e, "LISTEN_FDS", plan->num[2]);
+    env(plan, e, "LISTEN_FDNAMES", names);
+    if (p->ready == UP_READY_NOTIFY && p->notify_path != NULL) {
+        env(plan, e, "NOTIFY_SOCKET", p->notify_path);
+    }
+    if (p->port > 0) {
+        snprintf(plan->num[3], sizeof(plan->num[3]), "%d", p->port);
+        env(plan, e, "PORT", plan->num[3]);
+    }
+}
+
+int up_kind_plan(const struct up_kind_params *p, int chan, int out, struct up_kind_plan *plan)
+{
+    memset(plan, 0, sizeof(*plan));
+    struct up_child_plan *c = &plan->child;
+    for (int i = 0; i < UP_CHILD_MAX_FDS; i++) {
+        c->fds[i] = -1;
+    }
+    c->path = p->bin;
+    c->argv = plan->argv;
+    c->fds[STDERR_FILENO] = out;
+    c->nfds = 4;
+    if (p->kind == UP_KIND_APP) {
+        c->fds[3] = chan;
+        return plan_app(p, plan);
+    }
+    /* A program of any kind may write to either: both are relayed. */
+    c->fds[STDOUT_FILENO] = out;
+    c->own_group = true;
+    char gen[24], idx[24];
+    snprintf(gen, sizeof(gen), "%u", p->gen_id);
+    snprintf(idx, sizeof(idx), "%u", p->index);
+    int e = 0;
+    env(plan, &e, "UP_GENERATION", gen);
+    env(plan, &e, "UP_WORKER", idx);
+    if (p->kind == UP_KIND_HANDOFF) {
+        c->fds[3] = chan;
+    } else {
+        for (int i = 0; i < p->nlisten && 3 + i < UP_CHILD_MAX_FDS; i++) {
+            c->fds[3 + i] = p->listen_fds[i];
+        }
+        c->nfds = 3 + (p->nlisten < UP_KIND_MAX_LISTEN ? p->nlisten : UP_KIND_MAX_LISTEN);
+        exec_env(p, plan, &e);
+    }
+    return plan_command(p, plan);
+}
