@@ -10,9 +10,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -47,6 +49,11 @@ enum {
     OPT_JSON,
     OPT_USER,
     OPT_ALLOW_ROOT,
+    OPT_EXEC,
+    OPT_PROTOCOL,
+    OPT_STOP_SIGNAL,
+    OPT_READY_AFTER,
+    OPT_NOTIFY_ACCESS,
 };
 
 static const struct option cli_long[] = {
@@ -76,6 +83,11 @@ static const struct option cli_long[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"user", required_argument, NULL, OPT_USER},
     {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+    {"exec", no_argument, NULL, OPT_EXEC},
+    {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"stop-signal", required_argument, NULL, OPT_STOP_SIGNAL},
+    {"ready-after", required_argument, NULL, OPT_READY_AFTER},
+    {"notify-access", required_argument, NULL, OPT_NOTIFY_ACCESS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -96,7 +108,13 @@ struct cli_state {
     bool backend_given; /* --backend given: $UP_BACKEND is not read */
     bool workers_given; /* -n given and already evaluated */
     bool timeout_given; /* -t given: for a command, its wait */
-    char **rest;        /* the app's arguments, after "--" */
+    /* What was given for --exec alone, to check once all is known: the
+     * option's name as typed, or NULL. */
+    const char *ready_given;     /* --ready, any value */
+    bool ready_notify;           /* ... notify */
+    const char *exec_only;       /* --protocol, --stop-signal, --ready-after, --notify-access */
+    const char *activation_only; /* --stop-signal, --ready-after, --notify-access */
+    char **rest;                 /* the app's arguments, after "--" */
     int nrest;
     char *tmp[UP_CLI_TMP_MAX]; /* owned: absolute paths made here */
     int ntmp;
@@ -181,7 +199,7 @@ static int cli_abs(struct cli_state *s, const char *path, const char **ret, char
     while (cwd != NULL && strncmp(path, "./", 2) == 0) {
         path += 2;
     }
-    bool slash = cwd != NULL && strcmp(cwd, "/") != 0;
+    bool slash = cwd != NULL && strcmp(cwd, "/") != 0 && path[0] != '\0';
     int n = asprintf(&abs, "%s%s%s", cwd != NULL ? cwd : "", slash ? "/" : "", path);
     free(cwd);
     if (n < 0) {
@@ -344,8 +362,19 @@ static int cli_max_head(struct cli_state *s, const char *text, char *err, size_t
 /* The options that take a word from a fixed set. */
 static int cli_choice(struct cli_state *s, int opt, const char *text, char *err, size_t cap)
 {
-    if (opt == OPT_READY && (strcmp(text, "auto") == 0 || strcmp(text, "manual") == 0)) {
+    if (opt == OPT_READY &&
+        (strcmp(text, "auto") == 0 || strcmp(text, "manual") == 0 || strcmp(text, "notify") == 0)) {
         s->c.ready_manual = strcmp(text, "manual") == 0;
+        s->ready_notify = strcmp(text, "notify") == 0;
+        s->ready_given = text;
+        return 0;
+    }
+    if (opt == OPT_PROTOCOL && (strcmp(text, "activation") == 0 || strcmp(text, "handoff") == 0)) {
+        s->c.handoff = strcmp(text, "handoff") == 0;
+        return 0;
+    }
+    if (opt == OPT_NOTIFY_ACCESS && (strcmp(text, "main") == 0 || strcmp(text, "all") == 0)) {
+        s->c.notify_access_all = strcmp(text, "all") == 0;
         return 0;
     }
     if (opt == OPT_MIGRATE && (strcmp(text, "deadline") == 0 || strcmp(text, "idle") == 0)) {
@@ -356,10 +385,31 @@ static int cli_choice(struct cli_state *s, int opt, const char *text, char *err,
         s->backend_given = true;
         return 0;
     }
-    const char *choices = opt == OPT_READY     ? "auto or manual"
-                          : opt == OPT_MIGRATE ? "deadline or idle"
-                                               : "io_uring, epoll or auto";
+    const char *choices = opt == OPT_READY           ? "auto, manual or notify"
+                          : opt == OPT_MIGRATE       ? "deadline or idle"
+                          : opt == OPT_PROTOCOL      ? "activation or handoff"
+                          : opt == OPT_NOTIFY_ACCESS ? "main or all"
+                                                     : "io_uring, epoll or auto";
     return fail(err, cap, "%s: '%s' is not one of %s", s->name, text, choices);
+}
+
+/* --stop-signal: a name (TERM, SIGTERM, term) or a number. */
+static int cli_signal(struct cli_state *s, const char *text, char *err, size_t cap)
+{
+    const char *name = strncasecmp(text, "SIG", 3) == 0 ? text + 3 : text;
+    long v;
+    if (parse_long(text, 1, SIGRTMAX, &v) == 0) {
+        s->c.stop_signal = (int)v;
+        return 0;
+    }
+    for (int sig = 1; sig < SIGRTMIN; sig++) {
+        const char *abbrev = sigabbrev_np(sig);
+        if (abbrev != NULL && strcasecmp(name, abbrev) == 0) {
+            s->c.stop_signal = sig;
+            return 0;
+        }
+    }
+    return fail(err, cap, "%s: '%s' is not a signal; try TERM, QUIT, INT or WINCH", s->name, text);
 }
 
 static int cli_string(struct cli_state *s, const char *text, size_t max, const char **ret,
@@ -463,6 +513,22 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         return cli_string(s, arg, UP_CLI_TITLE_MAX, &s->c.title, err, cap);
     case 'r':
         return cli_require(s, arg, err, cap);
+    case OPT_EXEC:
+        s->c.exec = true;
+        return 0;
+    case OPT_PROTOCOL:
+        s->exec_only = s->exec_only != NULL ? s->exec_only : "--protocol";
+        return cli_choice(s, opt, arg, err, cap);
+    case OPT_STOP_SIGNAL:
+    case OPT_READY_AFTER:
+    case OPT_NOTIFY_ACCESS:
+        s->exec_only = s->activation_only = opt == OPT_STOP_SIGNAL   ? "--stop-signal"
+                                            : opt == OPT_READY_AFTER ? "--ready-after"
+                                                                     : "--notify-access";
+        return opt == OPT_STOP_SIGNAL ? cli_signal(s, arg, err, cap)
+               : opt == OPT_READY_AFTER
+                   ? cli_duration(s, arg, false, &s->c.ready_after_ms, err, cap)
+                   : cli_choice(s, opt, arg, err, cap);
     case OPT_READY:
     case OPT_MIGRATE:
     case OPT_BACKEND:
@@ -602,6 +668,71 @@ static int cli_watch_dir(struct cli_state *s, char *err, size_t cap)
     return r;
 }
 
+/* --build needs --watch, for an app as for a command. */
+static int cli_check_build(const struct cli_state *s, char *err, size_t cap)
+{
+    if (s->c.build_cmd != NULL && !s->c.watch) {
+        return fail(err, cap,
+                    "--build '%s' needs --watch: add --watch (or --watch=DIR) to "
+                    "rebuild on changes",
+                    s->c.build_cmd);
+    }
+    return 0;
+}
+
+/* --exec: the command after "--" instead of an APP.so, and the options
+ * that go with it. */
+static int cli_finish_exec(struct cli_state *s, char *err, size_t cap)
+{
+    const char *protocol = s->c.handoff ? "--protocol=handoff" : "--exec";
+    if (!s->c.exec) {
+        return fail(err, cap, "%s is for --exec: up-run [options] --exec -- CMD [ARGS...]",
+                    s->exec_only);
+    }
+    if (s->c.app != NULL) {
+        return fail(err, cap,
+                    "--exec runs the command after '--', not an APP.so ('%s'): write up-run "
+                    "[options] --exec -- CMD [ARGS...], or drop --exec",
+                    s->c.app);
+    }
+    if (s->nrest == 0 || s->rest[0][0] == '\0') {
+        return fail(err, cap, "--exec needs a command: up-run [options] --exec -- CMD [ARGS...]");
+    }
+    if (s->c.nrequire > 0) {
+        return fail(err, cap, "--require loads a library into up-worker; it is not for %s",
+                    protocol);
+    }
+    if (s->c.handoff && s->activation_only != NULL) {
+        return fail(err, cap,
+                    "%s is for --protocol=activation: a handoff worker says READY and is "
+                    "told DRAIN on its channel",
+                    s->activation_only);
+    }
+    if (s->ready_given != NULL && (s->c.handoff || !s->ready_notify)) {
+        return fail(err, cap, "--ready=%s: %s", s->ready_given,
+                    s->c.handoff ? "a handoff worker says READY on its channel"
+                                 : "an --exec worker is ready on READY=1 (--ready=notify, the "
+                                   "default) or after a delay (--ready-after DUR)");
+    }
+    if (s->ready_notify && s->c.ready_after_ms > 0) {
+        return fail(err, cap, "--ready=notify and --ready-after: choose one");
+    }
+    if (s->c.ready_after_ms >= s->c.ready_timeout_ms) {
+        return fail(err, cap, "--ready-after must be shorter than --ready-timeout (%llu ms)",
+                    (unsigned long long)s->c.ready_timeout_ms);
+    }
+    if (s->c.notify_access_all && s->c.ready_after_ms > 0) {
+        return fail(err, cap, "--notify-access is for --ready=notify, not --ready-after");
+    }
+    int r = cli_check_build(s, err, cap);
+    if (r == 0 && s->c.watch) {
+        /* A bare --watch: the working directory, where a server's code is
+         * (cli_abs() of "" is the directory itself). */
+        r = cli_abs(s, s->c.watch_dir != NULL ? s->c.watch_dir : "", &s->c.watch_dir, err, cap);
+    }
+    return r;
+}
+
 /* What can only be checked once every option is known. */
 static int cli_finish(struct cli_state *s, char *err, size_t cap)
 {
@@ -627,16 +758,23 @@ static int cli_finish(struct cli_state *s, char *err, size_t cap)
         s->c.wait_ms = s->timeout_given ? s->c.drain_timeout_ms : UP_CLI_WAIT_MS;
         return 0;
     }
+    if (s->c.exec || s->exec_only != NULL) {
+        return cli_finish_exec(s, err, cap);
+    }
     if (s->c.app == NULL) {
-        return fail(err, cap, "missing APP.so: write up-run [options] APP.so [-- app args...]");
-    }
-    if (s->c.build_cmd != NULL && !s->c.watch) {
         return fail(err, cap,
-                    "--build '%s' needs --watch: add --watch (or --watch=DIR) to "
-                    "rebuild on changes",
-                    s->c.build_cmd);
+                    "missing APP.so: write up-run [options] APP.so [-- app args...], or "
+                    "up-run [options] --exec -- CMD [ARGS...]");
     }
-    r = cli_check_file("app file", s->c.app, err, cap);
+    if (s->ready_notify) {
+        return fail(err, cap,
+                    "--ready=notify is for --exec workers; an app is ready at init "
+                    "(auto) or when it calls up_ready() (manual)");
+    }
+    r = cli_check_build(s, err, cap);
+    if (r == 0) {
+        r = cli_check_file("app file", s->c.app, err, cap);
+    }
     if (r == 0) {
         r = cli_abs(s, s->c.app, &s->c.app, err, cap);
     }
@@ -691,15 +829,17 @@ static void cli_copy(const struct cli_state *s, struct up_cli *d, struct cli_are
     if (c->cmd != UP_CLI_SERVE) {
         return;
     }
-    /* app_argv is NULL while counting. */
-    for (int i = 0; i <= s->nrest; i++) {
+    /* app_argv is NULL while counting. With --exec there is no app: the
+     * command is argv[0]. */
+    int first = c->exec ? 1 : 0;
+    for (int i = first; i <= s->nrest; i++) {
         char *p = arena_put(a, i == 0 ? c->app : s->rest[i - 1]);
         if (d->app_argv != NULL) {
-            d->app_argv[i] = p;
+            d->app_argv[i - first] = p;
         }
     }
     if (d->app_argv != NULL) {
-        d->app_argv[s->nrest + 1] = NULL;
+        d->app_argv[s->nrest + 1 - first] = NULL;
     }
 }
 
@@ -710,7 +850,7 @@ static int cli_own(const struct cli_state *s, struct up_cli *ret, char *err, siz
     d.app_argv = NULL;
     cli_copy(s, &d, &count);
     /* The app's argv: the app, its arguments, and the NULL at the end. */
-    size_t nargv = s->c.cmd == UP_CLI_SERVE ? (size_t)s->nrest + 2 : 0;
+    size_t nargv = s->c.cmd == UP_CLI_SERVE ? (size_t)s->nrest + (s->c.exec ? 1 : 2) : 0;
     d.mem = malloc(nargv * sizeof(char *) + count.used);
     if (d.mem == NULL) {
         snprintf(err, cap, "out of memory");
@@ -743,6 +883,7 @@ static void cli_defaults(struct cli_state *s, char **argv)
     s->c.header_timeout_ms = 10 * 1000;
     s->c.queue_timeout_ms = 10 * 1000;
     s->c.max_head = 16384;
+    s->c.stop_signal = SIGTERM;
 }
 
 int up_cli_parse(int argc, char **argv, struct up_cli *ret, char *err, size_t cap)
@@ -822,11 +963,13 @@ int up_cli_check_root(const struct up_cli *c, uid_t euid, char *err, size_t cap)
 void up_cli_usage(FILE *f)
 {
     fputs("Usage: up-run [options] APP.so [-- app args...]\n"
+          "       up-run [options] --exec -- CMD [ARGS...]\n"
           "       up-run reload [--no-wait] | status [--json] | stop\n"
           "              [--control PATH] [-p PORT] [-t DUR]\n"
           "\n"
           "Serve the HTTP app APP.so with a master and N workers, and replace its code\n"
           "at any time without failing a request or resetting a Keep-Alive connection.\n"
+          "With --exec, each worker is any HTTP server, CMD ARGS.\n"
           "\n"
           "Listening:\n"
           "  -p, --port PORT          TCP port on all IPv4 addresses\n"
@@ -862,6 +1005,25 @@ void up_cli_usage(FILE *f)
           "                           (auto, default) or when it calls up_ready()\n"
           "      --ready-timeout DUR  a reload whose workers are not ready within DUR\n"
           "                           fails; the old workers keep serving (default 30s)\n"
+          "\n"
+          "Any server as the workers:\n"
+          "      --exec               run CMD ARGS (after --) as each worker, not an app\n"
+          "      --protocol activation|handoff\n"
+          "                           activation (default): each worker gets the\n"
+          "                           listeners as fds 3.. (LISTEN_FDS, LISTEN_PID,\n"
+          "                           LISTEN_FDNAMES; also PORT, UP_GENERATION,\n"
+          "                           UP_WORKER) and accepts on them itself; handoff:\n"
+          "                           it gets connections one by one on fd 3\n"
+          "                           (docs/PROTOCOL.md), as an app does\n"
+          "      --ready notify       a worker is ready when it sends READY=1 to\n"
+          "                           $NOTIFY_SOCKET (default with --exec)\n"
+          "      --ready-after DUR    or when it has run DUR (servers without notify)\n"
+          "      --notify-access main|all\n"
+          "                           READY=1 counts from the worker's own pid (main,\n"
+          "                           default) or from what it started too (all)\n"
+          "      --stop-signal SIG    what makes an old worker stop gracefully: TERM\n"
+          "                           (default), QUIT, INT, WINCH...; at the drain\n"
+          "                           deadline it is killed\n"
           "\n"
           "Reload and drain:\n"
           "  -t, --timeout DUR        how long old workers may drain (default 10m;\n"

@@ -2,6 +2,7 @@
  * cli: the command line of up-run, parsed and checked into one struct.
  *
  *     up-run [options] APP.so [-- app args...]
+ *     up-run [options] --exec -- CMD [ARGS...]
  *     up-run reload [--no-wait] | status [--json] | stop [--control PATH] [-p PORT] [-t DUR]
  *
  * Every value is checked here, before anything starts, so that a typo is a
@@ -47,9 +48,15 @@ struct up_cli {
      * cmd is UP_CLI_SERVE. */
     const char *app;
     /* The app's argv: app_argv[0] is app, then every argument after `--`;
-     * NULL-terminated. app_argc counts app_argv[0]. */
+     * NULL-terminated. app_argc counts app_argv[0]. With --exec: the
+     * command and its arguments, as written after `--` (app is NULL). */
     char **app_argv;
     int app_argc;
+    bool exec;               /* --exec: each worker runs the command */
+    bool handoff;            /* --protocol=handoff (default activation) */
+    int stop_signal;         /* --stop-signal, default SIGTERM */
+    uint64_t ready_after_ms; /* --ready-after DUR; 0: on READY=1 (--ready=notify) */
+    bool notify_access_all;  /* --notify-access=all (default main) */
     /* -l/--listen, in order, as written. Empty: listen on -p. */
     char *listen[UP_CLI_MAX_LISTEN];
     int nlisten;

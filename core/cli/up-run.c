@@ -2,6 +2,7 @@
  * up-run: the master. Serves an app with zero-downtime reloads.
  *
  *   up-run [options] APP.so [-- app args]
+ *   up-run [options] --exec -- CMD [ARGS...]
  *   up-run reload | status | stop [-p PORT | --control PATH]
  *
  * Exit codes: 0 clean, 1 runtime failure, 2 usage, 3 start-up failure.
@@ -47,9 +48,16 @@ static int command(const struct up_cli *cli, const char *cmd)
 static void server_opts(const struct up_cli *cli, const char *control, struct up_server_opts *o)
 {
     *o = (struct up_server_opts){
+        .kind = !cli->exec     ? UP_WORKERS_APP
+                : cli->handoff ? UP_WORKERS_HANDOFF
+                               : UP_WORKERS_EXEC,
         .app = cli->app,
-        .app_argv = cli->app_argv + 1,
-        .app_argc = cli->app_argc - 1,
+        .app_argv = cli->exec ? NULL : cli->app_argv + 1,
+        .app_argc = cli->exec ? 0 : cli->app_argc - 1,
+        .exec_argv = cli->exec ? cli->app_argv : NULL,
+        .stop_signal = cli->stop_signal,
+        .ready_after_ms = cli->ready_after_ms,
+        .notify_access_all = cli->notify_access_all,
         .workers = cli->workers,
         .drain_timeout_ms = cli->drain_timeout_ms,
         .migrate_idle = cli->migrate_idle,

@@ -2,6 +2,7 @@
 #include <criterion/redirect.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,6 +121,10 @@ Test(cli, defaults)
     cr_assert_null(c.metrics);
     cr_assert_null(c.sticky);
     cr_assert(!c.development);
+    cr_assert(!c.exec);
+    cr_assert_eq(c.stop_signal, SIGTERM);
+    cr_assert_eq(c.ready_after_ms, 0);
+    cr_assert(!c.notify_access_all);
     up_cli_free(&c);
     up_cli_free(&c); /* harmless twice */
 }
@@ -466,6 +471,12 @@ Test(cli, help_and_version_return_one, .init = cr_redirect_stdout)
         "--queue-timeout",
         "--max-head",
         "--metrics",
+        "--exec",
+        "--protocol",
+        "--ready notify",
+        "--ready-after",
+        "--notify-access",
+        "--stop-signal",
         "USR2",
         "HUP",
         "TERM",
@@ -512,7 +523,7 @@ Test(cli, bad_options_and_values)
     PARSE_FAILS("'soon'", "--ready-timeout", "soon", cli_app);
     PARSE_FAILS("'0s' must be more than zero", "--ready-timeout=0s", cli_app);
     PARSE_FAILS("'1y'", "--header-timeout=1y", cli_app);
-    PARSE_FAILS("'maybe' is not one of auto or manual", "--ready=maybe", cli_app);
+    PARSE_FAILS("'maybe' is not one of auto, manual or notify", "--ready=maybe", cli_app);
     PARSE_FAILS("'sometimes'", "--migrate=sometimes", cli_app);
     PARSE_FAILS("'kqueue'", "--backend=kqueue", cli_app);
     PARSE_FAILS("-p: '70000' is not a port (1-65535)", "-p", "70000", cli_app);
@@ -612,4 +623,84 @@ Test(cli, repeated_options_last_wins)
     cr_assert_str_eq(c.watch_dir, cli_dir);
     cr_assert_eq(c.workers, 4);
     up_cli_free(&c);
+}
+
+Test(cli, exec_takes_the_command_after_dashdash)
+{
+    struct up_cli c;
+    PARSE_OK(&c, "-n", "3", "--exec", "--", "gunicorn", "--bind", "fd://3", "app:app");
+    cr_assert(c.exec);
+    cr_assert(!c.handoff);
+    cr_assert_null(c.app);
+    cr_assert_eq(c.app_argc, 4);
+    cr_assert_str_eq(c.app_argv[0], "gunicorn");
+    cr_assert_str_eq(c.app_argv[1], "--bind");
+    cr_assert_str_eq(c.app_argv[3], "app:app");
+    cr_assert_null(c.app_argv[4]);
+    cr_assert_eq(c.workers, 3);
+    cr_assert_eq(c.stop_signal, SIGTERM, "TERM by default");
+    cr_assert_eq(c.ready_after_ms, 0, "READY=1 by default");
+    up_cli_free(&c);
+}
+
+Test(cli, exec_options_parsed)
+{
+    struct up_cli c;
+    PARSE_OK(&c, "--exec", "--stop-signal", "QUIT", "--ready-after", "250ms", "--", "srv");
+    cr_assert_eq(c.stop_signal, SIGQUIT);
+    cr_assert_eq(c.ready_after_ms, 250);
+    up_cli_free(&c);
+    PARSE_OK(&c, "--exec", "--stop-signal=sigwinch", "--ready=notify", "--notify-access=all", "--",
+             "srv");
+    cr_assert_eq(c.stop_signal, SIGWINCH);
+    cr_assert(c.notify_access_all);
+    up_cli_free(&c);
+    PARSE_OK(&c, "--exec", "--stop-signal", "2", "--protocol=activation", "--", "srv");
+    cr_assert_eq(c.stop_signal, SIGINT);
+    cr_assert(!c.handoff);
+    up_cli_free(&c);
+    PARSE_OK(&c, "--exec", "--protocol", "handoff", "--", "python3", "w.py", "app:app");
+    cr_assert(c.handoff);
+    cr_assert_str_eq(c.app_argv[2], "app:app");
+    up_cli_free(&c);
+}
+
+Test(cli, exec_watch_defaults_to_the_working_directory)
+{
+    struct up_cli c;
+    char cwd[PATH_MAX];
+    cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
+    PARSE_OK(&c, "--exec", "-w", "--build", "make", "--", "srv");
+    cr_assert_str_eq(c.watch_dir, cwd);
+    up_cli_free(&c);
+}
+
+Test(cli, exec_errors)
+{
+    PARSE_FAILS("--exec needs a command", "--exec");
+    PARSE_FAILS("--exec needs a command", "--exec", "--");
+    PARSE_FAILS("not an APP.so", "--exec", cli_app);
+    PARSE_FAILS("not an APP.so", "--exec", cli_app, "--", "srv");
+    PARSE_FAILS("--stop-signal is for --exec", "--stop-signal", "TERM", cli_app);
+    PARSE_FAILS("--protocol is for --exec", "--protocol=handoff", cli_app);
+    PARSE_FAILS("--ready-after is for --exec", "--ready-after", "1s", cli_app);
+    PARSE_FAILS("--ready=notify is for --exec", "--ready=notify", cli_app);
+    PARSE_FAILS("'BOGUS' is not a signal", "--exec", "--stop-signal", "BOGUS", "--", "srv");
+    PARSE_FAILS("'0' is not a signal", "--exec", "--stop-signal", "0", "--", "srv");
+    PARSE_FAILS("'tcp' is not one of activation or handoff", "--exec", "--protocol", "tcp", "--",
+                "srv");
+    PARSE_FAILS("'some' is not one of main or all", "--exec", "--notify-access", "some", "--",
+                "srv");
+    PARSE_FAILS("--ready=manual", "--exec", "--ready=manual", "--", "srv");
+    PARSE_FAILS("choose one", "--exec", "--ready=notify", "--ready-after", "1s", "--", "srv");
+    PARSE_FAILS("shorter than --ready-timeout", "--exec", "--ready-after", "1m", "--", "srv");
+    PARSE_FAILS("--notify-access is for --ready=notify", "--exec", "--ready-after", "1s",
+                "--notify-access=all", "--", "srv");
+    PARSE_FAILS("--require", "--exec", "-r", cli_app, "--", "srv");
+    PARSE_FAILS("--stop-signal is for --protocol=activation", "--exec", "--protocol=handoff",
+                "--stop-signal", "QUIT", "--", "srv");
+    PARSE_FAILS("a handoff worker says READY", "--exec", "--protocol=handoff", "--ready=notify",
+                "--", "srv");
+    PARSE_FAILS("--build 'make' needs --watch", "--exec", "--build", "make", "--", "srv");
+    PARSE_FAILS("missing APP.so", "-n", "2");
 }
