@@ -542,8 +542,10 @@ static void on_worker_gone(struct up_mworker *w)
     describe_exit(w, why, sizeof(why));
     if (g->state == UP_GEN_STARTING && !gs->stopping) {
         gen_fail(g, why); /* logs the tail: w is still on the list */
-    } else if (g->state == UP_GEN_ACTIVE && !gs->stopping && w->state != UP_MW_DRAINING &&
+    } else if (g->state == UP_GEN_ACTIVE && !gs->stopping && w->left_as != UP_MW_DRAINING &&
                gs->opts->respawn) {
+        /* Not one that drained: the one that left on its own was replaced
+         * when it said so (on_worker_draining), and is not again now. */
         char how[64];
         snprintf(how, sizeof(how), "exited unexpectedly (%s %d)",
                  WIFSIGNALED(w->status) ? "signal" : "status",
@@ -609,7 +611,8 @@ static struct up_mworker *find_worker(struct up_gens *gs, const struct up_notice
         up_list_for_each_safe(q, u, &GEN(p)->workers)
         {
             struct up_mworker *w = WORKER(q);
-            bool match = w->pid > 0 && w->pid == n->pid;
+            /* pid_was: one reaped whose last words (STOPPING=1) came after. */
+            bool match = w->pid_was == n->pid;
             if (!match && descendants && w->pid > 0) {
                 match = n->pgid == w->pid;
                 for (int i = 0; i < n->nancestors && !match; i++) {

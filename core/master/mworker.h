@@ -95,14 +95,15 @@ struct up_mworker {
     void *owner;             /* the generation's */
     struct up_list gen_link; /* the owner's list of workers */
     enum up_mworker_state state;
-    unsigned gen_id, index; /* for logs: "worker g3#1" */
-    size_t max_head;        /* a hand-back's bytes already read may not pass it */
-    pid_t pid;              /* 0 once reaped */
-    pid_t pid_was;          /* pid, kept after the reap for the logs */
-    int status;             /* wait status once reaped */
-    bool respawned;         /* this one replaces a dead worker */
-    uint64_t spawned_at;    /* up_loop_now() ms at spawn: lived long enough? */
-    bool on_its_own;        /* it said DRAINING: signalled by someone else */
+    enum up_mworker_state left_as; /* GONE: the state it was in before */
+    unsigned gen_id, index;        /* for logs: "worker g3#1" */
+    size_t max_head;               /* a hand-back's bytes already read may not pass it */
+    pid_t pid;                     /* 0 once reaped */
+    pid_t pid_was;                 /* pid, kept after the reap for the logs */
+    int status;                    /* wait status once reaped */
+    bool respawned;                /* this one replaces a dead worker */
+    uint64_t spawned_at;           /* up_loop_now() ms at spawn: lived long enough? */
+    bool on_its_own;               /* it said DRAINING: signalled by someone else */
     enum up_kind kind;
     enum up_ready_by ready_by;
     int stop_signal;             /* EXEC: what makes it drain */

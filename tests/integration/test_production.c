@@ -72,7 +72,11 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
     cr_assert_geq(gone_ms, 0, "the old worker is still there; log:\n%s", ma_log_text());
     pid_t now = ht_get_pid(held, "the held connection after its worker left");
     cr_assert_neq(now, old);
+    /* Replaced once: when it said it drains, not again when it left. */
+    ma_wait_workers_not(1, 1, &old, 1, &s);
+    up_test_nap(300);
     ma_status(&s);
+    cr_assert_eq(s.respawns, 1, "replaced more than once:\n%s", s.text);
     cr_assert_str_eq(s.health, "ok", "status:\n%s", s.text);
     cr_assert_eq(up_test_file_contains(ma.log, "killing it"), 0, "log:\n%s", ma_log_text());
 
