@@ -780,10 +780,20 @@ static size_t ctl_reload(void *ctx, uint64_t id, bool wait, char *buf, size_t ca
         s->waiters[s->nwaiters++] = (struct waiter){.id = id, .gen = gen};
         int r = server_reload(s, "control socket");
         if (r < 0) {
-            /* Answered already if the generation was made and failed. */
-            char text[256];
-            snprintf(text, sizeof(text), "error: reload failed: %s\n", strerror(-r));
-            answer_waiters(s, gen, text);
+            /* Failed at once (the app or the command could not even be
+             * prepared): its outcome came while this request was still
+             * being answered, too early for a reply to reach it. It is
+             * answered now, here. */
+            for (int i = 0; i < s->nwaiters; i++) {
+                if (s->waiters[i].id == id) {
+                    s->waiters[i--] = s->waiters[--s->nwaiters];
+                }
+            }
+            n = s->last_error[0] != '\0' && s->gens.next_id >= gen
+                    ? snprintf(buf, cap, "error: reload failed: %s\ngeneration %u keeps serving\n",
+                               s->last_error, s->gens.active != NULL ? s->gens.active->id : 0)
+                    : snprintf(buf, cap, "error: reload failed: %s\n", strerror(-r));
+            return n > 0 ? (size_t)n : 0;
         }
         return UP_CTL_LATER;
     } else {
@@ -875,7 +885,8 @@ static void notice_ignored(struct up_server *s, pid_t pid, const char *why)
 static void on_notice(void *ctx, const struct up_notice *n)
 {
     struct up_server *s = ctx;
-    if (!up_gens_notice(&s->gens, n, s->opts.notify_access_all)) {
+    if (!up_gens_notice(&s->gens, n, s->opts.notify_access_all) && n->ready) {
+        /* Only a READY=1 ignored matters: a worker may not be ready. */
         notice_ignored(s, n->pid,
                        s->opts.notify_access_all
                            ? "it is no worker, nor started by one"
