@@ -131,7 +131,7 @@ $(B)/tools/fake-worker: $(B)/tools/%: tests/tools/%.c $(B)/libuppassfd.a $(B)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libuppassfd.a $(B)/libupshared.a
 
-TOOLS := $(B)/tools/up-load $(B)/tools/fake-worker
+TOOLS := $(B)/tools/up-load $(B)/tools/fake-worker $(B)/tools/exec-server
 
 deps:
 	@scripts/deps.sh

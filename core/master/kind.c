@@ -97,8 +97,7 @@ int up_kind_find_command(const char *cmd, char *buf, size_t cap)
     for (const char *p = path; found != 0;) {
         size_t n = strcspn(p, ":");
         char full[4096];
-        int len = snprintf(full, sizeof(full), "%.*s%s%s", (int)n, n > 0 ? p : ".",
-                           "/", cmd);
+        int len = snprintf(full, sizeof(full), "%.*s%s%s", (int)n, n > 0 ? p : ".", "/", cmd);
         if (len > 0 && (size_t)len < sizeof(full)) {
             int r = runnable(full);
             if (r == 0) {
@@ -192,8 +191,8 @@ static int plan_command(const struct up_kind_params *p, struct up_kind_plan *pla
     int a = 0;
     snprintf(plan->num[0], sizeof(plan->num[0]), "%d", (int)getpid());
     snprintf(plan->num[1], sizeof(plan->num[1]), "%llu", p->nofile);
-    bool ok = arg(plan, &a, p->bin) && arg(plan, &a, plan->num[0]) &&
-              arg(plan, &a, plan->num[1]) && arg(plan, &a, p->app);
+    bool ok = arg(plan, &a, p->bin) && arg(plan, &a, plan->num[0]) && arg(plan, &a, plan->num[1]) &&
+              arg(plan, &a, p->app);
     for (int i = 0; ok && i < p->app_argc; i++) {
         ok = arg(plan, &a, p->app_argv[i]);
     }

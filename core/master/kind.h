@@ -72,11 +72,11 @@ struct up_kind_params {
     /* EXEC */
     const int *listen_fds; /* the master's listeners, in order (borrowed) */
     int nlisten;
-    int port;                 /* PORT for it, 0: none (no TCP listener) */
-    enum up_ready_by ready;   /* how it says it is ready */
-    uint64_t ready_after_ms;  /* UP_READY_AFTER */
-    const char *notify_path;  /* UP_READY_NOTIFY: the master's socket */
-    int stop_signal;          /* what makes it drain */
+    int port;                  /* PORT for it, 0: none (no TCP listener) */
+    enum up_ready_by ready;    /* how it says it is ready */
+    uint64_t ready_after_ms;   /* UP_READY_AFTER */
+    const char *notify_path;   /* UP_READY_NOTIFY: the master's socket */
+    int stop_signal;           /* what makes it drain */
     unsigned long long nofile; /* HANDOFF, EXEC: its soft fd limit; 0: the master's */
 };
 

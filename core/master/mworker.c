@@ -572,6 +572,7 @@ static void maybe_gone(struct up_mworker *w)
     w->errfd = up_loop_close(w->loop, w->errfd);
     up_timer_stop(w->loop, &w->kill_timer);
     up_timer_stop(w->loop, &w->ready_timer);
+    w->left_as = w->state;
     w->state = UP_MW_GONE;
     w->cbs->gone(w); /* may free w */
 }
@@ -686,13 +687,19 @@ void up_mworker_notice(struct up_mworker *w, const struct up_notice *n)
     if (n->status != NULL) {
         size_t len =
             n->status_len < sizeof(w->status_text) - 1 ? n->status_len : sizeof(w->status_text) - 1;
-        memcpy(w->status_text, n->status, len);
+        /* The worker's text goes into status lines: printable and without
+         * quotes, whatever it sent. */
+        for (size_t i = 0; i < len; i++) {
+            char c = n->status[i];
+            w->status_text[i] = c >= 0x20 && c < 0x7f && c != '"' ? c : '?';
+        }
         w->status_text[len] = '\0';
     }
     if (n->ready && w->ready_by == UP_READY_NOTIFY) {
         became_ready(w, "READY=1");
     }
-    if (n->stopping && w->state != UP_MW_DRAINING && w->state != UP_MW_GONE) {
+    /* Reaped already: its end is reported as such (gone), not twice. */
+    if (n->stopping && w->pid > 0 && w->state != UP_MW_DRAINING && w->state != UP_MW_GONE) {
         /* Not asked to: someone else signalled it (an operator, a
          * container runtime). It serves nothing new once it stops. */
         up_log(UP_LOG_WARN,

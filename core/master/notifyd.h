@@ -35,12 +35,12 @@
 struct up_notice {
     pid_t pid; /* the sender, as the kernel says */
     uid_t uid;
-    bool ready;          /* READY=1 */
-    bool stopping;       /* STOPPING=1 */
-    const char *status;  /* STATUS=...'s value (not NUL-terminated), or NULL */
+    bool ready;         /* READY=1 */
+    bool stopping;      /* STOPPING=1 */
+    const char *status; /* STATUS=...'s value (not NUL-terminated), or NULL */
     size_t status_len;
-    pid_t pgid;                                 /* its process group; 0 unknown */
-    pid_t ancestors[UP_NOTICE_MAX_ANCESTORS];   /* its parent, grandparent... */
+    pid_t pgid;                               /* its process group; 0 unknown */
+    pid_t ancestors[UP_NOTICE_MAX_ANCESTORS]; /* its parent, grandparent... */
     int nancestors;
 };
 

@@ -31,9 +31,12 @@ size_t up_report_text(const struct up_report *r, char *buf, size_t cap)
                          g->nworkers);
         for (const struct up_list *q = g->workers.next; q != &g->workers; q = q->next) {
             const struct up_mworker *w = WORKER_OF(q);
-            up_strbuf_printf(&out, "  worker #%u pid=%d %s conns=%llu requests=%llu\n", w->index,
+            up_strbuf_printf(&out, "  worker #%u pid=%d %s conns=%llu requests=%llu", w->index,
                              (int)w->pid, worker_state(w), (unsigned long long)w->conns,
                              (unsigned long long)w->requests);
+            /* What an --exec worker said last (STATUS=, kept printable). */
+            up_strbuf_printf(&out, w->status_text[0] != '\0' ? " status=\"%s\"\n" : "\n",
+                             w->status_text);
         }
     }
     up_strbuf_printf(
@@ -71,9 +74,14 @@ static void json_gens(struct up_strbuf *out, const struct up_gens *gs, bool work
                 const struct up_mworker *w = WORKER_OF(q);
                 up_strbuf_printf(out,
                                  "%s{\"index\":%u,\"pid\":%d,\"state\":\"%s\",\"conns\":%llu,"
-                                 "\"requests\":%llu}",
+                                 "\"requests\":%llu",
                                  wsep, w->index, (int)w->pid, worker_state(w),
                                  (unsigned long long)w->conns, (unsigned long long)w->requests);
+                if (w->status_text[0] != '\0') {
+                    up_strbuf_printf(out, ",\"status\":");
+                    up_strbuf_json(out, w->status_text);
+                }
+                up_strbuf_printf(out, "}");
                 wsep = ",";
             }
             up_strbuf_printf(out, "]");

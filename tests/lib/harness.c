@@ -103,6 +103,11 @@ void ht_fini(void)
             strstr(comm, "worker") != NULL) {
             kill(ht.seen[i], SIGKILL);
         }
+        /* An --exec worker leads a process group of its own (up-workers
+         * stay in the master's): what is left of one goes whole. */
+        if (!proc_gone(ht.seen[i]) && getpgid(ht.seen[i]) == ht.seen[i]) {
+            kill(-ht.seen[i], SIGKILL);
+        }
     }
     up_test_remove_dir(ht.dir);
     memset(&ht, 0, sizeof(ht));
@@ -361,7 +366,9 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
         cr_assert_lt(n, 62, "too many arguments for up-run");
         argv[n++] = (char *)extra[i];
     }
-    argv[n++] = (char *)app;
+    if (app != NULL) {
+        argv[n++] = (char *)app;
+    }
     argv[n] = NULL;
     ma.pid = up_test_spawn(argv, envp, ma.log);
     cr_assert_gt(ma.pid, 0, "spawn up-run: %s", strerror(-ma.pid));

@@ -126,8 +126,9 @@ extern struct ma ma;
  * DIR/ctl.sock EXTRA... APP` on a free port with UP_BACKEND=backend, UP_ENV= (production
  * defaults), TMPDIR=DIR and XDG_RUNTIME_DIR= (its snapshots go in the temp
  * dir, removed even after a SIGKILL) and ma.env. extra (NULL-terminated,
- * may be NULL) comes after the defaults, so it may override them. Asserts
- * the spawn; does not wait. */
+ * may be NULL) comes after the defaults, so it may override them; app NULL
+ * leaves it out (--exec -- CMD in extra). Asserts the spawn; does not
+ * wait. */
 void ma_spawn(const char *backend, const char *app, const char *const *extra);
 
 /* Wait until a request for HT_PROBE gets a 200: up-run routes only once a
