@@ -133,6 +133,16 @@ $(B)/tools/fake-worker: $(B)/tools/%: tests/tools/%.c $(B)/libuppassfd.a $(B)/li
 
 TOOLS := $(B)/tools/up-load $(B)/tools/fake-worker $(B)/tools/exec-server
 
+# Servers nobody here wrote, run under up-run --exec by the tests: Go's
+# net/http needs a build (Debian's golang-go; without it that test is
+# skipped). Its cache stays in the build dir.
+GO := $(shell command -v go 2>/dev/null)
+SERVERS := $(if $(GO),$(B)/servers/go-http)
+$(B)/servers/go-http: tests/servers/go-http/main.go tests/servers/go-http/go.mod
+	@mkdir -p $(dir $@)
+	cd tests/servers/go-http && GOCACHE=$(abspath $(B))/go-cache GOPATH=$(abspath $(B))/go \
+	    GOFLAGS=-mod=mod GOTOOLCHAIN=local $(GO) build -o $(abspath $@) .
+
 deps:
 	@scripts/deps.sh
 
@@ -157,7 +167,7 @@ test:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory check
 
-check: all $(B)/up-tests $(TOOLS)
+check: all $(B)/up-tests $(TOOLS) $(SERVERS)
 	$(TEST_ENV) $(B)/up-tests $(TESTFLAGS)
 
 test-long:

@@ -69,8 +69,8 @@ Test(exec, serves_with_socket_activation, .timeout = 30, .fini = ht_fini)
     cr_assert_eq(ma_fresh("/env", &r), 0);
     cr_assert_eq(r.status, 200, "%s", ma_log_text());
     snprintf(want, sizeof(want), "PORT=%d\n", ma.port);
-    static const char *const has[] = {"LISTEN_FDS=1\n", "LISTEN_PID_OK=1\n", "LISTEN_FDNAMES=http\n",
-                                      "UP_GENERATION=1\n"};
+    static const char *const has[] = {"LISTEN_FDS=1\n", "LISTEN_PID_OK=1\n",
+                                      "LISTEN_FDNAMES=http\n", "UP_GENERATION=1\n"};
     for (size_t i = 0; i < sizeof(has) / sizeof(has[0]); i++) {
         cr_assert_not_null(strstr(r.body, has[i]), "no %s in:\n%s", has[i], r.body);
     }
@@ -81,8 +81,7 @@ Test(exec, serves_with_socket_activation, .timeout = 30, .fini = ht_fini)
 
 Test(exec, reloads_never_close_the_listener, .timeout = 60, .fini = ht_fini)
 {
-    static const char *const load[] = {"--keepalive", "0", "--fresh", "8", "--seconds", "6",
-                                       NULL};
+    static const char *const load[] = {"--keepalive", "0", "--fresh", "8", "--seconds", "6", NULL};
     struct ma_status s;
     struct ld_result res;
     pid_t old[2];
@@ -160,7 +159,7 @@ Test(exec, exits_at_once_is_a_failed_start, .timeout = 30, .fini = ht_fini)
 
 Test(exec, handoff_worker_that_closes_its_channel, .timeout = 30, .fini = ht_fini)
 {
-    const char *const opts[] = {"--exec", "--protocol=handoff", "--",     "/bin/sh",
+    const char *const opts[] = {"--exec", "--protocol=handoff",       "--", "/bin/sh",
                                 "-c",     "exec 3>&-; exec sleep 30", NULL};
     ma_spawn("auto", NULL, opts);
     cr_assert_eq(ex_exit_code(), 3, "%s", ma_log_text());
@@ -241,7 +240,8 @@ Test(exec, a_worker_gets_the_fd_limit_up_run_was_given, .timeout = 30, .fini = h
     char limits[4096], nofile[64], raised[64];
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
     if (rl.rlim_max <= 1024) {
-        cr_skip_test("the hard fd limit is %llu: nothing to raise", (unsigned long long)rl.rlim_max);
+        cr_skip_test("the hard fd limit is %llu: nothing to raise",
+                     (unsigned long long)rl.rlim_max);
     }
     snprintf(nofile, sizeof(nofile), "--nofile=1024:%llu", (unsigned long long)rl.rlim_max);
     snprintf(raised, sizeof(raised), "(raised from 1024)");

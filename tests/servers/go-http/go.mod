@@ -1,0 +1,3 @@
+module up/tests/servers/go-http
+
+go 1.19
