@@ -257,7 +257,7 @@ install: all
 	@UP_EXTRA_PKGS=help2man scripts/deps.sh
 	install -d $(I_BIN) $(I_LIB) $(I_INC) $(I_PC) $(I_MAN)/man1 $(I_MAN)/man3 \
 	    $(I_DOC)/examples/embed $(I_DOC)/examples/systemd
-	install -m 755 $(B)/up-run $(B)/up-worker $(I_BIN)/
+	install -m 755 $(B)/up-run $(B)/up-worker $(B)/up-exec $(I_BIN)/
 	install -m 644 $(B)/libup.a $(I_LIB)/
 	install -m 644 $(HEADERS) $(I_INC)/
 	for pc in up up-app; do \
@@ -273,7 +273,7 @@ install: all
 	install -m 644 examples/embed/embed.c $(I_DOC)/examples/embed/
 
 uninstall:
-	rm -f $(I_BIN)/up-run $(I_BIN)/up-worker $(I_LIB)/libup.a $(I_PC)/up.pc $(I_PC)/up-app.pc \
+	rm -f $(I_BIN)/up-run $(I_BIN)/up-worker $(I_BIN)/up-exec $(I_LIB)/libup.a $(I_PC)/up.pc $(I_PC)/up-app.pc \
 	    $(I_MAN)/man1/up-run.1 $(I_MAN)/man1/up-worker.1 $(I_MAN)/man3/up-app.3
 	rm -f $(addprefix $(I_INC)/,$(notdir $(HEADERS)))
 	rm -rf $(I_DOC)

@@ -16,7 +16,7 @@
 static void hf_start(void)
 {
     static char pythonpath[PATH_MAX], script[PATH_MAX];
-    const char *src = getenv("UP_SOURCE_DIR") != NULL ? getenv("UP_SOURCE_DIR") : ".";
+    const char *src = getenv("UP_SRC_DIR") != NULL ? getenv("UP_SRC_DIR") : ".";
     if (access("/usr/bin/python3", X_OK) != 0) {
         cr_skip_test("python3 is not installed");
     }

@@ -71,6 +71,7 @@ Test(install, builds_and_serves_out_of_tree_then_uninstalls, .timeout = 300, .fi
     static const char *const files[] = {
         "/usr/bin/up-run",
         "/usr/bin/up-worker",
+        "/usr/bin/up-exec",
         "/usr/lib/libup.a",
         "/usr/include/up/server.h",
         "/usr/include/up/middleware.h",
