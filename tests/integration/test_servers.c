@@ -59,10 +59,10 @@ static const char *sv_which(const char *name)
 static void sv_run(const char *name, const char *stop, const char *const *opts,
                    const char *const *cmd)
 {
-    static const char *const fresh[] = {"--keepalive", "0", "--fresh", "4", "--seconds", "10",
-                                        "--quiet", NULL};
-    static const char *const keep[] = {"--keepalive", "16", "--fresh", "0", "--seconds", "10",
-                                       "--quiet", NULL};
+    static const char *const fresh[] = {"--keepalive", "0",  "--fresh", "4",
+                                        "--seconds",   "10", "--quiet", NULL};
+    static const char *const keep[] = {"--keepalive", "16", "--fresh", "0",
+                                       "--seconds",   "10", "--quiet", NULL};
     const char *extra[40];
     int n = 0;
     char out[4096], what[128];
