@@ -23,14 +23,13 @@ static void hf_start(void)
     snprintf(pythonpath, sizeof(pythonpath), "PYTHONPATH=%s/examples/python", src);
     snprintf(script, sizeof(script), "%s/examples/python/up_wsgi.py", src);
     ma.env[0] = pythonpath;
-    const char *const extra[] = {"--exec", "--protocol=handoff", "--", "/usr/bin/python3",
-                                 script,   "app:app",            NULL};
+    const char *const extra[] = {
+        "--exec", "--protocol=handoff", "--", "/usr/bin/python3", script, "app:app", NULL};
     ma_spawn("auto", NULL, extra);
     ma_wait_serving(20000);
 }
 
-Test(handoff, python_wsgi_worker_serves_and_the_master_checks_heads, .timeout = 40,
-     .fini = ht_fini)
+Test(handoff, python_wsgi_worker_serves_and_the_master_checks_heads, .timeout = 40, .fini = ht_fini)
 {
     struct ma_status s;
     struct up_test_resp r = {0};
@@ -41,8 +40,8 @@ Test(handoff, python_wsgi_worker_serves_and_the_master_checks_heads, .timeout = 
     cr_assert_str_eq(r.body, "Hello World");
     up_test_resp_free(&r);
     /* Bad input never reaches the worker. */
-    ht_request(ma.port, "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-               &r);
+    ht_request(ma.port,
+               "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", &r);
     cr_assert_eq(r.status, 400, "%s", r.head);
     up_test_resp_free(&r);
     /* Keep-alive: one connection, several requests, one worker. */
@@ -56,10 +55,10 @@ Test(handoff, python_wsgi_worker_serves_and_the_master_checks_heads, .timeout = 
 
 Test(handoff, reload_storm_fails_no_request, .timeout = 90, .fini = ht_fini)
 {
-    static const char *const keep[] = {"--keepalive", "32", "--fresh", "0", "--seconds", "8",
-                                       "--quiet", NULL};
-    static const char *const fresh[] = {"--keepalive", "0", "--fresh", "4", "--seconds", "8",
-                                        "--quiet", NULL};
+    static const char *const keep[] = {"--keepalive", "32", "--fresh", "0",
+                                       "--seconds",   "8",  "--quiet", NULL};
+    static const char *const fresh[] = {"--keepalive", "0", "--fresh", "4",
+                                        "--seconds",   "8", "--quiet", NULL};
     struct ld_result k, f;
     struct ma_status s;
     hf_start();
