@@ -639,6 +639,18 @@ bool up_gens_notice(struct up_gens *gs, const struct up_notice *n, bool descenda
 
 /* ---- reload and stop ---- */
 
+/* g could not even start (no worker runs): report it and free it. Off
+ * the list first: what failed() and none() make the owner do (stop the
+ * set, which frees every empty generation on it) must not free it too. */
+static void fail_unstarted(struct up_gen *g, const char *why)
+{
+    struct up_gens *gs = g->set;
+    up_list_remove(&g->link);
+    gen_fail(g, why);
+    gen_free(g);
+    up_gens_reconcile(gs);
+}
+
 int up_gens_reload(struct up_gens *gs, const char *why)
 {
     if (gs->stopping) {
@@ -681,9 +693,7 @@ int up_gens_reload(struct up_gens *gs, const char *why)
     int r = up_kind_prepare(&gs->opts->spawn, g->id, gs->opts->snap_dir, g->app, sizeof(g->app),
                             reason, sizeof(reason));
     if (r < 0) {
-        gen_fail(g, reason);
-        gen_free(g);
-        up_gens_reconcile(gs);
+        fail_unstarted(g, reason);
         return r;
     }
     up_log(UP_LOG_INFO, "starting generation %u: %ld workers", g->id, gs->opts->workers);
@@ -691,9 +701,7 @@ int up_gens_reload(struct up_gens *gs, const char *why)
         (void)add_worker(g, false);
     }
     if (g->nworkers == 0) {
-        gen_fail(g, "no worker could be started");
-        gen_free(g);
-        up_gens_reconcile(gs);
+        fail_unstarted(g, "no worker could be started");
         return -EAGAIN;
     }
     /* Some could not start (fork failing, no fds): the rest serve, and the

@@ -53,9 +53,14 @@ static void g_failed(struct up_gens *gs, struct up_gen *g)
     snprintf(t->fail_reason, sizeof(t->fail_reason), "%s", g->fail_reason);
 }
 
+static bool stop_on_none; /* none() stops the set, as the server does at start */
+
 static void g_none(struct up_gens *gs)
 {
     ((struct gt *)gs->ctx)->nones++;
+    if (stop_on_none) {
+        up_gens_stop(gs, false);
+    }
 }
 
 static void g_requeue(struct up_gens *gs, struct up_pending *c)
@@ -321,6 +326,25 @@ Test(gen, a_first_generation_that_fails_leaves_none, .timeout = 30)
     cr_assert_eq(t.nones, 1);
     cr_assert(!up_gens_expected(&t.gs));
     cr_assert_null(t.gs.active);
+    gt_fini(&t);
+}
+
+/* A first generation none of whose workers can even be started (the
+ * worker program cannot be run: a user without access to it), with an
+ * owner that stops the set when nothing serves: reported and freed once. */
+Test(gen, a_generation_no_worker_can_start_is_freed_once, .timeout = 30)
+{
+    struct gt t;
+    gt_init(&t, 2, "good");
+    stop_on_none = true;
+    t.opts.spawn.bin = "/nonexistent/up-worker";
+    cr_assert_lt(up_gens_reload(&t.gs, "test"), 0);
+    stop_on_none = false;
+    cr_assert_eq(t.fails, 1);
+    cr_assert_eq(t.nones, 1);
+    cr_assert_str_eq(t.fail_reason, "no worker could be started");
+    cr_assert(up_gens_empty(&t.gs));
+    cr_assert_eq(up_gens_count_workers(&t.gs), 0);
     gt_fini(&t);
 }
 
