@@ -91,6 +91,10 @@ Test(ops, metrics_operators_alert_on, .timeout = 60, .fini = ht_fini)
     }
     const char *reload[] = {"reload", "--control", ma.ctl, NULL};
     cr_assert_eq(ma_run(reload, NULL, 10000, out, sizeof(out)), 0, "%s", out);
+    /* The reload answers when its first worker is ready: the second may
+     * still be starting on a busy machine. */
+    struct ma_status st;
+    ma_wait_workers(2, 2, &st);
     ht_fetch(mport, "/metrics", &r);
     cr_assert_eq(r.status, 200);
     const char *page = r.body;

@@ -164,7 +164,8 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     char metrics[32];
     snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", mport);
     const char *const extra[] = {"-n", "1", "--queue-timeout", "2s", "--metrics", metrics, NULL};
-    ma_start(backend, up_test_bin("examples/echo.so"), extra);
+    ma.public_bins = true; /* that uid may not reach the build directory */
+    ma_start(backend, up_test_public_bin("examples/echo.so"), extra);
     struct ma_status s;
     ma_wait_workers(1, 1, &s);
     pid_t worker;

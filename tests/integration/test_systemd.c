@@ -263,7 +263,9 @@ Test(systemd, user_drops_master_and_workers_after_binding, .timeout = 60, .fini 
     int p = up_test_free_port();
     snprintf(port, sizeof(port), "%d", p);
     snprintf(ctl_dir, sizeof(ctl_dir), "/tmp/up-%u", (unsigned)UP_TEST_OTHER_UID);
-    char *argv[] = {(char *)up_test_bin("up-run"),
+    /* nobody runs the workers: from copies it may reach (the build
+     * directory may be under /root). */
+    char *argv[] = {(char *)up_test_public_bin("up-run"),
                     "-p",
                     port,
                     "-n",

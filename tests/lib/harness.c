@@ -349,7 +349,7 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     for (int i = 0; i < 12 && ma.wrap[i] != NULL; i++) {
         argv[n++] = (char *)ma.wrap[i];
     }
-    argv[n++] = (char *)up_test_bin("up-run");
+    argv[n++] = (char *)(ma.public_bins ? up_test_public_bin("up-run") : up_test_bin("up-run"));
     argv[n++] = "-p";
     argv[n++] = port;
     /* The tests run as root in CI: the app in them is ours. */
@@ -662,7 +662,7 @@ int ma_run(const char *const *args, const char *const *env, int timeout_ms, char
     for (int i = 0; i < 8 && ma.cmd_wrap[i] != NULL; i++) {
         argv[n++] = (char *)ma.cmd_wrap[i];
     }
-    argv[n++] = (char *)up_test_bin("up-run");
+    argv[n++] = (char *)(ma.public_bins ? up_test_public_bin("up-run") : up_test_bin("up-run"));
     for (int i = 0; args[i] != NULL; i++) {
         cr_assert_lt(n, 46, "too many arguments for up-run");
         argv[n++] = (char *)args[i];

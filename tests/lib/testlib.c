@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -85,6 +86,53 @@ const char *up_test_bin(const char *name)
     char *buf = ring[next++ % 16];
 
     snprintf(buf, PATH_MAX, "%s/%s", dir != NULL && *dir != '\0' ? dir : "build", name);
+    return buf;
+}
+
+static char public_dir[64];
+
+static void public_dir_remove(void)
+{
+    if (public_dir[0] != '\0') {
+        up_test_remove_dir(public_dir);
+    }
+}
+
+/* Copy build/name to public_dir/base(name), readable and runnable by all. */
+static void public_copy(const char *name)
+{
+    const char *base = strrchr(name, '/') != NULL ? strrchr(name, '/') + 1 : name;
+    char to[PATH_MAX], cmd[2 * PATH_MAX + 32];
+    snprintf(to, sizeof(to), "%s/%s", public_dir, base);
+    if (access(to, F_OK) == 0) {
+        return;
+    }
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", up_test_bin(name), to, to);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "up-tests: cannot copy %s to %s\n", up_test_bin(name), to);
+        abort();
+    }
+}
+
+const char *up_test_public_bin(const char *name)
+{
+    if (public_dir[0] == '\0') {
+        snprintf(public_dir, sizeof(public_dir), "/tmp/up-test-pub.XXXXXX");
+        if (mkdtemp(public_dir) == NULL || chmod(public_dir, 0755) < 0) {
+            fprintf(stderr, "up-tests: cannot make %s: %s\n", public_dir, strerror(errno));
+            abort();
+        }
+        atexit(public_dir_remove);
+        public_copy("up-run");
+        public_copy("up-worker");
+        public_copy("up-exec");
+    }
+    public_copy(name);
+    static char ring[8][PATH_MAX];
+    static unsigned next;
+    char *buf = ring[next++ % 8];
+    const char *base = strrchr(name, '/') != NULL ? strrchr(name, '/') + 1 : name;
+    snprintf(buf, PATH_MAX, "%s/%s", public_dir, base);
     return buf;
 }
 

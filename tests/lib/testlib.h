@@ -46,6 +46,12 @@ void up_test_sleep_until(long long at_ms);
  * static buffers: it stays valid for the next 15 calls, enough for an argv. */
 const char *up_test_bin(const char *name);
 
+/* The same file, copied (once per process) into a directory every user may
+ * read and run from, with up-run, up-worker and up-exec beside it: for a
+ * test that runs them as another user, who may not reach the build
+ * directory (a checkout under /root). Removed when the process exits. */
+const char *up_test_public_bin(const char *name);
+
 /* A TCP port on 127.0.0.1 that nothing listens on right now. It is picked at
  * random below the kernel's ephemeral range (so that no client socket of a
  * parallel test holds it) and checked by binding it, then closed: another
