@@ -437,9 +437,9 @@ static int cli_watch(struct cli_state *s, const char *dir, char *err, size_t cap
 /* A positional argument: the subcommand or the app, then nothing more. */
 static int cli_positional(struct cli_state *s, const char *text, char *err, size_t cap)
 {
-    static const char *const cmds[] = {"serve", "reload", "status", "stop"};
+    static const char *const cmds[] = {"serve", "reload", "status", "stop", "upgrade"};
     if (s->npos++ == 0) {
-        for (int i = UP_CLI_RELOAD; i <= UP_CLI_STOP; i++) {
+        for (int i = UP_CLI_RELOAD; i <= UP_CLI_UPGRADE; i++) {
             if (strcmp(text, cmds[i]) == 0) {
                 s->c.cmd = (enum up_cli_cmd)i;
                 return 0;
@@ -751,8 +751,8 @@ static int cli_finish(struct cli_state *s, char *err, size_t cap)
     if (s->c.cmd != UP_CLI_SERVE) {
         if (s->nrest > 0) {
             return fail(err, cap,
-                        "unexpected argument '%s': up-run reload, status and stop "
-                        "take no app arguments",
+                        "unexpected argument '%s': up-run reload, status, stop and "
+                        "upgrade take no app arguments",
                         s->rest[0]);
         }
         s->c.wait_ms = s->timeout_given ? s->c.drain_timeout_ms : UP_CLI_WAIT_MS;
@@ -964,7 +964,7 @@ void up_cli_usage(FILE *f)
 {
     fputs("Usage: up-run [options] APP.so [-- app args...]\n"
           "       up-run [options] --exec -- CMD [ARGS...]\n"
-          "       up-run reload [--no-wait] | status [--json] | stop\n"
+          "       up-run reload [--no-wait] | status [--json] | stop | upgrade\n"
           "              [--control PATH] [-p PORT] [-t DUR]\n"
           "\n"
           "Serve the HTTP app APP.so with a master and N workers, and replace its code\n"
@@ -1063,6 +1063,12 @@ void up_cli_usage(FILE *f)
           "  status                   show generations, workers, pids, connections\n"
           "      --json               as one JSON object\n"
           "  stop                     stop gracefully, like SIGTERM\n"
+          "  upgrade                  replace the master itself: the up-run program it\n"
+          "                           was started as (a new build installed there) starts\n"
+          "                           with the same options, takes over every socket, and\n"
+          "                           the old master hands it every connection and exits;\n"
+          "                           waits for the outcome ('upgraded: master pid=N\n"
+          "                           serving', or 'upgrade failed: WHY' and exit 1)\n"
           "  -t, --timeout DUR        with a command: how long to wait for the answer\n"
           "                           (default 60s)\n"
           "\n"

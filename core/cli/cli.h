@@ -39,6 +39,7 @@ enum up_cli_cmd {
     UP_CLI_RELOAD,    /* ask a running master to reload */
     UP_CLI_STATUS,    /* ask a running master for its state */
     UP_CLI_STOP,      /* ask a running master to stop gracefully */
+    UP_CLI_UPGRADE,   /* ask a running master to hand over to a new up-run */
 };
 
 struct up_cli {

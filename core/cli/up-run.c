@@ -3,13 +3,18 @@
  *
  *   up-run [options] APP.so [-- app args]
  *   up-run [options] --exec -- CMD [ARGS...]
- *   up-run reload | status | stop [-p PORT | --control PATH]
+ *   up-run reload | status | stop | upgrade [-p PORT | --control PATH]
+ *
+ * A master started by `up-run upgrade` finds UP_HEIR_FDS in its
+ * environment: the sockets the old master passed (see core/master/kind.h,
+ * HEIR), which it serves instead of binding its own.
  *
  * Exit codes: 0 clean, 1 runtime failure, 2 usage, 3 start-up failure.
  */
 #include "cli.h"
 #include "listeners.h"
 #include "ctl.h"
+#include "kind.h"
 #include "log.h"
 #include "title.h"
 #include "up/server.h"
@@ -85,12 +90,77 @@ static void server_opts(const struct up_cli *cli, const char *control, struct up
     }
 }
 
-static int serve(const struct up_cli *cli)
+/* Started by an old master's upgrade: UP_HEIR_FDS names fds 4 on
+ * ("listen,listen,control,metrics,stderr"), fd 3 is the channel. The
+ * listeners go into act, as if systemd had passed them, the rest into h.
+ * Returns 1 when started so, 0 when not, -1 when the variable is bad. */
+static int heir_take(struct up_heir_fds *h, struct up_activation *act)
+{
+    const char *names = getenv("UP_HEIR_FDS");
+    *h = (struct up_heir_fds){.chan = -1, .control = -1, .metrics = -1, .stderr_fd = -1};
+    memset(act, 0, sizeof(*act));
+    if (names == NULL) {
+        return 0;
+    }
+    h->chan = 3;
+    int fd = 4;
+    for (const char *p = names; *p != '\0'; fd++) {
+        size_t n = strcspn(p, ",");
+        if (n == 6 && strncmp(p, "listen", n) == 0 && act->n < UP_ACTIVATION_MAX) {
+            act->fd[act->n++] = fd;
+        } else if (n == 7 && strncmp(p, "control", n) == 0) {
+            h->control = fd;
+        } else if (n == 7 && strncmp(p, "metrics", n) == 0) {
+            h->metrics = fd;
+        } else if (n == 6 && strncmp(p, "stderr", n) == 0) {
+            h->stderr_fd = fd;
+        } else {
+            up_log(UP_LOG_ERR, "UP_HEIR_FDS: '%.*s' is no socket an old master passes", (int)n, p);
+            return -1;
+        }
+        p += n + (p[n] == ',');
+    }
+    unsetenv("UP_HEIR_FDS");
+    return 1;
+}
+
+/* What `up-run upgrade` starts: this program as it was found (a new build
+ * installed at that path is what runs), with the same arguments. */
+static char **upgrade_argv(int argc, char **args)
+{
+    static char self[8192], found[4096];
+    if (up_kind_find_command(args[0], found, sizeof(found)) < 0) {
+        return NULL;
+    }
+    /* Absolute, but not resolved: a link a deploy moves is followed at
+     * the upgrade, not now. */
+    char cwd[2048];
+    if (found[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL) {
+        snprintf(self, sizeof(self), "%s/%s", cwd, found);
+    } else {
+        snprintf(self, sizeof(self), "%s", found);
+    }
+    char **argv = calloc((size_t)argc + 1, sizeof(char *));
+    if (argv != NULL) {
+        argv[0] = self;
+        for (int i = 1; i < argc; i++) {
+            argv[i] = args[i];
+        }
+    }
+    return argv;
+}
+
+static int serve(const struct up_cli *cli, int argc, char **args)
 {
     char control[256], app_dir[512], err[256];
     enum up_ctl_place place;
     struct up_activation act;
-    if (up_activation_take(&act, err, sizeof(err)) < 0) {
+    struct up_heir_fds heir;
+    int is_heir = heir_take(&heir, &act);
+    if (is_heir < 0) {
+        return 3;
+    }
+    if (is_heir == 0 && up_activation_take(&act, err, sizeof(err)) < 0) {
         up_log(UP_LOG_ERR, "socket activation: %s", err);
         return 3;
     }
@@ -103,6 +173,9 @@ static int serve(const struct up_cli *cli)
     }
     struct up_server_opts o;
     server_opts(cli, control, &o);
+    char **up_argv = upgrade_argv(argc, args);
+    o.upgrade_argv = up_argv;
+    o.heir = is_heir ? &heir : NULL;
     if (cli->watch && cli->watch_dir == NULL) {
         /* --watch alone: the app's directory. */
         snprintf(app_dir, sizeof(app_dir), "%s", cli->app);
@@ -117,7 +190,11 @@ static int serve(const struct up_cli *cli)
     if (r == 0 && cli->sticky != NULL) {
         r = up_server_use_sticky(s, cli->sticky);
     }
-    if (r == 0) {
+    if (r == 0 && is_heir) {
+        for (int i = 0; r == 0 && i < act.n; i++) {
+            r = up_server_listen_fd(s, act.fd[i]);
+        }
+    } else if (r == 0) {
         r = up_cli_listen_all(s, cli, &act);
     } else {
         char first[64];
@@ -128,6 +205,7 @@ static int serve(const struct up_cli *cli)
         up_log(UP_LOG_INFO, "stopped (exit %d)", code);
     }
     up_server_free(s);
+    free(up_argv);
     return code;
 }
 
@@ -162,11 +240,13 @@ int main(int argc, char **argv)
         code = command(&cli, cli.json ? "status json" : "status");
     } else if (cli.cmd == UP_CLI_STOP) {
         code = command(&cli, "stop");
+    } else if (cli.cmd == UP_CLI_UPGRADE) {
+        code = command(&cli, "upgrade");
     } else {
         char title[64];
         snprintf(title, sizeof(title), "%s master", cli.title);
         up_title_set(title);
-        code = serve(&cli);
+        code = serve(&cli, argc, args);
     }
     if (r == 0) {
         up_cli_free(&cli);

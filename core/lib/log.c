@@ -56,7 +56,9 @@ static struct {
     size_t off, len;
     uint64_t dropped;    /* since start */
     uint64_t unreported; /* dropped since the last notice */
-} up_log_q = {.fd = STDERR_FILENO};
+    bool replaced;       /* stderr replaced while op waited on the old one */
+    int stale_fd;        /* ... and its private fd, closed once op is done */
+} up_log_q = {.fd = STDERR_FILENO, .stale_fd = -1};
 
 static const char *level_name(enum up_log_level level)
 {
@@ -334,6 +336,18 @@ static void on_writable(struct up_loop *loop, struct up_op *op, int res, uint32_
 {
     (void)loop;
     (void)flags;
+    if (up_log_q.replaced) {
+        /* stderr was replaced while this waited on the old one: what
+         * waits goes to the new one now. */
+        up_log_q.replaced = false;
+        if (up_log_q.stale_fd >= 0) {
+            up_log_q.stale_fd = up_loop_close(loop, up_log_q.stale_fd);
+        }
+        if (up_log_q.loop != NULL) {
+            flush();
+        }
+        return;
+    }
     if (op->canceling || up_log_q.loop == NULL) {
         return; /* up_log_async_end() */
     }
@@ -347,6 +361,25 @@ static void on_retry(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     (void)t;
+    flush();
+}
+
+void up_log_stderr_changed(void)
+{
+    if (!up_log_q.async) {
+        return;
+    }
+    int old = up_log_q.sink == SINK_PRIVATE ? up_log_q.fd : -1;
+    if (up_log_q.loop != NULL && up_log_q.op.busy) {
+        /* Its poll is on the old fd: that fd goes once the op is done. */
+        up_loop_cancel(up_log_q.loop, &up_log_q.op);
+        up_log_q.stale_fd = old;
+        up_log_q.replaced = true;
+    } else if (old >= 0) {
+        close(old);
+    }
+    up_log_q.poll_failed = false;
+    choose_sink();
     flush();
 }
 

@@ -66,6 +66,10 @@ int up_log_async(struct up_loop *loop);
  * and the private fd stay until the process exits. No-op if not async. */
 void up_log_async_end(void);
 
+/* fd 2 was replaced (dup2) with another file: write there from now on (a
+ * master taking over from the one it upgrades gets that one's stderr). */
+void up_log_stderr_changed(void);
+
 /* Lines dropped since start because stderr was not writable (or broken). */
 uint64_t up_log_lines_dropped(void);
 

@@ -217,6 +217,20 @@ int up_asrv_open_take(struct up_loop *loop, int lfd, bool same_uid, up_asrv_comp
     return 0;
 }
 
+int up_asrv_fd(const struct up_asrv *s)
+{
+    return s->fd;
+}
+
+void up_asrv_accepting(struct up_asrv *s, bool on)
+{
+    if (on) {
+        up_acceptor_resume(&s->acceptor);
+    } else {
+        up_acceptor_pause(&s->acceptor);
+    }
+}
+
 void up_asrv_close(struct up_asrv *s)
 {
     if (s == NULL) {

@@ -46,6 +46,12 @@ int up_asrv_open_take(struct up_loop *loop, int lfd, bool same_uid, up_asrv_comp
  * then the connection closes. 0, or -ENOENT when that client is gone. */
 int up_asrv_reply(struct up_asrv *s, uint64_t id, const char *text, size_t len);
 
+/* The listening socket (still owned here), to pass to a new master. */
+int up_asrv_fd(const struct up_asrv *s);
+
+/* Stop taking new clients, or take them again; those connected go on. */
+void up_asrv_accepting(struct up_asrv *s, bool on);
+
 /* End every client and close the socket (running the loop until their ops
  * are done). NULL is fine. */
 void up_asrv_close(struct up_asrv *s);

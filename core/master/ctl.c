@@ -19,6 +19,7 @@ struct up_ctl {
     void *ctx;
     struct up_asrv *srv;
     char path[108];
+    bool handed; /* a new master serves the path: leave the file */
 };
 
 static bool line_complete(const char *buf, size_t len)
@@ -42,8 +43,14 @@ static size_t run_command(void *ctx, uint64_t id, char *buf, size_t len, size_t 
     if (strcmp(cmd, "stop") == 0) {
         return ctl->cbs->stop(ctl->ctx, buf, cap);
     }
-    int n = snprintf(
-        buf, cap, "error: unknown command '%s' (use reload [wait], status [json] or stop)\n", cmd);
+    if (strcmp(cmd, "upgrade") == 0) {
+        size_t n = ctl->cbs->upgrade(ctl->ctx, id, buf, cap);
+        return n == UP_CTL_LATER ? UP_ASRV_LATER : n;
+    }
+    int n = snprintf(buf, cap,
+                     "error: unknown command '%s' (use reload [wait], status [json], stop or "
+                     "upgrade)\n",
+                     cmd);
     return n > 0 ? (size_t)n : 0;
 }
 
@@ -313,13 +320,48 @@ int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
     return 0;
 }
 
+int up_ctl_open_fd(struct up_loop *loop, const char *path, int fd, const struct up_ctl_cbs *cbs,
+                   void *ctx, struct up_ctl **ret)
+{
+    struct up_ctl *ctl = calloc(1, sizeof(*ctl));
+    if (ctl == NULL) {
+        up_close(fd);
+        return -ENOMEM;
+    }
+    ctl->cbs = cbs;
+    ctl->ctx = ctx;
+    snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+    (void)up_fd_set_nonblock(fd, 1);
+    int r = up_asrv_open_take(loop, fd, true, line_complete, run_command, ctl, &ctl->srv);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "control socket %s: %s", path, strerror(-r));
+        free(ctl);
+        return r;
+    }
+    *ret = ctl;
+    return 0;
+}
+
+int up_ctl_fd(const struct up_ctl *ctl)
+{
+    return up_asrv_fd(ctl->srv);
+}
+
+void up_ctl_hand_over(struct up_ctl *ctl, bool handed)
+{
+    ctl->handed = handed;
+    up_asrv_accepting(ctl->srv, !handed);
+}
+
 void up_ctl_close(struct up_ctl *ctl)
 {
     if (ctl == NULL) {
         return;
     }
     up_asrv_close(ctl->srv);
-    unlink(ctl->path);
+    if (!ctl->handed) {
+        unlink(ctl->path);
+    }
     free(ctl);
 }
 

@@ -10,6 +10,9 @@
  *   status        the status report; "status json" the same as one JSON
  *                 object
  *   stop          stop gracefully
+ *   upgrade       start the up-run binary this master was started as, as a
+ *                 new master taking over every socket; answered once it
+ *                 serves (or failed, and why)
  * The master checks the peer's credentials: only
  * its own user (or root) may command it; the client checks the master's the
  * same way and prints nothing of an answer from anyone else.
@@ -68,6 +71,7 @@ struct up_ctl_cbs {
     size_t (*reload)(void *ctx, uint64_t id, bool wait, char *buf, size_t cap);
     size_t (*status)(void *ctx, bool json, char *buf, size_t cap);
     size_t (*stop)(void *ctx, char *buf, size_t cap);
+    size_t (*upgrade)(void *ctx, uint64_t id, char *buf, size_t cap);
 };
 
 /* Open the control socket at path. Returns 0 with *ret set, or -errno
@@ -77,6 +81,18 @@ struct up_ctl_cbs {
  * socket is at the path. */
 int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
                 const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret);
+
+/* Serve on fd, a control socket an old master bound at path and passed on
+ * (taken). 0, or -errno. */
+int up_ctl_open_fd(struct up_loop *loop, const char *path, int fd, const struct up_ctl_cbs *cbs,
+                   void *ctx, struct up_ctl **ret);
+
+/* The listening socket (still owned here), for a new master. */
+int up_ctl_fd(const struct up_ctl *ctl);
+
+/* A new master serves the path now (handed true): take no new client, and
+ * leave the socket file to it when closed; false takes it back. */
+void up_ctl_hand_over(struct up_ctl *ctl, bool handed);
 
 /* The deferred answer to the command id. 0, or -ENOENT when its client
  * is gone (it gave up waiting). */

@@ -28,6 +28,7 @@
 #define STABLE_MS 10000
 
 static const struct up_mworker_cbs worker_cbs;
+static int start_gen(struct up_gens *gs, bool heir);
 
 const char *up_gen_state_name(enum up_gen_state s)
 {
@@ -147,7 +148,7 @@ static void gen_free(struct up_gen *g)
     }
     up_timer_stop(gs->loop, &g->ready_timer);
     up_timer_stop(gs->loop, &g->respawn_timer);
-    up_kind_release(gs->opts->spawn.kind, g->app);
+    up_kind_release(g->heir ? UP_KIND_HEIR : gs->opts->spawn.kind, g->app);
     up_log(UP_LOG_DEBUG, "generation %u gone", g->id);
     free(g);
 }
@@ -173,7 +174,7 @@ static unsigned free_index(const struct up_gen *g)
 static bool add_worker(struct up_gen *g, bool respawned)
 {
     struct up_gens *gs = g->set;
-    struct up_kind_params p = gs->opts->spawn;
+    struct up_kind_params p = g->heir ? gs->heir_spawn : gs->opts->spawn;
     p.app = g->app;
     p.gen_id = g->id;
     p.index = free_index(g);
@@ -361,7 +362,18 @@ static void activate(struct up_gen *g)
     set_state(g, UP_GEN_ACTIVE);
     up_timer_stop(gs->loop, &g->ready_timer);
     gs->active = g;
-    if (old != NULL) {
+    if (g->heir) {
+        /* Every connection goes on to the new master: the idle ones too,
+         * now, from every generation still draining. */
+        up_log(UP_LOG_INFO, "the new master took over; every generation here drains");
+        struct up_list *p, *t;
+        for_each_gen(p, t, gs)
+        {
+            if (GEN(p) != g && GEN(p)->state != UP_GEN_FAILED) {
+                want_drain(GEN(p), UP_DRAIN_F_MIGRATE_IDLE);
+            }
+        }
+    } else if (old != NULL) {
         up_log(UP_LOG_INFO, "generation %u serving; generation %u draining", g->id, old->id);
         want_drain(old, gs->opts->migrate_idle ? UP_DRAIN_F_MIGRATE_IDLE : 0);
     } else {
@@ -486,7 +498,7 @@ static void on_worker_draining(struct up_mworker *w)
     struct up_gen *g = gen_of(w);
     struct up_gens *gs = g->set;
     w->want_drain = true;
-    if (g->state == UP_GEN_ACTIVE && !gs->stopping && gs->opts->respawn) {
+    if (g->state == UP_GEN_ACTIVE && !gs->stopping && gs->opts->respawn && !g->heir) {
         schedule_respawn(g, w, "drains on its own");
     }
     up_gens_reconcile(gs);
@@ -543,7 +555,7 @@ static void on_worker_gone(struct up_mworker *w)
     if (g->state == UP_GEN_STARTING && !gs->stopping) {
         gen_fail(g, why); /* logs the tail: w is still on the list */
     } else if (g->state == UP_GEN_ACTIVE && !gs->stopping && w->left_as != UP_MW_DRAINING &&
-               gs->opts->respawn) {
+               gs->opts->respawn && !g->heir) {
         /* Not one that drained: the one that left on its own was replaced
          * when it said so (on_worker_draining), and is not again now. */
         char how[64];
@@ -552,9 +564,21 @@ static void on_worker_gone(struct up_mworker *w)
                  WIFSIGNALED(w->status) ? WTERMSIG(w->status) : WEXITSTATUS(w->status));
         schedule_respawn(g, w, how);
     }
+    pid_t pid = w->pid_was;
     up_list_remove(&w->gen_link);
     g->nworkers--;
     up_mworker_free(w);
+    if (g->heir && g->state == UP_GEN_ACTIVE && !gs->stopping) {
+        /* The new master died after it took over: nothing serves here
+         * until the owner starts a generation again. */
+        up_log(UP_LOG_ERR, "the new master pid=%d is gone after it took over", (int)pid);
+        want_drain(g, 0);
+        gen_free(g);
+        gs->cbs->heir_lost(gs, pid);
+        up_gens_reconcile(gs);
+        gs->cbs->changed(gs);
+        return;
+    }
     /* A generation with no worker left is done if it is not serving, or
      * if the master is stopping (a starting one is abandoned then). */
     if (g->nworkers == 0 && g->respawn_due == 0 &&
@@ -639,18 +663,6 @@ bool up_gens_notice(struct up_gens *gs, const struct up_notice *n, bool descenda
 
 /* ---- reload and stop ---- */
 
-/* g could not even start (no worker runs): report it and free it. Off
- * the list first: what failed() and none() make the owner do (stop the
- * set, which frees every empty generation on it) must not free it too. */
-static void fail_unstarted(struct up_gen *g, const char *why)
-{
-    struct up_gens *gs = g->set;
-    up_list_remove(&g->link);
-    gen_fail(g, why);
-    gen_free(g);
-    up_gens_reconcile(gs);
-}
-
 int up_gens_reload(struct up_gens *gs, const char *why)
 {
     if (gs->stopping) {
@@ -667,12 +679,65 @@ int up_gens_reload(struct up_gens *gs, const char *why)
     }
     gs->reload_pending = false;
     up_log(UP_LOG_INFO, "%s: reloading", why);
+    return start_gen(gs, false);
+}
+
+int up_gens_upgrade(struct up_gens *gs, const struct up_kind_params *heir)
+{
+    if (gs->stopping) {
+        return -ECANCELED;
+    }
+    gs->heir_spawn = *heir;
+    return start_gen(gs, true);
+}
+
+struct up_mworker *up_gens_heir(const struct up_gens *gs)
+{
+    const struct up_list *p;
+    for (p = gs->list.next; p != &gs->list; p = p->next) {
+        const struct up_gen *g = GEN(p);
+        if (g->heir && g->nworkers > 0 &&
+            (g->state == UP_GEN_STARTING || g->state == UP_GEN_ACTIVE)) {
+            return WORKER(g->workers.next);
+        }
+    }
+    return NULL;
+}
+
+void up_gens_let_go(struct up_gens *gs)
+{
+    struct up_mworker *w = up_gens_heir(gs);
+    gs->stopping = true;
+    gs->reload_pending = false;
+    if (w != NULL) {
+        up_mworker_let_go(w); /* gone, and its generation freed, once its channel ends */
+    }
+}
+
+/* g could not even start (no worker runs): report it and free it. Off
+ * the list first: what failed() and none() make the owner do (stop the
+ * set, which frees every empty generation on it) must not free it too. */
+static void fail_unstarted(struct up_gen *g, const char *why)
+{
+    struct up_gens *gs = g->set;
+    up_list_remove(&g->link);
+    gen_fail(g, why);
+    gen_free(g);
+    up_gens_reconcile(gs);
+}
+
+/* Start generation next_id + 1: the app's workers, or the heir. */
+static int start_gen(struct up_gens *gs, bool heir)
+{
+    const struct up_kind_params *spawn = heir ? &gs->heir_spawn : &gs->opts->spawn;
+    long want = heir ? 1 : gs->opts->workers;
     struct up_gen *g = calloc(1, sizeof(*g));
     if (g == NULL) {
         up_log(UP_LOG_ERR, "reload failed: out of memory");
         return -ENOMEM;
     }
     g->set = gs;
+    g->heir = heir;
     g->id = ++gs->next_id;
     g->want = UP_GEN_WANT_SERVE;
     g->started_at = up_loop_now(gs->loop);
@@ -690,14 +755,18 @@ int up_gens_reload(struct up_gens *gs, const char *why)
     up_list_push_front(&gs->list, &g->link);
     gs->stats.reloads++;
     char reason[600];
-    int r = up_kind_prepare(&gs->opts->spawn, g->id, gs->opts->snap_dir, g->app, sizeof(g->app),
-                            reason, sizeof(reason));
+    int r = up_kind_prepare(spawn, g->id, gs->opts->snap_dir, g->app, sizeof(g->app), reason,
+                            sizeof(reason));
     if (r < 0) {
         fail_unstarted(g, reason);
         return r;
     }
-    up_log(UP_LOG_INFO, "starting generation %u: %ld workers", g->id, gs->opts->workers);
-    for (long i = 0; i < gs->opts->workers; i++) {
+    if (heir) {
+        up_log(UP_LOG_INFO, "starting generation %u: a new master, %s", g->id, g->app);
+    } else {
+        up_log(UP_LOG_INFO, "starting generation %u: %ld workers", g->id, want);
+    }
+    for (long i = 0; i < want; i++) {
         (void)add_worker(g, false);
     }
     if (g->nworkers == 0) {
@@ -706,7 +775,7 @@ int up_gens_reload(struct up_gens *gs, const char *why)
     }
     /* Some could not start (fork failing, no fds): the rest serve, and the
      * missing ones are retried once the generation is active. */
-    g->respawn_due = (unsigned)gs->opts->workers - g->nworkers;
+    g->respawn_due = (unsigned)want - g->nworkers;
     up_timer_start(gs->loop, &g->ready_timer, gs->opts->ready_timeout_ms);
     up_gens_reconcile(gs);
     return 0;

@@ -29,6 +29,13 @@
  * row); one that cannot be started (fork failing, no fds) is retried with
  * the same back-off for as long as it takes.
  *
+ * Upgrade: a generation may instead be one heir, a new master (kind.h:
+ * HEIR) with its own workers. It becomes active when it says READY, as any
+ * generation does; from then on every connection goes to it, and every
+ * other generation hands its idle connections back at once (to be passed
+ * on). It is never respawned: if it dies once active, heir_lost() tells
+ * the owner, which takes over again.
+ *
  * The set reports upward through its callbacks; it never calls its owner.
  * Never blocks, except the snapshot copy of the app (a short file copy, once
  * per reload).
@@ -71,6 +78,7 @@ struct up_gen {
     uint64_t drain_deadline; /* up_loop_now() ms */
     int kill_sig;            /* WANT_KILL: the signal */
     bool shed;               /* over --max-draining or the budget: idle ones back now */
+    bool heir;               /* one worker, a new master (up_gens_upgrade) */
     char app[512];           /* the snapshot this generation loads */
     struct up_list workers;  /* mworker.gen_link */
     unsigned nworkers;       /* alive (not GONE) */
@@ -106,6 +114,8 @@ struct up_gens_cbs {
     void (*lost)(struct up_gens *gs);
     /* A worker came, went, or its health changed. */
     void (*changed)(struct up_gens *gs);
+    /* The heir died after it took over; no generation serves now. */
+    void (*heir_lost)(struct up_gens *gs, pid_t pid);
 };
 
 struct up_gens_opts {
@@ -136,7 +146,8 @@ struct up_gens {
     struct up_gen *active;
     unsigned next_id;
     bool stopping;
-    bool reload_pending; /* a reload waits for room under the budget */
+    bool reload_pending;              /* a reload waits for room under the budget */
+    struct up_kind_params heir_spawn; /* the heir's (up_gens_upgrade); borrowed strings */
     struct up_gens_stats stats;
 };
 
@@ -147,6 +158,19 @@ void up_gens_init(struct up_gens *gs, struct up_loop *loop, const struct up_gens
  * 1 when it waits for room under the budget (it starts by itself later),
  * or -errno when it could not start (reported as failed() too). */
 int up_gens_reload(struct up_gens *gs, const char *why);
+
+/* Start a heir generation: one worker started as heir says (a HEIR, see
+ * above; heir and what it points to must stay valid while it runs).
+ * Returns 0 when it starts, or -errno (reported as failed() too). */
+int up_gens_upgrade(struct up_gens *gs, const struct up_kind_params *heir);
+
+/* The active heir serves alone now: forget it (its channel closed, never
+ * signalled or waited for; it outlives us) and stop, with nothing left.
+ * Only when no other generation is left. */
+void up_gens_let_go(struct up_gens *gs);
+
+/* The worker of the heir generation (starting or active), or NULL. */
+struct up_mworker *up_gens_heir(const struct up_gens *gs);
 
 /* Stop: graceful, every generation drains within the drain timeout (idle
  * connections closed, not handed back); else every worker gets SIGQUIT. */

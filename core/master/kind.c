@@ -24,6 +24,8 @@ const char *up_kind_name(enum up_kind k)
         return "handoff";
     case UP_KIND_EXEC:
         return "exec";
+    case UP_KIND_HEIR:
+        return "heir";
     }
     return "?";
 }
@@ -40,6 +42,7 @@ bool up_kind_own_group(enum up_kind k)
 
 int up_kind_quit_signal(enum up_kind k)
 {
+    /* A heir is a master: SIGQUIT stops it and its workers at once. */
     return k == UP_KIND_EXEC ? SIGTERM : SIGQUIT;
 }
 
@@ -132,6 +135,7 @@ int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char 
         return r;
     case UP_KIND_HANDOFF:
     case UP_KIND_EXEC:
+    case UP_KIND_HEIR:
         /* Checked again at each reload: a deploy may have replaced it. */
         r = runnable(p->app);
         if (r < 0) {
@@ -232,6 +236,37 @@ static void exec_env(const struct up_kind_params *p, struct up_kind_plan *plan, 
     }
 }
 
+/* HEIR: the new up-run itself with this master's arguments, the channel at
+ * fd 3, the sockets it takes over from fd 4, and this master's stdout (it
+ * outlives this master: its own log goes to this master's stderr, passed
+ * too, once it takes over; until then to out, for a failure report). */
+static int plan_heir(const struct up_kind_params *p, int chan, struct up_kind_plan *plan, int e)
+{
+    struct up_child_plan *c = &plan->child;
+    c->fds[STDOUT_FILENO] = -1;
+    c->fds[3] = chan;
+    int n = p->nlisten < UP_KIND_MAX_HEIR_FDS ? p->nlisten : UP_KIND_MAX_HEIR_FDS;
+    if (4 + n > UP_CHILD_MAX_FDS) {
+        return -E2BIG;
+    }
+    for (int i = 0; i < n; i++) {
+        c->fds[4 + i] = p->listen_fds[i];
+    }
+    c->nfds = 4 + n;
+    env(plan, &e, "UP_HEIR_FDS", p->heir_names != NULL ? p->heir_names : "");
+    if (p->notify_path != NULL) {
+        env(plan, &e, "NOTIFY_SOCKET", p->notify_path);
+    }
+    int a = 0;
+    bool ok = arg(plan, &a, p->app);
+    for (int i = 0; ok && i < p->app_argc; i++) {
+        ok = arg(plan, &a, p->app_argv[i]);
+    }
+    plan->argv[a] = NULL;
+    c->path = p->app;
+    return ok ? 0 : -E2BIG;
+}
+
 int up_kind_plan(const struct up_kind_params *p, int chan, int out, struct up_kind_plan *plan)
 {
     memset(plan, 0, sizeof(*plan));
@@ -256,6 +291,9 @@ int up_kind_plan(const struct up_kind_params *p, int chan, int out, struct up_ki
     int e = 0;
     env(plan, &e, "UP_GENERATION", gen);
     env(plan, &e, "UP_WORKER", idx);
+    if (p->kind == UP_KIND_HEIR) {
+        return plan_heir(p, chan, plan, e);
+    }
     if (p->kind == UP_KIND_HANDOFF) {
         c->fds[3] = chan;
     } else {

@@ -17,6 +17,14 @@
  *            LISTEN_FDNAMES) and accepts on them itself; it is ready when
  *            it says READY=1 on NOTIFY_SOCKET (or after a delay); it drains
  *            on a signal, and is killed at the drain deadline.
+ *   HEIR     a new up-run replacing this master (`up-run upgrade`): the
+ *            channel at fd 3 as for HANDOFF, and from fd 4 the sockets it
+ *            takes over (the listeners, the control and metrics sockets,
+ *            this master's stderr), named by UP_HEIR_FDS. It is READY when
+ *            its own first generation serves; then every connection this
+ *            master still routes goes to it as a CONN. It starts directly
+ *            (no up-exec: no parent-death signal, it outlives this master)
+ *            in a process group of its own, with this master's stdout.
  *
  * HANDOFF and EXEC workers run in a process group of their own: a server
  * that forks its own workers is killed whole, and a Ctrl-C on the
@@ -41,6 +49,7 @@ enum up_kind {
     UP_KIND_APP,     /* up-worker with an app .so */
     UP_KIND_HANDOFF, /* a command speaking the channel protocol on fd 3 */
     UP_KIND_EXEC,    /* a command serving the listeners itself */
+    UP_KIND_HEIR,    /* a new up-run taking this master's place */
 };
 
 /* How a worker says it is ready. */
@@ -52,6 +61,8 @@ enum up_ready_by {
 
 /* Listeners an EXEC worker may get. */
 #define UP_KIND_MAX_LISTEN 16
+/* Sockets a HEIR may get (fd 4 on; see child.h's limit). */
+#define UP_KIND_MAX_HEIR_FDS 16
 
 /* What a worker is started with. Strings and arrays are borrowed. */
 struct up_kind_params {
@@ -69,13 +80,16 @@ struct up_kind_params {
      * as written, argv[0] included (app is where it was found). */
     char *const *app_argv;
     int app_argc;
-    /* EXEC */
-    const int *listen_fds; /* the master's listeners, in order (borrowed) */
+    /* EXEC: the master's listeners, in order; HEIR: the fds it takes over,
+     * heir_names naming them ("listen,listen,control,stderr"). Borrowed. */
+    const int *listen_fds;
     int nlisten;
+    const char *heir_names;
     int port;                  /* PORT for it, 0: none (no TCP listener) */
     enum up_ready_by ready;    /* how it says it is ready */
     uint64_t ready_after_ms;   /* UP_READY_AFTER */
-    const char *notify_path;   /* UP_READY_NOTIFY: the master's socket */
+    const char *notify_path;   /* UP_READY_NOTIFY: the master's socket; HEIR:
+                                * the master's own NOTIFY_SOCKET, or NULL */
     int stop_signal;           /* what makes it drain */
     unsigned long long nofile; /* HANDOFF, EXEC: its soft fd limit; 0: the master's */
 };
@@ -85,7 +99,7 @@ struct up_kind_plan {
     struct up_child_plan child;
     const char *argv[160];
     char num[4][24];
-    char env[UP_CHILD_MAX_ENV][160];
+    char env[UP_CHILD_MAX_ENV][256];
 };
 
 const char *up_kind_name(enum up_kind k);
@@ -102,8 +116,8 @@ bool up_kind_own_group(enum up_kind k);
 int up_kind_quit_signal(enum up_kind k);
 
 /* Before generation gen_id starts: APP copies p->app into dir (written
- * into ret_path); HANDOFF and EXEC check that the command (p->app, an
- * absolute path) may be run, and name it in ret_path. Returns 0, or -errno
+ * into ret_path); HANDOFF, EXEC and HEIR check that the command (p->app,
+ * an absolute path) may be run, and name it in ret_path. Returns 0, or -errno
  * with why (cap bytes) saying what failed. APP may block: a short file copy,
  * once per reload. */
 int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char *dir,

@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include "asrv.h"
+#include "fd.h"
 #include "listen.h"
 #include "log.h"
 #include "strbuf.h"
@@ -137,6 +138,37 @@ int up_metrics_open(struct up_loop *loop, const char *addr, const struct up_metr
     up_log(UP_LOG_INFO, "metrics on http://%s/metrics", a.text);
     *ret = mt;
     return 0;
+}
+
+int up_metrics_open_fd(struct up_loop *loop, int fd, const struct up_metrics_cbs *cbs, void *ctx,
+                       struct up_metrics **ret)
+{
+    struct up_metrics *mt = calloc(1, sizeof(*mt));
+    if (mt == NULL) {
+        up_close(fd);
+        return -ENOMEM;
+    }
+    mt->cbs = cbs;
+    mt->ctx = ctx;
+    (void)up_fd_set_nonblock(fd, 1);
+    int r = up_asrv_open_take(loop, fd, false, head_complete, answer, mt, &mt->srv);
+    if (r < 0) {
+        up_log(UP_LOG_ERR, "--metrics: %s", strerror(-r));
+        free(mt);
+        return r;
+    }
+    *ret = mt;
+    return 0;
+}
+
+int up_metrics_fd(const struct up_metrics *mt)
+{
+    return up_asrv_fd(mt->srv);
+}
+
+void up_metrics_accepting(struct up_metrics *mt, bool on)
+{
+    up_asrv_accepting(mt->srv, on);
 }
 
 void up_metrics_close(struct up_metrics *mt)

@@ -8,6 +8,7 @@
 #ifndef UP_METRICS_H
 #define UP_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "hist.h"
@@ -40,6 +41,17 @@ int up_metrics_open(struct up_loop *loop, const char *addr, const struct up_metr
 
 /* Stop serving and free it (running the loop until its ops are done). NULL
  * is fine. */
+/* Serve on fd, a metrics socket an old master passed on (taken). */
+int up_metrics_open_fd(struct up_loop *loop, int fd, const struct up_metrics_cbs *cbs, void *ctx,
+                       struct up_metrics **ret);
+
+/* The listening socket (still owned here), for a new master. */
+int up_metrics_fd(const struct up_metrics *mt);
+
+/* Stop taking new clients (a new master serves the port), or take them
+ * again. */
+void up_metrics_accepting(struct up_metrics *mt, bool on);
+
 void up_metrics_close(struct up_metrics *mt);
 
 /* The text format of n samples into buf. Returns its length, or 0 when it

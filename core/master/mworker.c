@@ -593,6 +593,21 @@ void up_mworker_reaped(struct up_mworker *w, int status)
     maybe_gone(w);
 }
 
+void up_mworker_let_go(struct up_mworker *w)
+{
+    if (w->pid == 0) {
+        return;
+    }
+    w->pid = 0; /* as if reaped, but nothing of its group is killed */
+    w->status = 0;
+    shutdown(w->chan, SHUT_RDWR); /* the receive in flight ends: EOF */
+    up_timer_start(w->loop, &w->kill_timer, REAPED_CHAN_MS);
+    if (w->err_op.busy) {
+        up_loop_cancel(w->loop, &w->err_op);
+    }
+    maybe_gone(w);
+}
+
 static void on_kill_timer(struct up_loop *loop, struct up_timer *t)
 {
     struct up_mworker *w = up_container_of(t, struct up_mworker, kill_timer);

@@ -150,6 +150,10 @@ struct up_mworker {
     struct up_timer kill_timer; /* past the drain deadline; the reaped channel's guard */
 };
 
+/* A heir that serves alone now: never signal or wait for it again (it
+ * outlives us); its channel is shut, and once it has ended, gone(). */
+void up_mworker_let_go(struct up_mworker *w);
+
 /* Start a worker. Returns it, or NULL with *ret_err (-errno: fork or exec
  * failed, no fds) and nothing left behind. */
 struct up_mworker *up_mworker_spawn(struct up_loop *loop, const struct up_kind_params *p,

@@ -88,8 +88,14 @@ static int open_tmp(const char *tmp)
 
 int up_pidfile_write(const char *path, pid_t *ret_owner)
 {
+    return up_pidfile_take_over(path, 0, ret_owner);
+}
+
+int up_pidfile_take_over(const char *path, pid_t from, pid_t *ret_owner)
+{
     pid_t self = getpid(), owner = 0;
-    if (up_pidfile_read(path, &owner) == 0 && owner != self && up_pidfile_is_master(owner)) {
+    if (up_pidfile_read(path, &owner) == 0 && owner != self && (from == 0 || owner != from) &&
+        up_pidfile_is_master(owner)) {
         *ret_owner = owner;
         return -EBUSY;
     }

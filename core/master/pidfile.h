@@ -26,6 +26,10 @@
  * pid, and the file is left as it is); or -errno. */
 int up_pidfile_write(const char *path, pid_t *ret_owner);
 
+/* The same, for a master taking the place of master from (an upgrade):
+ * a file naming from is replaced too. */
+int up_pidfile_take_over(const char *path, pid_t from, pid_t *ret_owner);
+
 /* Remove path if it still names this process. Returns 0 when removed,
  * -ESRCH when it names another pid (left in place), or -errno (-ENOENT:
  * already gone). */

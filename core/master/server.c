@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "fd.h"
 #include "gen.h"
+#include "heir.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -31,6 +32,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -141,9 +143,27 @@ struct up_server {
     struct waiter waiters[MAX_WAITERS];
     int nwaiters;
     struct up_hist reload_hist; /* a reload's request to its generation serving */
+
+    /* Upgrade, the old master's side: the heir started (its fds and their
+     * names, borrowed by gens while it runs), and whether it took over. */
+    struct up_kind_params heir_spawn;
+    int heir_fds[UP_KIND_MAX_HEIR_FDS];
+    char heir_names[256];
+    bool handed_over;
+    pid_t heir_pid;
+    char upgrade_error[600]; /* why the last upgrade failed */
+    /* Upgrade, the new master's side: what the old one passed, the
+     * channel to it, and whether we took over yet. */
+    struct up_heir_fds heir_in;
+    bool is_heir;
+    struct up_heir *heir;
+    bool took_over;
 };
 
+static const struct up_ctl_cbs ctl_cbs;
+static const struct up_metrics_cbs metrics_cbs;
 static void server_stop(struct up_server *s, bool graceful);
+static int server_reload(struct up_server *s, const char *why);
 static void check_done(struct up_server *s);
 static void check_health(struct up_server *s);
 static const char *health(const struct up_server *s);
@@ -199,6 +219,13 @@ static void on_shed_timer(struct up_loop *loop, struct up_timer *t)
     }
 }
 
+/* Whether this master accepts at all: not once a new one took over, nor,
+ * in a new one, before it does. */
+static bool accepting(const struct up_server *s)
+{
+    return !s->handed_over && (!s->is_heir || s->took_over);
+}
+
 /* A pending connection went: room for hand-backs and new connections. */
 static void room_again(struct up_server *s)
 {
@@ -206,7 +233,7 @@ static void room_again(struct up_server *s)
         up_gens_resume_rx(&s->gens); /* hand-backs waiting in draining workers' channels */
     }
     if (!s->accept_paused || s->pendings.n > s->pendings.max_pending * 3 / 4 ||
-        s->state == SERVER_STOPPING) {
+        s->state == SERVER_STOPPING || !accepting(s)) {
         return;
     }
     s->accept_paused = false;
@@ -360,25 +387,41 @@ static void outcome_text(struct up_server *s, const struct up_gen *g, bool ok, c
 {
     struct up_strbuf out = up_strbuf_on(buf, cap);
     uint64_t ms = up_loop_now(s->loop) - s->reload_at;
-    if (ok) {
+    if (g->heir) {
+        if (ok) {
+            up_strbuf_printf(&out, "upgraded: master pid=%d serving (took over in %llu ms)\n",
+                             (int)s->heir_pid, (unsigned long long)ms);
+            return;
+        }
+        up_strbuf_printf(&out, "error: upgrade failed: %s\n", g->fail_reason);
+    } else if (ok) {
         unsigned draining = up_gens_count_workers(&s->gens) - g->nworkers;
         up_strbuf_printf(&out, "generation %u serving (ready in %llu ms; %u worker%s draining)\n",
                          g->id, (unsigned long long)ms, draining, draining == 1 ? "" : "s");
         return;
+    } else {
+        up_strbuf_printf(&out, "error: reload failed: generation %u: %s\n", g->id, g->fail_reason);
     }
-    up_strbuf_printf(&out, "error: reload failed: generation %u: %s\n", g->id, g->fail_reason);
     size_t len = 0;
     const char *tail = up_gen_tail(g, &len);
     if (len > 0) {
         up_strbuf_printf(&out, "its last output:\n%.*s%s", (int)len, tail,
                          tail[len - 1] == '\n' ? "" : "\n");
     }
-    up_strbuf_printf(&out, "generation %u keeps serving\n",
+    up_strbuf_printf(&out, "%sgeneration %u keeps serving\n", g->heir ? "this master and its " : "",
                      s->gens.active != NULL ? s->gens.active->id : 0);
 }
 
 static void reload_outcome(struct up_server *s, const struct up_gen *g, bool ok)
 {
+    if (g->heir) {
+        if (s->nwaiters > 0) {
+            char text[4096];
+            outcome_text(s, g, ok, text, sizeof(text));
+            answer_waiters(s, g->id, text);
+        }
+        return;
+    }
     if (ok && g->id >= s->reload_gen) {
         up_hist_observe(&s->reload_hist, (double)(up_hist_now_us() - s->reload_us) / 1e6);
     }
@@ -401,10 +444,84 @@ static void reload_outcome(struct up_server *s, const struct up_gen *g, bool ok)
     s->opts.on_reload(s->opts.ctx, &o);
 }
 
+/* Upgrade, the old master: the heir serves. Everything new goes to it
+ * from now on: it accepts on the listeners, answers the control socket
+ * and the metrics; we route what we still hold to it and exit once our
+ * own workers are gone (check_done). systemd follows the new main pid. */
+static void hand_over(struct up_server *s, struct up_gen *g)
+{
+    struct up_mworker *w = up_gens_heir(&s->gens);
+    s->heir_pid = w != NULL ? w->pid : 0;
+    s->handed_over = true;
+    for (int i = 0; i < s->nlisteners; i++) {
+        up_acceptor_pause(&s->listeners[i].acceptor);
+    }
+    if (s->ctl != NULL) {
+        up_ctl_hand_over(s->ctl, true);
+    }
+    if (s->metrics != NULL) {
+        up_metrics_accepting(s->metrics, false);
+    }
+    if (s->watch != NULL) {
+        up_watch_stop(s->watch);
+    }
+    char status[128];
+    snprintf(status, sizeof(status), "MAINPID=%d\nREADY=1\nSTATUS=handed over to pid %d",
+             (int)s->heir_pid, (int)s->heir_pid);
+    up_notify(status);
+    up_log(UP_LOG_INFO, "upgrade: the new master pid=%d serves; passing on what is left here",
+           (int)s->heir_pid);
+    reload_outcome(s, g, true);
+    up_router_kick(&s->router);
+    check_done(s);
+}
+
+/* Upgrade, the new master: our first generation serves, so we take over:
+ * the sockets the old master passed, the pidfile, our stderr, and then
+ * READY to it (after which it stops accepting). */
+static void take_over(struct up_server *s)
+{
+    const struct up_server_opts *o = &s->opts;
+    s->took_over = true;
+    if (s->heir_in.stderr_fd >= 0) {
+        (void)dup2(s->heir_in.stderr_fd, STDERR_FILENO);
+        s->heir_in.stderr_fd = up_close(s->heir_in.stderr_fd);
+        up_log_stderr_changed();
+    }
+    if (s->heir_in.control >= 0 && o->control != NULL &&
+        up_ctl_open_fd(s->loop, o->control, s->heir_in.control, &ctl_cbs, s, &s->ctl) < 0) {
+        up_log(UP_LOG_ERR, "upgrade: cannot serve the control socket %s", o->control);
+    }
+    s->heir_in.control = -1;
+    if (s->heir_in.metrics >= 0 &&
+        up_metrics_open_fd(s->loop, s->heir_in.metrics, &metrics_cbs, s, &s->metrics) < 0) {
+        up_log(UP_LOG_ERR, "upgrade: cannot serve the metrics");
+    }
+    s->heir_in.metrics = -1;
+    pid_t old = getppid();
+    if (o->pidfile != NULL) {
+        pid_t owner = 0;
+        s->pidfile_written = up_pidfile_take_over(o->pidfile, old, &owner) == 0;
+    }
+    for (int i = 0; i < s->nlisteners && o->kind != UP_WORKERS_EXEC; i++) {
+        (void)up_acceptor_start(&s->listeners[i].acceptor);
+    }
+    int r = s->heir != NULL ? up_heir_ready(s->heir) : -EPIPE;
+    up_log(UP_LOG_INFO, "upgrade: taking over from pid=%d%s%s", (int)old, r < 0 ? ": " : "",
+           r < 0 ? strerror(-r) : "");
+}
+
 static void on_gen_active(struct up_gens *gs, struct up_gen *g, struct up_gen *old)
 {
     (void)old;
     struct up_server *s = gs->ctx;
+    if (g->heir) {
+        hand_over(s, g);
+        return;
+    }
+    if (s->is_heir && !s->took_over) {
+        take_over(s);
+    }
     if (s->state == SERVER_STARTING) {
         s->state = SERVER_RUNNING;
     }
@@ -421,6 +538,15 @@ static void on_gen_active(struct up_gens *gs, struct up_gen *g, struct up_gen *o
 static void on_gen_failed(struct up_gens *gs, struct up_gen *g)
 {
     struct up_server *s = gs->ctx;
+    if (g->heir) {
+        snprintf(s->upgrade_error, sizeof(s->upgrade_error), "%.590s", g->fail_reason);
+        up_log(UP_LOG_ERR, "upgrade failed: %.900s; this master keeps serving", g->fail_reason);
+        char status[512];
+        snprintf(status, sizeof(status), "STATUS=upgrade failed: %.300s", g->fail_reason);
+        up_notify(status);
+        reload_outcome(s, g, false);
+        return;
+    }
     snprintf(s->last_error, sizeof(s->last_error), "generation %u failed to start: %.900s", g->id,
              g->fail_reason);
     if (gs->active != NULL) {
@@ -491,6 +617,33 @@ static void on_gen_changed(struct up_gens *gs)
     check_done(s);
 }
 
+/* The heir died after it took over: serve again, with a new generation of
+ * our own (the old ones drain on; the listeners never closed). */
+static void on_gen_heir_lost(struct up_gens *gs, pid_t pid)
+{
+    struct up_server *s = gs->ctx;
+    s->handed_over = false;
+    if (s->state == SERVER_STOPPING) {
+        return;
+    }
+    up_log(UP_LOG_ERR, "upgrade: the new master pid=%d died; this master (pid=%d) serves again",
+           (int)pid, (int)getpid());
+    char status[96];
+    snprintf(status, sizeof(status), "MAINPID=%d\nSTATUS=the new master died; serving again",
+             (int)getpid());
+    up_notify(status);
+    for (int i = 0; i < s->nlisteners && s->opts.kind != UP_WORKERS_EXEC; i++) {
+        up_acceptor_resume(&s->listeners[i].acceptor);
+    }
+    if (s->ctl != NULL) {
+        up_ctl_hand_over(s->ctl, false);
+    }
+    if (s->metrics != NULL) {
+        up_metrics_accepting(s->metrics, true);
+    }
+    (void)server_reload(s, "the new master died");
+}
+
 static const struct up_gens_cbs gens_cbs = {
     .active = on_gen_active,
     .failed = on_gen_failed,
@@ -501,6 +654,7 @@ static const struct up_gens_cbs gens_cbs = {
     .room = on_gen_room,
     .lost = on_gen_lost,
     .changed = on_gen_changed,
+    .heir_lost = on_gen_heir_lost,
 };
 
 /* ---- reload and stop ---- */
@@ -535,6 +689,12 @@ static void on_stop_deadline(struct up_loop *loop, struct up_timer *t)
 
 static void server_stop(struct up_server *s, bool graceful)
 {
+    if (s->handed_over) {
+        /* A new master serves; stopping here would stop it too. */
+        up_log(UP_LOG_INFO, "handed over to pid=%d: not stopping it, finishing the hand-over",
+               (int)s->heir_pid);
+        return;
+    }
     bool first = s->state != SERVER_STOPPING;
     s->state = SERVER_STOPPING;
     if (first) {
@@ -560,8 +720,23 @@ static void server_stop(struct up_server *s, bool graceful)
     check_done(s);
 }
 
+/* Handed over, and nothing of ours left: no worker but the heir, no
+ * connection not yet taken by it. */
+static bool retired(struct up_server *s)
+{
+    struct up_mworker *w = up_gens_heir(&s->gens);
+    return s->handed_over && s->state != SERVER_STOPPING && w != NULL &&
+           up_gens_count_workers(&s->gens) == 1 && s->pendings.n == 0 && w->nqueued == 0;
+}
+
 static void check_done(struct up_server *s)
 {
+    if (retired(s)) {
+        up_log(UP_LOG_INFO, "upgrade: everything handed over to pid=%d; exiting", (int)s->heir_pid);
+        s->state = SERVER_STOPPING;
+        up_router_stop(&s->router);
+        up_gens_let_go(&s->gens);
+    }
     if (s->state == SERVER_STOPPING && up_gens_empty(&s->gens) && s->pendings.n == 0) {
         up_loop_stop(s->loop);
     }
@@ -818,10 +993,91 @@ static size_t ctl_stop(void *ctx, char *buf, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* The heir's parameters: the program and its arguments, the sockets it
+ * takes over (listeners, control, metrics, our stderr), our NOTIFY_SOCKET. */
+static int heir_params(struct up_server *s)
+{
+    struct up_strbuf names = up_strbuf_on(s->heir_names, sizeof(s->heir_names));
+    int n = 0;
+    for (int i = 0; i < s->nlisteners && n < UP_KIND_MAX_HEIR_FDS; i++) {
+        s->heir_fds[n++] = s->listeners[i].fd;
+        up_strbuf_printf(&names, "%slisten", n > 1 ? "," : "");
+    }
+    int extra[3] = {s->ctl != NULL ? up_ctl_fd(s->ctl) : -1,
+                    s->metrics != NULL ? up_metrics_fd(s->metrics) : -1, STDERR_FILENO};
+    static const char *const extra_names[3] = {"control", "metrics", "stderr"};
+    for (int i = 0; i < 3; i++) {
+        if (extra[i] >= 0 && n < UP_KIND_MAX_HEIR_FDS) {
+            s->heir_fds[n++] = extra[i];
+            up_strbuf_printf(&names, "%s%s", n > 1 ? "," : "", extra_names[i]);
+        }
+    }
+    if (n + 4 > UP_CHILD_MAX_FDS) {
+        return -E2BIG;
+    }
+    int argc = 0;
+    while (s->opts.upgrade_argv[argc] != NULL) {
+        argc++;
+    }
+    s->heir_spawn = (struct up_kind_params){
+        .kind = UP_KIND_HEIR,
+        .bin = s->opts.upgrade_argv[0],
+        .app = s->opts.upgrade_argv[0],
+        .app_argv = s->opts.upgrade_argv + 1,
+        .app_argc = argc - 1,
+        .listen_fds = s->heir_fds,
+        .nlisten = n,
+        .heir_names = s->heir_names,
+        .notify_path = getenv("NOTIFY_SOCKET"),
+        .max_head = s->opts.max_head,
+        .title = s->opts.title,
+    };
+    return 0;
+}
+
+static size_t ctl_upgrade(void *ctx, uint64_t id, char *buf, size_t cap)
+{
+    struct up_server *s = ctx;
+    const char *no =
+        s->state == SERVER_STOPPING    ? "stopping"
+        : s->opts.upgrade_argv == NULL ? "this master was started without a program to upgrade to"
+        : s->is_heir && s->heir != NULL && !s->took_over   ? "still starting"
+        : s->handed_over || up_gens_heir(&s->gens) != NULL ? "an upgrade is under way already"
+        : s->nwaiters == MAX_WAITERS                       ? "too many commands waiting"
+                                                           : NULL;
+    int n;
+    if (no == NULL && heir_params(s) < 0) {
+        no = "too many sockets to pass on";
+    }
+    if (no != NULL) {
+        n = snprintf(buf, cap, "error: upgrade refused: %s\n", no);
+        return n > 0 ? (size_t)n : 0;
+    }
+    unsigned gen = s->gens.next_id + 1;
+    s->waiters[s->nwaiters++] = (struct waiter){.id = id, .gen = gen};
+    s->reload_at = up_loop_now(s->loop);
+    s->upgrade_error[0] = '\0';
+    up_log(UP_LOG_INFO, "upgrade: starting %s", s->opts.upgrade_argv[0]);
+    int r = up_gens_upgrade(&s->gens, &s->heir_spawn);
+    if (r < 0) {
+        /* Failed at once: answered here, as for a reload (ctl_reload). */
+        for (int i = 0; i < s->nwaiters; i++) {
+            if (s->waiters[i].id == id) {
+                s->waiters[i--] = s->waiters[--s->nwaiters];
+            }
+        }
+        n = snprintf(buf, cap, "error: upgrade failed: %s\nthis master keeps serving\n",
+                     s->upgrade_error[0] != '\0' ? s->upgrade_error : strerror(-r));
+        return n > 0 ? (size_t)n : 0;
+    }
+    return UP_CTL_LATER;
+}
+
 static const struct up_ctl_cbs ctl_cbs = {
     .reload = ctl_reload,
     .status = ctl_status,
     .stop = ctl_stop,
+    .upgrade = ctl_upgrade,
 };
 
 static size_t metric_page(void *ctx, char *buf, size_t cap)
@@ -906,6 +1162,37 @@ static void on_notice_dropped(void *ctx, pid_t pid, uid_t uid, const char *why)
 static const struct up_notifyd_cbs notifyd_cbs = {
     .notice = on_notice,
     .dropped = on_notice_dropped,
+};
+
+/* ---- upgrade, the new master: what the old one says ---- */
+
+static void heir_conn(void *ctx, int fd, const char *data, size_t len)
+{
+    struct up_server *s = ctx;
+    /* As a connection our own draining worker handed back: its head is
+     * checked again, then it is routed. */
+    up_pending_handed_back_take(&s->pendings, fd, data, len, 0, 0);
+}
+
+static void heir_stop(void *ctx)
+{
+    server_stop(ctx, true);
+}
+
+static void heir_alone(void *ctx)
+{
+    struct up_server *s = ctx;
+    if (!s->took_over) {
+        /* The old master died before we took over: nobody accepts. */
+        up_log(UP_LOG_WARN, "upgrade: the old master is gone before the hand-over: taking over");
+        take_over(s);
+    }
+}
+
+static const struct up_heir_cbs heir_cbs = {
+    .conn = heir_conn,
+    .stop = heir_stop,
+    .alone = heir_alone,
 };
 
 /* ---- set-up and tear-down ---- */
@@ -1111,6 +1398,12 @@ static int copy_opts(struct up_server *s, const struct up_server_opts *o)
     s->opts.queue_timeout_ms = o->queue_timeout_ms > 0 ? o->queue_timeout_ms : 10 * 1000;
     s->opts.max_head = o->max_head > 0 ? o->max_head : UP_HEAD_MAX_DEFAULT;
     s->opts.title = s->opts.title != NULL ? s->opts.title : "up";
+    s->is_heir = o->heir != NULL;
+    s->heir_in =
+        s->is_heir
+            ? *o->heir
+            : (struct up_heir_fds){.chan = -1, .control = -1, .metrics = -1, .stderr_fd = -1};
+    s->opts.heir = NULL;
     return 0;
 }
 
@@ -1321,7 +1614,15 @@ static int start(struct up_server *s)
         up_log(UP_LOG_ERR, "nothing to listen on");
         return -EINVAL;
     }
-    if (o->control != NULL) {
+    if (s->is_heir) {
+        /* The control and metrics sockets and the pidfile are the old
+         * master's until we take over (take_over()). */
+        int chan = s->heir_in.chan;
+        s->heir_in.chan = -1;
+        if ((r = up_heir_open(s->loop, chan, &heir_cbs, s, &s->heir)) < 0) {
+            return r;
+        }
+    } else if (o->control != NULL) {
         const char *xdg = getenv("XDG_RUNTIME_DIR");
         enum up_ctl_place place = UP_CTL_EXPLICIT;
         if (o->control_private) {
@@ -1333,7 +1634,7 @@ static int start(struct up_server *s)
             return r;
         }
     }
-    if (o->metrics != NULL &&
+    if (o->metrics != NULL && !s->is_heir &&
         (r = up_metrics_open(s->loop, o->metrics, &metrics_cbs, s, &s->metrics)) < 0) {
         return r;
     }
@@ -1342,7 +1643,7 @@ static int start(struct up_server *s)
         return r;
     }
     s->pendings.max_pending = size_pending(s, s->nofile_before);
-    if (o->pidfile != NULL && (r = write_pidfile(s)) < 0) {
+    if (o->pidfile != NULL && !s->is_heir && (r = write_pidfile(s)) < 0) {
         return r;
     }
     if ((r = start_exec(s)) < 0) {
@@ -1384,7 +1685,7 @@ int up_server_run(struct up_server *s)
     }
     /* --exec workers accept on the listeners themselves: the master only
      * keeps them open, so that no reload ever closes one. */
-    for (int i = 0; i < s->nlisteners && s->opts.kind != UP_WORKERS_EXEC; i++) {
+    for (int i = 0; i < s->nlisteners && s->opts.kind != UP_WORKERS_EXEC && accepting(s); i++) {
         (void)up_acceptor_start(&s->listeners[i].acceptor);
     }
     int pid = (int)getpid();
@@ -1419,6 +1720,7 @@ void up_server_free(struct up_server *s)
         up_timer_stop(s->loop, &s->shed_timer);
         up_timer_stop(s->loop, &s->stop_timer);
         up_ctl_close(s->ctl);
+        up_heir_close(s->heir);
         up_notifyd_close(s->notifyd);
         up_metrics_close(s->metrics);
         up_watch_free(s->watch);
@@ -1433,7 +1735,11 @@ void up_server_free(struct up_server *s)
     if (s->snap_dir[0] != '\0') {
         rmdir(s->snap_dir);
     }
-    if (s->pidfile_written && up_pidfile_remove(s->opts.pidfile) == -ESRCH) {
+    (void)up_close(s->heir_in.chan);
+    (void)up_close(s->heir_in.control);
+    (void)up_close(s->heir_in.metrics);
+    (void)up_close(s->heir_in.stderr_fd);
+    if (s->pidfile_written && up_pidfile_remove(s->opts.pidfile) == -ESRCH && !s->handed_over) {
         up_log(UP_LOG_WARN, "pidfile %s names another process now, leaving it", s->opts.pidfile);
     }
     while (s->stickies != NULL) {

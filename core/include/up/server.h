@@ -70,6 +70,15 @@ enum up_worker_kind {
                          * master one by one, as to up-worker */
 };
 
+/* What a master started by another's upgrade takes over (see
+ * core/master/heir.h): fds it was passed, -1 for none. */
+struct up_heir_fds {
+    int chan;      /* the channel to the old master */
+    int control;   /* the control socket, listening (at .control's path) */
+    int metrics;   /* the metrics socket, listening */
+    int stderr_fd; /* the old master's stderr: ours once we take over */
+};
+
 struct up_server_opts {
     enum up_worker_kind kind;
     const char *app; /* APP: the app .so (an absolute path is best: the
@@ -111,6 +120,18 @@ struct up_server_opts {
     const char *user;       /* "NAME[:GROUP]": started as root, become NAME once the
                              * listeners are bound, before anything else is created
                              * (control socket, pidfile, snapshots) or started */
+    /* Master upgrade (the control socket's "upgrade"): the program that
+     * takes this master's place, and its arguments (argv[0] its absolute
+     * path), NULL-terminated, borrowed for the server's life. It is started
+     * with this master's sockets (see core/master/kind.h, HEIR); when it
+     * serves, this master hands every connection over and exits. NULL:
+     * upgrades are refused. */
+    char *const *upgrade_argv;
+    /* This master takes another's place: what that one passed. Its
+     * listeners are added with up_server_listen_fd(); it accepts on them,
+     * and opens the control and metrics sockets and the pidfile, once its
+     * first generation serves. NULL: it does not. */
+    const struct up_heir_fds *heir;
     /* The outcome of every reload (and of the first start); may be NULL. */
     void (*on_reload)(void *ctx, const struct up_reload_outcome *o);
     void *ctx;
