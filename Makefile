@@ -90,9 +90,13 @@ $(B)/libupworker.a: $(call obj,$(WORKER_SRC))
 
 # The app .so calls the up_* API exported by up-worker: --export-dynamic with
 # -fvisibility=hidden exports exactly the API and nothing else.
+# WebSocket framing is wslay's (libwslay-dev): the worker's alone, never the
+# master's.
+WORKER_LDLIBS := -lwslay
 $(B)/up-worker: $(call obj,worker-runtime/up-worker.c) $(LIBS)
 	$(CC) $(LDFLAGS) -Wl,--export-dynamic -o $@ $< -Wl,--whole-archive $(B)/libupworker.a \
-	    -Wl,--no-whole-archive $(B)/libuppassfd.a $(B)/libupshared.a $(B)/libllhttp.a $(LDLIBS)
+	    -Wl,--no-whole-archive $(B)/libuppassfd.a $(B)/libupshared.a $(B)/libllhttp.a \
+	    $(WORKER_LDLIBS) $(LDLIBS)
 
 # up-run is a thin command line over libup.
 $(B)/up-run: $(call obj,core/cli/up-run.c) $(LIBS)
@@ -117,7 +121,7 @@ $(B)/examples/embed: examples/embed/embed.c $(B)/libup.a core/include/up/server.
 $(B)/up-tests: $(call obj,$(TEST_SRC)) $(LIBS)
 	$(CC) $(LDFLAGS) -Wl,--export-dynamic -o $@ $(call obj,$(TEST_SRC)) \
 	    -Wl,--whole-archive $(B)/libupworker.a -Wl,--no-whole-archive \
-	    $(B)/libupcli.a $(B)/libup.a -lcriterion $(LDLIBS)
+	    $(B)/libupcli.a $(B)/libup.a -lcriterion $(WORKER_LDLIBS) $(LDLIBS)
 
 # Test tools (tests/tools/NAME.c, one file each): up-load checks every answer
 # under load. Not in TEST_SRC: each is a program of its own.

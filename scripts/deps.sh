@@ -1,16 +1,22 @@
 #!/bin/sh
 # Install the distribution packages up needs, if any is missing.
 # Build: gcc, make, liburing-dev, libcriterion-dev, node-llhttp (llhttp's C
-# sources); pkg-config and help2man for make install (and its test);
-# python3 for the tests that read up-run's JSON.
-# Benchmarks only: wrk, nginx, haproxy.
+# sources), libwslay-dev (WebSocket framing, the worker's); pkg-config and
+# help2man for make install (and its test); python3 for the tests that read
+# up-run's JSON; node and npm for the tests that drive WebSockets with the
+# npm package ws. Benchmarks only: wrk, nginx, haproxy.
 set -eu
 need=""
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in gcc make liburing-dev libcriterion-dev node-llhttp pkg-config help2man python3 \
+for p in gcc make liburing-dev libcriterion-dev node-llhttp libwslay-dev pkg-config help2man \
+    python3 \
     ${UP_EXTRA_PKGS:-}; do
     have_pkg "$p" || need="$need $p"
 done
+# node and npm by command: a node installed otherwise (with its own npm)
+# serves as well, and Debian's npm package would conflict with it.
+command -v node >/dev/null 2>&1 || need="$need nodejs"
+command -v npm >/dev/null 2>&1 || need="$need npm"
 [ -z "$need" ] && exit 0
 echo "up: installing missing packages:$need" >&2
 SUDO=""

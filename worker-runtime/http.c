@@ -254,8 +254,13 @@ static bool ll_keep_alive(const llhttp_t *ll, int minor)
 static int on_headers_complete(llhttp_t *ll)
 {
     struct up_http_parser *p = parser_of(ll);
-    int r = up_head_rules_complete(&p->rules, ll->http_major, ll->http_minor,
-                                   (ll->flags & F_CHUNKED) != 0);
+    bool chunked = (ll->flags & F_CHUNKED) != 0;
+    const char *method = p->arena + p->req.method;
+    int r = up_head_rules_complete(&p->rules, ll->http_major, ll->http_minor, chunked);
+    if (r == 0) {
+        r = up_head_rules_upgrade(&p->rules, method, strlen(method), p->minor,
+                                  chunked || ll->content_length > 0);
+    }
     if (r < 0) {
         return fail(p, r);
     }
@@ -268,11 +273,12 @@ static int on_headers_complete(llhttp_t *ll)
         return fail(p, -ENOMEM);
     }
     p->head_done = true;
-    const char *method = p->arena + p->req.method;
+    method = p->arena + p->req.method; /* the arena may have moved */
     p->req.minor = (uint8_t)p->minor;
     p->req.head = strcmp(method, "HEAD") == 0;
     p->req.connect = strcmp(method, "CONNECT") == 0;
     p->req.keep_alive = ll_keep_alive(ll, p->minor);
+    p->req.ws = p->rules.ws;
     bool body = (ll->flags & F_CHUNKED) || ll->content_length > 0;
     if (p->expect && p->minor == 1 && body) {
         p->pause = PAUSE_EXPECT;

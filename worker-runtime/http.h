@@ -59,7 +59,8 @@
  * or the kernel resets the connection and the client may never see the
  * answer.
  * Trailer fields are checked and dropped. Upgrade and CONNECT requests are
- * served as plain requests and the connection closes after the response; a
+ * served as plain requests and the connection closes after the response
+ * (unless the app accepts a WebSocket handshake: see ws.h); a
  * 2xx to CONNECT goes out without Content-Length, Transfer-Encoding or body
  * (RFC 9110 9.3.6).
  */
@@ -113,6 +114,7 @@ struct up_req {
     bool head;       /* the method is HEAD */
     bool connect;    /* the method is CONNECT */
     bool keep_alive; /* the client allows another request on this connection */
+    bool ws;         /* a WebSocket handshake, checked as head.h says */
 };
 
 /* ---- the parser ---- */

@@ -234,6 +234,93 @@ int up_head_rules_target(const char *method, size_t method_len, const char *targ
 
 /* ---- fields and versions ---- */
 
+/* Whether the comma-separated list v[0..len) holds the token lc
+ * (case-insensitive; OWS around the elements, empty elements allowed as
+ * RFC 9110 5.6.1 asks a recipient to). */
+static bool list_has(const char *v, size_t len, const char *lc)
+{
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) {
+            i++;
+        }
+        size_t start = i;
+        while (i < len && v[i] != ',') {
+            i++;
+        }
+        size_t n = i - start;
+        up_head_trim_end(v + start, &n);
+        if (n > 0 && up_head_name_is(v + start, n, lc)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool is_b64(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+/* RFC 6455 4.1: a Sec-WebSocket-Key is 16 bytes in base64: 22 digits, the
+ * last of which carries 2 bits (so it is one of AQgw), then "==". */
+static bool ws_key_ok(const char *v, size_t len)
+{
+    if (len != 24 || v[22] != '=' || v[23] != '=') {
+        return false;
+    }
+    for (size_t i = 0; i < 22; i++) {
+        if (!is_b64(v[i])) {
+            return false;
+        }
+    }
+    return strchr("AQgw", v[21]) != NULL;
+}
+
+/* RFC 6455 4.1: 1*DIGIT from 0 to 255. */
+static bool ws_version_ok(const char *v, size_t len)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9' || i >= 3) {
+            return false;
+        }
+        n = n * 10 + (unsigned)(v[i] - '0');
+    }
+    return len > 0 && n <= 255;
+}
+
+/* The fields a WebSocket handshake is judged by: remembered here, judged
+ * once the head is complete (up_head_rules_upgrade()), as their order is
+ * free. A count stops at 2: more than one is as wrong as two. */
+static void ws_field(struct up_head_rules *r, const char *name, size_t name_len, const char *value,
+                     size_t value_len)
+{
+    if (up_head_name_is(name, name_len, "upgrade")) {
+        r->ws |= list_has(value, value_len, "websocket");
+    } else if (up_head_name_is(name, name_len, "connection")) {
+        r->conn_upgrade |= list_has(value, value_len, "upgrade");
+    } else if (up_head_name_is(name, name_len, "sec-websocket-key")) {
+        r->ws_keys += r->ws_keys < 2;
+        r->ws_bad |= !ws_key_ok(value, value_len);
+    } else if (up_head_name_is(name, name_len, "sec-websocket-version")) {
+        r->ws_versions += r->ws_versions < 2;
+        r->ws_bad |= !ws_version_ok(value, value_len);
+    }
+}
+
+int up_head_rules_upgrade(const struct up_head_rules *r, const char *method, size_t method_len,
+                          int minor, bool body)
+{
+    if (!r->ws) {
+        return 0;
+    }
+    bool ok = method_is(method, method_len, "GET") && minor >= 1 && r->conn_upgrade &&
+              r->ws_keys == 1 && r->ws_versions == 1 && !r->ws_bad && !body;
+    return ok ? 0 : -EPROTO;
+}
+
 /* Two Host fields would let two routers pick different hosts, and so would
  * one whose value is not `uri-host [":" port]` (RFC 9112 3.2 has both
  * answered 400; an empty value is allowed). Any coding but `chunked` we
@@ -252,6 +339,8 @@ int up_head_rules_field(struct up_head_rules *r, const char *name, size_t name_l
             return -EOPNOTSUPP;
         }
         r->te = true;
+    } else {
+        ws_field(r, name, name_len, value, value_len);
     }
     return 0;
 }
@@ -489,8 +578,12 @@ static int on_value_complete(llhttp_t *ll)
 static int on_headers_complete(llhttp_t *ll)
 {
     struct check *c = check_of(ll);
-    int r = up_head_rules_complete(&c->rules, ll->http_major, ll->http_minor,
-                                   (ll->flags & F_CHUNKED) != 0);
+    bool chunked = (ll->flags & F_CHUNKED) != 0;
+    int r = up_head_rules_complete(&c->rules, ll->http_major, ll->http_minor, chunked);
+    if (r == 0) {
+        r = up_head_rules_upgrade(&c->rules, c->method.at, c->method.len, c->minor,
+                                  chunked || ll->content_length > 0);
+    }
     return r < 0 ? check_fail(c, r) : HPE_PAUSED;
 }
 

@@ -23,7 +23,9 @@
  *     authority-form for CONNECT only), field names are tokens, one Host
  *     with a valid value, Host present in HTTP/1.1, Transfer-Encoding is
  *     exactly one `chunked`, no Transfer-Encoding in HTTP/1.0, the version
- *     is 1.x (1.2 and up served as 1.1, RFC 9110 2.5).
+ *     is 1.x (1.2 and up served as 1.1, RFC 9110 2.5), and an Upgrade to
+ *     websocket is a whole, well-formed WebSocket handshake (RFC 6455 4.1),
+ *     so that a worker is never handed one it would have to refuse.
  *
  * The master uses up_head_check() on bytes it peeked; it never consumes them.
  *
@@ -150,8 +152,13 @@ int up_head_rules_target(const char *method, size_t method_len, const char *targ
 
 /* What the rules remember across the fields of one head. Zero it to start. */
 struct up_head_rules {
-    bool host; /* a Host field was seen */
-    bool te;   /* a Transfer-Encoding field was seen */
+    bool host;           /* a Host field was seen */
+    bool te;             /* a Transfer-Encoding field was seen */
+    bool ws;             /* an Upgrade field names websocket: a WebSocket handshake */
+    bool conn_upgrade;   /* Connection lists the upgrade option */
+    bool ws_bad;         /* a Sec-WebSocket-Key or -Version value is malformed */
+    uint8_t ws_keys;     /* Sec-WebSocket-Key fields seen */
+    uint8_t ws_versions; /* Sec-WebSocket-Version fields seen */
 };
 
 /* True if s[0..len) is a non-empty token (RFC 9110 tchar). */
@@ -174,6 +181,16 @@ int up_head_rules_version(int major, int minor);
  * chunked is llhttp's verdict (F_CHUNKED). Returns 0, -EPROTONOSUPPORT,
  * -EPROTO (also for HTTP/1.1 without Host) or -EOPNOTSUPP. */
 int up_head_rules_complete(const struct up_head_rules *r, int major, int minor, bool chunked);
+
+/* The head is complete and is a WebSocket opening handshake (r->ws): RFC
+ * 6455 4.1 has it a GET in HTTP/1.1 or later, with `Connection: upgrade`,
+ * exactly one Sec-WebSocket-Key of 16 bytes in base64 and exactly one
+ * Sec-WebSocket-Version (a number; which numbers are spoken is the worker's
+ * to answer, with 426), and no body: the bytes after the head are frames.
+ * body: Content-Length above 0 or chunked. Returns 0 (also when r->ws is
+ * false) or -EPROTO. */
+int up_head_rules_upgrade(const struct up_head_rules *r, const char *method, size_t method_len,
+                          int minor, bool body);
 
 /* Map an llhttp error (enum llhttp_errno) that no callback of ours caused to
  * -EPROTO, -EOPNOTSUPP or -EPROTONOSUPPORT. */

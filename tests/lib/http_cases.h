@@ -88,4 +88,58 @@ static const char *const up_http_bad_host_values[] = {
     "GET / HTTP/1.0\r\nHost: h h\r\n\r\n",  "GET / HTTP/1.1\r\nHost: h:1:2\r\n\r\n",
 };
 
+/* A WebSocket handshake (an Upgrade naming websocket) is whole and
+ * well formed, or 400: RFC 6455 4.1 and 4.2.1. */
+#define UP_WS_KEY "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+#define UP_WS_HEAD(method_line, fields) method_line "\r\nHost: h\r\n" fields "\r\n"
+static const char *const up_http_bad_upgrades[] = {
+    /* not a GET, not HTTP/1.1 */
+    UP_WS_HEAD("POST / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                  "Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.0", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                 "Sec-WebSocket-Version: 13\r\n"),
+    /* no Connection: upgrade */
+    UP_WS_HEAD("GET / HTTP/1.1",
+               "Upgrade: websocket\r\n" UP_WS_KEY "Sec-WebSocket-Version: 13\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: keep-alive\r\n" UP_WS_KEY
+                                 "Sec-WebSocket-Version: 13\r\n"),
+    /* the key: missing, twice, not 16 bytes of base64 */
+    UP_WS_HEAD("GET / HTTP/1.1",
+               "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY UP_WS_KEY
+                                 "Sec-WebSocket-Version: 13\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                 "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n"
+                                 "Sec-WebSocket-Version: 13\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q==\r\n"
+                                 "Sec-WebSocket-Version: 13\r\n"),
+    /* the version: missing, twice, not a number from 0 to 255 */
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                 "Sec-WebSocket-Version: 13a\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                 "Sec-WebSocket-Version: 256\r\n"),
+    /* a body: the bytes after the head are frames */
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                 "Sec-WebSocket-Version: 13\r\nContent-Length: 2\r\n"),
+    UP_WS_HEAD("GET / HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                 "Sec-WebSocket-Version: 13\r\nTransfer-Encoding: chunked\r\n"),
+};
+
+/* Handshakes both let through: the version is the worker's to answer (426
+ * for any but 13), and the lists are read as lists. */
+static const char *const up_http_good_upgrades[] = {
+    UP_WS_HEAD("GET /ws HTTP/1.1", "Upgrade: websocket\r\nConnection: Upgrade\r\n" UP_WS_KEY
+                                   "Sec-WebSocket-Version: 13\r\n"),
+    UP_WS_HEAD("GET /ws?a=1 HTTP/1.1",
+               "Connection: keep-alive, Upgrade\r\n"
+               "Upgrade: h2c, WebSocket\r\n" UP_WS_KEY "Sec-WebSocket-Version: 8\r\n"
+               "Sec-WebSocket-Protocol: chat, superchat\r\n"),
+};
+
 #endif

@@ -287,6 +287,21 @@ Test(head, control_bytes_and_non_ascii_in_the_target_are_400, .timeout = 10)
     expect_span(h.target, h.target_len, "/a|b{c}\"<>^`\\?x=[1]");
 }
 
+/* RFC 6455 4.1: an Upgrade to websocket is a whole handshake or 400, the
+ * same as the worker's parser decides (tests/lib/http_cases.h). */
+Test(head, websocket_handshake_is_whole_or_400, .timeout = 10)
+{
+    EXPECT_ALL_400(up_http_bad_upgrades);
+    struct up_head h;
+    for (size_t i = 0; i < sizeof(up_http_good_upgrades) / sizeof(up_http_good_upgrades[0]); i++) {
+        expect_complete(up_http_good_upgrades[i], "\x81\x80", &h);
+    }
+    const char *v;
+    size_t n;
+    cr_assert_eq(up_head_header(&h, "Sec-WebSocket-Protocol", &v, &n), 0);
+    expect_span(v, n, "chat, superchat");
+}
+
 /* RFC 9110 4.1: a fragment is never sent; llhttp hands it on in the target,
  * where it would reach the app inside the path or the query. */
 Test(head, fragment_in_the_target_is_400, .timeout = 10)

@@ -319,7 +319,8 @@ Test(http, keep_alive_rules, .timeout = 10)
                "GET /c HTTP/1.1\r\nHost: h\r\n\r\n"
                "GET /d HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n"
                "GET /e HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"
-               "GET /f HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+               "GET /f HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
                NULL,
                "GET /a path=/a query= minor=0 ka=0\nbody[0]=\n@19\n"
                "GET /b path=/b query= minor=0 ka=1\nConnection=Keep-Alive\nbody[0]=\n@62\n"
@@ -329,7 +330,8 @@ Test(http, keep_alive_rules, .timeout = 10)
                "GET /e path=/e query= minor=0 ka=0\nConnection=keep-alive, close\nbody[0]=\n"
                "@192\n"
                "GET /f path=/f query= minor=1 ka=0\nHost=h\nConnection=Upgrade\n"
-               "Upgrade=websocket\nbody[0]=\n@261\n");
+               "Upgrade=websocket\nSec-WebSocket-Key=dGhlIHNhbXBsZSBub25jZQ==\n"
+               "Sec-WebSocket-Version=13\nbody[0]=\n@333\n");
 }
 
 Test(http, peer_and_method_name, .timeout = 10)
@@ -543,6 +545,34 @@ Test(http, control_bytes_and_non_ascii_in_the_target_are_400, .timeout = 10)
     expect_log("GET /a|b{c}\"<>^`\\?x=[1] HTTP/1.1\r\nHost: h\r\n\r\n", NULL,
                "GET /a|b{c}\"<>^`\\?x=[1] path=/a|b{c}\"<>^`\\ query=x=[1] minor=1 ka=1\n"
                "Host=h\nbody[0]=\n@45\n");
+}
+
+/* The same rules as the master's: a handshake is whole or 400, and the
+ * bytes after a good one (frames) are not the parser's. */
+Test(http, websocket_handshake_is_whole_or_400, .timeout = 10)
+{
+    EXPECT_ALL(up_http_bad_upgrades, "error 400\n");
+    for (size_t i = 0; i < sizeof(up_http_good_upgrades) / sizeof(up_http_good_upgrades[0]); i++) {
+        const char *in = up_http_good_upgrades[i];
+        struct up_http_parser p;
+        up_http_parser_init(&p, NULL);
+        char buf[1024];
+        int n = snprintf(buf, sizeof(buf), "%s\x81\x80", in);
+        size_t used = 0;
+        cr_assert_eq(up_http_feed(&p, buf, (size_t)n, &used), UP_HTTP_REQUEST, "%s", in);
+        cr_assert_eq(used, strlen(in), "the frame after the head was parsed: %s", in);
+        struct up_req *req = up_http_request(&p);
+        cr_assert(req->ws && !req->keep_alive, "%s", in);
+        up_http_parser_free(&p);
+    }
+    /* Upgrade to something else is no handshake of ours. */
+    struct up_http_parser p;
+    up_http_parser_init(&p, NULL);
+    const char *h2c = "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    size_t used = 0;
+    cr_assert_eq(up_http_feed(&p, h2c, strlen(h2c), &used), UP_HTTP_REQUEST);
+    cr_assert(!up_http_request(&p)->ws);
+    up_http_parser_free(&p);
 }
 
 Test(http, fragment_in_the_target_is_400, .timeout = 10)
