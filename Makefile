@@ -147,6 +147,16 @@ $(B)/servers/go-http: tests/servers/go-http/main.go tests/servers/go-http/go.mod
 	cd tests/servers/go-http && GOCACHE=$(abspath $(B))/go-cache GOPATH=$(abspath $(B))/go \
 	    GOFLAGS=-mod=mod GOTOOLCHAIN=local $(GO) build -o $(abspath $@) .
 
+# The npm package ws, pinned by tests/ws/package-lock.json: the WebSocket
+# client the tests drive (tests/ws/*.js). Installed into build/npm once,
+# with npm ci, so the lock file alone decides what runs.
+NODE_MODULES := build/npm/node_modules
+$(NODE_MODULES)/ws/package.json: tests/ws/package.json tests/ws/package-lock.json
+	@mkdir -p build/npm
+	cp tests/ws/package.json tests/ws/package-lock.json build/npm/
+	cd build/npm && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 deps:
 	@scripts/deps.sh
 
@@ -163,6 +173,7 @@ serve: all
 
 # Under SANITIZE, leaks inside Criterion's own runner are not ours.
 TEST_ENV := UP_BUILD_DIR=$(abspath $(B)) UP_SRC_DIR=$(abspath .) UP_TEST_SANITIZED=$(SANITIZE) \
+            UP_NODE_PATH=$(abspath $(NODE_MODULES)) UP_TEST_WS=$(abspath tests/ws) \
             LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 
 # Integration tests find the binaries through UP_BUILD_DIR. Criterion runs
@@ -171,14 +182,14 @@ test:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory check
 
-check: all $(B)/up-tests $(TOOLS) $(SERVERS)
+check: all $(B)/up-tests $(TOOLS) $(SERVERS) $(NODE_MODULES)/ws/package.json
 	$(TEST_ENV) $(B)/up-tests $(TESTFLAGS)
 
 test-long:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory check-long
 
-check-long: all $(B)/up-tests $(TOOLS)
+check-long: all $(B)/up-tests $(TOOLS) $(NODE_MODULES)/ws/package.json
 	$(TEST_ENV) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
 
 bench: all

@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,8 +77,8 @@ int up_app_load(const char *path, struct up_app_loaded *ret, char *err, size_t c
         snprintf(err, cap, "app %s does not export the symbol up_app: %s", path, dlerror());
         return -ENOSYS;
     }
-    if (app->abi_version != UP_APP_ABI_VERSION) {
-        snprintf(err, cap, "app %s was built for app ABI %u, this worker speaks ABI %u", path,
+    if (app->abi_version != UP_APP_ABI_VERSION && app->abi_version != 1) {
+        snprintf(err, cap, "app %s was built for app ABI %u, this worker speaks ABI 1 and %u", path,
                  app->abi_version, UP_APP_ABI_VERSION);
         return -EPROTONOSUPPORT;
     }
@@ -85,8 +86,12 @@ int up_app_load(const char *path, struct up_app_loaded *ret, char *err, size_t c
         snprintf(err, cap, "app %s: up_app.handle is NULL", path);
         return -EINVAL;
     }
+    /* An app built for ABI 1 exports a struct that ends before drain: only
+     * what it has is read, the rest stays NULL. */
+    memset(&ret->copy, 0, sizeof(ret->copy));
+    memcpy(&ret->copy, app, app->abi_version == 1 ? offsetof(struct up_app, drain) : sizeof(*app));
     ret->dl = dl;
-    ret->app = app;
+    ret->app = &ret->copy;
     snprintf(ret->path, sizeof(ret->path), "%s", path);
     return 0;
 }

@@ -19,8 +19,9 @@
 
 struct up_app_loaded {
     void *dl;                 /* dlopen handle; never closed (see app.c) */
-    const struct up_app *app; /* the exported up_app */
-    char path[512];           /* the file it came from */
+    const struct up_app *app; /* copy: the exported up_app, in this ABI's shape */
+    struct up_app copy;
+    char path[512]; /* the file it came from */
 };
 
 /* Load lib with RTLD_NOW | RTLD_GLOBAL (no snapshot: a library of the

@@ -7,6 +7,7 @@
 #include "fd.h"
 #include "log.h"
 #include "worker.h"
+#include "ws.h"
 
 #include <arpa/inet.h>
 #include <linux/sockios.h>
@@ -27,6 +28,14 @@
 
 /* The send timeout is checked in this many ticks: see send_tick(). */
 #define SEND_TICKS 8
+
+/* How long a WebSocket we closed waits for the client's close frame. */
+#define WS_CLOSE_WAIT_MS 5000
+
+/* An idle Keep-Alive connection is kept this much longer than the
+ * `Keep-Alive: timeout=N` it was told, so that a client that trusts N
+ * never sends on a socket being closed (see res_head_framing()). */
+#define IDLE_SLACK_MS 1000
 
 static void conn_run(struct up_wconn *c);
 static void conn_close(struct up_wconn *c, bool graceful);
@@ -52,8 +61,9 @@ static void set_state(struct up_wconn *c, enum up_wconn_state to)
 
 bool up_wconn_idle(const struct up_wconn *c)
 {
-    return c->state == UP_WCONN_OPEN && !c->req_active && !c->started && c->roff == c->rlen &&
-           up_http_out_pending(&c->out) == 0 && !c->tx.busy && !c->close_after;
+    return c->state == UP_WCONN_OPEN && c->ws == NULL && !c->req_active && !c->started &&
+           c->roff == c->rlen && up_http_out_pending(&c->out) == 0 && !c->tx.busy &&
+           !c->close_after;
 }
 
 static void peer_text(int fd, char *buf, size_t cap)
@@ -134,10 +144,32 @@ static void send_tick(struct up_wconn *c)
         up_log(UP_LOG_DEBUG, "conn id=%llu: output stuck for %llu ms (%zu bytes queued), reset",
                (unsigned long long)c->id, (unsigned long long)(now - c->tx_progress),
                up_http_out_pending(&c->out));
+        w->send_timeouts++;
         conn_reset(c);
         return;
     }
     up_timer_start(w->loop, &c->timer, send_tick_ms(w));
+}
+
+/* A WebSocket with nothing queued for ping_ms: ping a client that sent
+ * nothing for that long, and give up on one that answered nothing for
+ * twice that (a peer gone without a FIN, a NAT that forgot us). */
+static void ping_tick(struct up_wconn *c)
+{
+    struct up_worker *w = c->w;
+    uint64_t idle = up_loop_now(w->loop) - c->rx_at;
+    if (idle >= 2 * w->cfg.ws_ping_ms) {
+        up_log(UP_LOG_DEBUG, "conn id=%llu: WebSocket silent for %llu ms, closing",
+               (unsigned long long)c->id, (unsigned long long)idle);
+        conn_close(c, false);
+        return;
+    }
+    if (idle >= w->cfg.ws_ping_ms) {
+        up_ws_ping(c->ws); /* its output runs the connection, and re-arms */
+    }
+    if (c->state == UP_WCONN_OPEN && !up_timer_armed(&c->timer)) {
+        up_timer_start(w->loop, &c->timer, w->cfg.ws_ping_ms);
+    }
 }
 
 static void on_timer(struct up_loop *loop, struct up_timer *t)
@@ -171,6 +203,12 @@ static void on_timer(struct up_loop *loop, struct up_timer *t)
             conn_close(c, true);
         }
         return;
+    case UP_WCONN_WAIT_PING:
+        ping_tick(c);
+        return;
+    case UP_WCONN_WAIT_CLOSE:
+        conn_close(c, true); /* the client never answered our close */
+        return;
     case UP_WCONN_WAIT_NONE:
         return;
     }
@@ -180,6 +218,9 @@ static enum up_wconn_wait wait_for(const struct up_wconn *c)
 {
     if (up_http_out_pending(&c->out) > 0) {
         return UP_WCONN_WAIT_SEND; /* also while the app streams */
+    }
+    if (c->ws != NULL) {
+        return c->ws->state == UP_WS_OPEN ? UP_WCONN_WAIT_PING : UP_WCONN_WAIT_CLOSE;
     }
     if (c->req_active || c->close_after) {
         return UP_WCONN_WAIT_NONE;
@@ -211,7 +252,17 @@ static void arm_timer(struct up_wconn *c)
         up_timer_start(w->loop, &c->timer, w->cfg.read_timeout_ms);
         return;
     case UP_WCONN_WAIT_IDLE:
-        up_timer_start(w->loop, &c->timer, w->cfg.idle_timeout_ms);
+        up_timer_start(w->loop, &c->timer,
+                       w->cfg.idle_timeout_ms +
+                           (w->cfg.idle_timeout_ms >= 1000 ? IDLE_SLACK_MS : 0));
+        return;
+    case UP_WCONN_WAIT_PING:
+        up_timer_start(w->loop, &c->timer, w->cfg.ws_ping_ms);
+        return;
+    case UP_WCONN_WAIT_CLOSE:
+        if (was != UP_WCONN_WAIT_CLOSE || !up_timer_armed(&c->timer)) {
+            up_timer_start(w->loop, &c->timer, WS_CLOSE_WAIT_MS);
+        }
         return;
     case UP_WCONN_WAIT_NONE:
         up_timer_stop(w->loop, &c->timer);
@@ -255,17 +306,23 @@ static void want_read(struct up_wconn *c)
     }
 }
 
-static void flush(struct up_wconn *c)
+/* Start sending the out queue if nothing is in flight. Returns 0 or the
+ * -errno of a send that could not start. */
+static int send_start(struct up_wconn *c)
 {
     if (c->tx.busy || up_http_out_pending(&c->out) == 0) {
-        return;
+        return 0;
     }
     size_t n = up_http_out_iov(&c->out, c->iov, UP_WCONN_IOV);
     memset(&c->msg, 0, sizeof(c->msg));
     c->msg.msg_iov = c->iov;
     c->msg.msg_iovlen = n;
-    int r = up_loop_sendmsg(c->w->loop, &c->tx, c->fd, &c->msg, 0);
-    if (r < 0) {
+    return up_loop_sendmsg(c->w->loop, &c->tx, c->fd, &c->msg, 0);
+}
+
+static void flush(struct up_wconn *c)
+{
+    if (send_start(c) < 0) {
         conn_close(c, false);
     }
 }
@@ -314,6 +371,7 @@ static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
         if (res > 0) {
             c->roff = 0;
             c->rlen = (size_t)res;
+            c->rx_at = up_loop_now(c->w->loop);
             conn_run(c);
         } else if (res == 0 && !c->started) {
             conn_close(c, false); /* the client closed between requests */
@@ -368,6 +426,7 @@ static void dispatch(struct up_wconn *c)
     struct up_req *req = up_http_request(&c->parser);
     c->req_active = true;
     c->res.date = up_worker_date(w);
+    c->res.no_upgrade = w->state == UP_WORKER_DRAINING;
     up_http_res_start(&c->res, req, &c->out);
     if (w->state == UP_WORKER_DRAINING && w->exiting) {
         up_http_res_force_close(&c->res);
@@ -380,14 +439,23 @@ static void dispatch(struct up_wconn *c)
 
 /* Feed buffered bytes and serve what they hold. Returns false when nothing
  * more can happen until I/O or the app moves. */
+static void ws_begin(struct up_wconn *c);
+
 static bool step(struct up_wconn *c)
 {
+    if (c->stream_ended) {
+        return false; /* closes once its last bytes are sent */
+    }
     if (c->req_active) {
         if (!up_http_res_done(&c->res)) {
             return false;
         }
         c->req_active = false;
         c->w->nrequests++;
+        if (c->res.ws != NULL) {
+            ws_begin(c);
+            return false;
+        }
         if (up_http_res_must_close(&c->res) || up_http_res_error(&c->res) < 0) {
             c->close_after = true;
             return false;
@@ -423,15 +491,126 @@ static bool step(struct up_wconn *c)
     return true;
 }
 
+/* ---- long-lived connections ---- */
+
+/* The worker's list of long-lived connections, kept right: a WebSocket
+ * while it is open, a response while it streams server-sent events. */
+static void ll_track(struct up_wconn *c)
+{
+    struct up_longlived *ll = &c->w->longlived;
+    bool want = c->ws != NULL
+                    ? c->ws->state == UP_WS_OPEN
+                    : c->req_active && !c->stream_ended && up_http_res_event_stream(&c->res);
+    if (want && !up_list_linked(&c->ll_link)) {
+        up_longlived_add(ll, &c->ll_link);
+    } else if (!want) {
+        up_longlived_remove(ll, &c->ll_link);
+    }
+}
+
+/* The engine queued frames outside a feed: the app sent from a timer or
+ * from another connection's callback. Only start sending here: whatever
+ * else follows (a close, on_close) happens from the loop, never inside
+ * the app's call. */
+static void ws_output(void *ctx)
+{
+    struct up_wconn *c = ctx;
+    if (c->in_run || c->state != UP_WCONN_OPEN) {
+        return;
+    }
+    if (send_start(c) < 0 || up_ws_broken(c->ws)) {
+        c->wait = UP_WCONN_WAIT_CLOSE;
+        up_timer_start(c->w->loop, &c->timer, 0);
+        return;
+    }
+    arm_timer(c);
+}
+
+/* The response was a 101: from here on the connection carries the
+ * WebSocket. The HTTP parser's memory goes; what follows the request in
+ * rbuf is frames. */
+static void ws_begin(struct up_wconn *c)
+{
+    struct up_worker *w = c->w;
+    size_t max = w->cfg.limits.max_body != 0 ? w->cfg.limits.max_body : UP_HTTP_MAX_BODY_DEFAULT;
+    c->ws = c->res.ws;
+    c->res.ws = NULL;
+    up_http_request_done(&c->parser);
+    up_http_parser_free(&c->parser);
+    up_http_res_free(&c->res);
+    up_ws_attach(c->ws, &c->out, max, ws_output, c);
+    c->rx_at = up_loop_now(w->loop);
+    w->nws++;
+    w->ws_total++;
+    up_ws_open(c->ws);
+}
+
+static void ws_feed(struct up_wconn *c)
+{
+    if (c->roff < c->rlen) {
+        size_t off = c->roff, n = c->rlen - c->roff;
+        c->roff = c->rlen = 0;
+        (void)up_ws_feed(c->ws, c->rbuf + off, n); /* up_ws_broken() says if it failed */
+    }
+}
+
+/* After a WebSocket's I/O: close once the closing handshake is over (or
+ * we cut it short) and its last bytes went out; else read on. RFC 6455
+ * 7.1.1: the server closes the TCP connection first. */
+static void ws_after(struct up_wconn *c)
+{
+    if (up_ws_broken(c->ws)) {
+        conn_close(c, false);
+        return;
+    }
+    bool sent = up_http_out_pending(&c->out) == 0 && !c->tx.busy;
+    if ((!up_ws_wants_read(c->ws) || c->ws_cut) && sent) {
+        conn_close(c, true);
+        return;
+    }
+    if (up_ws_wants_read(c->ws)) {
+        want_read(c);
+    }
+    arm_timer(c);
+}
+
+/* The runtime ends the app's response stream: clean puts the chunked end
+ * after what is queued (an event stream, which may end anywhere); else it
+ * is cut (the client sees the body incomplete, never a shortened body
+ * that looks whole). From now on the app's writes are dropped and
+ * up_res_pending() says -1; the connection closes once the rest is sent. */
+static void stream_end(struct up_wconn *c, bool clean)
+{
+    up_http_res_cut(&c->res, clean);
+    c->stream_ended = true;
+    conn_run(c);
+}
+
+void up_wconn_end_long(struct up_wconn *c, int code)
+{
+    if (c->state != UP_WCONN_OPEN) {
+        return;
+    }
+    if (c->ws != NULL) {
+        up_ws_go_away(c->ws, code, code == 1012 ? "service restart" : "going away");
+    } else if (c->req_active && up_http_res_event_stream(&c->res)) {
+        stream_end(c, true);
+    }
+}
+
 static void conn_run(struct up_wconn *c)
 {
     if (c->state != UP_WCONN_OPEN) {
         return;
     }
     c->in_run = true;
-    while (step(c)) {
+    while (c->ws == NULL && step(c)) {
+    }
+    if (c->ws != NULL) {
+        ws_feed(c);
     }
     c->in_run = false;
+    ll_track(c);
     if (c->roff == c->rlen) {
         c->roff = c->rlen = 0;
     }
@@ -439,7 +618,11 @@ static void conn_run(struct up_wconn *c)
     if (c->state != UP_WCONN_OPEN) {
         return;
     }
-    if (c->close_after && up_http_out_pending(&c->out) == 0 && !c->tx.busy) {
+    if (c->ws != NULL) {
+        ws_after(c);
+        return;
+    }
+    if ((c->close_after || c->stream_ended) && up_http_out_pending(&c->out) == 0 && !c->tx.busy) {
         conn_close(c, true);
         return;
     }
@@ -463,6 +646,12 @@ static void conn_free(struct up_wconn *c)
         w->nwaiting--;
     }
     up_timer_stop(w->loop, &c->timer);
+    up_longlived_remove(&w->longlived, &c->ll_link);
+    if (c->ws != NULL) {
+        up_ws_free(c->ws);
+        w->nws--;
+    }
+    up_ws_free(c->res.ws); /* accepted, and the connection went before it began */
     up_http_parser_free(&c->parser);
     up_http_out_free(&c->out);
     up_http_res_free(&c->res);
@@ -497,6 +686,10 @@ static void conn_close(struct up_wconn *c, bool graceful)
     if (c->state == UP_WCONN_CLOSING) {
         return;
     }
+    up_longlived_remove(&c->w->longlived, &c->ll_link);
+    if (c->ws != NULL) {
+        up_ws_end(c->ws); /* on_close, if the closing handshake did not report it */
+    }
     if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy) {
         /* FIN now, then read until the client's FIN: see LINGER. */
         set_state(c, UP_WCONN_LINGER);
@@ -526,14 +719,30 @@ static void finish_hand_back(struct up_wconn *c)
     conn_maybe_free(c);
 }
 
+/* The drain deadline: nothing long-lived outlives it. A WebSocket gets our
+ * close frame and the connection closes once it is sent; a stream is
+ * ended (server-sent events) or cut (any other body). */
+static void drain_deadline(struct up_wconn *c)
+{
+    if (c->ws != NULL) {
+        up_ws_go_away(c->ws, up_worker_close_code(c->w), "");
+        c->ws_cut = true;
+        conn_run(c);
+    } else if (c->req_active && !c->stream_ended && up_http_res_streaming(&c->res)) {
+        stream_end(c, up_http_res_event_stream(&c->res));
+    } else if (c->req_active) {
+        up_http_res_force_close(&c->res);
+    }
+}
+
 void up_wconn_drain(struct up_wconn *c, bool deadline)
 {
     if (c->state != UP_WCONN_OPEN) {
         return;
     }
     if (!up_wconn_idle(c)) {
-        if (deadline && c->req_active) {
-            up_http_res_force_close(&c->res);
+        if (deadline) {
+            drain_deadline(c); /* never handed back: a WebSocket is not idle HTTP */
         }
         return;
     }
@@ -595,6 +804,8 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     up_http_res_init(&c->res);
     c->res.on_output = on_output;
     c->res.ctx = c;
+    c->res.keep_alive_s = (unsigned)(w->cfg.idle_timeout_ms / 1000);
+    c->rx_at = up_loop_now(w->loop);
     up_list_push_front(&w->conns, &c->link);
     w->nconns++;
     if (ack_seq > w->acked_upto) {

@@ -20,6 +20,13 @@
  *             flight, and the struct freed once the app let go of the
  *             response (a deferred response may outlive the socket).
  *
+ * A connection whose request the app answered with up_ws_accept() carries
+ * a WebSocket (ws.h) from the 101 on, still OPEN: what it reads is fed to
+ * the engine, what the engine queues goes out, and its timer pings an
+ * idle client (WAIT_PING) or waits for the client's close frame
+ * (WAIT_CLOSE). It is never idle, so never handed back; once the closing
+ * handshake is over it closes gracefully like any other.
+ *
  * Requests are served one at a time, in order: the next pipelined request is
  * parsed only after the previous response is complete (queued), so
  * responses can never be reordered.
@@ -69,10 +76,12 @@ enum up_wconn_state {
 
 /* What the connection's one timer stands for while OPEN. */
 enum up_wconn_wait {
-    UP_WCONN_WAIT_NONE, /* not armed: the app has the request, nothing queued */
-    UP_WCONN_WAIT_IDLE, /* between requests: the idle timeout */
-    UP_WCONN_WAIT_READ, /* a request begun: the read timeout */
-    UP_WCONN_WAIT_SEND, /* output queued: ticks that check its progress */
+    UP_WCONN_WAIT_NONE,  /* not armed: the app has the request, nothing queued */
+    UP_WCONN_WAIT_IDLE,  /* between requests: the idle timeout */
+    UP_WCONN_WAIT_READ,  /* a request begun: the read timeout */
+    UP_WCONN_WAIT_SEND,  /* output queued: ticks that check its progress */
+    UP_WCONN_WAIT_PING,  /* a WebSocket, nothing queued: the idle ping */
+    UP_WCONN_WAIT_CLOSE, /* a WebSocket we closed: the client's close frame */
 };
 
 struct up_wconn {
@@ -102,6 +111,13 @@ struct up_wconn {
     bool zombie;      /* socket gone; waiting for the app to finish res */
     uint64_t ack_seq; /* arrival number; untouched until its ACK is sent */
     bool wait_ack;    /* not read nor served yet: the ACK is not sent */
+
+    /* Long-lived: a WebSocket, or a stream of server-sent events. */
+    struct up_ws *ws;       /* owned: what the connection became after a 101, or NULL */
+    struct up_list ll_link; /* the worker's long-lived connections, while one */
+    uint64_t rx_at;         /* loop time input last came (the WebSocket idle ping) */
+    bool ws_cut;            /* close the connection once our close frame is sent */
+    bool stream_ended;      /* the runtime ended or cut the response stream: close */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len
@@ -128,5 +144,10 @@ void up_wconn_drain(struct up_wconn *c, bool deadline);
 
 /* Close at once (SIGQUIT, fatal errors). */
 void up_wconn_abort(struct up_wconn *c);
+
+/* A drain ends this long-lived connection (longlived.h): a WebSocket gets
+ * our close frame with code (1012 or 1001), a stream of server-sent events
+ * its end. */
+void up_wconn_end_long(struct up_wconn *c, int code);
 
 #endif

@@ -235,6 +235,7 @@ int up_http_error_response(struct up_http_out *out, int status);
  * Beyond app.h: up_res_header() also returns -1 for a name that is not a
  * token or a value with control bytes (no field injection) and when out of
  * memory; up_res_status() ignores codes outside 100..999. */
+struct up_ws;
 struct up_res {
     /* Called after an up_res_* call (or up_http_res_finish_default()) queued
      * bytes or finished the response, also from inside the handler: the
@@ -244,6 +245,15 @@ struct up_res {
     /* An IMF-fixdate (up_http_date()) sent as the Date field unless the app
      * set one; borrowed, NULL for none. */
     const char *date;
+    /* Seconds of idle time the connection is kept for after a response,
+     * sent as `Keep-Alive: timeout=N` on responses that keep it; 0: none. */
+    unsigned keep_alive_s;
+    /* The glue takes no WebSocket now (it drains): up_ws_accept() answers
+     * 503. */
+    bool no_upgrade;
+    /* up_ws_accept() queued a 101: the connection carries this WebSocket
+     * (ws.h) after the response. Owned until the glue takes it. */
+    struct up_ws *ws;
 
     struct up_http_out *out; /* borrowed; NULL once detached */
     uint8_t state;           /* enum res_state in response.c */
@@ -257,6 +267,7 @@ struct up_res {
     bool no_body;     /* HEAD, 1xx, 204, 304, 2xx to CONNECT: no body bytes */
     bool deferred;
     bool has_date;
+    bool event_stream; /* streaming text/event-stream (server-sent events) */
     int status;
     int err;      /* first failure to queue (-ENOMEM), or 0 */
     char *fields; /* owned: the app's fields, "Name: value\r\n"... */
@@ -302,6 +313,35 @@ int up_http_res_error(const struct up_res *res);
  * now on its bytes are dropped; on_output still runs once it is done, so the
  * glue can free what holds res. */
 void up_http_res_detach(struct up_res *res);
+
+/* Whether nothing of the response is queued yet (status and fields may
+ * change). */
+bool up_http_res_open(const struct up_res *res);
+
+/* Drop the fields the app set. Only while open. */
+void up_http_res_clear_fields(struct up_res *res);
+
+/* The value of the first field the app set named lc (lower case), as a
+ * span into the response (*ret_len bytes), or NULL. */
+const char *up_http_res_field(const struct up_res *res, const char *lc, size_t *ret_len);
+
+/* Queue `101 Switching Protocols` to a WebSocket handshake with the accept
+ * value and the app's fields, and finish the response. On success res->ws
+ * = ws, owned by res until the glue takes it. Returns 0, or -1 when res is
+ * not open or out of memory (ws stays the caller's). */
+int up_http_res_switch(struct up_res *res, const char *accept, struct up_ws *ws);
+
+/* The head is queued and body pieces follow (up_res_write()). */
+bool up_http_res_streaming(const struct up_res *res);
+
+/* The runtime ends the stream for the app: with clean, the end of a
+ * chunked body is queued after what is there; then res is detached (the
+ * app's later writes are dropped, up_res_pending() is -1). */
+void up_http_res_cut(struct up_res *res, bool clean);
+
+/* The response streams server-sent events and its head is queued: a
+ * long-lived response that a drain ends (app.h, up_app.drain). */
+bool up_http_res_event_stream(const struct up_res *res);
 
 /* Format t (seconds since the epoch) as an IMF-fixdate,
  * "Sun, 06 Nov 1994 08:49:37 GMT", into buf (at least UP_HTTP_DATE_LEN + 1

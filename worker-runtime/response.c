@@ -195,6 +195,7 @@ void up_http_res_start(struct up_res *res, const struct up_req *req, struct up_h
     res->no_body = false;
     res->deferred = false;
     res->has_date = false;
+    res->event_stream = false;
     res->status = 200;
     res->err = 0;
     res->fields_len = 0;
@@ -258,7 +259,24 @@ static void res_head_framing(struct up_res *res, enum res_framing f, size_t len)
     } else if (res->minor == 0) {
         res_puts(res, "Connection: keep-alive\r\n");
     }
+    if (!res->close && res->keep_alive_s > 0) {
+        /* Clients that read it (undici) retire an idle socket a little
+         * before this; the worker keeps it a little after (conn.c), so no
+         * request is ever sent on a socket being closed. */
+        char line[48];
+        int n = snprintf(line, sizeof(line), "Keep-Alive: timeout=%u\r\n", res->keep_alive_s);
+        res_put(res, line, (size_t)n);
+    }
     res_puts(res, "\r\n");
+}
+
+static void res_date(struct up_res *res)
+{
+    if (res->date != NULL && !res->has_date) {
+        res_puts(res, "Date: ");
+        res_puts(res, res->date);
+        res_puts(res, "\r\n");
+    }
 }
 
 /* Always HTTP/1.1 in the status line, also to HTTP/1.0 clients (as nginx
@@ -269,11 +287,7 @@ static void res_head(struct up_res *res, enum res_framing f, size_t len)
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", res->status,
                      up_head_reason(res->status));
     res_put(res, line, (size_t)n);
-    if (res->date != NULL && !res->has_date) {
-        res_puts(res, "Date: ");
-        res_puts(res, res->date);
-        res_puts(res, "\r\n");
-    }
+    res_date(res);
     res_put(res, res->fields, res->fields_len);
     res_head_framing(res, f, len);
 }
@@ -379,6 +393,10 @@ void up_res_send(struct up_res *res, const void *body, size_t len)
 void up_res_write(struct up_res *res, const void *data, size_t len)
 {
     if (res->state == RES_OPEN) {
+        size_t n;
+        const char *type = up_http_res_field(res, "content-type", &n);
+        res->event_stream =
+            type != NULL && n >= 17 && up_head_name_is(type, 17, "text/event-stream");
         res_head(res, res->minor >= 1 ? FRAME_CHUNKED : FRAME_CLOSE, 0);
         res->state = RES_STREAMING;
     } else if (res->state != RES_STREAMING) {
@@ -419,6 +437,76 @@ void up_res_defer(struct up_res *res)
 void up_http_res_finish_default(struct up_res *res)
 {
     up_res_end(res);
+}
+
+bool up_http_res_open(const struct up_res *res)
+{
+    return res->state == RES_OPEN;
+}
+
+void up_http_res_clear_fields(struct up_res *res)
+{
+    if (res->state == RES_OPEN) {
+        res->fields_len = 0;
+        res->has_date = false;
+    }
+}
+
+const char *up_http_res_field(const struct up_res *res, const char *lc, size_t *ret_len)
+{
+    size_t nl = strlen(lc);
+    const char *p = res->fields;
+    const char *end = res->fields + res->fields_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        /* Each field is "Name: value\r\n", as up_res_header() wrote it. */
+        if (eol - p > (ptrdiff_t)nl + 1 && p[nl] == ':' && up_head_name_is(p, nl, lc)) {
+            *ret_len = (size_t)(eol - p) - nl - 2;
+            return p + nl + 2;
+        }
+        p = eol + 2;
+    }
+    return NULL;
+}
+
+int up_http_res_switch(struct up_res *res, const char *accept, struct up_ws *ws)
+{
+    if (res->state != RES_OPEN) {
+        return -1;
+    }
+    res->status = 101;
+    res_puts(res, "HTTP/1.1 101 Switching Protocols\r\n");
+    res_date(res);
+    res_puts(res, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    res_puts(res, accept);
+    res_puts(res, "\r\n");
+    res_put(res, res->fields, res->fields_len);
+    res_puts(res, "\r\n");
+    res->state = RES_DONE;
+    if (res->err < 0) {
+        return -1;
+    }
+    res->ws = ws;
+    res_notify(res);
+    return 0;
+}
+
+bool up_http_res_streaming(const struct up_res *res)
+{
+    return res->state == RES_STREAMING;
+}
+
+void up_http_res_cut(struct up_res *res, bool clean)
+{
+    if (clean && res->state == RES_STREAMING && res->chunked && !res->no_body) {
+        res_puts(res, "0\r\n\r\n");
+    }
+    up_http_res_detach(res);
+}
+
+bool up_http_res_event_stream(const struct up_res *res)
+{
+    return res->event_stream && res->state == RES_STREAMING;
 }
 
 bool up_http_res_deferred(const struct up_res *res)

@@ -30,13 +30,18 @@ static void usage(FILE *f)
                "  -T, --title NAME          process title prefix (default: up)\n"
                "      --ready=auto|manual   manual: ready when the app calls up_ready()\n"
                "      --max-head BYTES      largest request head (default 16384)\n"
-               "      --body-limit BYTES    largest request body (default 1048576)\n"
+               "      --body-limit BYTES    largest request body and WebSocket message\n"
+               "                            (default 1048576)\n"
+               "      --ws-drain-grace DUR  on a drain, end WebSockets and event streams\n"
+               "                            after DUR (default 5s)...\n"
+               "      --close-spread DUR    ...one by one over DUR (default 5s)\n"
                "      --generation N, --index I   set by up-run\n"
                "  -h, --help                this text;  -V, --version  the version\n"
                "environment: UP_BACKEND=io_uring|epoll, UP_BODY_LIMIT, UP_LOG=debug, and\n"
                "  durations (like 5s): UP_IDLE_TIMEOUT (60s), UP_READ_TIMEOUT (30s),\n"
                "  UP_DRAIN_TIMEOUT (10s), UP_SEND_TIMEOUT (60s: reset a client that takes\n"
-               "  no byte of its answers for that long)\n");
+               "  no byte of its answers for that long), UP_WS_PING (30s: ping a WebSocket\n"
+               "  idle that long, close it when idle twice that)\n");
 }
 
 static int env_duration(const char *name, uint64_t def, uint64_t *ret)
@@ -80,7 +85,12 @@ static int parse_env(struct up_worker_cfg *cfg)
     if (env_duration("UP_IDLE_TIMEOUT", 60000, &cfg->idle_timeout_ms) < 0 ||
         env_duration("UP_READ_TIMEOUT", 30000, &cfg->read_timeout_ms) < 0 ||
         env_duration("UP_SEND_TIMEOUT", 60000, &cfg->send_timeout_ms) < 0 ||
-        env_duration("UP_DRAIN_TIMEOUT", 10000, &cfg->drain_timeout_ms) < 0) {
+        env_duration("UP_DRAIN_TIMEOUT", 10000, &cfg->drain_timeout_ms) < 0 ||
+        env_duration("UP_WS_PING", 30000, &cfg->ws_ping_ms) < 0) {
+        return -EINVAL;
+    }
+    if (cfg->ws_ping_ms == 0) {
+        fprintf(stderr, "up-worker: UP_WS_PING must be more than 0 (try 30s)\n");
         return -EINVAL;
     }
     /* 0 would reset every connection whose answer is not sent at once. */
@@ -93,7 +103,7 @@ static int parse_env(struct up_worker_cfg *cfg)
 
 static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
 {
-    enum { OPT_READY = 256, OPT_MAX_HEAD, OPT_BODY, OPT_GEN, OPT_INDEX };
+    enum { OPT_READY = 256, OPT_MAX_HEAD, OPT_BODY, OPT_GEN, OPT_INDEX, OPT_GRACE, OPT_SPREAD };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"require", required_argument, NULL, 'r'},
@@ -103,6 +113,8 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         {"body-limit", required_argument, NULL, OPT_BODY},
         {"generation", required_argument, NULL, OPT_GEN},
         {"index", required_argument, NULL, OPT_INDEX},
+        {"ws-drain-grace", required_argument, NULL, OPT_GRACE},
+        {"close-spread", required_argument, NULL, OPT_SPREAD},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -146,6 +158,14 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         case OPT_INDEX:
             cfg->index = (unsigned)strtoul(optarg, NULL, 10);
             break;
+        case OPT_GRACE:
+        case OPT_SPREAD:
+            if (up_duration_parse(optarg, c == OPT_GRACE ? &cfg->ws_drain_grace_ms
+                                                         : &cfg->close_spread_ms) < 0) {
+                fprintf(stderr, "up-worker: '%s' is not a duration (try 500ms, 5s)\n", optarg);
+                return -EINVAL;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -188,7 +208,7 @@ int main(int argc, char **argv)
     if (args == NULL) {
         return 1;
     }
-    struct up_worker_cfg cfg = {.title = "up"};
+    struct up_worker_cfg cfg = {.title = "up", .ws_drain_grace_ms = 5000, .close_spread_ms = 5000};
     int r = parse_env(&cfg);
     if (r == 0) {
         r = parse_args(argc, args, &cfg);

@@ -241,6 +241,11 @@ bool up_worker_takes_back(const struct up_worker *w)
     return up_worker_has_master(w) && !w->master_stopping;
 }
 
+int up_worker_close_code(const struct up_worker *w)
+{
+    return up_worker_takes_back(w) ? 1012 : 1001;
+}
+
 /* Queue an ACK for id. Returns the connection's arrival number, or 0 when
  * out of memory (it is then served at once: the master keeps its copy
  * until we exit, which is the old, weaker guarantee). */
@@ -485,6 +490,12 @@ static void abort_all(struct up_worker *w)
     }
 }
 
+static void end_long_lived(struct up_list *member, void *ctx)
+{
+    struct up_worker *w = ctx;
+    up_wconn_end_long(up_container_of(member, struct up_wconn, ll_link), up_worker_close_code(w));
+}
+
 static void on_drain_deadline(struct up_loop *loop, struct up_timer *t)
 {
     struct up_worker *w = up_container_of(t, struct up_worker, drain_timer);
@@ -511,12 +522,22 @@ static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flag
     }
     if (w->state != UP_WORKER_DRAINING) {
         w->state = UP_WORKER_DRAINING;
-        up_log(UP_LOG_DEBUG, "draining: %zu connections, deadline in %llu ms", w->nconns,
-               (unsigned long long)deadline_ms);
+        up_log(UP_LOG_DEBUG, "draining: %zu connections (%zu WebSockets), deadline in %llu ms",
+               w->nconns, w->nws, (unsigned long long)deadline_ms);
         if (w->lfd >= 0) {
             up_acceptor_stop(&w->acceptor); /* on_listen_stopped closes lfd */
         }
     }
+    if (!w->app_drained) {
+        w->app_drained = true;
+        if (w->app.app != NULL && w->app.app->drain != NULL) {
+            w->app.app->drain();
+        }
+    }
+    /* A shed generation (past --max-draining) lets its long-lived
+     * connections go at once, still spread. */
+    uint64_t grace = (flags & UP_DRAIN_F_SHED) ? 0 : w->cfg.ws_drain_grace_ms;
+    up_longlived_plan(&w->longlived, grace, w->cfg.close_spread_ms, deadline_ms);
     /* A second DRAIN (the cap on draining generations) may only shorten
      * the deadline. */
     uint64_t when = up_loop_now(w->loop) + deadline_ms;
@@ -709,6 +730,7 @@ static int worker_setup(struct up_worker *w)
     }
     w->drain_timer.cb = on_drain_deadline;
     w->stats_timer.cb = on_stats;
+    up_longlived_init(&w->longlived, w->loop, end_long_lived, w);
     w->chan_rx.cb = on_chan_rx;
     w->chan_tx.cb = on_chan_tx;
     r = setup_signals(w);
@@ -728,6 +750,7 @@ static int worker_setup(struct up_worker *w)
 static void worker_free(struct up_worker *w)
 {
     if (w->loop != NULL) {
+        up_longlived_stop(&w->longlived);
         abort_all(w);
         up_loop_cancel(w->loop, &w->sig_op);
         w->chan_lost = true; /* exiting: the canceled reads are no news */

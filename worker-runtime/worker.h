@@ -13,7 +13,10 @@
  * While draining it takes no new connection (the master stops routing to
  * it; in --listen mode the listener is closed), serves what it holds, and
  * at the drain deadline hands idle connections back to the master (or, with
- * no master, closes them gracefully) and cuts the rest.
+ * no master, closes them gracefully) and cuts the rest. Long-lived
+ * connections (WebSockets, event streams) are never handed back: the app
+ * hears of the drain (up_app.drain), and after a grace they are ended one
+ * by one over a window that closes before the deadline (longlived.h).
  *
  * The app API (up_after, up_ready, up_generation) has no context argument,
  * so the running worker is reachable through one process-wide pointer set by
@@ -30,6 +33,7 @@
 #include "app.h"
 #include "http.h"
 #include "list.h"
+#include "longlived.h"
 #include "loop.h"
 #include "passfd.h"
 
@@ -53,6 +57,9 @@ struct up_worker_cfg {
     uint64_t read_timeout_ms;     /* UP_READ_TIMEOUT: a started request */
     uint64_t send_timeout_ms;     /* UP_SEND_TIMEOUT: queued output not moving */
     uint64_t drain_timeout_ms;    /* drain deadline when the master is gone */
+    uint64_t ws_drain_grace_ms;   /* --ws-drain-grace: long-lived connections end after */
+    uint64_t close_spread_ms;     /* --close-spread: ... spread over this */
+    uint64_t ws_ping_ms;          /* UP_WS_PING: ping a WebSocket idle this long */
 };
 
 enum up_worker_state {
@@ -104,6 +111,11 @@ struct up_worker {
     struct up_list conns;        /* every connection held (up_wconn.link), newest first */
     size_t nconns;
     uint64_t nrequests;
+    struct up_longlived longlived;   /* WebSockets and event streams, for the drain */
+    bool app_drained;                /* up_app.drain was called */
+    size_t nws;                      /* WebSockets open */
+    uint64_t ws_total;               /* WebSockets accepted */
+    uint64_t send_timeouts;          /* connections reset for taking no output */
     char date[UP_HTTP_DATE_LEN + 1]; /* Date field, refreshed each second */
     long long date_sec;
 };
@@ -133,6 +145,11 @@ void up_worker_release_acked(struct up_worker *w);
 
 /* Whether connections go back to the master rather than being closed. */
 bool up_worker_has_master(const struct up_worker *w);
+
+/* The close code for WebSockets a drain ends: 1012 Service Restart when a
+ * master is there to pass the clients' new connections to new workers,
+ * 1001 Going Away when the server stops or runs without a master. */
+int up_worker_close_code(const struct up_worker *w);
 
 /* Whether an idle connection should go back to the master now (it is there
  * and not stopping), rather than be closed gracefully. */

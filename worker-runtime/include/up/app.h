@@ -39,7 +39,8 @@
 extern "C" {
 #endif
 
-#define UP_APP_ABI_VERSION 1u
+/* 2 added up_app.drain; a worker still loads apps built for 1. */
+#define UP_APP_ABI_VERSION 2u
 #define UP_APP_EXPORT __attribute__((visibility("default")))
 
 #pragma GCC visibility push(default)
@@ -63,6 +64,18 @@ struct up_app {
     /* Required. Called once per request, with the head and the whole body
      * already read (up to the body limit). */
     void (*handle)(struct up_req *req, struct up_res *res);
+    /* Optional (ABI 2). Called once when this worker begins to drain (a
+     * reload, a stop): it serves what it holds, and takes nothing new.
+     * Long-lived connections are the app's to end first if it likes: end
+     * open streams (up_res_end()), close WebSockets (up_ws_close()) with
+     * a word to the client. What is still open after the grace
+     * (--ws-drain-grace) is ended by the runtime: WebSockets get close
+     * code 1012 (Service Restart; 1001 when the server stops), server-sent
+     * event streams (Content-Type text/event-stream) their end, spread
+     * over --close-spread so that the clients come back to the new code
+     * a few at a time. Any other stream runs on to the drain deadline,
+     * where it is cut (the client sees the body incomplete). */
+    void (*drain)(void);
 };
 
 /* ---- the request ---- */
@@ -129,6 +142,77 @@ void up_res_defer(struct up_res *res);
  * A client that takes no byte for UP_SEND_TIMEOUT (default 60s) is
  * disconnected, and this then returns -1. */
 long up_res_pending(const struct up_res *res);
+
+/* ---- WebSocket (RFC 6455) ----
+ *
+ * A handler accepts a WebSocket handshake with up_ws_accept(); from then on
+ * the connection carries messages, and the runtime does the framing:
+ * fragments are reassembled into whole messages, text is checked to be
+ * UTF-8, pings are answered, the closing handshake is kept, and an idle
+ * connection is pinged (UP_WS_PING, default 30s) and closed when it stops
+ * answering. A message over the body limit (UP_BODY_LIMIT, default 1 MiB)
+ * closes the connection with 1009, a frame that breaks the protocol with
+ * 1002, text that is not UTF-8 with 1007. A WebSocket is never handed
+ * back to the master: a reload ends it as up_app.drain says. */
+
+struct up_ws; /* an open WebSocket; opaque */
+
+#define UP_WS_TEXT 1
+#define UP_WS_BINARY 2
+
+/* Sends and closes return 0 or one of these (nothing was queued). */
+#define UP_WS_ERR_CLOSED (-1)  /* closing or closed: nothing more may be sent */
+#define UP_WS_ERR_FULL (-2)    /* UP_WS_QUEUE_MAX bytes already wait for the client */
+#define UP_WS_ERR_INVALID (-3) /* text that is not UTF-8; a close code or reason not allowed */
+
+/* How much may wait for one client before a send is refused with
+ * UP_WS_ERR_FULL. A client that takes nothing at all for UP_SEND_TIMEOUT
+ * (default 60s) is disconnected (on_close gets 1006). */
+#define UP_WS_QUEUE_MAX (1024 * 1024)
+
+struct up_ws_callbacks {
+    /* Optional: the handshake answer is queued; ws may send from now on. */
+    void (*on_open)(struct up_ws *ws, void *ctx);
+    /* Required: one whole message; type is UP_WS_TEXT (valid UTF-8) or
+     * UP_WS_BINARY. data (len bytes; text has a NUL after it) is valid
+     * for the call only. */
+    void (*on_message)(struct up_ws *ws, void *ctx, int type, const void *data, size_t len);
+    /* Optional, but an app that keeps ws anywhere needs it: the WebSocket
+     * is over, and ws must not be used once this returns. Called exactly
+     * once. code: the client's close code (1000, 1001, ...; 1005 when its
+     * close frame had none), the code the runtime closed with (1002,
+     * 1007, 1009, 1012, ...), or 1006 when the connection ended without a
+     * closing handshake; reason is NUL-terminated, "" when none. */
+    void (*on_close)(struct up_ws *ws, void *ctx, int code, const char *reason);
+};
+
+/* Accept req's WebSocket handshake: the 101 answer is queued, res is
+ * finished (the handler returns), and the connection is a WebSocket whose
+ * events go to cbs (borrowed: keep it alive, a static struct is best) with
+ * ctx. To pick a subprotocol among those the client offers (see
+ * up_ws_offered()), set it with up_res_header(res,
+ * "Sec-WebSocket-Protocol", name) first. Returns 0, or -1 when refused,
+ * with res answered and finished: 426 (with Sec-WebSocket-Version: 13) to
+ * a request that is no WebSocket handshake or asks for another version,
+ * 503 while this worker drains (the client retries and gets the new
+ * code), 500 for a subprotocol the client did not offer, or out of
+ * memory. */
+int up_ws_accept(struct up_req *req, struct up_res *res, const struct up_ws_callbacks *cbs,
+                 void *ctx);
+/* 1 if the client offered subprotocol name in Sec-WebSocket-Protocol
+ * (compared case-sensitively, as RFC 6455 has it), else 0. */
+int up_ws_offered(const struct up_req *req, const char *name);
+/* Queue one message: 0, or UP_WS_ERR_CLOSED, UP_WS_ERR_FULL, UP_WS_ERR_INVALID. The
+ * data is copied. */
+int up_ws_send_text(struct up_ws *ws, const char *text, size_t len);
+int up_ws_send_binary(struct up_ws *ws, const void *data, size_t len);
+/* Begin the closing handshake: code 1000..1003, 1007..1014 or 3000..4999,
+ * reason at most 123 bytes of UTF-8 (may be NULL). on_close follows once
+ * the client answered (or gave up). 0, or UP_WS_ERR_CLOSED, UP_WS_ERR_INVALID. */
+int up_ws_close(struct up_ws *ws, int code, const char *reason);
+/* Bytes queued for the client that the kernel has not taken yet, or -1
+ * once the WebSocket is closed. */
+long up_ws_pending(const struct up_ws *ws);
 
 /* ---- the worker ---- */
 
