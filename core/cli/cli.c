@@ -38,6 +38,8 @@ enum {
     OPT_READY_TIMEOUT,
     OPT_MIGRATE,
     OPT_MAX_DRAINING,
+    OPT_WS_DRAIN_GRACE,
+    OPT_CLOSE_SPREAD,
     OPT_BACKEND,
     OPT_CONTROL,
     OPT_HEADER_TIMEOUT,
@@ -72,6 +74,8 @@ static const struct option cli_long[] = {
     {"ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT},
     {"migrate", required_argument, NULL, OPT_MIGRATE},
     {"max-draining", required_argument, NULL, OPT_MAX_DRAINING},
+    {"ws-drain-grace", required_argument, NULL, OPT_WS_DRAIN_GRACE},
+    {"close-spread", required_argument, NULL, OPT_CLOSE_SPREAD},
     {"backend", required_argument, NULL, OPT_BACKEND},
     {"control", required_argument, NULL, OPT_CONTROL},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
@@ -541,6 +545,10 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         return cli_duration(s, arg, false, &s->c.queue_timeout_ms, err, cap);
     case OPT_MAX_DRAINING:
         return cli_int(s, arg, UP_CLI_MAX_DRAINING, "a number", &s->c.max_draining, err, cap);
+    case OPT_WS_DRAIN_GRACE:
+        return cli_duration(s, arg, true, &s->c.ws_drain_grace_ms, err, cap);
+    case OPT_CLOSE_SPREAD:
+        return cli_duration(s, arg, true, &s->c.close_spread_ms, err, cap);
     case OPT_CONTROL:
         return cli_string(s, arg, UP_CLI_SUN_LEN - 1, &s->c.control, err, cap);
     case OPT_MAX_HEAD:
@@ -879,6 +887,8 @@ static void cli_defaults(struct cli_state *s, char **argv)
     s->c.title = "up";
     s->c.ready_timeout_ms = 30 * 1000;
     s->c.max_draining = 4;
+    s->c.ws_drain_grace_ms = 5000;
+    s->c.close_spread_ms = 5000;
     s->c.backend = UP_BACKEND_AUTO;
     s->c.header_timeout_ms = 10 * 1000;
     s->c.queue_timeout_ms = 10 * 1000;
@@ -1033,6 +1043,12 @@ void up_cli_usage(FILE *f)
           "                           move idle connections to the new workers at the\n"
           "                           drain deadline (default) or at once\n"
           "      --max-draining N     old generations draining at once, 1-64 (default 4)\n"
+          "      --ws-drain-grace DUR WebSockets and event streams of draining workers\n"
+          "                           end after DUR (default 5s): a WebSocket gets\n"
+          "                           close code 1012 (Service Restart) and comes back\n"
+          "                           to the new workers; all within --timeout\n"
+          "      --close-spread DUR   ... one by one, spread over DUR (default 5s), so\n"
+          "                           that the clients do not come back all at once\n"
           "  -w, --watch[=DIR]        reload when a file in DIR changes (default: the\n"
           "                           app's directory); write -wDIR or --watch=DIR\n"
           "      --build CMD          with --watch: run the shell command CMD before\n"

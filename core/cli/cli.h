@@ -80,6 +80,8 @@ struct up_cli {
     uint64_t ready_timeout_ms;  /* --ready-timeout, default 30s */
     bool migrate_idle;          /* --migrate=idle (default deadline) */
     int max_draining;           /* --max-draining, 1..64, default 4 */
+    uint64_t ws_drain_grace_ms; /* --ws-drain-grace, default 5s */
+    uint64_t close_spread_ms;   /* --close-spread, default 5s */
     enum up_backend backend;    /* --backend, default $UP_BACKEND or auto */
     const char *control;        /* --control PATH, or NULL: see up_cli_control_path() */
     uint64_t header_timeout_ms; /* --header-timeout, default 10s */

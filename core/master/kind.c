@@ -171,10 +171,15 @@ static int plan_app(const struct up_kind_params *p, struct up_kind_plan *plan)
     snprintf(plan->num[0], sizeof(plan->num[0]), "%u", p->gen_id);
     snprintf(plan->num[1], sizeof(plan->num[1]), "%u", p->index);
     snprintf(plan->num[2], sizeof(plan->num[2]), "%zu", p->max_head);
+    snprintf(plan->num[3], sizeof(plan->num[3]), "%llums",
+             (unsigned long long)p->ws_drain_grace_ms);
+    snprintf(plan->num[4], sizeof(plan->num[4]), "%llums", (unsigned long long)p->close_spread_ms);
     bool ok = arg(plan, &a, p->bin) && arg(plan, &a, "--generation") &&
               arg(plan, &a, plan->num[0]) && arg(plan, &a, "--index") &&
               arg(plan, &a, plan->num[1]) && arg(plan, &a, "--title") && arg(plan, &a, p->title) &&
-              arg(plan, &a, "--max-head") && arg(plan, &a, plan->num[2]);
+              arg(plan, &a, "--max-head") && arg(plan, &a, plan->num[2]) &&
+              arg(plan, &a, "--ws-drain-grace") && arg(plan, &a, plan->num[3]) &&
+              arg(plan, &a, "--close-spread") && arg(plan, &a, plan->num[4]);
     if (ok && p->ready_manual) {
         ok = arg(plan, &a, "--ready=manual");
     }

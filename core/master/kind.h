@@ -73,6 +73,8 @@ struct up_kind_params {
     /* APP */
     const char *title;
     size_t max_head;
+    uint64_t ws_drain_grace_ms; /* --ws-drain-grace */
+    uint64_t close_spread_ms;   /* --close-spread */
     bool ready_manual;
     const char *const *require;
     int nrequire;
@@ -98,7 +100,7 @@ struct up_kind_params {
 struct up_kind_plan {
     struct up_child_plan child;
     const char *argv[160];
-    char num[4][24];
+    char num[6][24];
     char env[UP_CHILD_MAX_ENV][256];
 };
 

@@ -1326,6 +1326,12 @@ static size_t size_pending(struct up_server *s, unsigned long long raised_from)
     return max;
 }
 
+/* A duration option: 0 is its default dflt, UP_SERVER_ZERO an explicit 0. */
+static uint64_t opt_ms(uint64_t v, uint64_t dflt)
+{
+    return v == UP_SERVER_ZERO ? 0 : v > 0 ? v : dflt;
+}
+
 /* Copy every string of opts into one block the server owns. */
 static int copy_opts(struct up_server *s, const struct up_server_opts *o)
 {
@@ -1393,6 +1399,8 @@ static int copy_opts(struct up_server *s, const struct up_server_opts *o)
     s->opts.workers = o->workers > 0 ? o->workers : 1;
     s->opts.drain_timeout_ms = o->drain_timeout_ms > 0 ? o->drain_timeout_ms : 10 * 60 * 1000;
     s->opts.max_draining = o->max_draining > 0 ? o->max_draining : 4;
+    s->opts.ws_drain_grace_ms = opt_ms(o->ws_drain_grace_ms, 5000);
+    s->opts.close_spread_ms = opt_ms(o->close_spread_ms, 5000);
     s->opts.ready_timeout_ms = o->ready_timeout_ms > 0 ? o->ready_timeout_ms : 30 * 1000;
     s->opts.header_timeout_ms = o->header_timeout_ms > 0 ? o->header_timeout_ms : 10 * 1000;
     s->opts.queue_timeout_ms = o->queue_timeout_ms > 0 ? o->queue_timeout_ms : 10 * 1000;
@@ -1538,6 +1546,8 @@ static void spawn_params(struct up_server *s, struct up_kind_params *p)
         .app = o->app,
         .title = o->title,
         .max_head = o->max_head,
+        .ws_drain_grace_ms = o->ws_drain_grace_ms,
+        .close_spread_ms = o->close_spread_ms,
         .ready_manual = o->ready_manual,
         .require = o->require,
         .nrequire = o->nrequire,

@@ -113,6 +113,8 @@ Test(cli, defaults)
     cr_assert_eq(c.ready_timeout_ms, 30000);
     cr_assert(!c.migrate_idle);
     cr_assert_eq(c.max_draining, 4);
+    cr_assert_eq(c.ws_drain_grace_ms, 5000);
+    cr_assert_eq(c.close_spread_ms, 5000);
     cr_assert_eq(c.backend, UP_BACKEND_AUTO);
     cr_assert_null(c.control);
     cr_assert_eq(c.header_timeout_ms, 10000);
@@ -547,6 +549,24 @@ Test(cli, bad_options_and_values)
     PARSE_FAILS("'/nonexistent-dir'", "--watch=/nonexistent-dir", cli_app);
 }
 
+/* The drain of WebSockets and event streams: both durations, zero allowed
+ * (close at once, all together). */
+Test(cli, long_lived_drain_options)
+{
+    struct up_cli c;
+    PARSE_OK(&c, "--ws-drain-grace=1500ms", "--close-spread", "2s", cli_app);
+    cr_assert_eq(c.ws_drain_grace_ms, 1500);
+    cr_assert_eq(c.close_spread_ms, 2000);
+    up_cli_free(&c);
+    PARSE_OK(&c, "--ws-drain-grace=0", "--close-spread=0s", cli_app);
+    cr_assert_eq(c.ws_drain_grace_ms, 0);
+    cr_assert_eq(c.close_spread_ms, 0);
+    up_cli_free(&c);
+    PARSE_FAILS("--ws-drain-grace: 'soon' is not a duration", "--ws-drain-grace=soon", cli_app);
+    PARSE_FAILS("--close-spread: '-1s'", "--close-spread", "-1s", cli_app);
+    PARSE_FAILS("'--close-spread' needs a value", cli_app, "--close-spread");
+}
+
 Test(cli, too_many_listen_addresses)
 {
     char *argv[40] = {"up-run"};
@@ -597,7 +617,7 @@ Test(cli, reentrant)
 
 Test(cli, ambiguous_prefix_names_the_candidates)
 {
-    PARSE_FAILS("'--w' is ambiguous (--workers, --watch)", "--w", cli_app);
+    PARSE_FAILS("'--w' is ambiguous (--workers, --watch, --ws-drain-grace)", "--w", cli_app);
     struct up_cli c;
     PARSE_OK(&c, "--wor=2", "--max-dr", "5", cli_app); /* a unique prefix is fine */
     cr_assert_eq(c.workers, 2);

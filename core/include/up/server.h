@@ -79,6 +79,9 @@ struct up_heir_fds {
     int stderr_fd; /* the old master's stderr: ours once we take over */
 };
 
+/* A duration of zero, for the options below whose 0 means their default. */
+#define UP_SERVER_ZERO UINT64_MAX
+
 struct up_server_opts {
     enum up_worker_kind kind;
     const char *app; /* APP: the app .so (an absolute path is best: the
@@ -94,10 +97,16 @@ struct up_server_opts {
                               * beside this program */
     char *const *app_argv;   /* its arguments after argv[0], or NULL */
     int app_argc;
-    long workers;               /* per generation; 0: 1 */
-    uint64_t drain_timeout_ms;  /* old workers drain this long; 0: 10 min */
-    bool migrate_idle;          /* move idle Keep-Alive connections at once */
-    int max_draining;           /* old generations draining at once; 0: 4 */
+    long workers;              /* per generation; 0: 1 */
+    uint64_t drain_timeout_ms; /* old workers drain this long; 0: 10 min */
+    bool migrate_idle;         /* move idle Keep-Alive connections at once */
+    int max_draining;          /* old generations draining at once; 0: 4 */
+    /* A draining worker's long-lived connections (WebSockets, event
+     * streams) end this long after its drain begins, WebSockets with close
+     * code 1012, one by one over close_spread_ms, all within the drain
+     * timeout. 0: 5 s each; UP_SERVER_ZERO: none. */
+    uint64_t ws_drain_grace_ms;
+    uint64_t close_spread_ms;
     bool no_respawn;            /* do not replace workers that die */
     bool ready_manual;          /* the app calls up_ready() */
     uint64_t ready_timeout_ms;  /* 0: 30 s */
