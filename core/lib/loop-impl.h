@@ -32,6 +32,7 @@ struct up_loop {
     struct up_timer **heap;
     size_t heap_len;
     size_t heap_cap;
+    uint64_t timer_seq; /* timers armed so far */
 };
 
 /* Called by the back ends for every callback: keeps busy/pending right.

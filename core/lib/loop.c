@@ -233,6 +233,7 @@ void up_timer_start(struct up_loop *loop, struct up_timer *t, uint64_t ms)
         loop->heap_cap = cap;
     }
     t->when = loop->now + ms;
+    t->seq = ++loop->timer_seq;
     loop->heap[loop->heap_len] = t;
     heap_up(loop, loop->heap_len++);
 }
@@ -252,10 +253,14 @@ static int next_timeout_ms(const struct up_loop *loop)
 
 static void run_timers(struct up_loop *loop)
 {
-    /* Timers armed by a callback for "now" wait for the next iteration, so
-     * a timer re-arming itself with 0 ms cannot starve the I/O. */
-    uint64_t now = loop->now;
-    while (loop->heap_len > 0 && loop->heap[0]->when <= now) {
+    /* Timers armed by a callback wait for the next iteration, so that a
+     * timer re-arming itself for "now" (0 ms, or a deadline already
+     * passed) can starve neither the I/O nor the clock: loop->now does not
+     * move in here, and `when <= now` alone would hold for it forever. An
+     * older timer behind it in the heap waits one iteration too; the
+     * next wait then does not block (next_timeout_ms() is 0). */
+    uint64_t now = loop->now, last = loop->timer_seq;
+    while (loop->heap_len > 0 && loop->heap[0]->when <= now && loop->heap[0]->seq <= last) {
         struct up_timer *t = loop->heap[0];
         up_timer_stop(loop, t);
         t->cb(loop, t);

@@ -87,6 +87,7 @@ struct up_op {
 struct up_timer {
     up_timer_cb cb; /* set by the caller */
     uint64_t when;  /* the loop's: deadline in up_loop_now() ms */
+    uint64_t seq;   /* the loop's: which arming this is (see run_timers()) */
     size_t slot;    /* the loop's: heap index + 1; 0 = not armed */
 };
 
@@ -137,7 +138,10 @@ void up_loop_cancel(struct up_loop *loop, struct up_op *op);
 int up_loop_close(struct up_loop *loop, int fd);
 
 /* Timers. Start (re)arms t to fire ms from now; stop disarms (harmless if
- * not armed). A timer fires once; re-arm it from its callback to repeat. */
+ * not armed). A timer fires once; re-arm it from its callback to repeat.
+ * One armed from a timer callback fires in a later iteration, never in the
+ * same one, even for 0 ms: the loop waits for I/O (without blocking) in
+ * between. */
 void up_timer_start(struct up_loop *loop, struct up_timer *t, uint64_t ms);
 void up_timer_stop(struct up_loop *loop, struct up_timer *t);
 static inline bool up_timer_armed(const struct up_timer *t)

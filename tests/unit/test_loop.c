@@ -261,6 +261,46 @@ static void timers_fire_in_order(enum up_backend be)
     up_loop_free(loop);
 }
 
+/* A timer that re-arms itself for "now" runs once per iteration: the
+ * clock moves and I/O is looked at in between. It gives up after 1000 runs,
+ * so that the old behaviour (running it again and again inside one
+ * iteration, the clock standing still) fails here rather than hangs. */
+struct again {
+    struct up_timer t;
+    int runs;
+    uint64_t delay; /* re-arm with this many ms */
+};
+
+static void again_cb(struct up_loop *loop, struct up_timer *t)
+{
+    struct again *a = (struct again *)t;
+    if (++a->runs < 1000) {
+        up_timer_start(loop, t, a->delay);
+    }
+}
+
+static void timer_rearmed_for_now_waits_for_the_next_iteration(enum up_backend be)
+{
+    struct up_loop *loop = up_test_new_loop(be);
+    struct again a = {.t.cb = again_cb};
+    struct again b = {.t.cb = again_cb};
+    up_timer_start(loop, &a.t, 0);
+    cr_assert_eq(up_loop_run_once(loop), 0);
+    cr_assert_eq(a.runs, 1, "one iteration ran the timer %d times", a.runs);
+    cr_assert_eq(up_loop_run_once(loop), 0);
+    cr_assert_eq(a.runs, 2);
+    /* Two such timers take turns; neither starves the other. */
+    up_timer_start(loop, &b.t, 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(up_loop_run_once(loop), 0);
+    }
+    cr_assert_eq(a.runs, 5);
+    cr_assert_eq(b.runs, 3);
+    up_timer_stop(loop, &a.t);
+    up_timer_stop(loop, &b.t);
+    up_loop_free(loop);
+}
+
 #define BOTH(name)                                                                                 \
     Test(loop, name##_io_uring, .timeout = 10)                                                     \
     {                                                                                              \
@@ -278,3 +318,4 @@ BOTH(accept_multishot)
 BOTH(fd_through_sendmsg)
 BOTH(poll_and_read)
 BOTH(timers_fire_in_order)
+BOTH(timer_rearmed_for_now_waits_for_the_next_iteration)
