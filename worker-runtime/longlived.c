@@ -20,6 +20,14 @@ void up_longlived_fit(uint64_t grace_ms, uint64_t spread_ms, uint64_t deadline_m
     *ret_window = spread_ms < room - start ? spread_ms : room - start;
 }
 
+/* When member i is due: the quotient rounded up. Rounded down, the timer
+ * would wake a little before due() counts member i, find nothing to do,
+ * and re-arm for "now" until the clock caught up. */
+static uint64_t step_at(const struct up_longlived *ll, size_t i)
+{
+    return ll->start + (ll->window * i + ll->total - 1) / ll->total;
+}
+
 static void on_step(struct up_loop *loop, struct up_timer *t);
 
 void up_longlived_init(struct up_longlived *ll, struct up_loop *loop,
@@ -49,7 +57,8 @@ void up_longlived_remove(struct up_longlived *ll, struct up_list *member)
 
 /* How many should have ended by now: member i (from 0) at start +
  * window * i / total, so the first goes at once and the last a step
- * before the window closes. */
+ * before the window closes. In whole ms, member i is due once
+ * now - start >= window * i / total, that is at step_at(i). */
 static size_t due(const struct up_longlived *ll, uint64_t now)
 {
     uint64_t in = now - ll->start;
@@ -74,7 +83,7 @@ static void on_step(struct up_loop *loop, struct up_timer *t)
         ll->end(m, ll->ctx);
     }
     if (ll->ended < ll->total && ll->n > 0) {
-        uint64_t next = ll->start + ll->window * ll->ended / ll->total;
+        uint64_t next = step_at(ll, ll->ended);
         up_timer_start(loop, t, next > now ? next - now : 0);
     }
 }
