@@ -360,6 +360,7 @@ static void linger_read(struct up_wconn *c)
 }
 
 static void finish_hand_back(struct up_wconn *c);
+static void hand_back(struct up_wconn *c);
 
 static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
@@ -372,6 +373,7 @@ static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
             c->roff = 0;
             c->rlen = (size_t)res;
             c->rx_at = up_loop_now(c->w->loop);
+            c->req_whole = c->req_whole && !c->started; /* a started head's first bytes went */
             conn_run(c);
         } else if (res == 0 && !c->started) {
             conn_close(c, false); /* the client closed between requests */
@@ -437,6 +439,19 @@ static void dispatch(struct up_wconn *c)
     }
 }
 
+/* A WebSocket handshake that reached this worker as it drains: better
+ * opened on the new generation than here, where the drain would close it
+ * again in a moment (or the app would refuse it with 503). The master takes
+ * it back with the request's bytes and routes it as a new connection; it
+ * can only if those bytes are all still in rbuf (a handshake is one small
+ * head, so nearly always). */
+static bool upgrade_goes_back(struct up_wconn *c)
+{
+    const struct up_req *req = up_http_request(&c->parser);
+    return req->ws && c->w->state == UP_WORKER_DRAINING && up_worker_takes_back(c->w) &&
+           c->req_whole;
+}
+
 /* Feed buffered bytes and serve what they hold. Returns false when nothing
  * more can happen until I/O or the app moves. */
 static void ws_begin(struct up_wconn *c);
@@ -469,6 +484,10 @@ static bool step(struct up_wconn *c)
     if (!c->started && backlogged(c)) {
         return false; /* the next pipelined request waits in rbuf */
     }
+    if (!c->started) {
+        c->req_off = c->roff;
+        c->req_whole = true;
+    }
     size_t used = c->rlen - c->roff;
     int r = up_http_feed(&c->parser, c->rbuf + c->roff, c->rlen - c->roff, &used);
     c->roff += used;
@@ -485,6 +504,11 @@ static bool step(struct up_wconn *c)
     if (r < 0) {
         up_http_error_response(&c->out, up_http_error_status(r));
         c->close_after = true;
+        return false;
+    }
+    if (upgrade_goes_back(c)) {
+        c->roff = c->req_off; /* the whole request goes back, unread */
+        c->give_back = true;
         return false;
     }
     dispatch(c);
@@ -610,6 +634,12 @@ static void conn_run(struct up_wconn *c)
         ws_feed(c);
     }
     c->in_run = false;
+    if (c->give_back) {
+        up_log(UP_LOG_DEBUG, "conn id=%llu: a WebSocket handshake while draining, handed back",
+               (unsigned long long)c->id);
+        hand_back(c);
+        return;
+    }
     ll_track(c);
     if (c->roff == c->rlen) {
         c->roff = c->rlen = 0;
@@ -735,6 +765,18 @@ static void drain_deadline(struct up_wconn *c)
     }
 }
 
+/* Give c to the master with what rbuf holds unfed (a master takes it). */
+static void hand_back(struct up_wconn *c)
+{
+    set_state(c, UP_WCONN_HANDBACK);
+    up_timer_stop(c->w->loop, &c->timer);
+    if (c->rx.busy) {
+        up_loop_cancel(c->w->loop, &c->rx); /* on_recv finishes the hand back */
+        return;
+    }
+    finish_hand_back(c);
+}
+
 void up_wconn_drain(struct up_wconn *c, bool deadline)
 {
     if (c->state != UP_WCONN_OPEN) {
@@ -750,13 +792,7 @@ void up_wconn_drain(struct up_wconn *c, bool deadline)
         conn_close(c, true);
         return;
     }
-    set_state(c, UP_WCONN_HANDBACK);
-    up_timer_stop(c->w->loop, &c->timer);
-    if (c->rx.busy) {
-        up_loop_cancel(c->w->loop, &c->rx); /* on_recv finishes the hand back */
-        return;
-    }
-    finish_hand_back(c);
+    hand_back(c);
 }
 
 void up_wconn_abort(struct up_wconn *c)

@@ -25,7 +25,11 @@
  * the engine, what the engine queues goes out, and its timer pings an
  * idle client (WAIT_PING) or waits for the client's close frame
  * (WAIT_CLOSE). It is never idle, so never handed back; once the closing
- * handshake is over it closes gracefully like any other.
+ * handshake is over it closes gracefully like any other. A handshake that
+ * reaches a draining worker is handed back to the master unanswered (when
+ * a master takes it, and its bytes are all still in rbuf), so that the
+ * WebSocket opens on the new generation rather than on one about to close
+ * it; else the app's up_ws_accept() answers 503.
  *
  * Requests are served one at a time, in order: the next pipelined request is
  * parsed only after the previous response is complete (queued), so
@@ -118,6 +122,12 @@ struct up_wconn {
     uint64_t rx_at;         /* loop time input last came (the WebSocket idle ping) */
     bool ws_cut;            /* close the connection once our close frame is sent */
     bool stream_ended;      /* the runtime ended or cut the response stream: close */
+    /* rbuf[req_off..] holds the request being parsed from its first byte
+     * (req_whole), so that a draining worker can hand a WebSocket
+     * handshake back to the master unanswered; see upgrade_goes_back(). */
+    size_t req_off;
+    bool req_whole;
+    bool give_back; /* hand the connection back once out of conn_run()'s loop */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len
