@@ -339,8 +339,9 @@ int up_res_header(struct up_res *res, const char *name, const char *value)
         return -1;
     }
     if (up_head_name_is(name, nl, "content-length") ||
-        up_head_name_is(name, nl, "transfer-encoding") || up_head_name_is(name, nl, "connection")) {
-        return 0;
+        up_head_name_is(name, nl, "transfer-encoding") || up_head_name_is(name, nl, "connection") ||
+        up_head_name_is(name, nl, "keep-alive")) {
+        return 0; /* the framing and the connection's life are the runtime's */
     }
     size_t need = res->fields_len + nl + vl + 4;
     if (need > res->fields_cap) {

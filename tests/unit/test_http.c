@@ -759,7 +759,10 @@ static void drain(struct up_http_out *out, struct out_text *o)
 typedef void (*handler_fn)(struct up_req *req, struct up_res *res);
 
 /* Parse request, run handler as the glue would, and return the bytes. */
-static void respond(const char *request, handler_fn handler, struct out_text *o, bool *ret_close)
+/* Serve request with handler, keep_alive_s as the worker's idle timeout
+ * (0: none advertised). */
+static void respond_ka(const char *request, handler_fn handler, unsigned keep_alive_s,
+                       struct out_text *o, bool *ret_close)
 {
     struct up_http_parser p;
     struct up_http_out out;
@@ -767,6 +770,7 @@ static void respond(const char *request, handler_fn handler, struct out_text *o,
     up_http_parser_init(&p, NULL);
     up_http_out_init(&out);
     up_http_res_init(&res);
+    res.keep_alive_s = keep_alive_s;
     res.on_output = on_output;
     res.ctx = o;
     memset(o, 0, sizeof(*o));
@@ -784,6 +788,11 @@ static void respond(const char *request, handler_fn handler, struct out_text *o,
     up_http_res_free(&res);
     up_http_out_free(&out);
     up_http_parser_free(&p);
+}
+
+static void respond(const char *request, handler_fn handler, struct out_text *o, bool *ret_close)
+{
+    respond_ka(request, handler, 0, o, ret_close);
 }
 
 static void send_hello(struct up_req *req, struct up_res *res)
@@ -895,6 +904,35 @@ Test(http, http10_keep_alive_says_so, .timeout = 10)
                              "Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello");
     cr_assert(!close);
     respond("GET / HTTP/1.0\r\n\r\n", send_hello, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
+    cr_assert(close);
+}
+
+static void send_own_keep_alive(struct up_req *req, struct up_res *res)
+{
+    (void)req;
+    cr_assert_eq(up_res_header(res, "Keep-Alive", "timeout=3600"), 0);
+    up_res_send(res, "hello", 5);
+}
+
+/* The idle timeout is advertised on every answer that keeps the
+ * connection (not on one that closes it), and it is the runtime's: an
+ * app's own Keep-Alive field would promise what the worker does not keep. */
+Test(http, keep_alive_answers_advertise_the_idle_timeout, .timeout = 10)
+{
+    struct out_text o;
+    bool close;
+    respond_ka("GET / HTTP/1.1\r\nHost: h\r\n\r\n", send_own_keep_alive, 60, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                             "Keep-Alive: timeout=60\r\n\r\nhello");
+    cr_assert(!close);
+    respond_ka("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", send_hello, 5, &o, &close);
+    cr_assert_str_eq(o.text, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             "Content-Length: 5\r\nConnection: keep-alive\r\n"
+                             "Keep-Alive: timeout=5\r\n\r\nhello");
+    respond_ka("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", send_hello, 60, &o,
+               &close);
     cr_assert_str_eq(o.text, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                              "Content-Length: 5\r\nConnection: close\r\n\r\nhello");
     cr_assert(close);

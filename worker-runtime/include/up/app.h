@@ -117,8 +117,9 @@ const char *up_req_peer(const struct up_req *req);
 
 /* Set the status (default 200). Only before the first byte is written. */
 void up_res_status(struct up_res *res, int status);
-/* Add a header. Content-Length, Transfer-Encoding and Connection are managed
- * by the runtime and ignored here. Returns 0, or -1 after the head went out. */
+/* Add a header. Content-Length, Transfer-Encoding, Connection and Keep-Alive
+ * are managed by the runtime and ignored here. Returns 0, or -1 after the
+ * head went out. */
 int up_res_header(struct up_res *res, const char *name, const char *value);
 /* Send the whole body with a Content-Length and finish the response. */
 void up_res_send(struct up_res *res, const void *body, size_t len);
