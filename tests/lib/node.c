@@ -34,6 +34,12 @@ void nd_start(struct nd *n, const char *script, const char *const *args)
     const char *mods = getenv("UP_NODE_PATH");
     const char *dir = getenv("UP_TEST_WS");
     cr_assert(mods != NULL && dir != NULL, "UP_NODE_PATH and UP_TEST_WS unset: run make test");
+    char ws[1024];
+    snprintf(ws, sizeof(ws), "%s/ws/package.json", mods);
+    cr_assert(access(ws, R_OK) == 0,
+              "the npm package ws is not in %s: `npm ci` in build/npm failed when make ran it "
+              "(no npm registry, or npm missing); make test tries again",
+              mods);
     char nodepath[1024], file[1024];
     snprintf(nodepath, sizeof(nodepath), "NODE_PATH=%s", mods);
     snprintf(file, sizeof(file), "%s/%s", dir, script);
