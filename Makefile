@@ -35,6 +35,7 @@ MASTER_SRC  := $(wildcard core/master/*.c)
 CLI_SRC     := $(filter-out core/cli/up-run.c,$(wildcard core/cli/*.c))
 WORKER_SRC  := $(filter-out worker-runtime/up-worker.c,$(wildcard worker-runtime/*.c))
 EXAMPLES    := $(patsubst examples/%.c,$(B)/examples/%.so,$(wildcard examples/*.c))
+EXAMPLES    += $(B)/examples/chat.so
 TEST_SRC    := $(wildcard tests/unit/*.c tests/integration/*.c tests/lib/*.c)
 LLHTTP_OBJ  := $(B)/obj/llhttp/llhttp.o $(B)/obj/llhttp/api.o $(B)/obj/llhttp/http.o
 
@@ -110,6 +111,14 @@ $(B)/up-exec: $(call obj,core/exec/up-exec.c)
 $(B)/examples/%.so: examples/%.c worker-runtime/include/up/app.h
 	@mkdir -p $(dir $@)
 	$(CC) -Iworker-runtime/include $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $<
+
+# The chat example is a directory: its page is built into the .so (.incbin
+# in chat.c, found on the assembler's include path).
+$(B)/examples/chat.so: examples/chat/chat.c examples/chat/index.html \
+                       worker-runtime/include/up/app.h
+	@mkdir -p $(dir $@)
+	$(CC) -Iworker-runtime/include -Wa,-Iexamples/chat $(CFLAGS) -fPIC -shared $(LDFLAGS) \
+	    -o $@ $<
 
 # A master of one's own on libup, built as an embedder would: the public
 # header alone.
@@ -275,7 +284,7 @@ HEADERS := core/include/up/server.h core/include/up/middleware.h worker-runtime/
 install: all
 	@UP_EXTRA_PKGS=help2man scripts/deps.sh
 	install -d $(I_BIN) $(I_LIB) $(I_INC) $(I_PC) $(I_MAN)/man1 $(I_MAN)/man3 \
-	    $(I_DOC)/examples/embed $(I_DOC)/examples/systemd
+	    $(I_DOC)/examples/embed $(I_DOC)/examples/systemd $(I_DOC)/examples/chat
 	install -m 755 $(B)/up-run $(B)/up-worker $(B)/up-exec $(I_BIN)/
 	install -m 644 $(B)/libup.a $(I_LIB)/
 	install -m 644 $(HEADERS) $(I_INC)/
@@ -290,6 +299,7 @@ install: all
 	install -m 644 examples/hello.c examples/echo.c examples/slow.c $(I_DOC)/examples/
 	install -m 644 examples/systemd/up@.service examples/systemd/up@.socket $(I_DOC)/examples/systemd/
 	install -m 644 examples/embed/embed.c $(I_DOC)/examples/embed/
+	install -m 644 examples/chat/chat.c examples/chat/index.html $(I_DOC)/examples/chat/
 
 uninstall:
 	rm -f $(I_BIN)/up-run $(I_BIN)/up-worker $(I_BIN)/up-exec $(I_LIB)/libup.a $(I_PC)/up.pc $(I_PC)/up-app.pc \

@@ -83,6 +83,8 @@ Test(install, builds_and_serves_out_of_tree_then_uninstalls, .timeout = 300, .fi
         "/usr/share/man/man3/up-app.3",
         "/usr/share/doc/up/examples/hello.c",
         "/usr/share/doc/up/examples/embed/embed.c",
+        "/usr/share/doc/up/examples/chat/chat.c",
+        "/usr/share/doc/up/examples/chat/index.html",
         "/usr/share/doc/up/examples/systemd/up@.service",
     };
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -95,12 +97,15 @@ Test(install, builds_and_serves_out_of_tree_then_uninstalls, .timeout = 300, .fi
              dest, dest);
     const char *flags = sanitized ? "-fsanitize=address,undefined" : "";
     const char *out = ht_path("");
-    snprintf(cmd, sizeof(cmd),
-             "cd %s && export %s && cc -shared -fPIC $(pkg-config --cflags up-app) "
-             "%s/usr/share/doc/up/examples/hello.c -o hello.so && "
-             "cc %s $(pkg-config --cflags up) %s/usr/share/doc/up/examples/embed/embed.c "
-             "$(pkg-config --libs up) -o embed",
-             out, pc, dest, flags, dest);
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd %s && export %s && cc -shared -fPIC $(pkg-config --cflags up-app) "
+        "%s/usr/share/doc/up/examples/hello.c -o hello.so && "
+        "cc -shared -fPIC $(pkg-config --cflags up-app) -Wa,-I%s/usr/share/doc/up/examples/chat "
+        "%s/usr/share/doc/up/examples/chat/chat.c -o chat.so && "
+        "cc %s $(pkg-config --cflags up) %s/usr/share/doc/up/examples/embed/embed.c "
+        "$(pkg-config --libs up) -o embed",
+        out, pc, dest, dest, dest, flags, dest);
     in_sh(cmd, 120000);
 
     char bin[512], app[512], port[16], env[600];
