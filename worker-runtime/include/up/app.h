@@ -195,9 +195,10 @@ struct up_ws_callbacks {
  * "Sec-WebSocket-Protocol", name) first. Returns 0, or -1 when refused,
  * with res answered and finished: 426 (with Sec-WebSocket-Version: 13) to
  * a request that is no WebSocket handshake or asks for another version,
- * 503 while this worker drains (the client retries and gets the new
- * code), 500 for a subprotocol the client did not offer, or out of
- * memory. */
+ * 503 while this worker drains (rare: under up-run a handshake that
+ * reaches a draining worker goes back to the master, and on to the new
+ * code, before the handler sees it), 500 for a subprotocol the client did
+ * not offer, or out of memory. */
 int up_ws_accept(struct up_req *req, struct up_res *res, const struct up_ws_callbacks *cbs,
                  void *ctx);
 /* 1 if the client offered subprotocol name in Sec-WebSocket-Protocol
