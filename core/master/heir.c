@@ -23,7 +23,7 @@ struct up_heir {
     struct up_loop *loop;
     const struct up_heir_cbs *cbs;
     void *ctx;
-    int chan; /* owned */
+    int chan;            /* owned */
     struct up_op rx, tx; /* POLLIN, and POLLOUT while ACKs wait */
     bool closing;
     uint64_t taken;
@@ -107,8 +107,9 @@ static void on_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
             break;
         }
         if (n == -EPIPE || n == -ECONNRESET || n == -EBADF) {
-            up_log(UP_LOG_INFO, "the old master is gone (%llu connections passed on): serving "
-                                "alone",
+            up_log(UP_LOG_INFO,
+                   "the old master is gone (%llu connections passed on): serving "
+                   "alone",
                    (unsigned long long)h->taken);
             h->closing = true;
             h->cbs->alone(h->ctx);

@@ -58,8 +58,10 @@ static void ug_wait_exit(pid_t old)
     }
     char state = '?';
     (void)proc_stat(old, &state, NULL, NULL);
-    cr_assert_eq(r, old, "the old master pid=%d did not exit within %d ms (waitpid %d: %s, state %c)\nlog:\n%s",
-                 (int)old, UG_WAIT_MS, (int)r, strerror(errno), state, ma_log_text());
+    cr_assert_eq(
+        r, old,
+        "the old master pid=%d did not exit within %d ms (waitpid %d: %s, state %c)\nlog:\n%s",
+        (int)old, UG_WAIT_MS, (int)r, strerror(errno), state, ma_log_text());
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "the old master pid=%d ended with status 0x%x\nlog:\n%s", (int)old, status,
               ma_log_text());
@@ -130,8 +132,7 @@ BACKEND_TEST(upgrade, ten_upgrades_under_load_lose_nothing, .timeout = 180, .fin
 
 /* A new build that cannot start: the old master keeps serving and says
  * why; once the build is fixed, the upgrade goes through. */
-BACKEND_TEST(upgrade, a_broken_build_leaves_the_old_master_serving, .timeout = 60,
-             .fini = ht_fini)
+BACKEND_TEST(upgrade, a_broken_build_leaves_the_old_master_serving, .timeout = 60, .fini = ht_fini)
 {
     cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
     char out[8192], real[PATH_MAX];
