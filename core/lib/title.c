@@ -11,6 +11,11 @@ static struct {
     size_t len;
 } up_title_area;
 
+/* The copies of the environment strings, held here as well as in environ:
+ * unsetenv() only drops a pointer from environ (socket activation unsets
+ * LISTEN_*), and a string held nowhere else would be a leak. */
+static char **up_title_env;
+
 static char **copy_args(int argc, char **argv)
 {
     char **args = calloc((size_t)argc + 1, sizeof(*args));
@@ -45,7 +50,11 @@ char **up_title_init(int argc, char **argv)
     /* Take in the environment strings that directly follow argv, and move
      * environ to a copy so that getenv() keeps working afterwards. */
     char **env = calloc(n + 1, sizeof(*env));
-    if (env == NULL) {
+    up_title_env = calloc(n + 1, sizeof(*up_title_env));
+    if (env == NULL || up_title_env == NULL) {
+        free(env);
+        free(up_title_env);
+        up_title_env = NULL;
         up_title_area.start = argv[0];
         up_title_area.len = (size_t)(end - argv[0]);
         return args;
@@ -54,7 +63,7 @@ char **up_title_init(int argc, char **argv)
         if (environ[i] == end) {
             end = environ[i] + strlen(environ[i]) + 1;
         }
-        env[i] = strdup(environ[i]);
+        env[i] = up_title_env[i] = strdup(environ[i]);
     }
     environ = env;
     up_title_area.start = argv[0];
