@@ -802,6 +802,13 @@ void ma_wait_workers_not(unsigned id, int n, const pid_t *not_pids, int nnot, st
     long long deadline = up_test_now_ms() + HT_READY_MS;
     pid_t pids[64];
 
+    /* Right after ma_spawn() the master may not have made its control
+     * socket yet: "status" would say nobody answers. */
+    while (access(ma.ctl, F_OK) < 0 && up_test_now_ms() < deadline) {
+        cr_assert(up_test_alive(ma.pid), "up-run exited before it listened on %s; log:\n%s", ma.ctl,
+                  ma_log_text());
+        up_test_nap(10);
+    }
     for (;;) {
         ma_status(s);
         int ready = ma_gen_pids(s, id, "ready", pids, 64);
