@@ -11,10 +11,10 @@
  * the master always reads. The master switches to the non-blocking mode with
  * up_log_async(): lines go into a bounded buffer of whole lines, written to
  * stderr without ever blocking, the rest retried when the loop reports stderr
- * writable. A line that does not fit is dropped whole (never cut) and
- * counted; once stderr takes lines again, a line saying how many were lost
- * stands where they would have been. The file status flags of fd 2 are left
- * alone: that open file description is shared with whoever started us.
+ * writable (sink.h). A line that does not fit is dropped whole (never cut)
+ * and counted; once stderr takes lines again, a line saying how many were
+ * lost stands where they would have been. The file status flags of fd 2 are
+ * left alone: that open file description is shared with whoever started us.
  *
  * The log module uses the loop (both are infrastructure); it never calls the
  * master, and never logs about itself.
