@@ -186,6 +186,10 @@ END {
         r = ratio(ka_up, ka_ng); target("Keep-Alive: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
         r = ratio(cl_up, cl_nm); target("Connection per request: up-run ÷ no-master limit", ratio_str(r), "≥ 0.85", r, r != "" && r >= 0.85, "ratio")
         r = ratio(cl_up, cl_ng); target("Connection per request: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
+        if ("uprun_alog" in lab) {
+            r = ratio(median("uprun_alog", "ka", "rps"), ka_up)
+            target("Keep-Alive: up-run --access-log FILE ÷ without", ratio_str(r), "≥ 0.90", r, r != "" && r >= 0.9, "ratio")
+        }
 
         for (mi = 1; mi <= 2; mi++) {
             mode = mi == 1 ? "ka" : "close"

@@ -523,6 +523,9 @@ if [ -n "$BASE_DIR" ]; then
         warn "the baseline uses ${BACKEND_OF[uprun_base]} and up-run ${BACKEND_OF[uprun]}: the ratios compare back ends too"
 fi
 [ "$COMPARE_ONLY" = 1 ] || start_uprun uprun_epoll "up-run -n $WORKERS --backend epoll" "$UPRUN" "$APP" --backend epoll
+# The cost of the access log: a line per request to a file, as an operator
+# would run it.
+[ "$COMPARE_ONLY" = 1 ] || start_uprun uprun_alog "up-run -n $WORKERS --access-log FILE" "$UPRUN" "$APP" --access-log "$TMP/access.log"
 
 # 3. nginx return 200
 start_nginx() { # ID LABEL TEMPLATE [BACKEND_PORT]
@@ -883,6 +886,10 @@ for c in "${CONTESTANTS[@]}"; do
         ;;
     esac
 done
+
+if [ -n "${PORT_OF[uprun_alog]}" ]; then
+    say "access log: $(wc -l <"$TMP/access.log") lines in the file; up-run status says: $("$UPRUN" status --control "${CTL_OF[uprun_alog]}" 2>/dev/null | grep '^access log' || echo none)"
+fi
 
 read -r LOAD_END _ </proc/loadavg
 raw meta load_end "$LOAD_END"

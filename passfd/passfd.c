@@ -18,6 +18,7 @@ static const char *const up_msg_kind_names[] = {
     [UP_MSG_CONN] = "CONN",       [UP_MSG_DRAIN] = "DRAIN", [UP_MSG_READY] = "READY",
     [UP_MSG_FAIL] = "FAIL",       [UP_MSG_ACK] = "ACK",     [UP_MSG_STATS] = "STATS",
     [UP_MSG_DECLINE] = "DECLINE", [UP_MSG_ROOM] = "ROOM",   [UP_MSG_DRAINING] = "DRAINING",
+    [UP_MSG_REOPEN] = "REOPEN",
 };
 
 #define UP_MSG_KIND_COUNT (sizeof(up_msg_kind_names) / sizeof(up_msg_kind_names[0]))

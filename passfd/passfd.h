@@ -16,6 +16,7 @@
  *                            routed it since a worker last took it in.
  *                     DRAIN  arg = drain deadline, ms from now;
  *                            flags UP_DRAIN_F_*: see below.
+ *                     REOPEN open log files again (logrotate moved them).
  *   worker -> master  READY  the app loaded and is ready.
  *                     FAIL   payload = reason text (dlerror() and the like).
  *                     ACK    payload = the conn_ids (uint64_t each) of CONNs
@@ -24,7 +25,9 @@
  *                            worker already read from it, conn_id; arg = the
  *                            CONN's arg when it is bounced straight back (it
  *                            came while the worker drained), else 0.
- *                     STATS  arg = connections held, arg2 = requests served.
+ *                     STATS  arg = connections held, arg2 = requests served;
+ *                            payload = access log lines written and lines
+ *                            dropped since start (uint64_t each), or none.
  *                     DECLINE  conn_id of a CONN whose fd never arrived: the
  *                            worker is at its fd limit. The master still
  *                            owns the connection and routes it elsewhere.
@@ -65,6 +68,7 @@ enum up_msg_kind {
     UP_MSG_DECLINE = 7,
     UP_MSG_ROOM = 8,
     UP_MSG_DRAINING = 9,
+    UP_MSG_REOPEN = 10,
 };
 
 #define UP_DRAIN_F_MIGRATE_IDLE 0x1u /* DRAIN: hand idle connections back now */

@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 
 /* How long a gracefully closed connection reads and drops what the client
  * still sends, waiting for its FIN; shorter when the worker is on its way
@@ -86,6 +87,42 @@ static void peer_text(int fd, char *buf, size_t cap)
     } else if (ss.ss_family == AF_UNIX) {
         snprintf(buf, cap, "unix");
     }
+}
+
+/* ---- the access log ---- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The access log line of the current request, whose response is all
+ * queued: the app's (req), or one the runtime answered itself because the
+ * request was malformed or too slow (req NULL). */
+static void log_request(struct up_wconn *c, const struct up_req *req, int status)
+{
+    if (!c->w->alog.open) {
+        return;
+    }
+    struct up_alog_entry e = {
+        .peer = c->parser.peer,
+        .when = time(NULL),
+        .minor = 1,
+        .status = status,
+        .generation = c->w->cfg.generation,
+        .us = now_us() - c->req_t0,
+    };
+    if (req != NULL) {
+        e.method = up_req_method(req);
+        e.target = up_req_target(req);
+        e.minor = req->minor;
+        e.bytes = c->res.body_bytes;
+        e.referer = up_req_header(req, "referer");
+        e.user_agent = up_req_header(req, "user-agent");
+    }
+    up_alog_put(&c->w->alog, &e);
 }
 
 /* ---- timers ---- */
@@ -194,6 +231,7 @@ static void on_timer(struct up_loop *loop, struct up_timer *t)
         if (c->started && !c->req_active) {
             /* A request was begun and not finished in time. */
             up_http_error_response(&c->out, 408);
+            log_request(c, NULL, 408);
             c->close_after = true;
             conn_run(c);
         }
@@ -467,6 +505,7 @@ static bool step(struct up_wconn *c)
         }
         c->req_active = false;
         c->w->nrequests++;
+        log_request(c, up_http_request(&c->parser), c->res.status);
         if (c->res.ws != NULL) {
             ws_begin(c);
             return false;
@@ -487,6 +526,9 @@ static bool step(struct up_wconn *c)
     if (!c->started) {
         c->req_off = c->roff;
         c->req_whole = true;
+        if (c->w->alog.open) {
+            c->req_t0 = now_us();
+        }
     }
     size_t used = c->rlen - c->roff;
     int r = up_http_feed(&c->parser, c->rbuf + c->roff, c->rlen - c->roff, &used);
@@ -503,6 +545,7 @@ static bool step(struct up_wconn *c)
     }
     if (r < 0) {
         up_http_error_response(&c->out, up_http_error_status(r));
+        log_request(c, NULL, up_http_error_status(r));
         c->close_after = true;
         return false;
     }

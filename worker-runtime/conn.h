@@ -127,7 +127,8 @@ struct up_wconn {
      * handshake back to the master unanswered; see upgrade_goes_back(). */
     size_t req_off;
     bool req_whole;
-    bool give_back; /* hand the connection back once out of conn_run()'s loop */
+    uint64_t req_t0; /* CLOCK_MONOTONIC µs the request's first bytes were fed (access log) */
+    bool give_back;  /* hand the connection back once out of conn_run()'s loop */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len

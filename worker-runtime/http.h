@@ -269,8 +269,9 @@ struct up_res {
     bool has_date;
     bool event_stream; /* streaming text/event-stream (server-sent events) */
     int status;
-    int err;      /* first failure to queue (-ENOMEM), or 0 */
-    char *fields; /* owned: the app's fields, "Name: value\r\n"... */
+    uint64_t body_bytes; /* body bytes given (before chunked framing), for the access log */
+    int err;             /* first failure to queue (-ENOMEM), or 0 */
+    char *fields;        /* owned: the app's fields, "Name: value\r\n"... */
     size_t fields_len, fields_cap;
 };
 

@@ -199,6 +199,7 @@ void up_http_res_start(struct up_res *res, const struct up_req *req, struct up_h
     res->status = 200;
     res->err = 0;
     res->fields_len = 0;
+    res->body_bytes = 0;
 }
 
 /* Queue bytes; after a failure nothing more is queued (the stream is cut
@@ -297,6 +298,7 @@ static void res_body(struct up_res *res, const void *data, size_t len)
     if (res->no_body || len == 0) {
         return; /* an empty chunk would end a chunked body */
     }
+    res->body_bytes += len;
     if (!res->chunked) {
         res_put(res, data, len);
         return;
@@ -380,6 +382,7 @@ void up_res_send(struct up_res *res, const void *body, size_t len)
         res_head(res, FRAME_LENGTH, len);
         if (!res->no_body) {
             res_put(res, body, len);
+            res->body_bytes += len;
         }
         res->state = RES_DONE;
     } else if (res->state == RES_STREAMING) {

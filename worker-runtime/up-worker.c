@@ -35,6 +35,9 @@ static void usage(FILE *f)
                "      --ws-drain-grace DUR  on a drain, end WebSockets and event streams\n"
                "                            after DUR (default 5s)...\n"
                "      --close-spread DUR    ...one by one over DUR (default 5s)\n"
+               "      --access-log PATH|-   one line per request to PATH or standard output;\n"
+               "                            SIGUSR1 reopens it\n"
+               "      --access-log-format combined|json   (default combined)\n"
                "      --generation N, --index I   set by up-run\n"
                "  -h, --help                this text;  -V, --version  the version\n"
                "environment: UP_BACKEND=io_uring|epoll, UP_BODY_LIMIT, UP_LOG=debug, and\n"
@@ -103,7 +106,17 @@ static int parse_env(struct up_worker_cfg *cfg)
 
 static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
 {
-    enum { OPT_READY = 256, OPT_MAX_HEAD, OPT_BODY, OPT_GEN, OPT_INDEX, OPT_GRACE, OPT_SPREAD };
+    enum {
+        OPT_READY = 256,
+        OPT_MAX_HEAD,
+        OPT_BODY,
+        OPT_GEN,
+        OPT_INDEX,
+        OPT_GRACE,
+        OPT_SPREAD,
+        OPT_ALOG,
+        OPT_ALOG_FORMAT,
+    };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"require", required_argument, NULL, 'r'},
@@ -115,6 +128,8 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         {"index", required_argument, NULL, OPT_INDEX},
         {"ws-drain-grace", required_argument, NULL, OPT_GRACE},
         {"close-spread", required_argument, NULL, OPT_SPREAD},
+        {"access-log", required_argument, NULL, OPT_ALOG},
+        {"access-log-format", required_argument, NULL, OPT_ALOG_FORMAT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -163,6 +178,16 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
             if (up_duration_parse(optarg, c == OPT_GRACE ? &cfg->ws_drain_grace_ms
                                                          : &cfg->close_spread_ms) < 0) {
                 fprintf(stderr, "up-worker: '%s' is not a duration (try 500ms, 5s)\n", optarg);
+                return -EINVAL;
+            }
+            break;
+        case OPT_ALOG:
+            cfg->access_log = optarg;
+            break;
+        case OPT_ALOG_FORMAT:
+            if (up_alog_format_parse(optarg, &cfg->access_log_format) < 0) {
+                fprintf(stderr, "up-worker: --access-log-format takes combined or json, not '%s'\n",
+                        optarg);
                 return -EINVAL;
             }
             break;

@@ -43,6 +43,7 @@ static struct up_worker *up_current;
 
 static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flags);
 static void maybe_exit(struct up_worker *w);
+static void send_stats(struct up_worker *w);
 
 /* ---- the channel to the master ---- */
 
@@ -335,6 +336,7 @@ static void on_conn_msg(struct up_worker *w, const struct up_msg *hdr, int fd, s
 }
 
 static void chan_recv(struct up_worker *w);
+static void reopen_logs(struct up_worker *w);
 
 static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
@@ -375,6 +377,8 @@ static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t
         fd = -1;
     } else if (hdr->kind == UP_MSG_DRAIN) {
         begin_drain(w, hdr->arg, hdr->flags);
+    } else if (hdr->kind == UP_MSG_REOPEN) {
+        reopen_logs(w);
     } else {
         up_log(UP_LOG_WARN, "unexpected %s from master, ignoring", up_msg_kind_name(hdr->kind));
     }
@@ -461,6 +465,14 @@ static void maybe_exit(struct up_worker *w)
     if (up_worker_has_master(w) &&
         (w->tx_inflight != NULL || !up_list_empty(&w->txq) || w->nacks > 0)) {
         return; /* connections on their way back to the master */
+    }
+    if (up_worker_has_master(w) && !w->last_stats) {
+        /* The counts since the last tick, so that the master's totals
+         * (requests, access log lines) miss nothing of ours; its send
+         * completing brings us back here. */
+        w->last_stats = true;
+        send_stats(w);
+        return;
     }
     up_loop_stop(w->loop);
 }
@@ -554,6 +566,15 @@ static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flag
 
 /* ---- signals ---- */
 
+static void reopen_logs(struct up_worker *w)
+{
+    int r = up_alog_reopen(&w->alog);
+    if (r < 0) {
+        up_log(UP_LOG_WARN, "cannot reopen the access log %s: %s; writing on to the old file",
+               w->alog.path, strerror(-r));
+    }
+}
+
 static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
     (void)flags;
@@ -575,6 +596,8 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
                 send_simple(w, UP_MSG_DRAINING, 0, 0);
             }
             begin_drain(w, w->cfg.drain_timeout_ms, 0);
+        } else if (si.ssi_signo == SIGUSR1) {
+            reopen_logs(w);
         }
     }
     if (res < 0 && res != -EINTR && res != -EAGAIN) {
@@ -593,6 +616,7 @@ static int setup_signals(struct up_worker *w)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
         return -errno;
     }
@@ -663,11 +687,22 @@ const char *up_worker_date(struct up_worker *w)
     return w->date;
 }
 
+static void send_stats(struct up_worker *w)
+{
+    uint64_t alog[2] = {up_alog_lines(&w->alog), up_alog_dropped(&w->alog)};
+    struct up_chan_msg *m = msg_new(UP_MSG_STATS, alog, sizeof(alog));
+    if (m != NULL) {
+        m->hdr.arg = w->nconns;
+        m->hdr.arg2 = w->nrequests;
+        chan_queue(w, m);
+    }
+}
+
 static void on_stats(struct up_loop *loop, struct up_timer *t)
 {
     struct up_worker *w = up_container_of(t, struct up_worker, stats_timer);
     if (up_worker_has_master(w) && w->tx_inflight == NULL) {
-        send_simple(w, UP_MSG_STATS, w->nconns, w->nrequests);
+        send_stats(w);
     }
     check_room(w);
     up_timer_start(loop, t, STATS_MS);
@@ -752,6 +787,7 @@ static void worker_free(struct up_worker *w)
     if (w->loop != NULL) {
         up_longlived_stop(&w->longlived);
         abort_all(w);
+        up_alog_close(&w->alog); /* one last try to write what waits */
         up_loop_cancel(w->loop, &w->sig_op);
         w->chan_lost = true; /* exiting: the canceled reads are no news */
         up_loop_cancel(w->loop, &w->chan_rx);
@@ -810,6 +846,15 @@ int up_worker_main(const struct up_worker_cfg *cfg)
     char err[1024] = "";
     if (worker_setup(&w) < 0) {
         goto out;
+    }
+    if (cfg->access_log != NULL) {
+        int ar = up_alog_open(&w.alog, cfg->access_log, cfg->access_log_format, w.loop);
+        if (ar < 0) {
+            snprintf(err, sizeof(err), "cannot open the access log %s: %s", cfg->access_log,
+                     strerror(-ar));
+            report_fail(&w, err);
+            goto out;
+        }
     }
     if (load_app(&w, err, sizeof(err)) < 0) {
         report_fail(&w, err);

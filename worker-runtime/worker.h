@@ -10,6 +10,8 @@
  *     DRAINING --no connection held-->              exit 0
  *     any      --SIGQUIT-->                         exit 0 at once
  *
+ * SIGUSR1 or the master's REOPEN opens the access log's file again.
+ *
  * While draining it takes no new connection (the master stops routing to
  * it; in --listen mode the listener is closed), serves what it holds, and
  * at the drain deadline hands idle connections back to the master (or, with
@@ -30,6 +32,7 @@
 #include <stdint.h>
 
 #include "acceptor.h"
+#include "accesslog.h"
 #include "app.h"
 #include "http.h"
 #include "list.h"
@@ -60,6 +63,8 @@ struct up_worker_cfg {
     uint64_t ws_drain_grace_ms;   /* --ws-drain-grace: long-lived connections end after */
     uint64_t close_spread_ms;     /* --close-spread: ... spread over this */
     uint64_t ws_ping_ms;          /* UP_WS_PING: ping a WebSocket idle this long */
+    const char *access_log;       /* --access-log PATH|-, or NULL */
+    enum up_alog_format access_log_format;
 };
 
 enum up_worker_state {
@@ -77,6 +82,7 @@ struct up_worker {
     bool migrate_idle;    /* DRAIN asked for idle connections back now */
     bool master_stopping; /* DRAIN with STOP: close idle ones, do not hand back */
     bool exiting;         /* leave the loop as soon as possible */
+    bool last_stats;      /* the STATS before the exit is queued */
     int exit_code;
 
     int chan; /* owned: the master channel (fd 3), or -1 */
@@ -116,6 +122,7 @@ struct up_worker {
     size_t nws;                      /* WebSockets open */
     uint64_t ws_total;               /* WebSockets accepted */
     uint64_t send_timeouts;          /* connections reset for taking no output */
+    struct up_alog alog;             /* the access log, when alog.open */
     char date[UP_HTTP_DATE_LEN + 1]; /* Date field, refreshed each second */
     long long date_sec;
 };

@@ -40,6 +40,8 @@ enum {
     OPT_MAX_DRAINING,
     OPT_WS_DRAIN_GRACE,
     OPT_CLOSE_SPREAD,
+    OPT_ACCESS_LOG,
+    OPT_ACCESS_LOG_FORMAT,
     OPT_BACKEND,
     OPT_CONTROL,
     OPT_HEADER_TIMEOUT,
@@ -76,6 +78,8 @@ static const struct option cli_long[] = {
     {"max-draining", required_argument, NULL, OPT_MAX_DRAINING},
     {"ws-drain-grace", required_argument, NULL, OPT_WS_DRAIN_GRACE},
     {"close-spread", required_argument, NULL, OPT_CLOSE_SPREAD},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"access-log-format", required_argument, NULL, OPT_ACCESS_LOG_FORMAT},
     {"backend", required_argument, NULL, OPT_BACKEND},
     {"control", required_argument, NULL, OPT_CONTROL},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
@@ -549,6 +553,14 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
         return cli_duration(s, arg, true, &s->c.ws_drain_grace_ms, err, cap);
     case OPT_CLOSE_SPREAD:
         return cli_duration(s, arg, true, &s->c.close_spread_ms, err, cap);
+    case OPT_ACCESS_LOG:
+        return cli_string(s, arg, PATH_MAX - 1, &s->c.access_log, err, cap);
+    case OPT_ACCESS_LOG_FORMAT:
+        if (strcmp(arg, "combined") != 0 && strcmp(arg, "json") != 0) {
+            return fail(err, cap, "%s: '%s' is not one of combined or json", s->name, arg);
+        }
+        s->c.access_log_format = arg;
+        return 0;
     case OPT_CONTROL:
         return cli_string(s, arg, UP_CLI_SUN_LEN - 1, &s->c.control, err, cap);
     case OPT_MAX_HEAD:
@@ -710,6 +722,12 @@ static int cli_finish_exec(struct cli_state *s, char *err, size_t cap)
         return fail(err, cap, "--require loads a library into up-worker; it is not for %s",
                     protocol);
     }
+    if (s->c.access_log != NULL) {
+        return fail(err, cap,
+                    "--access-log is written by up-worker; a server started with %s writes "
+                    "its own access log",
+                    protocol);
+    }
     if (s->c.handoff && s->activation_only != NULL) {
         return fail(err, cap,
                     "%s is for --protocol=activation: a handoff worker says READY and is "
@@ -766,6 +784,9 @@ static int cli_finish(struct cli_state *s, char *err, size_t cap)
         s->c.wait_ms = s->timeout_given ? s->c.drain_timeout_ms : UP_CLI_WAIT_MS;
         return 0;
     }
+    if (s->c.access_log_format != NULL && s->c.access_log == NULL) {
+        return fail(err, cap, "--access-log-format needs --access-log PATH (or - for stdout)");
+    }
     if (s->c.exec || s->exec_only != NULL) {
         return cli_finish_exec(s, err, cap);
     }
@@ -788,6 +809,11 @@ static int cli_finish(struct cli_state *s, char *err, size_t cap)
     }
     if (r == 0 && s->c.watch) {
         r = cli_watch_dir(s, err, cap);
+    }
+    if (r == 0 && s->c.access_log != NULL && strcmp(s->c.access_log, "-") != 0) {
+        /* Absolute: the workers, and a master that upgrades us, may run
+         * elsewhere. */
+        r = cli_abs(s, s->c.access_log, &s->c.access_log, err, cap);
     }
     return r;
 }
@@ -827,6 +853,8 @@ static void cli_copy(const struct cli_state *s, struct up_cli *d, struct cli_are
     d->control = arena_put(a, c->control);
     d->metrics = arena_put(a, c->metrics);
     d->sticky = arena_put(a, c->sticky);
+    d->access_log = arena_put(a, c->access_log);
+    d->access_log_format = arena_put(a, c->access_log_format);
     d->user = arena_put(a, c->user);
     for (int i = 0; i < c->nlisten; i++) {
         d->listen[i] = arena_put(a, c->listen[i]);
@@ -1049,6 +1077,12 @@ void up_cli_usage(FILE *f)
           "                           to the new workers; all within --timeout\n"
           "      --close-spread DUR   ... one by one, spread over DUR (default 5s), so\n"
           "                           that the clients do not come back all at once\n"
+          "      --access-log PATH|-  one line per request served, written by the\n"
+          "                           workers to PATH (appended) or - (standard\n"
+          "                           output); kill -USR1 reopens it (logrotate)\n"
+          "      --access-log-format combined|json\n"
+          "                           combined (default: nginx's, plus gen= and us=)\n"
+          "                           or one JSON object per line\n"
           "  -w, --watch[=DIR]        reload when a file in DIR changes (default: the\n"
           "                           app's directory); write -wDIR or --watch=DIR\n"
           "      --build CMD          with --watch: run the shell command CMD before\n"
@@ -1092,6 +1126,7 @@ void up_cli_usage(FILE *f)
           "  USR2, HUP                reload\n"
           "  TERM, INT                graceful stop: drain within --timeout, then exit\n"
           "  QUIT                     immediate stop\n"
+          "  USR1                     the workers reopen --access-log (logrotate)\n"
           "\n"
           "Environment:\n"
           "  UP_ENV=development       1 worker and a 500ms drain timeout by default\n"

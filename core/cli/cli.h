@@ -76,22 +76,24 @@ struct up_cli {
      * has a '/', else a bare name for dlopen() to search. */
     const char *require[UP_CLI_MAX_REQUIRE];
     int nrequire;
-    bool ready_manual;          /* --ready=manual: the app calls up_ready() */
-    uint64_t ready_timeout_ms;  /* --ready-timeout, default 30s */
-    bool migrate_idle;          /* --migrate=idle (default deadline) */
-    int max_draining;           /* --max-draining, 1..64, default 4 */
-    uint64_t ws_drain_grace_ms; /* --ws-drain-grace, default 5s */
-    uint64_t close_spread_ms;   /* --close-spread, default 5s */
-    enum up_backend backend;    /* --backend, default $UP_BACKEND or auto */
-    const char *control;        /* --control PATH, or NULL: see up_cli_control_path() */
-    uint64_t header_timeout_ms; /* --header-timeout, default 10s */
-    uint64_t queue_timeout_ms;  /* --queue-timeout, default 10s */
-    size_t max_head;            /* --max-head BYTES, default 16384 */
-    const char *metrics;        /* --metrics host:port, or NULL */
-    const char *sticky;         /* --sticky cookie:NAME|header:NAME|ip, or NULL */
-    const char *user;           /* --user NAME[:GROUP], or NULL */
-    uid_t user_uid;             /* ... its uid (looked up when parsed) */
-    bool allow_root;            /* --allow-root */
+    bool ready_manual;             /* --ready=manual: the app calls up_ready() */
+    uint64_t ready_timeout_ms;     /* --ready-timeout, default 30s */
+    bool migrate_idle;             /* --migrate=idle (default deadline) */
+    int max_draining;              /* --max-draining, 1..64, default 4 */
+    uint64_t ws_drain_grace_ms;    /* --ws-drain-grace, default 5s */
+    uint64_t close_spread_ms;      /* --close-spread, default 5s */
+    const char *access_log;        /* --access-log: an absolute path, "-", or NULL */
+    const char *access_log_format; /* --access-log-format: "combined", "json" or NULL */
+    enum up_backend backend;       /* --backend, default $UP_BACKEND or auto */
+    const char *control;           /* --control PATH, or NULL: see up_cli_control_path() */
+    uint64_t header_timeout_ms;    /* --header-timeout, default 10s */
+    uint64_t queue_timeout_ms;     /* --queue-timeout, default 10s */
+    size_t max_head;               /* --max-head BYTES, default 16384 */
+    const char *metrics;           /* --metrics host:port, or NULL */
+    const char *sticky;            /* --sticky cookie:NAME|header:NAME|ip, or NULL */
+    const char *user;              /* --user NAME[:GROUP], or NULL */
+    uid_t user_uid;                /* ... its uid (looked up when parsed) */
+    bool allow_root;               /* --allow-root */
     /* Commands (reload, status, stop). */
     bool no_wait;     /* reload --no-wait: do not wait for the outcome */
     bool json;        /* status --json */

@@ -69,6 +69,8 @@ static void server_opts(const struct up_cli *cli, const char *control, struct up
         .max_draining = cli->max_draining,
         .ws_drain_grace_ms = cli->ws_drain_grace_ms > 0 ? cli->ws_drain_grace_ms : UP_SERVER_ZERO,
         .close_spread_ms = cli->close_spread_ms > 0 ? cli->close_spread_ms : UP_SERVER_ZERO,
+        .access_log = cli->access_log,
+        .access_log_format = cli->access_log_format,
         .no_respawn = !cli->respawn,
         .ready_manual = cli->ready_manual,
         .ready_timeout_ms = cli->ready_timeout_ms,

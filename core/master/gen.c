@@ -567,6 +567,8 @@ static void on_worker_gone(struct up_mworker *w)
     pid_t pid = w->pid_was;
     up_list_remove(&w->gen_link);
     g->nworkers--;
+    gs->stats.alog_lines_gone += w->alog_lines;
+    gs->stats.alog_dropped_gone += w->alog_dropped;
     up_mworker_free(w);
     if (g->heir && g->state == UP_GEN_ACTIVE && !gs->stopping) {
         /* The new master died after it took over: nothing serves here
@@ -899,6 +901,28 @@ void up_gens_resume_rx(struct up_gens *gs)
         up_list_for_each_safe(q, u, &GEN(p)->workers)
         {
             up_mworker_resume_rx(WORKER(q));
+        }
+    }
+}
+
+void up_gens_alog_totals(const struct up_gens *gs, uint64_t *ret_lines, uint64_t *ret_dropped)
+{
+    uint64_t lines = gs->stats.alog_lines_gone, dropped = gs->stats.alog_dropped_gone;
+    for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
+        for (const struct up_list *q = GEN(p)->workers.next; q != &GEN(p)->workers; q = q->next) {
+            lines += WORKER(q)->alog_lines;
+            dropped += WORKER(q)->alog_dropped;
+        }
+    }
+    *ret_lines = lines;
+    *ret_dropped = dropped;
+}
+
+void up_gens_reopen(struct up_gens *gs)
+{
+    for (const struct up_list *p = gs->list.next; p != &gs->list; p = p->next) {
+        for (struct up_list *q = GEN(p)->workers.next; q != &GEN(p)->workers; q = q->next) {
+            up_mworker_reopen(WORKER(q));
         }
     }
 }

@@ -135,6 +135,8 @@ struct up_gens_stats {
     uint64_t reloads;      /* generations started */
     uint64_t reload_fails; /* generations that failed to start */
     uint64_t respawns;     /* workers replaced */
+    /* Access log lines of workers gone (the live ones count in theirs). */
+    uint64_t alog_lines_gone, alog_dropped_gone;
 };
 
 struct up_gens {
@@ -223,6 +225,12 @@ const char *up_gen_tail(const struct up_gen *g, size_t *ret_len);
 
 /* Totals over every worker: processes, connections they hold. */
 void up_gens_totals(const struct up_gens *gs, unsigned *ret_workers, unsigned long long *ret_conns);
+
+/* Tell every worker to open its log files again. */
+void up_gens_reopen(struct up_gens *gs);
+
+/* Access log lines every worker, gone or alive, wrote and dropped. */
+void up_gens_alog_totals(const struct up_gens *gs, uint64_t *ret_lines, uint64_t *ret_dropped);
 
 const char *up_gen_state_name(enum up_gen_state s);
 

@@ -183,6 +183,12 @@ static int plan_app(const struct up_kind_params *p, struct up_kind_plan *plan)
     if (ok && p->ready_manual) {
         ok = arg(plan, &a, "--ready=manual");
     }
+    if (ok && p->access_log != NULL) {
+        ok = arg(plan, &a, "--access-log") && arg(plan, &a, p->access_log);
+    }
+    if (ok && p->access_log_format != NULL) {
+        ok = arg(plan, &a, "--access-log-format") && arg(plan, &a, p->access_log_format);
+    }
     for (int i = 0; ok && i < p->nrequire; i++) {
         ok = arg(plan, &a, "--require") && arg(plan, &a, p->require[i]);
     }

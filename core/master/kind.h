@@ -73,8 +73,10 @@ struct up_kind_params {
     /* APP */
     const char *title;
     size_t max_head;
-    uint64_t ws_drain_grace_ms; /* --ws-drain-grace */
-    uint64_t close_spread_ms;   /* --close-spread */
+    uint64_t ws_drain_grace_ms;    /* --ws-drain-grace */
+    uint64_t close_spread_ms;      /* --close-spread */
+    const char *access_log;        /* --access-log, or NULL */
+    const char *access_log_format; /* --access-log-format, or NULL */
     bool ready_manual;
     const char *const *require;
     int nrequire;

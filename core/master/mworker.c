@@ -130,18 +130,23 @@ static struct up_pending *unacked_take(struct up_mworker *w, uint64_t id)
 
 /* ---- sending ---- */
 
-static int send_drain(struct up_mworker *w)
+/* A message of the master's own: DRAIN, or REOPEN. */
+static int send_ctl(struct up_mworker *w, enum up_msg_kind kind)
 {
     struct up_msg hdr;
-    up_msg_init(&hdr, UP_MSG_DRAIN);
-    uint64_t now = up_loop_now(w->loop);
-    hdr.arg = w->drain_deadline > now ? w->drain_deadline - now : 0;
-    hdr.flags = w->drain_flags;
-    w->drain_queued = false;
-    w->drain_inflight = true;
-    int r = up_passfd_prep(&w->drain_out, &hdr, NULL, 0, -1);
+    up_msg_init(&hdr, kind);
+    if (kind == UP_MSG_DRAIN) {
+        uint64_t now = up_loop_now(w->loop);
+        hdr.arg = w->drain_deadline > now ? w->drain_deadline - now : 0;
+        hdr.flags = w->drain_flags;
+        w->drain_queued = false;
+    } else {
+        w->reopen_queued = false;
+    }
+    w->ctl_inflight = true;
+    int r = up_passfd_prep(&w->ctl_out, &hdr, NULL, 0, -1);
     if (r == 0) {
-        r = up_loop_sendmsg(w->loop, &w->tx, w->chan, &w->drain_out.msg, 0);
+        r = up_loop_sendmsg(w->loop, &w->tx, w->chan, &w->ctl_out.msg, 0);
     }
     return r;
 }
@@ -189,7 +194,9 @@ static void kick(struct up_mworker *w)
     int r = 0;
     struct up_list *next = up_list_first(&w->txq);
     if (w->drain_queued) {
-        r = send_drain(w);
+        r = send_ctl(w, UP_MSG_DRAIN);
+    } else if (w->reopen_queued) {
+        r = send_ctl(w, UP_MSG_REOPEN);
     } else if (w->chan_full) {
         /* Wait until the worker has read some of its queue. */
         r = up_loop_poll(w->loop, &w->tx, w->chan, POLLOUT);
@@ -200,7 +207,7 @@ static void kick(struct up_mworker *w)
     if (r < 0) {
         struct up_pending *c = w->tx_conn;
         w->tx_conn = NULL;
-        w->drain_inflight = false;
+        w->ctl_inflight = false;
         if (c != NULL) {
             w->nqueued--;
             up_pending_unsent(c);
@@ -220,7 +227,7 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
     if (w->chan_dead) {
         /* Whatever was in flight died with the channel (or with the worker,
          * before it could ACK): route it again. */
-        w->drain_inflight = false;
+        w->ctl_inflight = false;
         if (c != NULL) {
             w->nqueued--;
             up_pending_unsent(c);
@@ -230,8 +237,8 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
         return;
     }
     bool routable_again = false;
-    if (w->drain_inflight) {
-        w->drain_inflight = false;
+    if (w->ctl_inflight) {
+        w->ctl_inflight = false;
     } else if (c == NULL) {
         w->chan_full = false; /* the POLLOUT wait ended */
         routable_again = true;
@@ -411,6 +418,12 @@ static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, s
     case UP_MSG_STATS:
         w->conns = hdr->arg;
         w->requests = hdr->arg2;
+        if (len >= 2 * sizeof(uint64_t)) {
+            uint64_t alog[2];
+            memcpy(alog, w->payload, sizeof(alog));
+            w->alog_lines = alog[0];
+            w->alog_dropped = alog[1];
+        }
         break;
     case UP_MSG_DECLINE:
         on_decline(w, hdr->conn_id);
@@ -422,6 +435,7 @@ static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, s
         on_draining(w);
         break;
     case UP_MSG_DRAIN:
+    case UP_MSG_REOPEN:
         warn_about(w, "sent %s, ignoring", up_msg_kind_name(hdr->kind));
         break;
     }
@@ -666,6 +680,16 @@ void up_mworker_drain(struct up_mworker *w, uint64_t deadline_ms, uint32_t flags
     /* Connections not yet sent go to the generation that serves now. */
     requeue_list(w, &w->txq);
     kick(w);
+}
+
+void up_mworker_reopen(struct up_mworker *w)
+{
+    /* Only up-worker has log files of ours: a handoff worker in another
+     * language need not know the message. */
+    if (w->state != UP_MW_GONE && w->kind == UP_KIND_APP) {
+        w->reopen_queued = true;
+        kick(w);
+    }
 }
 
 void up_mworker_kill(struct up_mworker *w, int sig)

@@ -122,21 +122,22 @@ struct up_mworker {
     struct up_passfd_in in;
     char *payload; /* owned, UP_PASSFD_MAX_PAYLOAD bytes */
     struct up_op tx;
-    bool chan_full;                 /* the last CONN met a full channel: polling POLLOUT */
-    bool drain_queued;              /* DRAIN to send */
-    bool drain_inflight;            /* DRAIN being sent (tx) */
-    uint32_t drain_flags;           /* UP_DRAIN_F_* asked for (sent or queued) */
-    uint64_t drain_deadline;        /* up_loop_now() ms */
-    bool tx_dead;                   /* a send failed: send nothing more (rx goes on to EOF) */
-    bool chan_dead;                 /* EOF, error or reaped: no more sends; closing */
-    bool rx_paused;                 /* draining, and the master at its pending cap */
-    bool fd_pressure;               /* DECLINE: out of fds; not routable until ROOM */
-    struct up_passfd_out drain_out; /* DRAIN message in flight */
-    struct up_pending *tx_conn;     /* CONN in flight */
-    struct up_list txq;             /* CONNs to send (pending.link) */
-    struct up_list unacked;         /* sent, not ACKed (pending.link) */
-    size_t nqueued;                 /* in txq + unacked */
-    struct up_ratelimit warn_rl;    /* warnings its messages cause */
+    bool chan_full;               /* the last CONN met a full channel: polling POLLOUT */
+    bool drain_queued;            /* DRAIN to send */
+    bool reopen_queued;           /* REOPEN to send */
+    bool ctl_inflight;            /* DRAIN or REOPEN being sent (tx) */
+    uint32_t drain_flags;         /* UP_DRAIN_F_* asked for (sent or queued) */
+    uint64_t drain_deadline;      /* up_loop_now() ms */
+    bool tx_dead;                 /* a send failed: send nothing more (rx goes on to EOF) */
+    bool chan_dead;               /* EOF, error or reaped: no more sends; closing */
+    bool rx_paused;               /* draining, and the master at its pending cap */
+    bool fd_pressure;             /* DECLINE: out of fds; not routable until ROOM */
+    struct up_passfd_out ctl_out; /* DRAIN or REOPEN in flight */
+    struct up_pending *tx_conn;   /* CONN in flight */
+    struct up_list txq;           /* CONNs to send (pending.link) */
+    struct up_list unacked;       /* sent, not ACKed (pending.link) */
+    size_t nqueued;               /* in txq + unacked */
+    struct up_ratelimit warn_rl;  /* warnings its messages cause */
 
     int errfd; /* owned: read end of the worker's stderr pipe */
     struct up_op err_op;
@@ -147,6 +148,8 @@ struct up_mworker {
 
     uint64_t conns;             /* STATS: connections held */
     uint64_t requests;          /* STATS: requests served */
+    uint64_t alog_lines;        /* STATS: access log lines written */
+    uint64_t alog_dropped;      /* STATS: ... and dropped (the sink did not take them) */
     struct up_timer kill_timer; /* past the drain deadline; the reaped channel's guard */
 };
 
@@ -174,6 +177,10 @@ void up_mworker_send_conn(struct up_mworker *w, struct up_pending *c);
  * deadline and a grace, late() is reported. A worker without a channel
  * gets its stop signal once, and late() comes at the deadline itself. */
 void up_mworker_drain(struct up_mworker *w, uint64_t deadline_ms, uint32_t flags);
+
+/* Tell w to open its log files again (SIGUSR1 to the master: logrotate).
+ * Only up-worker (UP_KIND_APP) has files of ours. */
+void up_mworker_reopen(struct up_mworker *w);
 
 /* Send sig to the process, if it still runs; SIGKILL to a worker with a
  * process group of its own goes to the whole group. */

@@ -52,6 +52,10 @@ size_t up_report_text(const struct up_report *r, char *buf, size_t cap)
     if (r->log_dropped > 0) {
         up_strbuf_printf(&out, "log: %llu lines dropped\n", r->log_dropped);
     }
+    if (r->alog_lines > 0) {
+        up_strbuf_printf(&out, "access log: %llu lines, %llu dropped\n", r->alog_lines,
+                         r->alog_dropped);
+    }
     return out.len;
 }
 
@@ -110,10 +114,12 @@ static size_t json(const struct up_report *r, char *buf, size_t cap, bool worker
                      "\"counters\":{\"accepted\":%llu,\"handed\":%llu,\"rerouted\":%llu,"
                      "\"handed_back\":%llu,\"answered\":%llu,\"reloads\":%llu,"
                      "\"reload_failures\":%llu,\"respawns\":%llu,\"queue_timeouts\":%llu,"
-                     "\"shed\":%llu,\"lost\":%llu,\"log_lines_dropped\":%llu},\"last_error\":",
+                     "\"shed\":%llu,\"lost\":%llu,\"log_lines_dropped\":%llu,"
+                     "\"access_log_lines\":%llu,\"access_log_dropped\":%llu},\"last_error\":",
                      r->pending, r->pending_cap, r->nofile, r->accepted, r->handed, r->rerouted,
                      r->handed_back, r->answered, r->reloads, r->reload_failures, r->respawns,
-                     r->queue_timeouts, r->shed, r->lost, r->log_dropped);
+                     r->queue_timeouts, r->shed, r->lost, r->log_dropped, r->alog_lines,
+                     r->alog_dropped);
     up_strbuf_json(&out, r->last_error);
     up_strbuf_printf(&out, "}\n");
     return out.cut ? 0 : out.len;
@@ -204,6 +210,12 @@ size_t up_report_metrics(const struct up_report *r, char *buf, size_t cap)
          r->gens->active ? r->gens->active->id : 0, NULL},
         {"up_log_lines_dropped_total", "counter",
          "Log lines dropped because stderr was not writable.", NULL, r->log_dropped, NULL},
+        {"up_access_log_lines_total", "counter", "Access log lines the workers wrote or dropped.",
+         NULL, r->alog_lines, NULL},
+        {"up_access_log_dropped_total", "counter",
+         "Access log lines dropped because the log did not take them (a stuck pipe, a full "
+         "disk).",
+         NULL, r->alog_dropped, NULL},
         {"process_open_fds", "gauge", "Open file descriptors of the master.", NULL, r->open_fds,
          NULL},
         {"process_max_fds", "gauge", "The master's limit on open file descriptors.", NULL,

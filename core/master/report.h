@@ -22,7 +22,8 @@ struct up_report {
     unsigned long long nofile;
     unsigned long long accepted, handed, rerouted, handed_back, answered, reloads, reload_failures,
         respawns, queue_timeouts, shed, lost, log_dropped;
-    const char *last_error; /* "" when none */
+    unsigned long long alog_lines, alog_dropped; /* the workers' access logs */
+    const char *last_error;                      /* "" when none */
     /* For the metrics page. */
     unsigned ready, with_fds;      /* workers of the active generation */
     unsigned long long held;       /* connections the workers hold */

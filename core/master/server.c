@@ -816,6 +816,10 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             up_log(UP_LOG_INFO, "SIGQUIT: stopping now");
             server_stop(s, false);
             break;
+        case SIGUSR1:
+            up_log(UP_LOG_INFO, "SIGUSR1: workers reopen their log files");
+            up_gens_reopen(&s->gens);
+            break;
         default:
             break;
         }
@@ -831,7 +835,7 @@ static int setup_signals(struct up_server *s)
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     if (s->opts.signals) {
-        int sigs[] = {SIGUSR2, SIGHUP, SIGTERM, SIGINT, SIGQUIT};
+        int sigs[] = {SIGUSR1, SIGUSR2, SIGHUP, SIGTERM, SIGINT, SIGQUIT};
         for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
             sigaddset(&set, sigs[i]);
         }
@@ -932,6 +936,10 @@ static void report_of(const struct up_server *s, struct up_report *r)
         .log_dropped = up_log_lines_dropped(),
         .last_error = s->last_error,
     };
+    uint64_t lines, dropped;
+    up_gens_alog_totals(&s->gens, &lines, &dropped);
+    r->alog_lines = lines;
+    r->alog_dropped = dropped;
 }
 
 size_t up_server_status(struct up_server *s, char *buf, size_t cap)
@@ -1548,6 +1556,8 @@ static void spawn_params(struct up_server *s, struct up_kind_params *p)
         .max_head = o->max_head,
         .ws_drain_grace_ms = o->ws_drain_grace_ms,
         .close_spread_ms = o->close_spread_ms,
+        .access_log = o->access_log,
+        .access_log_format = o->access_log_format,
         .ready_manual = o->ready_manual,
         .require = o->require,
         .nrequire = o->nrequire,

@@ -665,6 +665,7 @@ Test(passfd, kind_names, .timeout = 10)
     cr_assert_str_eq(up_msg_kind_name(UP_MSG_ROOM), "ROOM");
     cr_assert_str_eq(up_msg_kind_name(UP_MSG_DRAINING), "DRAINING");
     cr_assert_str_eq(up_msg_kind_name(0), "?");
-    cr_assert_str_eq(up_msg_kind_name(10), "?");
+    cr_assert_str_eq(up_msg_kind_name(UP_MSG_REOPEN), "REOPEN");
+    cr_assert_str_eq(up_msg_kind_name(11), "?");
     cr_assert_str_eq(up_msg_kind_name(1000000), "?");
 }

@@ -107,6 +107,12 @@ struct up_server_opts {
      * timeout. 0: 5 s each; UP_SERVER_ZERO: none. */
     uint64_t ws_drain_grace_ms;
     uint64_t close_spread_ms;
+    /* APP: each worker writes one line per request to access_log (a path,
+     * or "-" for standard output; NULL: none) as access_log_format says
+     * ("combined" or "json"; NULL: combined). Borrowed for the server's
+     * life. SIGUSR1 (with signals) has the workers reopen it. */
+    const char *access_log;
+    const char *access_log_format;
     bool no_respawn;            /* do not replace workers that die */
     bool ready_manual;          /* the app calls up_ready() */
     uint64_t ready_timeout_ms;  /* 0: 30 s */
