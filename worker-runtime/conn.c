@@ -2,6 +2,7 @@
  * conn: the worker's connection driver. See conn.h for the state diagram.
  */
 #include "conn.h"
+#include "bufpool.h"
 #include "list.h"
 
 #include "fd.h"
@@ -13,6 +14,7 @@
 #include <linux/sockios.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,11 @@
  * `Keep-Alive: timeout=N` it was told, so that a client that trusts N
  * never sends on a socket being closed (see res_head_framing()). */
 #define IDLE_SLACK_MS 1000
+
+/* An idle Keep-Alive connection gives its buffers back after this long
+ * (see slim_down()): a client between two quick requests keeps them, one
+ * that sits idle (most of them, at scale) costs the struct alone. */
+#define SLIM_AFTER_MS 1000
 
 static void conn_run(struct up_wconn *c);
 static void conn_close(struct up_wconn *c, bool graceful);
@@ -209,6 +216,29 @@ static void ping_tick(struct up_wconn *c)
     }
 }
 
+/* The idle timeout, with its slack (see IDLE_SLACK_MS). */
+static uint64_t idle_total_ms(const struct up_worker *w)
+{
+    return w->cfg.idle_timeout_ms + (w->cfg.idle_timeout_ms >= 1000 ? IDLE_SLACK_MS : 0);
+}
+
+/* When an idle connection's timer fires next: to slim down, or at the end
+ * of the idle timeout. */
+static uint64_t idle_tick_ms(const struct up_wconn *c)
+{
+    uint64_t idle = up_loop_now(c->w->loop) - c->idle_at;
+    uint64_t total = idle_total_ms(c->w);
+    uint64_t left = total > idle ? total - idle : 0;
+    if (!c->slim && idle < SLIM_AFTER_MS && SLIM_AFTER_MS - idle < left) {
+        return SLIM_AFTER_MS - idle;
+    }
+    return left;
+}
+
+static void slim_down(struct up_wconn *c);
+static void finish_slim(struct up_wconn *c);
+static bool plump_up(struct up_wconn *c);
+
 static void on_timer(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
@@ -237,8 +267,18 @@ static void on_timer(struct up_loop *loop, struct up_timer *t)
         }
         return;
     case UP_WCONN_WAIT_IDLE:
-        if (up_wconn_idle(c)) {
+        if (!up_wconn_idle(c)) {
+            return;
+        }
+        if (up_loop_now(loop) - c->idle_at >= idle_total_ms(c->w)) {
             conn_close(c, true);
+            return;
+        }
+        if (!c->slim && !c->slimming) {
+            slim_down(c);
+        }
+        if (c->state == UP_WCONN_OPEN) {
+            up_timer_start(loop, &c->timer, idle_tick_ms(c));
         }
         return;
     case UP_WCONN_WAIT_PING:
@@ -290,9 +330,10 @@ static void arm_timer(struct up_wconn *c)
         up_timer_start(w->loop, &c->timer, w->cfg.read_timeout_ms);
         return;
     case UP_WCONN_WAIT_IDLE:
-        up_timer_start(w->loop, &c->timer,
-                       w->cfg.idle_timeout_ms +
-                           (w->cfg.idle_timeout_ms >= 1000 ? IDLE_SLACK_MS : 0));
+        if (was != UP_WCONN_WAIT_IDLE || !up_timer_armed(&c->timer)) {
+            c->idle_at = up_loop_now(w->loop);
+        }
+        up_timer_start(w->loop, &c->timer, idle_tick_ms(c));
         return;
     case UP_WCONN_WAIT_PING:
         up_timer_start(w->loop, &c->timer, w->cfg.ws_ping_ms);
@@ -336,6 +377,13 @@ static void want_read(struct up_wconn *c)
     }
     if (!c->started && backlogged(c)) {
         return; /* on_send runs conn_run again as the queue drains */
+    }
+    if (c->slim) {
+        /* Slim and no wait armed: wait for bytes before taking buffers. */
+        if (up_loop_poll(c->w->loop, &c->rx, c->fd, POLLIN) < 0) {
+            conn_close(c, false);
+        }
+        return;
     }
     c->roff = c->rlen = 0;
     int r = up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0);
@@ -392,6 +440,9 @@ static void linger_read(struct up_wconn *c)
     if (c->rx.busy) {
         return;
     }
+    if (c->slim && !plump_up(c)) {
+        return;
+    }
     if (up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0) < 0) {
         conn_close(c, false);
     }
@@ -400,11 +451,99 @@ static void linger_read(struct up_wconn *c)
 static void finish_hand_back(struct up_wconn *c);
 static void hand_back(struct up_wconn *c);
 
+/*
+ * An idle Keep-Alive connection keeps nothing it does not need: after
+ * SLIM_AFTER_MS its read buffer, the parser's and the response's buffers
+ * and the out queue's chunks go back to the allocator, and it waits for
+ * the client's next bytes with a POLLIN wait instead of a receive into a
+ * buffer. Bytes arriving take the buffers again (plump_up()). Tens of
+ * thousands of idle clients then cost their structs, not 10 KiB or more
+ * each; a busy connection never gets here.
+ */
+/* Read buffers come from a pool (bufpool.h), so that the pages of one a
+ * slim connection gives back go back to the kernel. Process-wide, like the
+ * worker that owns every connection. */
+static struct up_bufpool rbufs;
+
+static char *rbuf_new(void)
+{
+    if (rbufs.size == 0) {
+        up_bufpool_init(&rbufs, UP_WCONN_RBUF);
+    }
+    return up_bufpool_get(&rbufs);
+}
+
+static void rbuf_free(char *rbuf, bool release)
+{
+    up_bufpool_put(&rbufs, rbuf, release);
+}
+
+static void finish_slim(struct up_wconn *c)
+{
+    rbuf_free(c->rbuf, true);
+    c->rbuf = NULL;
+    c->roff = c->rlen = 0;
+    up_http_parser_free(&c->parser);
+    up_http_res_free(&c->res);
+    up_http_out_release(&c->out);
+    c->slim = true;
+    c->w->slimmed++;
+    want_read(c);
+}
+
+static void slim_down(struct up_wconn *c)
+{
+    if (c->rx.busy) {
+        c->slimming = true; /* on_recv finishes, unless bytes came first */
+        up_loop_cancel(c->w->loop, &c->rx);
+        return;
+    }
+    finish_slim(c);
+}
+
+/* Bytes are coming: take a read buffer again. False when there is no
+ * memory for one (the connection is closed). */
+static bool plump_up(struct up_wconn *c)
+{
+    c->rbuf = rbuf_new();
+    if (c->rbuf == NULL) {
+        conn_close(c, false);
+        return false;
+    }
+    c->slim = false;
+    return true;
+}
+
 static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
     (void)loop;
     (void)flags;
     struct up_wconn *c = up_container_of(op, struct up_wconn, rx);
+    if (c->slimming) {
+        c->slimming = false;
+        if (c->state == UP_WCONN_OPEN && res == -ECANCELED) {
+            finish_slim(c);
+            return;
+        }
+        /* Bytes, EOF or a hand back came first: as usual. */
+    } else if (c->slim) {
+        /* The POLLIN wait of a slim connection: no bytes were read. */
+        if (c->state == UP_WCONN_OPEN) {
+            if (res < 0 && res != -ECANCELED) {
+                conn_close(c, false);
+            } else if (plump_up(c)) {
+                want_read(c); /* the bytes are still in the socket */
+            }
+            return;
+        }
+        if (res > 0) {
+            res = -ECANCELED; /* nothing of it was read: hand back, linger as canceled */
+        }
+        if (c->state == UP_WCONN_LINGER && res == -ECANCELED) {
+            linger_read(c);
+            return;
+        }
+    }
     switch (c->state) {
     case UP_WCONN_OPEN:
         if (res > 0) {
@@ -728,7 +867,7 @@ static void conn_free(struct up_wconn *c)
     up_http_parser_free(&c->parser);
     up_http_out_free(&c->out);
     up_http_res_free(&c->res);
-    free(c->rbuf);
+    rbuf_free(c->rbuf, false);
     up_list_remove(&c->link);
     w->nconns--;
     free(c);
@@ -786,7 +925,8 @@ static void finish_hand_back(struct up_wconn *c)
     c->fd = -1; /* the channel's message owns it now, and closes it once sent */
     /* It was ours, in service: back at the drain it starts afresh (a try
      * count only follows a connection bounced straight back). */
-    (void)up_worker_hand_back_take(w, fd, c->id, c->rbuf + c->roff, c->rlen - c->roff, 0);
+    const char *unfed = c->rbuf != NULL ? c->rbuf + c->roff : "";
+    (void)up_worker_hand_back_take(w, fd, c->id, unfed, c->rlen - c->roff, 0);
     c->roff = c->rlen = 0;
     set_state(c, UP_WCONN_CLOSING);
     conn_maybe_free(c);
@@ -856,10 +996,10 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
                       uint64_t ack_seq)
 {
     struct up_wconn *c = calloc(1, sizeof(*c));
-    char *rbuf = malloc(UP_WCONN_RBUF);
+    char *rbuf = rbuf_new();
     if (c == NULL || rbuf == NULL || len > UP_WCONN_RBUF) {
         free(c);
-        free(rbuf);
+        rbuf_free(rbuf, false);
         up_loop_close(w->loop, fd);
         return len > UP_WCONN_RBUF ? -E2BIG : -ENOMEM;
     }

@@ -31,6 +31,11 @@
  * WebSocket opens on the new generation rather than on one about to close
  * it; else the app's up_ws_accept() answers 503.
  *
+ * An OPEN connection idle for a second gives its buffers back (read
+ * buffer, parser and response buffers, out queue chunks) and waits for the
+ * client's next bytes with a POLLIN wait; the bytes take them again. It is
+ * still OPEN and idle: handed back, closed or lingering as any other.
+ *
  * Requests are served one at a time, in order: the next pipelined request is
  * parsed only after the previous response is complete (queued), so
  * responses can never be reordered.
@@ -127,8 +132,11 @@ struct up_wconn {
      * handshake back to the master unanswered; see upgrade_goes_back(). */
     size_t req_off;
     bool req_whole;
-    uint64_t req_t0; /* CLOCK_MONOTONIC µs the request's first bytes were fed (access log) */
-    bool give_back;  /* hand the connection back once out of conn_run()'s loop */
+    uint64_t req_t0;  /* CLOCK_MONOTONIC µs the request's first bytes were fed (access log) */
+    uint64_t idle_at; /* loop time it became idle (WAIT_IDLE) */
+    bool slim;        /* idle, its buffers given back: rbuf NULL, rx a POLLIN wait */
+    bool slimming;    /* the receive is being canceled to slim down */
+    bool give_back;   /* hand the connection back once out of conn_run()'s loop */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len

@@ -206,6 +206,10 @@ struct up_http_out {
 void up_http_out_init(struct up_http_out *out);
 void up_http_out_free(struct up_http_out *out);
 
+/* The same, and the pages of its chunks go back to the kernel: for a
+ * connection that sits idle (nothing pending). */
+void up_http_out_release(struct up_http_out *out);
+
 /* Queue a copy of data[0..len). All or nothing: returns 0 or -ENOMEM. */
 int up_http_out_append(struct up_http_out *out, const void *data, size_t len);
 

@@ -1,5 +1,7 @@
 #include "http.h"
 
+#include "bufpool.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -16,24 +18,49 @@ struct up_http_chunk {
     char data[];
 };
 
-/* The usual chunk size; an append larger than this gets a chunk of its own
- * size, which is freed as soon as it is sent. */
-#define OUT_CHUNK (16u * 1024u)
+/* The usual chunk: a 16 KiB block of the chunk pool, header included. An
+ * append larger than that gets a chunk of its own size from malloc, which
+ * is freed as soon as it is sent. */
+#define OUT_BLOCK (16u * 1024u)
+#define OUT_CHUNK (OUT_BLOCK - sizeof(struct up_http_chunk))
+
+/* Process-wide, like the worker that owns every connection: see bufpool.h
+ * for why chunks are not malloc'd. */
+static struct up_bufpool chunks;
+
+static void chunk_free(struct up_http_chunk *c, bool release)
+{
+    if (c != NULL && c->cap == OUT_CHUNK) {
+        up_bufpool_put(&chunks, c, release);
+    } else {
+        free(c);
+    }
+}
 
 void up_http_out_init(struct up_http_out *out)
 {
     memset(out, 0, sizeof(*out));
 }
 
-void up_http_out_free(struct up_http_out *out)
+static void out_free(struct up_http_out *out, bool release)
 {
     while (out->head != NULL) {
         struct up_http_chunk *c = out->head;
         out->head = c->next;
-        free(c);
+        chunk_free(c, release);
     }
-    free(out->spare);
+    chunk_free(out->spare, release);
     memset(out, 0, sizeof(*out));
+}
+
+void up_http_out_free(struct up_http_out *out)
+{
+    out_free(out, false);
+}
+
+void up_http_out_release(struct up_http_out *out)
+{
+    out_free(out, true);
 }
 
 static struct up_http_chunk *chunk_new(struct up_http_out *out, size_t need)
@@ -42,12 +69,18 @@ static struct up_http_chunk *chunk_new(struct up_http_out *out, size_t need)
     if (c != NULL && c->cap >= need) {
         out->spare = NULL;
     } else {
-        size_t cap = need > OUT_CHUNK ? need : OUT_CHUNK;
-        c = malloc(sizeof(*c) + cap);
+        if (need <= OUT_CHUNK) {
+            if (chunks.size == 0) {
+                up_bufpool_init(&chunks, OUT_BLOCK);
+            }
+            c = up_bufpool_get(&chunks);
+        } else {
+            c = malloc(sizeof(*c) + need);
+        }
         if (c == NULL) {
             return NULL;
         }
-        c->cap = cap;
+        c->cap = need <= OUT_CHUNK ? OUT_CHUNK : need;
     }
     c->next = NULL;
     c->start = c->end = 0;
@@ -123,7 +156,7 @@ static void chunk_retire(struct up_http_out *out)
     if (out->spare == NULL && c->cap == OUT_CHUNK) {
         out->spare = c;
     } else {
-        free(c);
+        chunk_free(c, false);
     }
 }
 

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -698,9 +699,21 @@ static void send_stats(struct up_worker *w)
     }
 }
 
+/* Buffers idle connections gave back sit between their structs in the
+ * heap, where free() keeps them: the pages go back to the kernel only when
+ * asked. Once a second at most, and only after connections slimmed. */
+static void trim_heap(struct up_worker *w)
+{
+    if (w->slimmed != w->slimmed_trimmed) {
+        w->slimmed_trimmed = w->slimmed;
+        (void)malloc_trim(0);
+    }
+}
+
 static void on_stats(struct up_loop *loop, struct up_timer *t)
 {
     struct up_worker *w = up_container_of(t, struct up_worker, stats_timer);
+    trim_heap(w);
     if (up_worker_has_master(w) && w->tx_inflight == NULL) {
         send_stats(w);
     }
@@ -865,12 +878,11 @@ int up_worker_main(const struct up_worker_cfg *cfg)
     }
     w.state = UP_WORKER_SERVING;
     chan_recv(&w);
-    if (w.chan >= 0) {
-        if (!w.cfg.ready_manual) {
-            up_ready();
-        }
-        up_timer_start(w.loop, &w.stats_timer, STATS_MS);
+    if (w.chan >= 0 && !w.cfg.ready_manual) {
+        up_ready();
     }
+    /* STATS to the master, and the heap trim (alone too). */
+    up_timer_start(w.loop, &w.stats_timer, STATS_MS);
     up_log(UP_LOG_DEBUG, "serving %s on %s", w.app.path, up_loop_backend_name(w.loop));
     int r = up_loop_run(w.loop);
     code = r < 0 ? 1 : 0;

@@ -122,6 +122,8 @@ struct up_worker {
     size_t nws;                      /* WebSockets open */
     uint64_t ws_total;               /* WebSockets accepted */
     uint64_t send_timeouts;          /* connections reset for taking no output */
+    uint64_t slimmed;                /* idle connections that gave their buffers back */
+    uint64_t slimmed_trimmed;        /* ... as of the last malloc_trim() */
     struct up_alog alog;             /* the access log, when alog.open */
     char date[UP_HTTP_DATE_LEN + 1]; /* Date field, refreshed each second */
     long long date_sec;

@@ -1,0 +1,68 @@
+/*
+ * bufpool: page-aligned blocks reused from a free stack; a block given
+ * back with release has its pages returned to the kernel (read back as
+ * zeros, and out of the process's resident set).
+ */
+#include <criterion/criterion.h>
+
+#include "../lib/testlib.h"
+#include "bufpool.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+Test(bufpool, blocks_are_whole_pages_and_reused)
+{
+    struct up_bufpool p;
+    up_bufpool_init(&p, 5000);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    cr_assert_eq(p.size, 2 * page);
+    char *a = up_bufpool_get(&p);
+    cr_assert_not_null(a);
+    cr_assert_eq((uintptr_t)a % page, 0);
+    cr_assert_eq(p.total, UP_BUFPOOL_SLAB);
+    memset(a, 'x', p.size);
+    up_bufpool_put(&p, a, false);
+    char *b = up_bufpool_get(&p);
+    cr_assert_eq(b, a, "the block just given back comes first");
+    cr_assert_eq(b[0], 'x', "kept as it was without release");
+
+    /* More than a slab: every block can come back at once. */
+    static char *all[3 * UP_BUFPOOL_SLAB];
+    all[0] = b;
+    for (size_t i = 1; i < sizeof(all) / sizeof(all[0]); i++) {
+        all[i] = up_bufpool_get(&p);
+        cr_assert_not_null(all[i]);
+        all[i][0] = 1;
+    }
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        up_bufpool_put(&p, all[i], false);
+    }
+    cr_assert_eq(p.nfree, p.total);
+    up_bufpool_put(&p, NULL, true); /* ignored */
+    cr_assert_eq(p.nfree, p.total);
+}
+
+Test(bufpool, release_gives_the_pages_back)
+{
+    struct up_bufpool p;
+    up_bufpool_init(&p, 64 * 1024);
+    enum { N = 256 }; /* 16 MiB */
+    static char *blocks[N];
+    long before = up_test_status_kib(getpid(), "VmRSS:");
+    for (int i = 0; i < N; i++) {
+        blocks[i] = up_bufpool_get(&p);
+        memset(blocks[i], 'y', p.size);
+    }
+    long full = up_test_status_kib(getpid(), "VmRSS:");
+    cr_assert_geq(full - before, 15 * 1024, "RSS grew by %ld kB for 16 MiB", full - before);
+    for (int i = 0; i < N; i++) {
+        up_bufpool_put(&p, blocks[i], true);
+    }
+    long after = up_test_status_kib(getpid(), "VmRSS:");
+    cr_assert_lt(after - before, 1024, "%ld kB still resident after the release", after - before);
+    char *again = up_bufpool_get(&p);
+    cr_assert_eq(again[0], 0, "a released block reads as fresh zeros");
+    cr_assert_eq(again[p.size - 1], 0);
+}

@@ -1,0 +1,46 @@
+/*
+ * bufpool: the worker's connection buffers (read buffers, out queue
+ * chunks), in page-aligned blocks of one size per pool, outside the malloc
+ * heap.
+ *
+ * Why not malloc: an idle Keep-Alive connection gives its buffers back
+ * (conn.c, slim), and at scale most connections are idle. Freed into the
+ * heap, a buffer's pages stay resident, shared with the small structs
+ * allocated around it; here a block is whole pages of its own, so giving
+ * it back with up_bufpool_put(..., true) returns its pages to the kernel
+ * (MADV_DONTNEED) and an idle connection costs its struct alone.
+ *
+ * Blocks come from slabs mapped UP_BUFPOOL_SLAB blocks at a time, and are
+ * reused from a free stack kept apart from them (no syscall on the hot
+ * path, and a released block is never touched); slabs are never unmapped:
+ * their untouched pages cost nothing. One process, one loop: no locking.
+ */
+#ifndef UP_BUFPOOL_H
+#define UP_BUFPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define UP_BUFPOOL_SLAB 64
+
+struct up_bufpool {
+    size_t size;  /* of a block: a multiple of the page size */
+    void **free;  /* owned: the free blocks (a stack), room for every block mapped */
+    size_t nfree; /* ... how many */
+    size_t cap;   /* room in free */
+    size_t total; /* blocks mapped */
+};
+
+/* A pool of blocks of size bytes (rounded up to whole pages). */
+void up_bufpool_init(struct up_bufpool *p, size_t size);
+
+/* A block of p->size bytes, or NULL when no memory could be mapped. Its
+ * contents are undefined. */
+void *up_bufpool_get(struct up_bufpool *p);
+
+/* Give block back (NULL is ignored). release: its pages go back to the
+ * kernel now (the block is not needed soon); else it stays resident for
+ * the next get. */
+void up_bufpool_put(struct up_bufpool *p, void *block, bool release);
+
+#endif
