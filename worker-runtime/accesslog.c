@@ -2,7 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,16 +50,15 @@ static void puts_(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
-static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct out *o, const char *fmt, ...)
+static void put_u64(struct out *o, uint64_t v)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->p + o->len, o->cap - o->len + 1, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len;
-    }
+    char d[20];
+    size_t n = 0;
+    do {
+        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    put(o, d + sizeof(d) - n, n);
 }
 
 /* s escaped for the format, at most FIELD_MAX of its bytes; NULL is "-" in
@@ -71,11 +70,21 @@ static void put_escaped(struct out *o, enum up_alog_format f, const char *s)
         puts_(o, f == UP_ALOG_COMBINED ? "-" : "");
         return;
     }
-    for (size_t i = 0; s[i] != '\0' && i < FIELD_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            put(o, (const char *)&c, 1);
-        } else if (f == UP_ALOG_COMBINED) {
+    size_t i = 0;
+    while (s[i] != '\0' && i < FIELD_MAX) {
+        /* A run of bytes that need nothing, in one copy. */
+        size_t run = i;
+        while (run < FIELD_MAX && (unsigned char)s[run] >= 0x20 && (unsigned char)s[run] < 0x7f &&
+               s[run] != '"' && s[run] != '\\') {
+            run++;
+        }
+        put(o, s + i, run - i);
+        i = run;
+        if (i >= FIELD_MAX || s[i] == '\0') {
+            break;
+        }
+        unsigned char c = (unsigned char)s[i++];
+        if (f == UP_ALOG_COMBINED) {
             char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
             put(o, e, 4);
         } else if (c == '"' || c == '\\') {
@@ -103,43 +112,79 @@ static void put_addr(struct out *o, const char *peer)
     }
 }
 
+/* The time fields of both formats, made once per second (localtime_r()
+ * and strftime() per line cost more than the rest of the line). */
+static struct {
+    time_t sec;
+    char combined[40], json[40];
+} alog_clock = {.sec = -1};
+
+static void clock_at(time_t when)
+{
+    if (when == alog_clock.sec) {
+        return;
+    }
+    struct tm tm;
+    localtime_r(&when, &tm);
+    strftime(alog_clock.combined, sizeof(alog_clock.combined), "%d/%b/%Y:%H:%M:%S %z", &tm);
+    strftime(alog_clock.json, sizeof(alog_clock.json), "%Y-%m-%dT%H:%M:%S%z", &tm);
+    alog_clock.sec = when;
+}
+
 size_t up_alog_format_line(enum up_alog_format f, const struct up_alog_entry *e, char *buf)
 {
     struct out o = {.p = buf, .cap = UP_ALOG_LINE_MAX - 1};
-    struct tm tm;
-    char when[64];
-    localtime_r(&e->when, &tm);
+    clock_at(e->when);
     if (f == UP_ALOG_COMBINED) {
-        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
         put_addr(&o, e->peer);
-        putf(&o, " - - [%s] \"", when);
+        puts_(&o, " - - [");
+        puts_(&o, alog_clock.combined);
+        puts_(&o, "] \"");
         if (e->method != NULL) {
             put_escaped(&o, f, e->method);
             puts_(&o, " ");
             put_escaped(&o, f, e->target);
-            putf(&o, " HTTP/1.%u", e->minor);
+            puts_(&o, " HTTP/1.");
+            put_u64(&o, e->minor);
         } else {
             puts_(&o, "-"); /* no request could be read: nginx's way */
         }
-        putf(&o, "\" %d %llu \"", e->status, (unsigned long long)e->bytes);
+        puts_(&o, "\" ");
+        put_u64(&o, (uint64_t)e->status);
+        puts_(&o, " ");
+        put_u64(&o, e->bytes);
+        puts_(&o, " \"");
         put_escaped(&o, f, e->referer);
         puts_(&o, "\" \"");
         put_escaped(&o, f, e->user_agent);
-        putf(&o, "\" gen=%u us=%llu", e->generation, (unsigned long long)e->us);
+        puts_(&o, "\" gen=");
+        put_u64(&o, e->generation);
+        puts_(&o, " us=");
+        put_u64(&o, e->us);
     } else {
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
-        putf(&o, "{\"time\":\"%s\",\"peer\":\"", when);
+        puts_(&o, "{\"time\":\"");
+        puts_(&o, alog_clock.json);
+        puts_(&o, "\",\"peer\":\"");
         put_escaped(&o, f, e->peer);
         puts_(&o, "\",\"method\":\"");
         put_escaped(&o, f, e->method);
         puts_(&o, "\",\"target\":\"");
         put_escaped(&o, f, e->target);
-        putf(&o, "\",\"proto\":\"HTTP/1.%u\",\"status\":%d,\"bytes\":%llu,\"referer\":\"", e->minor,
-             e->status, (unsigned long long)e->bytes);
+        puts_(&o, "\",\"proto\":\"HTTP/1.");
+        put_u64(&o, e->minor);
+        puts_(&o, "\",\"status\":");
+        put_u64(&o, (uint64_t)e->status);
+        puts_(&o, ",\"bytes\":");
+        put_u64(&o, e->bytes);
+        puts_(&o, ",\"referer\":\"");
         put_escaped(&o, f, e->referer);
         puts_(&o, "\",\"user_agent\":\"");
         put_escaped(&o, f, e->user_agent);
-        putf(&o, "\",\"generation\":%u,\"us\":%llu}", e->generation, (unsigned long long)e->us);
+        puts_(&o, "\",\"generation\":");
+        put_u64(&o, e->generation);
+        puts_(&o, ",\"us\":");
+        put_u64(&o, e->us);
+        puts_(&o, "}");
     }
     buf[o.len] = '\0';
     return o.len;
