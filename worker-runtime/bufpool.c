@@ -8,7 +8,12 @@
 void up_bufpool_init(struct up_bufpool *p, size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    *p = (struct up_bufpool){.size = (size + page - 1) / page * page};
+    *p = (struct up_bufpool){.size = (size + page - 1) / page * page, .pages = true};
+}
+
+void up_bufpool_init_objects(struct up_bufpool *p, size_t size)
+{
+    *p = (struct up_bufpool){.size = (size + 15) / 16 * 16}; /* malloc's alignment */
 }
 
 /* Map a slab. Its blocks are untouched (they cost nothing until used), and
@@ -51,7 +56,7 @@ void up_bufpool_put(struct up_bufpool *p, void *block, bool release)
     if (block == NULL) {
         return;
     }
-    if (release) {
+    if (release && p->pages) {
         /* The next touch gets a zeroed page: nothing of the old contents
          * is relied on. */
         (void)madvise(block, p->size, MADV_DONTNEED);

@@ -10,6 +10,11 @@
  * it back with up_bufpool_put(..., true) returns its pages to the kernel
  * (MADV_DONTNEED) and an idle connection costs its struct alone.
  *
+ * The same pool, with blocks of a few hundred bytes packed side by side,
+ * holds the connection structs themselves, for the same reason: apart from
+ * the heap, a connection's short-lived allocations (parser, fields) leave
+ * whole free pages when it slims, which the heap trim can give back.
+ *
  * Blocks come from slabs mapped UP_BUFPOOL_SLAB blocks at a time, and are
  * reused from a free stack kept apart from them (no syscall on the hot
  * path, and a released block is never touched); slabs are never unmapped:
@@ -29,10 +34,17 @@ struct up_bufpool {
     size_t nfree; /* ... how many */
     size_t cap;   /* room in free */
     size_t total; /* blocks mapped */
+    bool pages;   /* blocks are whole pages (up_bufpool_init) */
 };
 
 /* A pool of blocks of size bytes (rounded up to whole pages). */
 void up_bufpool_init(struct up_bufpool *p, size_t size);
+
+/* A pool of small objects of size bytes (rounded up to 16), packed side
+ * by side (16-byte aligned, as malloc's): long-lived structs kept apart from the heap, where the
+ * short- lived allocations around them would otherwise pin their pages. Their pages are never
+ * released (put ignores release). */
+void up_bufpool_init_objects(struct up_bufpool *p, size_t size);
 
 /* A block of p->size bytes, or NULL when no memory could be mapped. Its
  * contents are undefined. */

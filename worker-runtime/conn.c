@@ -114,7 +114,7 @@ static void log_request(struct up_wconn *c, const struct up_req *req, int status
         return;
     }
     struct up_alog_entry e = {
-        .peer = c->parser.peer,
+        .peer = c->busy->parser.peer,
         .when = time(NULL),
         .minor = 1,
         .status = status,
@@ -399,11 +399,12 @@ static int send_start(struct up_wconn *c)
     if (c->tx.busy || up_http_out_pending(&c->out) == 0) {
         return 0;
     }
-    size_t n = up_http_out_iov(&c->out, c->iov, UP_WCONN_IOV);
-    memset(&c->msg, 0, sizeof(c->msg));
-    c->msg.msg_iov = c->iov;
-    c->msg.msg_iovlen = n;
-    return up_loop_sendmsg(c->w->loop, &c->tx, c->fd, &c->msg, 0);
+    struct up_wconn_busy *b = c->busy;
+    size_t n = up_http_out_iov(&c->out, b->iov, UP_WCONN_IOV);
+    memset(&b->msg, 0, sizeof(b->msg));
+    b->msg.msg_iov = b->iov;
+    b->msg.msg_iovlen = n;
+    return up_loop_sendmsg(c->w->loop, &c->tx, c->fd, &b->msg, 0);
 }
 
 static void flush(struct up_wconn *c)
@@ -460,6 +461,53 @@ static void hand_back(struct up_wconn *c);
  * thousands of idle clients then cost their structs, not 10 KiB or more
  * each; a busy connection never gets here.
  */
+/* Connection structs come from a pool of their own (bufpool.h): packed
+ * apart from the heap, they leave the heap's pages to the short-lived
+ * allocations, which a slim connection frees whole. */
+static struct up_bufpool conn_structs;
+
+static struct up_wconn *conn_alloc(void)
+{
+    if (conn_structs.size == 0) {
+        up_bufpool_init_objects(&conn_structs, sizeof(struct up_wconn));
+    }
+    struct up_wconn *c = up_bufpool_get(&conn_structs);
+    if (c != NULL) {
+        memset(c, 0, sizeof(*c));
+    }
+    return c;
+}
+
+static void conn_dealloc(struct up_wconn *c)
+{
+    up_bufpool_put(&conn_structs, c, false);
+}
+
+/* The busy part: the parser, set up for this worker and the client's
+ * address (asked again after a slim spell: a syscall per idle period
+ * rather than 64 bytes per idle connection). */
+static int busy_new(struct up_wconn *c)
+{
+    c->busy = malloc(sizeof(*c->busy));
+    if (c->busy == NULL) {
+        return -ENOMEM;
+    }
+    up_http_parser_init(&c->busy->parser, &c->w->cfg.limits);
+    char peer[64];
+    peer_text(c->fd, peer, sizeof(peer));
+    up_http_parser_set_peer(&c->busy->parser, peer);
+    return 0;
+}
+
+static void busy_free(struct up_wconn *c)
+{
+    if (c->busy != NULL) {
+        up_http_parser_free(&c->busy->parser);
+        free(c->busy);
+        c->busy = NULL;
+    }
+}
+
 /* Read buffers come from a pool (bufpool.h), so that the pages of one a
  * slim connection gives back go back to the kernel. Process-wide, like the
  * worker that owns every connection. */
@@ -483,7 +531,7 @@ static void finish_slim(struct up_wconn *c)
     rbuf_free(c->rbuf, true);
     c->rbuf = NULL;
     c->roff = c->rlen = 0;
-    up_http_parser_free(&c->parser);
+    busy_free(c);
     up_http_res_free(&c->res);
     up_http_out_release(&c->out);
     c->slim = true;
@@ -506,7 +554,7 @@ static void slim_down(struct up_wconn *c)
 static bool plump_up(struct up_wconn *c)
 {
     c->rbuf = rbuf_new();
-    if (c->rbuf == NULL) {
+    if (c->rbuf == NULL || busy_new(c) < 0) {
         conn_close(c, false);
         return false;
     }
@@ -602,7 +650,7 @@ static void on_output(void *ctx)
 static void dispatch(struct up_wconn *c)
 {
     struct up_worker *w = c->w;
-    struct up_req *req = up_http_request(&c->parser);
+    struct up_req *req = up_http_request(&c->busy->parser);
     c->req_active = true;
     c->res.date = up_worker_date(w);
     c->res.no_upgrade = w->state == UP_WORKER_DRAINING;
@@ -624,7 +672,7 @@ static void dispatch(struct up_wconn *c)
  * head, so nearly always). */
 static bool upgrade_goes_back(struct up_wconn *c)
 {
-    const struct up_req *req = up_http_request(&c->parser);
+    const struct up_req *req = up_http_request(&c->busy->parser);
     return req->ws && c->w->state == UP_WORKER_DRAINING && up_worker_takes_back(c->w) &&
            c->req_whole;
 }
@@ -644,7 +692,7 @@ static bool step(struct up_wconn *c)
         }
         c->req_active = false;
         c->w->nrequests++;
-        log_request(c, up_http_request(&c->parser), c->res.status);
+        log_request(c, up_http_request(&c->busy->parser), c->res.status);
         if (c->res.ws != NULL) {
             ws_begin(c);
             return false;
@@ -653,7 +701,7 @@ static bool step(struct up_wconn *c)
             c->close_after = true;
             return false;
         }
-        up_http_request_done(&c->parser);
+        up_http_request_done(&c->busy->parser);
         c->started = false;
     }
     if (c->close_after || c->roff == c->rlen) {
@@ -670,7 +718,7 @@ static bool step(struct up_wconn *c)
         }
     }
     size_t used = c->rlen - c->roff;
-    int r = up_http_feed(&c->parser, c->rbuf + c->roff, c->rlen - c->roff, &used);
+    int r = up_http_feed(&c->busy->parser, c->rbuf + c->roff, c->rlen - c->roff, &used);
     c->roff += used;
     c->started = true;
     if (r == UP_HTTP_NEED_MORE) {
@@ -741,8 +789,8 @@ static void ws_begin(struct up_wconn *c)
     size_t max = w->cfg.limits.max_body != 0 ? w->cfg.limits.max_body : UP_HTTP_MAX_BODY_DEFAULT;
     c->ws = c->res.ws;
     c->res.ws = NULL;
-    up_http_request_done(&c->parser);
-    up_http_parser_free(&c->parser);
+    up_http_request_done(&c->busy->parser);
+    up_http_parser_free(&c->busy->parser);
     up_http_res_free(&c->res);
     up_ws_attach(c->ws, &c->out, max, ws_output, c);
     c->rx_at = up_loop_now(w->loop);
@@ -864,13 +912,13 @@ static void conn_free(struct up_wconn *c)
         w->nws--;
     }
     up_ws_free(c->res.ws); /* accepted, and the connection went before it began */
-    up_http_parser_free(&c->parser);
+    busy_free(c);
     up_http_out_free(&c->out);
     up_http_res_free(&c->res);
     rbuf_free(c->rbuf, false);
     up_list_remove(&c->link);
     w->nconns--;
-    free(c);
+    conn_dealloc(c);
     up_worker_conn_gone(w);
 }
 
@@ -995,10 +1043,10 @@ void up_wconn_acked(struct up_wconn *c)
 int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len,
                       uint64_t ack_seq)
 {
-    struct up_wconn *c = calloc(1, sizeof(*c));
+    struct up_wconn *c = conn_alloc();
     char *rbuf = rbuf_new();
     if (c == NULL || rbuf == NULL || len > UP_WCONN_RBUF) {
-        free(c);
+        conn_dealloc(c);
         rbuf_free(rbuf, false);
         up_loop_close(w->loop, fd);
         return len > UP_WCONN_RBUF ? -E2BIG : -ENOMEM;
@@ -1015,10 +1063,12 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     c->rx.cb = on_recv;
     c->tx.cb = on_send;
     c->timer.cb = on_timer;
-    up_http_parser_init(&c->parser, &w->cfg.limits);
-    char peer[64];
-    peer_text(fd, peer, sizeof(peer));
-    up_http_parser_set_peer(&c->parser, peer);
+    if (busy_new(c) < 0) {
+        rbuf_free(rbuf, false);
+        conn_dealloc(c);
+        up_loop_close(w->loop, fd);
+        return -ENOMEM;
+    }
     up_http_out_init(&c->out);
     up_http_res_init(&c->res);
     c->res.on_output = on_output;

@@ -93,6 +93,15 @@ enum up_wconn_wait {
     UP_WCONN_WAIT_CLOSE, /* a WebSocket we closed: the client's close frame */
 };
 
+/* What a connection needs only while in use: the parser, and the iovecs
+ * and msghdr of a send in flight. A slim connection (idle, below) has
+ * none, which is most of a connection's size. */
+struct up_wconn_busy {
+    struct up_http_parser parser;
+    struct iovec iov[UP_WCONN_IOV];
+    struct msghdr msg;
+};
+
 struct up_wconn {
     struct up_worker *w;
     struct up_list link; /* the worker's list */
@@ -103,40 +112,40 @@ struct up_wconn {
     struct up_op tx; /* sendmsg of the out queue */
     struct up_timer timer;
     enum up_wconn_wait wait; /* what timer stands for (OPEN) */
-    uint64_t tx_progress;    /* loop time the out queue last moved (WAIT_SEND) */
     int tx_kernel;           /* the kernel's send queue at the last tick, or -1 */
+    uint64_t tx_progress;    /* loop time the out queue last moved (WAIT_SEND) */
     char *rbuf;              /* owned, UP_WCONN_RBUF bytes; [roff, rlen) not yet fed */
     size_t roff, rlen;
-    struct up_http_parser parser;
+    struct up_wconn_busy *busy; /* owned; NULL while slim */
     struct up_http_out out;
     struct up_res res;
-    struct iovec iov[UP_WCONN_IOV];
-    struct msghdr msg;
-    bool req_active;  /* a request is with the app, its response not done */
-    bool started;     /* bytes of the next request were fed to the parser */
-    bool close_after; /* close gracefully once the out queue is sent */
-    bool backlogged;  /* past UP_WCONN_OUT_HIGH, not yet under _LOW */
-    bool in_run;      /* inside up_wconn_run(): on_output must not recurse */
-    bool zombie;      /* socket gone; waiting for the app to finish res */
     uint64_t ack_seq; /* arrival number; untouched until its ACK is sent */
-    bool wait_ack;    /* not read nor served yet: the ACK is not sent */
 
     /* Long-lived: a WebSocket, or a stream of server-sent events. */
     struct up_ws *ws;       /* owned: what the connection became after a 101, or NULL */
     struct up_list ll_link; /* the worker's long-lived connections, while one */
     uint64_t rx_at;         /* loop time input last came (the WebSocket idle ping) */
-    bool ws_cut;            /* close the connection once our close frame is sent */
-    bool stream_ended;      /* the runtime ended or cut the response stream: close */
     /* rbuf[req_off..] holds the request being parsed from its first byte
      * (req_whole), so that a draining worker can hand a WebSocket
      * handshake back to the master unanswered; see upgrade_goes_back(). */
     size_t req_off;
-    bool req_whole;
     uint64_t req_t0;  /* CLOCK_MONOTONIC µs the request's first bytes were fed (access log) */
     uint64_t idle_at; /* loop time it became idle (WAIT_IDLE) */
-    bool slim;        /* idle, its buffers given back: rbuf NULL, rx a POLLIN wait */
-    bool slimming;    /* the receive is being canceled to slim down */
-    bool give_back;   /* hand the connection back once out of conn_run()'s loop */
+
+    /* Flags, together: the struct is per connection, idle ones included. */
+    bool req_active;   /* a request is with the app, its response not done */
+    bool started;      /* bytes of the next request were fed to the parser */
+    bool close_after;  /* close gracefully once the out queue is sent */
+    bool backlogged;   /* past UP_WCONN_OUT_HIGH, not yet under _LOW */
+    bool in_run;       /* inside up_wconn_run(): on_output must not recurse */
+    bool zombie;       /* socket gone; waiting for the app to finish res */
+    bool wait_ack;     /* not read nor served yet: the ACK is not sent */
+    bool ws_cut;       /* close the connection once our close frame is sent */
+    bool stream_ended; /* the runtime ended or cut the response stream: close */
+    bool req_whole;    /* see req_off */
+    bool slim;         /* idle, its buffers given back: rbuf NULL, rx a POLLIN wait */
+    bool slimming;     /* the receive is being canceled to slim down */
+    bool give_back;    /* hand the connection back once out of conn_run()'s loop */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len

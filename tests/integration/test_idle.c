@@ -52,9 +52,10 @@ BACKEND_TEST(idle, idle_connections_give_their_buffers_back, .timeout = 90, .fin
             "[idle] %s: %d Keep-Alive connections: worker VmRSS +%ld B each after a request, "
             "+%ld B each once idle\n",
             backend, ID_CONNS, fresh_b, idle_b);
-    /* Measured: some 10 KiB and 2 KiB. The bounds leave room for the
-     * allocator and the kernel's page accounting. */
-    cr_assert_lt(idle_b, 4096, "%ld B per idle connection", idle_b);
+    /* Measured: some 10 KiB, and 600 B (the struct, 464 B, and the
+     * loop's share). The bounds leave room for the allocator and the
+     * kernel's page accounting. */
+    cr_assert_lt(idle_b, 1200, "%ld B per idle connection", idle_b);
     cr_assert_gt(fresh_b - idle_b, 4096, "only %ld B per connection given back", fresh_b - idle_b);
 
     /* Every one works on: its bytes take buffers again. */
