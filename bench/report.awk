@@ -223,6 +223,10 @@ END {
                 sprintf("%.2f MiB", rss / 1024), "≤ 4 MiB", rss / 1024, rss / 1024 <= 4 && idle_ok == idle_k, "mib")
         else
             target("Master RSS with idle connections", "not measured", "≤ 4 MiB", "", 0, "mib")
+        wb = meta["worker_idle_bytes_uprun"]
+        if (wb != "" && wb >= 0)
+            target(sprintf("Worker memory per idle Keep-Alive connection (%s, VmRSS)", commas(idle_k)), \
+                sprintf("%d B", wb), "≤ 600 B", wb, wb <= 600, "bytes")
         stats("uprun", "mcpu", "ms1000")
         if (S_n > 0)
             target("Master CPU per 1,000 handed-off connections", sprintf("%.1f ms (%.1f–%.1f)", S_med, S_min, S_max), \

@@ -754,8 +754,11 @@ done
 idle_measure() { # ID
     local c=$1 mpid=${MASTER_OF[$1]} port=${PORT_OF[$1]}
     check_alive "$c" "the scenarios" || return 0
-    local rss0 out=$TMP/idle-$c.txt
+    local rss0 out=$TMP/idle-$c.txt w wrss0=0
     rss0=$(proc_status_kb "$mpid" VmRSS)
+    for w in $(cat /proc/"$mpid"/task/*/children 2>/dev/null); do
+        wrss0=$((wrss0 + $(proc_status_kb "$w" VmRSS)))
+    done
     start_bg "$out" "$IDLE_BIN" 127.0.0.1 "$port" "$IDLE_CONNS"
     local ipid=$LAST_PID i
     for i in $(seq 1200); do
@@ -770,13 +773,17 @@ idle_measure() { # ID
         return 0
     fi
     sleep 2
-    local rss hwm mfds wfds=0 w ok failed
+    local rss hwm mfds wfds=0 wrss=0 ok failed
     rss=$(proc_status_kb "$mpid" VmRSS)
     hwm=$(proc_status_kb "$mpid" VmHWM)
     mfds=$(ls "/proc/$mpid/fd" 2>/dev/null | wc -l)
     for w in $(cat /proc/"$mpid"/task/*/children 2>/dev/null); do
         wfds=$((wfds + $(ls "/proc/$w/fd" 2>/dev/null | wc -l)))
+        wrss=$((wrss + $(proc_status_kb "$w" VmRSS)))
     done
+    # The workers' growth per connection, once the connections sat idle
+    # (the sleep above is longer than the second after which they slim).
+    raw meta "worker_idle_bytes_$c" "$(((wrss - wrss0) * 1024 / IDLE_CONNS))"
     kill -USR1 "$ipid" 2>/dev/null
     for i in $(seq 100); do
         grep -q '^idle-conns: check' "$out" && break
@@ -790,7 +797,7 @@ idle_measure() { # ID
     still=$(sed -n 's/^idle-conns: check open=\([0-9]*\).*/\1/p' "$out")
     raw idle "$c" "$IDLE_CONNS" "${ok:-0}" "${failed:-0}" "${still:--1}" "${rss0:--1}" "${rss:--1}" \
         "${hwm:--1}" "$mfds" "$wfds" "$(show_cmd "$IDLE_BIN" 127.0.0.1 "$port" "$IDLE_CONNS")"
-    say "idle: ${LABEL_OF[$c]}: ${ok:-0}/$IDLE_CONNS connections answered and held (${still:-?} still open at the check); master VmRSS ${rss0} kB before, ${rss} kB with them (VmHWM ${hwm} kB), master fds $mfds, worker fds $wfds"
+    say "idle: ${LABEL_OF[$c]}: ${ok:-0}/$IDLE_CONNS connections answered and held (${still:-?} still open at the check); master VmRSS ${rss0} kB before, ${rss} kB with them (VmHWM ${hwm} kB), master fds $mfds, worker fds $wfds; workers VmRSS ${wrss0} kB before, ${wrss} kB with them ($(((wrss - wrss0) * 1024 / IDLE_CONNS)) B per connection)"
     check_alive "$c" "the idle-connection test"
 }
 
