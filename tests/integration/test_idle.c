@@ -54,9 +54,14 @@ BACKEND_TEST(idle, idle_connections_give_their_buffers_back, .timeout = 90, .fin
             backend, ID_CONNS, fresh_b, idle_b);
     /* Measured: some 10 KiB, and 600 B (the struct, 464 B, and the
      * loop's share). The bounds leave room for the allocator and the
-     * kernel's page accounting. */
-    cr_assert_lt(idle_b, 1200, "%ld B per idle connection", idle_b);
-    cr_assert_gt(fresh_b - idle_b, 4096, "only %ld B per connection given back", fresh_b - idle_b);
+     * kernel's page accounting. Under the sanitizers the allocator is
+     * theirs (with a quarantine that keeps freed memory): the figures
+     * measure it, not us, and only the rest of the test applies. */
+    if (!up_test_sanitized()) {
+        cr_assert_lt(idle_b, 1200, "%ld B per idle connection", idle_b);
+        cr_assert_gt(fresh_b - idle_b, 4096, "only %ld B per connection given back",
+                     fresh_b - idle_b);
+    }
 
     /* Every one works on: its bytes take buffers again. */
     id_get_all(fds, 1, "request after the idle time");
