@@ -1,9 +1,9 @@
 #include "listeners.h"
 
+#include "listen.h"
 #include "log.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,22 +12,6 @@
 static bool all_passed(const struct up_cli *cli, const struct up_activation *act)
 {
     return act->n > 0 && cli->nlisten == 0 && !cli->port_given;
-}
-
-static int tcp_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-        return -1;
-    }
-    if (ss.ss_family == AF_INET) {
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-    if (ss.ss_family == AF_INET6) {
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-    return -1;
 }
 
 int up_cli_listeners_port(const struct up_cli *cli, const struct up_activation *act)
@@ -39,7 +23,7 @@ int up_cli_listeners_port(const struct up_cli *cli, const struct up_activation *
         }
     }
     for (int i = 0; all_passed(cli, act) && i < act->n; i++) {
-        int port = tcp_port(act->fd[i]);
+        int port = act->fd[i] >= 0 ? up_listen_port(act->fd[i]) : -1;
         if (port > 0) {
             return port;
         }

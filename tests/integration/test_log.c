@@ -95,11 +95,8 @@ BACKEND_TEST(log, stuck_stderr_never_blocks_the_master, .timeout = 120, .fini = 
 BACKEND_TEST(log, workers_keep_serving_when_stderr_is_stuck, .timeout = 120, .fini = ht_fini)
 {
     struct ma_status s;
-    struct up_test_resp r = {0};
     char metrics[32];
-    int mport = up_test_free_port();
-    cr_assert_gt(mport, 0);
-    snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", mport);
+    int mport = ht_metrics_addr(metrics, sizeof(metrics));
     const char *const extra[] = {"--metrics", metrics, NULL};
 
     up_test_exclusive_load();
@@ -114,12 +111,8 @@ BACKEND_TEST(log, workers_keep_serving_when_stderr_is_stuck, .timeout = 120, .fi
     cr_assert_gt(s.dropped, 0, "no log line dropped:\n%s", s.text);
     /* The metric counts the same lines (a few more may have come from the
      * workers' pipes since). */
-    ht_fetch(mport, "/metrics", &r);
-    const char *at = strstr(r.body, "\nup_log_lines_dropped_total ");
-    cr_assert_not_null(at, "no up_log_lines_dropped_total in /metrics:\n%s", r.body);
-    long metric = strtol(at + strlen("\nup_log_lines_dropped_total "), NULL, 10);
+    long metric = ht_metric(mport, "up_log_lines_dropped_total");
     cr_assert_geq(metric, s.dropped, "/metrics says %ld, status said %ld", metric, s.dropped);
-    up_test_resp_free(&r);
     cr_assert_eq(ma_log_read(LG_NOTICE, 10000), 0, "no '%s' line once stderr was read; read:\n%s",
                  LG_NOTICE, ma_log_text());
     fprintf(stderr,

@@ -159,10 +159,8 @@ BACKEND_TEST(production, fork_failing_degrades_then_recovers, .timeout = 90, .fi
     memcpy(ma.cmd_wrap, as_uid, sizeof(as_uid)); /* status asks as that uid too */
     /* The master's temp dir (snapshots, control socket) must be its. */
     cr_assert_eq(chown(ht_path(""), uid, uid), 0, "chown: %s", strerror(errno));
-    int mport = up_test_free_port();
-    cr_assert_gt(mport, 0);
     char metrics[32];
-    snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", mport);
+    int mport = ht_metrics_addr(metrics, sizeof(metrics));
     const char *const extra[] = {"-n", "1", "--queue-timeout", "2s", "--metrics", metrics, NULL};
     ma.public_bins = true; /* that uid may not reach the build directory */
     ma_start(backend, up_test_public_bin("examples/echo.so"), extra);

@@ -402,10 +402,8 @@ BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout 
 BACKEND_TEST(resources, control_and_metrics_back_off_at_emfile, .timeout = 60, .fini = ht_fini)
 {
     enum { LIMIT = 64, FILL = 64 };
-    int mport = up_test_free_port();
-    cr_assert_gt(mport, 0);
     char metrics[32];
-    snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", mport);
+    int mport = ht_metrics_addr(metrics, sizeof(metrics));
     const char *const extra[] = {"--metrics", metrics, NULL};
     ht_raise_nofile(1024);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 1, extra, LIMIT, LIMIT);

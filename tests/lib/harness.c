@@ -1004,6 +1004,27 @@ void ht_fetch(int port, const char *target, struct up_test_resp *r)
                  ht_server_log());
 }
 
+int ht_metrics_addr(char *addr, size_t cap)
+{
+    int port = up_test_free_port();
+    cr_assert_gt(port, 0, "no free port: %s", strerror(-port));
+    snprintf(addr, cap, "127.0.0.1:%d", port);
+    return port;
+}
+
+long ht_metric(int port, const char *name)
+{
+    struct up_test_resp r = {0};
+    char needle[256];
+    ht_fetch(port, "/metrics", &r);
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    const char *at = strstr(r.body, needle);
+    cr_assert_not_null(at, "no %s in /metrics:\n%s", name, r.body);
+    long v = strtol(at + strlen(needle), NULL, 10);
+    up_test_resp_free(&r);
+    return v;
+}
+
 void ht_read(int fd, struct up_test_resp *r, const char *what)
 {
     int ret = up_test_read_response(fd, r, UP_TEST_TIMEOUT_MS);

@@ -370,6 +370,14 @@ void ht_request(int port, const char *raw, struct up_test_resp *r);
  * /healthz on its metrics port. */
 void ht_fetch(int port, const char *target, struct up_test_resp *r);
 
+/* A free port for --metrics: "127.0.0.1:PORT" into addr (cap bytes).
+ * Returns the port. */
+int ht_metrics_addr(char *addr, size_t cap);
+
+/* The value of the sample name (no labels) on port's /metrics, asserted
+ * present. */
+long ht_metric(int port, const char *name);
+
 /* Read one response on fd within UP_TEST_TIMEOUT_MS, asserting it came
  * whole (any status); what names it in the message. */
 void ht_read(int fd, struct up_test_resp *r, const char *what);

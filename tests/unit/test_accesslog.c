@@ -137,6 +137,15 @@ static struct up_loop *new_loop(void)
     return loop;
 }
 
+/* End s and free it with its loop. */
+static void sink_done(struct up_sink *s, struct up_loop *loop)
+{
+    up_sink_end(s);
+    up_loop_drain(loop, 1000);
+    up_sink_free(s);
+    up_loop_free(loop);
+}
+
 static void put_lines(struct up_sink *s, int from, int to)
 {
     char line[128];
@@ -184,10 +193,7 @@ Test(sink, batching_writes_once_per_period_and_never_a_notice, .timeout = 10)
                  (unsigned long long)s.dropped);
     cr_assert_eq(memmem(all, len, "dropped", 7), NULL, "a notice among the lines");
     cr_assert_eq(s.lines, 5000);
-    up_sink_end(&s);
-    up_loop_drain(loop, 1000);
-    up_sink_free(&s);
-    up_loop_free(loop);
+    sink_done(&s, loop);
     close(p[0]);
     close(p[1]);
 }
@@ -222,10 +228,7 @@ Test(sink, a_full_pipe_holds_only_whole_lines, .timeout = 10)
     cr_assert_eq(total, 5000 * 56);
     cr_assert_eq(s.dropped, 0);
     cr_assert_eq(fcntl(p[1], F_GETFL) & O_NONBLOCK, 0, "the shared description was changed");
-    up_sink_end(&s);
-    up_loop_drain(loop, 1000);
-    up_sink_free(&s);
-    up_loop_free(loop);
+    sink_done(&s, loop);
     close(p[0]);
     close(p[1]);
 }
@@ -244,10 +247,7 @@ Test(sink, full_disk_drops_and_counts, .timeout = 10)
     run_for(loop, 60);
     cr_assert_eq(s.dropped, 100, "%llu dropped", (unsigned long long)s.dropped);
     cr_assert_eq(up_loop_pending(loop), 0, "a write error must not leave a wait (it would spin)");
-    up_sink_end(&s);
-    up_loop_drain(loop, 1000);
-    up_sink_free(&s);
-    up_loop_free(loop);
+    sink_done(&s, loop);
     close(fd);
 }
 

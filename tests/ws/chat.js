@@ -11,7 +11,7 @@
 // broadcast) or ended in something it saw (an error message, or the close
 // that overtook it): none is lost silently; and clients hear each other
 // (the broadcast) before and after the reload.
-const {WebSocket, check, run, within} = require('./wslib');
+const {WebSocket, check, run, waitFor} = require('./wslib');
 
 const [port, n] = process.argv.slice(2).map(Number);
 const url = `ws://127.0.0.1:${port}/ws`;
@@ -65,17 +65,6 @@ function say(c) {
         c.sent++;
         c.ws.send(`say ${id} message ${c.seq} from client ${c.i}`);
     }
-}
-
-function waitFor(what, ms, cond) {
-    return within(ms, new Promise((resolve) => {
-        const t = setInterval(() => {
-            if (cond()) {
-                clearInterval(t);
-                resolve();
-            }
-        }, 10);
-    }), what);
 }
 
 const allOn = (pred) => clients.every((c) => c.gen !== undefined && pred(c.gen));

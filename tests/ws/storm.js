@@ -12,7 +12,7 @@
 // code); every client is back (greeted) within 1 s of its close; and the
 // closes that sent the clients to generation g begin after GRACE (from
 // READY) and are spread over SPREAD, evenly.
-const {WebSocket, check, run, within} = require('./wslib');
+const {WebSocket, check, run, waitFor} = require('./wslib');
 
 const [port, n, grace, spread] = process.argv.slice(2, 6).map(Number);
 const once = process.argv[6] === 'once';
@@ -51,17 +51,6 @@ function open(c) {
             open(c);
         }
     });
-}
-
-function waitFor(what, ms, cond) {
-    return within(ms, new Promise((resolve) => {
-        const t = setInterval(() => {
-            if (cond()) {
-                clearInterval(t);
-                resolve();
-            }
-        }, 10);
-    }), what);
 }
 
 const allOn = (pred) => clients.every((c) => c.gen !== undefined && pred(c.gen));

@@ -36,6 +36,18 @@ function within(ms, p, what) {
     return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
 
+/* Resolve once cond() holds (checked every 10 ms), fail after ms. */
+function waitFor(what, ms, cond) {
+    return within(ms, new Promise((resolve) => {
+        const t = setInterval(() => {
+            if (cond()) {
+                clearInterval(t);
+                resolve();
+            }
+        }, 10);
+    }), what);
+}
+
 function connect(url, opts = {}, protocols = undefined) {
     return within(5000, new Promise((resolve, reject) => {
         const ws = new WebSocket(url, protocols, opts);
@@ -103,4 +115,4 @@ async function run(main) {
     process.exit(failed === 0 && passed > 0 ? 0 : 1);
 }
 
-module.exports = {WebSocket, ok, fail, check, within, connect, message, closed, frame, run};
+module.exports = {WebSocket, ok, fail, check, within, waitFor, connect, message, closed, frame, run};
