@@ -247,8 +247,9 @@ FUZZ_FLAGS    := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 FUZZ_CPPFLAGS := $(filter-out -MMD -MP,$(CPPFLAGS))
 FUZZ_LLHTTP   := $(patsubst $(LLHTTP_SRC)/%.c,build/fuzz/obj/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
 FUZZ_HTTP_DEP := core/lib/head.c core/lib/uri.c worker-runtime/http.c worker-runtime/chunk.c \
-                 worker-runtime/response.c $(FUZZ_LLHTTP) core/lib/head.h core/lib/uri.h \
-                 worker-runtime/http.h worker-runtime/chunk.h worker-runtime/include/up/app.h
+                 worker-runtime/response.c worker-runtime/bufpool.c $(FUZZ_LLHTTP) \
+                 core/lib/head.h core/lib/uri.h worker-runtime/http.h worker-runtime/chunk.h \
+                 worker-runtime/bufpool.h worker-runtime/include/up/app.h
 
 build/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

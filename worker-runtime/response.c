@@ -493,7 +493,7 @@ const char *up_http_res_field(const struct up_res *res, const char *lc, size_t *
 {
     size_t nl = strlen(lc);
     const char *p = res->fields;
-    const char *end = res->fields + res->fields_len;
+    const char *end = p != NULL ? p + res->fields_len : p; /* none set yet: NULL */
     while (p < end) {
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         /* Each field is "Name: value\r\n", as up_res_header() wrote it. */
