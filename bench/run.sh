@@ -754,13 +754,22 @@ done
 idle_measure() { # ID
     local c=$1 mpid=${MASTER_OF[$1]} port=${PORT_OF[$1]}
     check_alive "$c" "the scenarios" || return 0
-    local rss0 out=$TMP/idle-$c.txt w wrss0=0
+    local rss0 out=$TMP/idle-$c.txt w wrss0=0 i
+    # Fresh workers first: the scenarios before grew the old ones' heaps
+    # and buffer pools under load, which would hide what idle connections
+    # cost. A reload, then wait until the old generation is gone.
+    kill -USR2 "$mpid"
+    for i in $(seq 100); do
+        sleep 0.1
+        [ "$(uprun_stat "$c" reloads)" -ge 2 ] 2>/dev/null &&
+            [ "$(cat /proc/"$mpid"/task/*/children 2>/dev/null | wc -w)" -eq "$WORKERS" ] && break
+    done
     rss0=$(proc_status_kb "$mpid" VmRSS)
     for w in $(cat /proc/"$mpid"/task/*/children 2>/dev/null); do
         wrss0=$((wrss0 + $(proc_status_kb "$w" VmRSS)))
     done
     start_bg "$out" "$IDLE_BIN" 127.0.0.1 "$port" "$IDLE_CONNS"
-    local ipid=$LAST_PID i
+    local ipid=$LAST_PID
     for i in $(seq 1200); do
         grep -q '^idle-conns: ready' "$out" && break
         alive "$ipid" || break
