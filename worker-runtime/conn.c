@@ -238,6 +238,7 @@ static uint64_t idle_tick_ms(const struct up_wconn *c)
 static void slim_down(struct up_wconn *c);
 static void finish_slim(struct up_wconn *c);
 static bool plump_up(struct up_wconn *c);
+static char *rbuf_new(void);
 
 static void on_timer(struct up_loop *loop, struct up_timer *t)
 {
@@ -441,8 +442,14 @@ static void linger_read(struct up_wconn *c)
     if (c->rx.busy) {
         return;
     }
-    if (c->slim && !plump_up(c)) {
-        return;
+    if (c->slim) {
+        /* Only bytes to drop: a read buffer, not the parser a request needs. */
+        c->rbuf = rbuf_new();
+        if (c->rbuf == NULL) {
+            conn_close(c, false);
+            return;
+        }
+        c->slim = false;
     }
     if (up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0) < 0) {
         conn_close(c, false);
@@ -452,15 +459,6 @@ static void linger_read(struct up_wconn *c)
 static void finish_hand_back(struct up_wconn *c);
 static void hand_back(struct up_wconn *c);
 
-/*
- * An idle Keep-Alive connection keeps nothing it does not need: after
- * SLIM_AFTER_MS its read buffer, the parser's and the response's buffers
- * and the out queue's chunks go back to the allocator, and it waits for
- * the client's next bytes with a POLLIN wait instead of a receive into a
- * buffer. Bytes arriving take the buffers again (plump_up()). Tens of
- * thousands of idle clients then cost their structs, not 10 KiB or more
- * each; a busy connection never gets here.
- */
 /* Connection structs come from a pool of their own (bufpool.h): packed
  * apart from the heap, they leave the heap's pages to the short-lived
  * allocations, which a slim connection frees whole. */
@@ -526,6 +524,15 @@ static void rbuf_free(char *rbuf, bool release)
     up_bufpool_put(&rbufs, rbuf, release);
 }
 
+/*
+ * An idle Keep-Alive connection keeps nothing it does not need: after
+ * SLIM_AFTER_MS its read buffer, its busy part (the parser), the
+ * response's buffers and the out queue's chunks go back, and it waits for
+ * the client's next bytes with a POLLIN wait instead of a receive into a
+ * buffer. Bytes arriving take them again (plump_up()). Tens of thousands
+ * of idle clients then cost their structs, not 10 KiB or more each; a
+ * busy connection never gets here.
+ */
 static void finish_slim(struct up_wconn *c)
 {
     rbuf_free(c->rbuf, true);
@@ -549,8 +556,8 @@ static void slim_down(struct up_wconn *c)
     finish_slim(c);
 }
 
-/* Bytes are coming: take a read buffer again. False when there is no
- * memory for one (the connection is closed). */
+/* A request is coming: take a read buffer and the busy part again. False
+ * when there is no memory for them (the connection is closed). */
 static bool plump_up(struct up_wconn *c)
 {
     c->rbuf = rbuf_new();
@@ -1045,14 +1052,18 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
 {
     struct up_wconn *c = conn_alloc();
     char *rbuf = rbuf_new();
-    if (c == NULL || rbuf == NULL || len > UP_WCONN_RBUF) {
-        conn_dealloc(c);
-        rbuf_free(rbuf, false);
-        up_loop_close(w->loop, fd);
-        return len > UP_WCONN_RBUF ? -E2BIG : -ENOMEM;
+    int r = len > UP_WCONN_RBUF ? -E2BIG : c == NULL || rbuf == NULL ? -ENOMEM : 0;
+    if (r == 0) {
+        c->w = w;
+        c->fd = fd;
+        r = busy_new(c);
     }
-    c->w = w;
-    c->fd = fd;
+    if (r < 0) {
+        rbuf_free(rbuf, false);
+        conn_dealloc(c);
+        up_loop_close(w->loop, fd);
+        return r;
+    }
     c->id = id;
     c->rbuf = rbuf;
     if (len > 0) {
@@ -1063,12 +1074,6 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     c->rx.cb = on_recv;
     c->tx.cb = on_send;
     c->timer.cb = on_timer;
-    if (busy_new(c) < 0) {
-        rbuf_free(rbuf, false);
-        conn_dealloc(c);
-        up_loop_close(w->loop, fd);
-        return -ENOMEM;
-    }
     up_http_out_init(&c->out);
     up_http_res_init(&c->res);
     c->res.on_output = on_output;

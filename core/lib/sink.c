@@ -1,5 +1,6 @@
 #include "sink.h"
 
+#include "fd.h"
 #include "list.h"
 
 #include <errno.h>
@@ -264,6 +265,13 @@ static void on_writable(struct up_loop *loop, struct up_op *op, int res, uint32_
 {
     (void)flags;
     struct up_sink *s = up_container_of(op, struct up_sink, op);
+    if (s->freed) {
+        /* up_sink_free() left the fds to this last callback: the loop may
+         * not watch an fd number once it is closed. */
+        s->fd = up_loop_close(loop, s->fd);
+        s->stale_fd = up_loop_close(loop, s->stale_fd);
+        return;
+    }
     if (s->replaced) {
         /* The target changed while this waited on the old fd: what waits
          * goes to the new one now. */
@@ -349,14 +357,15 @@ void up_sink_end(struct up_sink *s)
 
 void up_sink_free(struct up_sink *s)
 {
-    if (s->how == UP_SINK_PRIVATE && s->fd >= 0) {
-        close(s->fd);
+    if (s->how != UP_SINK_PRIVATE) {
+        s->fd = -1; /* the target: the caller's */
     }
-    if (s->stale_fd >= 0 && !s->op.busy) {
-        close(s->stale_fd); /* else the op's last callback closes it */
-        s->stale_fd = -1;
-    }
-    s->fd = -1;
     free(s->buf);
     s->buf = NULL;
+    if (s->op.busy) {
+        s->freed = true; /* the op's last callback closes our fds */
+        return;
+    }
+    s->fd = up_close(s->fd);
+    s->stale_fd = up_close(s->stale_fd);
 }

@@ -60,6 +60,7 @@ struct up_sink {
     uint64_t unreported; /* dropped since the last notice */
     const char *notice;  /* borrowed: the notice's text after the count, or NULL */
     up_sink_prefix_fn prefix;
+    bool freed;    /* up_sink_free() ran while op was in flight: it closes our fds */
     bool replaced; /* the target changed while op waited on the old fd */
     int stale_fd;  /* ... and that private fd, closed once op is done */
 };
@@ -93,7 +94,9 @@ void up_sink_retarget(struct up_sink *s, int target);
  * so a stuck reader cannot hang an exit. */
 void up_sink_end(struct up_sink *s);
 
-/* Free the buffer and our private fd (after up_sink_end()). */
+/* Free the buffer and our private fd (after up_sink_end()). While the
+ * canceled wait is still in flight the fd stays open until its callback,
+ * when the caller drains the loop: then the loop forgets it first. */
 void up_sink_free(struct up_sink *s);
 
 #endif
