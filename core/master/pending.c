@@ -630,14 +630,25 @@ void up_pendings_shed(struct up_pendings *set)
     }
 }
 
-void up_pendings_close_peeking(struct up_pendings *set)
+void up_pendings_close_peeking(struct up_pendings *set, bool handed_back_only)
 {
     struct up_list *pos, *tmp;
     up_list_for_each_safe(pos, tmp, &set->all)
     {
         struct up_pending *c = up_container_of(pos, struct up_pending, all);
-        if (peeking(c->state)) {
+        if (peeking(c->state) && (!handed_back_only || c->listener < 0)) {
             pending_close(c);
         }
     }
+}
+
+size_t up_pendings_owed(const struct up_pendings *set)
+{
+    size_t n = 0;
+    for (const struct up_list *pos = set->all.next; pos != &set->all; pos = pos->next) {
+        const struct up_pending *c = up_container_of(pos, struct up_pending, all);
+        n += c->listener >= 0 &&
+             (peeking(c->state) || c->state == UP_PENDING_READY || c->state == UP_PENDING_SENT);
+    }
+    return n;
 }

@@ -201,8 +201,14 @@ bool up_pending_has_request(const struct up_pending *c);
 void up_pendings_shed(struct up_pendings *set);
 
 /* Stopping: close every connection still peeking (nothing was asked of a
- * worker yet). */
-void up_pendings_close_peeking(struct up_pendings *set);
+ * worker yet); with handed_back_only, only those a draining worker gave
+ * back (idle keep-alive connections: a graceful stop closes them, while
+ * fresh ones still get their answer). */
+void up_pendings_close_peeking(struct up_pendings *set, bool handed_back_only);
+
+/* Connections accepted from a listener that no worker has taken yet and
+ * the master does not answer itself: what a graceful stop still owes. */
+size_t up_pendings_owed(const struct up_pendings *set);
 
 const char *up_pending_state_name(enum up_pending_state s);
 

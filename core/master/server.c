@@ -62,6 +62,10 @@
 /* After a stop's drain deadline, this long for workers to go before
  * they are killed. */
 #define STOP_GRACE_MS 5000
+/* A graceful stop first lets the workers take what was accepted (a head
+ * still arriving, a connection on its way to a worker): at most this long,
+ * then the rest is closed as in a stop at once. */
+#define STOP_FINISH_MS 1000
 
 /* `up-run reload` clients waiting for an outcome (the control socket
  * serves at most as many clients). */
@@ -131,11 +135,13 @@ struct up_server {
     int listen_fds[MAX_LISTENERS]; /* EXEC: what each worker gets (borrowed from listeners) */
     struct sticky_mw *stickies;
 
-    struct up_timer stop_timer; /* graceful stop deadline */
-    const char *health;         /* the last health logged */
-    char last_error[1024];      /* why the last reload failed (the 503 page) */
-    uint64_t build_fails;       /* --build failures */
-    uint64_t lost;              /* hand-backs dropped at our fd limit */
+    struct up_timer stop_timer;   /* graceful stop deadline */
+    struct up_timer finish_timer; /* the bound on a graceful stop's first step */
+    bool finishing;               /* stopping: the workers still take what we accepted */
+    const char *health;           /* the last health logged */
+    char last_error[1024];        /* why the last reload failed (the 503 page) */
+    uint64_t build_fails;         /* --build failures */
+    uint64_t lost;                /* hand-backs dropped at our fd limit */
     bool pidfile_written;
     unsigned reload_gen; /* the generation the last reload started, for its outcome */
     uint64_t reload_at;  /* ... and when (up_loop_now()) */
@@ -163,6 +169,8 @@ struct up_server {
 static const struct up_ctl_cbs ctl_cbs;
 static const struct up_metrics_cbs metrics_cbs;
 static void server_stop(struct up_server *s, bool graceful);
+static void stop_routing(struct up_server *s);
+static void maybe_finished(struct up_server *s);
 static int server_reload(struct up_server *s, const char *why);
 static void check_done(struct up_server *s);
 static void check_health(struct up_server *s);
@@ -314,6 +322,7 @@ static void on_pending_freed(struct up_pendings *set)
 {
     struct up_server *s = set->ctx;
     room_again(s);
+    maybe_finished(s);
     check_done(s);
 }
 
@@ -709,15 +718,61 @@ static void server_stop(struct up_server *s, bool graceful)
         up_watch_stop(s->watch);
     }
     if (!graceful) {
+        s->finishing = false;
+        up_timer_stop(s->loop, &s->finish_timer);
         up_gens_stop(&s->gens, false);
         up_timer_start(s->loop, &s->stop_timer, STOP_GRACE_MS);
+        stop_routing(s);
     } else if (first) {
-        up_gens_stop(&s->gens, true);
-        up_timer_start(s->loop, &s->stop_timer, s->opts.drain_timeout_ms + STOP_GRACE_MS);
+        /* What the listeners gave us was accepted: a client that connected
+         * just before the stop gets its answer from a worker that still
+         * serves, not a 503 or a close (with a socket systemd holds, the
+         * next master takes only what we left in the backlog). Idle
+         * connections handed back are simply closed. */
+        s->finishing = true;
+        up_pendings_close_peeking(&s->pendings, true);
+        up_timer_start(s->loop, &s->finish_timer, STOP_FINISH_MS);
+        maybe_finished(s);
     }
-    up_router_stop(&s->router);
-    up_pendings_close_peeking(&s->pendings);
     check_done(s);
+}
+
+/* No routing any more: what waits for a worker gets 503, what is still
+ * peeking is closed. */
+static void stop_routing(struct up_server *s)
+{
+    up_router_stop(&s->router);
+    up_pendings_close_peeking(&s->pendings, false);
+}
+
+/* A graceful stop's second step, once the workers took what we accepted
+ * (or at the bound): drain every worker. */
+static void finish_stop(struct up_server *s)
+{
+    s->finishing = false;
+    up_timer_stop(s->loop, &s->finish_timer);
+    up_gens_stop(&s->gens, true);
+    up_timer_start(s->loop, &s->stop_timer, s->opts.drain_timeout_ms + STOP_GRACE_MS);
+    stop_routing(s);
+    check_done(s);
+}
+
+static void maybe_finished(struct up_server *s)
+{
+    if (s->finishing && up_pendings_owed(&s->pendings) == 0) {
+        finish_stop(s);
+    }
+}
+
+static void on_finish_deadline(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_server *s = up_container_of(t, struct up_server, finish_timer);
+    if (s->finishing) {
+        up_log(UP_LOG_INFO, "stopping: %zu accepted connections not taken by a worker in %d ms",
+               up_pendings_owed(&s->pendings), STOP_FINISH_MS);
+        finish_stop(s);
+    }
 }
 
 /* Handed over, and nothing of ours left: no worker but the heir, no
@@ -1455,6 +1510,7 @@ int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
     up_hist_init(&s->reload_hist, reload_bounds, sizeof(reload_bounds) / sizeof(reload_bounds[0]));
     s->notice_rl = (struct up_ratelimit)UP_RATELIMIT_INIT(60000, 5);
     s->stop_timer.cb = on_stop_deadline;
+    s->finish_timer.cb = on_finish_deadline;
     s->shed_timer.cb = on_shed_timer;
     int r = copy_opts(s, opts);
     if (r < 0) {
@@ -1739,6 +1795,7 @@ void up_server_free(struct up_server *s)
         }
         up_timer_stop(s->loop, &s->shed_timer);
         up_timer_stop(s->loop, &s->stop_timer);
+        up_timer_stop(s->loop, &s->finish_timer);
         up_ctl_close(s->ctl);
         up_heir_close(s->heir);
         up_notifyd_close(s->notifyd);

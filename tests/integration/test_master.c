@@ -335,3 +335,44 @@ BACKEND_TEST(master, sigterm_graceful_stop, .timeout = 30, .fini = ht_fini)
     cr_assert_geq(proc_wait_gone(pids, 2, 500), 0, "a worker outlived its master (%d, %d)",
                   (int)pids[0], (int)pids[1]);
 }
+
+/* A client that connected just before the stop gets its answer: a graceful
+ * stop lets the workers take what the master accepted (for at most 1 s)
+ * before it drains them; only a head that never completes is closed. */
+BACKEND_TEST(master, sigterm_serves_what_it_accepted, .timeout = 30, .fini = ht_fini)
+{
+    struct up_test_resp r = {0};
+    struct ma_status s;
+    char buf[256];
+
+    ma_start(backend, up_test_bin("examples/hello.so"), NULL);
+    ma_wait_workers(1, 2, &s);
+    int slow = ht_connect(ma.port);
+    int never = ht_connect(ma.port);
+    ht_send_str(slow, "GET / HTTP/1.1\r\nHost: t\r\n");
+    ht_send_str(never, "GET / HTTP/1.1\r\n");
+    up_test_nap(200); /* accepted (bytes came: TCP_DEFER_ACCEPT), its head awaited */
+
+    long long t0 = up_test_now_ms();
+    cr_assert_eq(kill(ma.pid, SIGTERM), 0);
+    up_test_nap(200);
+    ht_send_str(slow, "\r\n");
+    int ret = up_test_read_response(slow, &r, UP_TEST_TIMEOUT_MS);
+    cr_assert_eq(ret, 0, "the head completed 200 ms after SIGTERM: %s; log:\n%s", strerror(-ret),
+                 ma_log_text());
+    cr_assert_eq(r.status, 200, "the head completed 200 ms after SIGTERM:\n%s%s", r.head, r.body);
+    cr_assert_str_eq(r.body, "Hello World");
+    up_test_resp_free(&r);
+
+    int status = up_test_wait_exit(ma.pid, 8000);
+    long long took = up_test_now_ms() - t0;
+    cr_assert_neq(status, -ETIMEDOUT, "up-run still runs 8 s after SIGTERM; log:\n%s",
+                  ma_log_text());
+    ma.pid = -1;
+    cr_assert_eq(status, 0, "exit status %d after SIGTERM; log:\n%s", status, ma_log_text());
+    cr_assert_geq(took, 1000, "exited %lld ms after SIGTERM: before the 1 s it gives a head", took);
+    int n = up_test_read_until_close(never, buf, sizeof(buf), 2000);
+    cr_assert_eq(n, 0, "the head that never completed got %d bytes: %s", n, buf);
+    cr_assert(strstr(ma_log_text(), "1 accepted connections not taken by a worker in 1000 ms"),
+              "log:\n%s", ma_log_text());
+}

@@ -52,7 +52,7 @@ static void pt_init(struct pt *t, enum up_backend be, size_t max_pending, uint64
 
 static void pt_fini(struct pt *t)
 {
-    up_pendings_close_peeking(&t->set);
+    up_pendings_close_peeking(&t->set, false);
     up_loop_drain(t->loop, 3000);
     cr_assert_eq(t->set.n, 0, "%zu connections left", t->set.n);
     up_pendings_fini(&t->set);
