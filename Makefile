@@ -196,14 +196,15 @@ test:
 	@$(MAKE) --no-print-directory check
 
 check: all $(B)/up-tests $(TOOLS) $(SERVERS) $(NODE_MODULES)/ws/package.json
-	$(TEST_ENV) $(B)/up-tests $(TESTFLAGS)
+	$(TEST_ENV) scripts/run-tests.sh $(B)/test.log $(B)/up-tests $(TESTFLAGS)
 
 test-long:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory check-long
 
 check-long: all $(B)/up-tests $(TOOLS) $(NODE_MODULES)/ws/package.json
-	$(TEST_ENV) UP_TEST_LONG=1 $(B)/up-tests --filter='long/*' $(TESTFLAGS)
+	$(TEST_ENV) UP_TEST_LONG=1 scripts/run-tests.sh $(B)/test-long.log $(B)/up-tests \
+	    --filter='long/*' $(TESTFLAGS)
 
 bench: all
 	bench/run.sh

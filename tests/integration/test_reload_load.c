@@ -48,6 +48,9 @@ BACKEND_TEST(reload, keepalive_survives_reload_default, .timeout = 30, .fini = h
     struct up_test_resp r = {0};
     char what[64];
 
+    /* The log of a failure then tells when each worker heard of its drain
+     * and what it did with the socket (a few lines: one client). */
+    ma.env[0] = "UP_LOG=debug";
     ma_start(backend, up_test_bin("examples/echo.so"), args);
     int fd = ht_client(ma.port);
     rl_keepalive_get(fd, &r, "first request");
