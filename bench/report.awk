@@ -227,6 +227,12 @@ END {
         if (wb != "" && wb >= 0)
             target(sprintf("Worker memory per idle Keep-Alive connection (%s, VmRSS)", commas(idle_k)), \
                 sprintf("%d B", wb), "≤ 600 B", wb, wb <= 600, "bytes")
+        rl = meta["reload_latency_median_ms"]
+        if (rl != "")
+            target(sprintf("Signal → first answer from the new generation (%s workers, median of %s reloads)", meta["workers"], meta["reload_latency_n"]), \
+                sprintf("%.2f ms (%.2f–%.2f)", rl, meta["reload_latency_min_ms"], meta["reload_latency_max_ms"]), "≤ 3 ms", rl, rl <= 3, "ms")
+        else
+            target("Signal → first answer from the new generation", "not measured", "≤ 3 ms", "", 0, "ms")
         stats("uprun", "mcpu", "ms1000")
         if (S_n > 0)
             target("Master CPU per 1,000 handed-off connections", sprintf("%.1f ms (%.1f–%.1f)", S_med, S_min, S_max), \
@@ -446,6 +452,7 @@ END {
         printf("- wrk, %s: `%s`\n", scs[si], t) > o
     }
     for (i = 1; i <= nidle; i++) printf("- idle connections: `%s`\n", I[i, 12]) > o
+    if (meta["reload_latency_cmd"] != "") printf("- reload latency: `%s`\n", meta["reload_latency_cmd"]) > o
     for (i = 1; i <= nul; i++) printf("- up-load %s: `%s`\n", U[i, 3], U[i, 15]) > o
     printf("\n## Notes\n\n") > o
     if (cmp_only)

@@ -121,10 +121,10 @@ cd "$ROOT" || exit 1
 BUILD=${BUILD:-build}
 
 if [ "$QUICK" = 1 ]; then
-    MODE=quick REPS=1 DURATION=2 STORM=3 IDLE_CONNS=1000 WARMUP=1
+    MODE=quick REPS=1 DURATION=2 STORM=3 IDLE_CONNS=1000 WARMUP=1 RELOADS_TIMED=5
     DEFAULT_OUTPUT=$BENCH_DIR/results-quick
 else
-    MODE=full REPS=3 DURATION=10 STORM=20 IDLE_CONNS=10000 WARMUP=2
+    MODE=full REPS=3 DURATION=10 STORM=20 IDLE_CONNS=10000 WARMUP=2 RELOADS_TIMED=15
     DEFAULT_OUTPUT=$BENCH_DIR/results
 fi
 if [ "$COMPARE_ONLY" = 1 ]; then
@@ -379,9 +379,12 @@ RAW=$TMP/raw.tsv
 : >"$RAW"
 
 IDLE_BIN=$TMP/idle-conns
+RL_BIN=$TMP/reload-latency
 if [ "$COMPARE_ONLY" = 0 ]; then
     cc -std=c11 -O2 -Wall -Wextra -o "$IDLE_BIN" "$BENCH_DIR/idle-conns.c" ||
         die "cannot build bench/idle-conns.c"
+    cc -std=c11 -O2 -Wall -Wextra -o "$RL_BIN" "$BENCH_DIR/reload-latency.c" ||
+        die "cannot build bench/reload-latency.c"
 fi
 
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
@@ -816,6 +819,53 @@ if [ "$COMPARE_ONLY" = 0 ]; then
     say "master memory with $IDLE_CONNS idle Keep-Alive connections held by the workers"
     idle_measure uprun
     idle_measure uprun_epoll
+fi
+
+# ---------------------------------------------------------------- reload latency
+
+# Signal -> first answer from the new generation, as a client sees it: an
+# up-run of its own serving examples/echo.so (its answers name their
+# generation), while every contestant waits idle.
+reload_latency() {
+    local app=$BUILD/examples/echo.so
+    if [ ! -e "$app" ]; then
+        fail_note "$app is missing: the reload latency is not measured"
+        return 0
+    fi
+    pick_port
+    local port=$PICKED logf=$TMP/reload-latency-up.log out=$TMP/reload-latency.txt i
+    local cmd=("$UPRUN" -n "$WORKERS" --listen "127.0.0.1:$port")
+    [ "$(id -u)" = 0 ] && cmd+=(--allow-root)
+    cmd+=("$app")
+    start_group "$logf" "${cmd[@]}"
+    local pid=$LAST_PID
+    "$RL_BIN" "$pid" "$port" "$RELOADS_TIMED" >"$out" 2>&1
+    kill -TERM -- "-$pid" 2>/dev/null
+    for i in $(seq 100); do
+        kill -0 -- "-$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    local line
+    line=$(grep '^reload-latency: n=' "$out")
+    if [ -z "$line" ]; then
+        fail_note "reload latency: $(tr '\n' ' ' <"$out")"
+        return 0
+    fi
+    local med min max
+    med=$(sed -n 's/.* median=\([0-9.]*\).*/\1/p' <<<"$line")
+    min=$(sed -n 's/.* min=\([0-9.]*\).*/\1/p' <<<"$line")
+    max=$(sed -n 's/.* max=\([0-9.]*\).*/\1/p' <<<"$line")
+    raw meta reload_latency_n "$RELOADS_TIMED"
+    raw meta reload_latency_median_ms "$med"
+    raw meta reload_latency_min_ms "$min"
+    raw meta reload_latency_max_ms "$max"
+    raw meta reload_latency_cmd "$(show_cmd "${cmd[@]}") & $(show_cmd "$RL_BIN" PID "$port" "$RELOADS_TIMED")"
+    say "reload latency: signal to the first answer from the new generation ($WORKERS workers, $RELOADS_TIMED reloads): median $med ms, min $min, max $max"
+}
+
+if [ "$COMPARE_ONLY" = 0 ]; then
+    say "reload latency: $RELOADS_TIMED reloads of an up-run serving examples/echo.so"
+    reload_latency
 fi
 
 # ---------------------------------------------------------------- 3: reload storms
