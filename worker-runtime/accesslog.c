@@ -1,5 +1,7 @@
 #include "accesslog.h"
 
+#include "strbuf.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -52,13 +54,8 @@ static void puts_(struct out *o, const char *s)
 
 static void put_u64(struct out *o, uint64_t v)
 {
-    char d[20];
-    size_t n = 0;
-    do {
-        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    put(o, d + sizeof(d) - n, n);
+    char d[UP_FMT_UINT_MAX];
+    put(o, d, up_fmt_uint(d, v, 10));
 }
 
 /* s escaped for the format, at most FIELD_MAX of its bytes; NULL is "-" in

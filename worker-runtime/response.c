@@ -1,10 +1,10 @@
 #include "http.h"
 
 #include "bufpool.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,6 +253,19 @@ static void res_puts(struct up_res *res, const char *text)
     res_put(res, text, strlen(text));
 }
 
+/* "NAME: number\r\n" (name with its ": "), without printf: every response
+ * has one or two. */
+static void res_put_number_line(struct up_res *res, const char *name, uint64_t v, unsigned base)
+{
+    char line[64];
+    size_t n = strlen(name);
+    memcpy(line, name, n);
+    n += up_fmt_uint(line + n, v, base);
+    line[n++] = '\r';
+    line[n++] = '\n';
+    res_put(res, line, n);
+}
+
 /* Last in every up_res_* call: the callback may free what holds res once it
  * is done and detached. */
 static void res_notify(struct up_res *res)
@@ -282,9 +295,7 @@ static void res_head_framing(struct up_res *res, enum res_framing f, size_t len)
     res->chunked = f == FRAME_CHUNKED && !bodiless;
     res->close = !res->keep_alive || res->force_close || (f == FRAME_CLOSE && !bodiless);
     if (!bodiless && f == FRAME_LENGTH) {
-        char line[48];
-        int n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", len);
-        res_put(res, line, (size_t)n);
+        res_put_number_line(res, "Content-Length: ", len, 10);
     } else if (res->chunked) {
         res_puts(res, "Transfer-Encoding: chunked\r\n");
     }
@@ -297,9 +308,7 @@ static void res_head_framing(struct up_res *res, enum res_framing f, size_t len)
         /* Clients that read it (undici) retire an idle socket a little
          * before this; the worker keeps it a little after (conn.c), so no
          * request is ever sent on a socket being closed. */
-        char line[48];
-        int n = snprintf(line, sizeof(line), "Keep-Alive: timeout=%u\r\n", res->keep_alive_s);
-        res_put(res, line, (size_t)n);
+        res_put_number_line(res, "Keep-Alive: timeout=", res->keep_alive_s, 10);
     }
     res_puts(res, "\r\n");
 }
@@ -318,9 +327,19 @@ static void res_date(struct up_res *res)
 static void res_head(struct up_res *res, enum res_framing f, size_t len)
 {
     char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", res->status,
-                     up_head_reason(res->status));
-    res_put(res, line, (size_t)n);
+    const char *reason = up_head_reason(res->status);
+    size_t rlen = strlen(reason);
+    if (rlen > sizeof(line) - 16) {
+        rlen = sizeof(line) - 16;
+    }
+    memcpy(line, "HTTP/1.1 ", 9);
+    size_t n = 9 + up_fmt_uint(line + 9, (uint64_t)res->status, 10); /* 100..999 */
+    line[n++] = ' ';
+    memcpy(line + n, reason, rlen);
+    n += rlen;
+    line[n++] = '\r';
+    line[n++] = '\n';
+    res_put(res, line, n);
     res_date(res);
     res_put(res, res->fields, res->fields_len);
     res_head_framing(res, f, len);
@@ -336,9 +355,7 @@ static void res_body(struct up_res *res, const void *data, size_t len)
         res_put(res, data, len);
         return;
     }
-    char line[24];
-    int n = snprintf(line, sizeof(line), "%zx\r\n", len);
-    res_put(res, line, (size_t)n);
+    res_put_number_line(res, "", len, 16);
     res_put(res, data, len);
     res_puts(res, "\r\n");
 }
