@@ -253,14 +253,20 @@ static void res_puts(struct up_res *res, const char *text)
     res_put(res, text, strlen(text));
 }
 
-/* "NAME: number\r\n" (name with its ": "), without printf: every response
- * has one or two. */
-static void res_put_number_line(struct up_res *res, const char *name, uint64_t v, unsigned base)
+/* "<before><number><after>\r\n" without printf (the status line, the
+ * length, each chunk's size: every response has two or three). before
+ * and after are ours, short; what would not fit is cut. */
+static void res_put_number_line(struct up_res *res, const char *before, uint64_t v, unsigned base,
+                                const char *after)
 {
-    char line[64];
-    size_t n = strlen(name);
-    memcpy(line, name, n);
+    char line[96];
+    size_t room = sizeof(line) - UP_FMT_UINT_MAX - 2;
+    size_t n = strnlen(before, room);
+    memcpy(line, before, n);
     n += up_fmt_uint(line + n, v, base);
+    size_t m = strnlen(after, sizeof(line) - 2 - n);
+    memcpy(line + n, after, m);
+    n += m;
     line[n++] = '\r';
     line[n++] = '\n';
     res_put(res, line, n);
@@ -295,7 +301,7 @@ static void res_head_framing(struct up_res *res, enum res_framing f, size_t len)
     res->chunked = f == FRAME_CHUNKED && !bodiless;
     res->close = !res->keep_alive || res->force_close || (f == FRAME_CLOSE && !bodiless);
     if (!bodiless && f == FRAME_LENGTH) {
-        res_put_number_line(res, "Content-Length: ", len, 10);
+        res_put_number_line(res, "Content-Length: ", len, 10, "");
     } else if (res->chunked) {
         res_puts(res, "Transfer-Encoding: chunked\r\n");
     }
@@ -308,7 +314,7 @@ static void res_head_framing(struct up_res *res, enum res_framing f, size_t len)
         /* Clients that read it (undici) retire an idle socket a little
          * before this; the worker keeps it a little after (conn.c), so no
          * request is ever sent on a socket being closed. */
-        res_put_number_line(res, "Keep-Alive: timeout=", res->keep_alive_s, 10);
+        res_put_number_line(res, "Keep-Alive: timeout=", res->keep_alive_s, 10, "");
     }
     res_puts(res, "\r\n");
 }
@@ -326,20 +332,9 @@ static void res_date(struct up_res *res)
  * does): RFC 9110 2.5 has a server send its own highest version. */
 static void res_head(struct up_res *res, enum res_framing f, size_t len)
 {
-    char line[64];
-    const char *reason = up_head_reason(res->status);
-    size_t rlen = strlen(reason);
-    if (rlen > sizeof(line) - 16) {
-        rlen = sizeof(line) - 16;
-    }
-    memcpy(line, "HTTP/1.1 ", 9);
-    size_t n = 9 + up_fmt_uint(line + 9, (uint64_t)res->status, 10); /* 100..999 */
-    line[n++] = ' ';
-    memcpy(line + n, reason, rlen);
-    n += rlen;
-    line[n++] = '\r';
-    line[n++] = '\n';
-    res_put(res, line, n);
+    char reason[48] = " ";
+    strncat(reason, up_head_reason(res->status), sizeof(reason) - 2);
+    res_put_number_line(res, "HTTP/1.1 ", (uint64_t)res->status, 10, reason);
     res_date(res);
     res_put(res, res->fields, res->fields_len);
     res_head_framing(res, f, len);
@@ -355,7 +350,7 @@ static void res_body(struct up_res *res, const void *data, size_t len)
         res_put(res, data, len);
         return;
     }
-    res_put_number_line(res, "", len, 16);
+    res_put_number_line(res, "", len, 16, "");
     res_put(res, data, len);
     res_puts(res, "\r\n");
 }

@@ -644,11 +644,5 @@ void up_pendings_close_peeking(struct up_pendings *set, bool handed_back_only)
 
 size_t up_pendings_owed(const struct up_pendings *set)
 {
-    size_t n = 0;
-    for (const struct up_list *pos = set->all.next; pos != &set->all; pos = pos->next) {
-        const struct up_pending *c = up_container_of(pos, struct up_pending, all);
-        n += c->listener >= 0 &&
-             (peeking(c->state) || c->state == UP_PENDING_READY || c->state == UP_PENDING_SENT);
-    }
-    return n;
+    return set->n - set->nleaving;
 }

@@ -206,8 +206,9 @@ void up_pendings_shed(struct up_pendings *set);
  * fresh ones still get their answer). */
 void up_pendings_close_peeking(struct up_pendings *set, bool handed_back_only);
 
-/* Connections accepted from a listener that no worker has taken yet and
- * the master does not answer itself: what a graceful stop still owes. */
+/* Connections no worker has taken yet and the master neither answers nor
+ * closes: what a graceful stop still owes (after it closed the idle
+ * hand-backs; one handed back later counts until the stop's bound). */
 size_t up_pendings_owed(const struct up_pendings *set);
 
 const char *up_pending_state_name(enum up_pending_state s);
