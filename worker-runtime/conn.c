@@ -387,7 +387,10 @@ static void want_read(struct up_wconn *c)
         return;
     }
     c->roff = c->rlen = 0;
-    int r = up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0);
+    /* Between keep-alive requests the socket is empty: the client waits
+     * for our answer before it sends again. */
+    int r = c->drained ? up_loop_recv_drained(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF)
+                       : up_loop_recv(c->w->loop, &c->rx, c->fd, c->rbuf, UP_WCONN_RBUF, 0);
     if (r < 0) {
         conn_close(c, false);
     }
@@ -587,6 +590,7 @@ static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
             if (res < 0 && res != -ECANCELED) {
                 conn_close(c, false);
             } else if (plump_up(c)) {
+                c->drained = false;
                 want_read(c); /* the bytes are still in the socket */
             }
             return;
@@ -604,6 +608,7 @@ static void on_recv(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
         if (res > 0) {
             c->roff = 0;
             c->rlen = (size_t)res;
+            c->drained = c->rlen < UP_WCONN_RBUF;
             c->rx_at = up_loop_now(c->w->loop);
             c->req_whole = c->req_whole && !c->started; /* a started head's first bytes went */
             conn_run(c);

@@ -146,6 +146,7 @@ struct up_wconn {
     bool slim;         /* idle, its buffers given back: rbuf NULL, rx a POLLIN wait */
     bool slimming;     /* the receive is being canceled to slim down */
     bool give_back;    /* hand the connection back once out of conn_run()'s loop */
+    bool drained;      /* the last recv took all the socket had: the next waits first */
 };
 
 /* Take fd (a connected, non-blocking socket) and serve it. prefix (len

@@ -767,7 +767,7 @@ static int find_channel(void)
 static int worker_setup(struct up_worker *w)
 {
     const char *why = NULL;
-    int r = up_loop_new(w->cfg.backend, 1024, &w->loop, &why);
+    int r = up_loop_new_one_thread(w->cfg.backend, 1024, &w->loop, &why);
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot set up the event loop: %s%s%s", strerror(-r), why ? ": " : "",
                why ? why : "");

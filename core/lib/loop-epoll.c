@@ -7,7 +7,9 @@
  * (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET). Edge triggering is safe here
  * because an op is always attempted after it is started: data that arrived
  * before the op was started is found by that attempt, and anything after it
- * raises a new edge. Attempts run only from the run queue, in the dispatch
+ * raises a new edge. The one exception, up_loop_recv_drained(), waits without
+ * an attempt only while no read-side event came since the fd's last read-side
+ * attempt (rd_edge). Attempts run only from the run queue, in the dispatch
  * phase, so a callback never runs from inside the call that started its op.
  */
 #include "loop-impl.h"
@@ -29,6 +31,10 @@ struct ep_fd {
     struct up_op *rd; /* the read-side op waiting on this fd, or NULL */
     struct up_op *wr; /* the write-side op */
     bool registered;
+    /* A read-side event came since the last read-side attempt: a
+     * wait_first op (up_loop_recv_drained()) must attempt at once, as the
+     * edge that would wake it has passed. */
+    bool rd_edge;
 };
 
 struct epoll_loop {
@@ -50,6 +56,14 @@ static bool is_write_side(const struct up_op *op)
 {
     return op->kind == UP_OP_SEND || op->kind == UP_OP_SENDMSG ||
            (op->kind == UP_OP_POLL && (op->flags & POLLOUT) && !(op->flags & POLLIN));
+}
+
+/* A read-side attempt that consumes what it finds (a poll or a peek leaves
+ * it, so the edge must not count as seen). */
+static bool takes_bytes(const struct up_op *op)
+{
+    return (op->kind == UP_OP_RECV || op->kind == UP_OP_RECVMSG || op->kind == UP_OP_READ) &&
+           !(op->flags & MSG_PEEK);
 }
 
 static struct up_op **slot_of(struct epoll_loop *e, struct up_op *op)
@@ -105,6 +119,9 @@ static int ensure_fd(struct epoll_loop *e, int fd)
 static int epoll_start(struct up_loop *loop, struct up_op *op)
 {
     struct epoll_loop *e = E(loop);
+    /* A first registration reports the fd's state as an event, but only
+     * at the next wait: attempt anyway, as before any registration. */
+    bool known = (size_t)op->fd < e->nfds && e->fds[op->fd].registered;
     int r = ensure_fd(e, op->fd);
     if (r < 0) {
         return r;
@@ -115,7 +132,9 @@ static int epoll_start(struct up_loop *loop, struct up_op *op)
         return -EBUSY;
     }
     *slot = op;
-    runq_push(e, op);
+    if (!(op->wait_first && known && !e->fds[op->fd].rd_edge)) {
+        runq_push(e, op);
+    }
     return 0;
 }
 
@@ -224,6 +243,9 @@ static bool run_op(struct epoll_loop *e, struct up_op *op)
         finish(e, op, -ECANCELED);
         return true;
     }
+    if (takes_bytes(op)) {
+        e->fds[op->fd].rd_edge = false; /* this attempt takes all before it */
+    }
     int res = attempt(op);
     if (res == -EINTR || (res == -EAGAIN && !up_loop_op_nowait(op))) {
         return false;
@@ -274,8 +296,11 @@ static void on_event(struct epoll_loop *e, const struct epoll_event *ev)
     }
     struct ep_fd *f = &e->fds[fd];
     /* Errors and hang-ups wake both sides: the attempt reports them. */
-    if (f->rd != NULL && (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
-        runq_push(e, f->rd);
+    if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        f->rd_edge = true;
+        if (f->rd != NULL) {
+            runq_push(e, f->rd);
+        }
     }
     if (f->wr != NULL && (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
         runq_push(e, f->wr);

@@ -50,7 +50,9 @@ static inline bool up_loop_op_nowait(const struct up_op *op)
 
 /* Back end constructors: 0 with *ret_loop set, or -errno (and for io_uring a
  * static text in *ret_reason saying what was missing). */
-int up_loop_uring_new(unsigned entries, struct up_loop **ret_loop, const char **ret_reason);
+/* one_thread: see up_loop_new_one_thread(). */
+int up_loop_uring_new(unsigned entries, bool one_thread, struct up_loop **ret_loop,
+                      const char **ret_reason);
 int up_loop_epoll_new(unsigned entries, struct up_loop **ret_loop);
 
 /* Refresh loop->now: the back ends call it when their wait returned, before

@@ -7,15 +7,15 @@
 #include <errno.h>
 #include <string.h>
 
-int up_loop_new(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
-                const char **ret_reason)
+static int new_loop(enum up_backend backend, unsigned entries, bool one_thread,
+                    struct up_loop **ret_loop, const char **ret_reason)
 {
     const char *reason = NULL;
     if (entries == 0) {
         entries = 256;
     }
     if (backend != UP_BACKEND_EPOLL) {
-        int r = up_loop_uring_new(entries, ret_loop, &reason);
+        int r = up_loop_uring_new(entries, one_thread, ret_loop, &reason);
         if (r == 0) {
             return 0;
         }
@@ -36,6 +36,18 @@ int up_loop_new(enum up_backend backend, unsigned entries, struct up_loop **ret_
         *ret_reason = reason;
     }
     return r;
+}
+
+int up_loop_new(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
+                const char **ret_reason)
+{
+    return new_loop(backend, entries, false, ret_loop, ret_reason);
+}
+
+int up_loop_new_one_thread(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
+                           const char **ret_reason)
+{
+    return new_loop(backend, entries, true, ret_loop, ret_reason);
 }
 
 int up_backend_parse(const char *text, enum up_backend *ret_backend)

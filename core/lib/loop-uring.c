@@ -9,6 +9,8 @@
  *   - IORING_OP_RECV with MSG_PEEK passes the flag to sock_recvmsg (the data
  *     stays in the socket). Never combined with multishot recv, which would
  *     re-arm while the socket is non-empty and spin.
+ *   - IORING_RECVSEND_POLL_FIRST (5.19) on a recv arms the poll without the
+ *     first attempt; older kernels refuse it with EINVAL, and we drop it.
  *   - SCM_RIGHTS through IORING_OP_SENDMSG/RECVMSG works since the 5.12
  *     io-thread rework; it was refused before. We probe it at start and, where
  *     refused, run sendmsg/recvmsg as a POLL_ADD plus the plain syscall.
@@ -29,6 +31,7 @@ struct uring_loop {
     struct up_loop base;
     struct io_uring ring;
     bool single_accept; /* kernel without multishot accept: re-arm each time */
+    bool no_poll_first; /* kernel before 5.19: recv refuses IORING_RECVSEND_POLL_FIRST */
     /* Cancels that found no free SQE (op->next links them): sent before
      * the next wait. A cancel dropped would leave its op in flight
      * forever, and whoever waits for that op (a close, an exit) with it. */
@@ -73,6 +76,9 @@ static int prep(struct uring_loop *u, struct up_op *op)
         break;
     case UP_OP_RECV:
         io_uring_prep_recv(sqe, op->fd, op->buf, op->len, op->flags);
+        if (op->wait_first && !u->no_poll_first) {
+            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+        }
         break;
     case UP_OP_SEND:
         io_uring_prep_send(sqe, op->fd, op->buf, op->len, op->flags);
@@ -174,6 +180,13 @@ static void handle_cqe(struct uring_loop *u, struct up_op *op, int res, unsigned
     if (via_poll(u, op) && res != -ECANCELED) {
         res = finish_via_poll(op, res);
         if (res == -EAGAIN && !op->canceling && !up_loop_op_nowait(op) && prep(u, op) == 0) {
+            return;
+        }
+    }
+    if (res == -EINVAL && op->kind == UP_OP_RECV && op->wait_first && !u->no_poll_first) {
+        /* A kernel before 5.19 refuses the flag: try as a plain recv. */
+        u->no_poll_first = true;
+        if (prep(u, op) == 0) {
             return;
         }
     }
@@ -339,7 +352,8 @@ static bool has_opcodes(struct io_uring *ring)
     return ok;
 }
 
-int up_loop_uring_new(unsigned entries, struct up_loop **ret_loop, const char **ret_reason)
+int up_loop_uring_new(unsigned entries, bool one_thread, struct up_loop **ret_loop,
+                      const char **ret_reason)
 {
     struct uring_loop *u = calloc(1, sizeof(*u));
     if (u == NULL) {
@@ -348,9 +362,19 @@ int up_loop_uring_new(unsigned entries, struct up_loop **ret_loop, const char **
     /* SUBMIT_ALL: one failing SQE must not hold back the rest of a batch.
      * COOP_TASKRUN: completions are reaped by our own wait anyway, so the
      * kernel need not interrupt us with IPIs. Older kernels refuse these
-     * flags with EINVAL: retry without them. */
+     * flags with EINVAL: retry without them. one_thread: the completion
+     * work waits for our own wait instead (DEFER_TASKRUN, 6.1). */
     struct io_uring_params params = {.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN};
-    int r = io_uring_queue_init_params(entries, &u->ring, &params);
+    int r = -EINVAL;
+    if (one_thread) {
+        struct io_uring_params one = {.flags = IORING_SETUP_SUBMIT_ALL |
+                                               IORING_SETUP_SINGLE_ISSUER |
+                                               IORING_SETUP_DEFER_TASKRUN};
+        r = io_uring_queue_init_params(entries, &u->ring, &one);
+    }
+    if (r == -EINVAL) {
+        r = io_uring_queue_init_params(entries, &u->ring, &params);
+    }
     if (r == -EINVAL) {
         memset(&params, 0, sizeof(params));
         r = io_uring_queue_init_params(entries, &u->ring, &params);

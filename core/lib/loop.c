@@ -67,7 +67,7 @@ void up_loop_complete(struct up_loop *loop, struct up_op *op, int res, bool more
 }
 
 static int start(struct up_loop *loop, struct up_op *op, enum up_op_kind kind, int fd, void *buf,
-                 size_t len, struct msghdr *msg, int flags)
+                 size_t len, struct msghdr *msg, int flags, bool wait_first)
 {
     if (op->busy) {
         return -EBUSY;
@@ -81,6 +81,7 @@ static int start(struct up_loop *loop, struct up_op *op, enum up_op_kind kind, i
     op->len = len;
     op->msg = msg;
     op->flags = flags;
+    op->wait_first = wait_first;
     op->canceling = false;
     int r = loop->be->start(loop, op);
     if (r < 0) {
@@ -93,39 +94,44 @@ static int start(struct up_loop *loop, struct up_op *op, enum up_op_kind kind, i
 
 int up_loop_accept(struct up_loop *loop, struct up_op *op, int fd)
 {
-    return start(loop, op, UP_OP_ACCEPT, fd, NULL, 0, NULL, 0);
+    return start(loop, op, UP_OP_ACCEPT, fd, NULL, 0, NULL, 0, false);
 }
 
 int up_loop_recv(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len, int flags)
 {
-    return start(loop, op, UP_OP_RECV, fd, buf, len, NULL, flags);
+    return start(loop, op, UP_OP_RECV, fd, buf, len, NULL, flags, false);
+}
+
+int up_loop_recv_drained(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len)
+{
+    return start(loop, op, UP_OP_RECV, fd, buf, len, NULL, 0, true);
 }
 
 int up_loop_send(struct up_loop *loop, struct up_op *op, int fd, const void *buf, size_t len,
                  int flags)
 {
     /* The buffer is only read; the op struct keeps one pointer type. */
-    return start(loop, op, UP_OP_SEND, fd, (void *)buf, len, NULL, flags | MSG_NOSIGNAL);
+    return start(loop, op, UP_OP_SEND, fd, (void *)buf, len, NULL, flags | MSG_NOSIGNAL, false);
 }
 
 int up_loop_recvmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags)
 {
-    return start(loop, op, UP_OP_RECVMSG, fd, NULL, 0, msg, flags | MSG_CMSG_CLOEXEC);
+    return start(loop, op, UP_OP_RECVMSG, fd, NULL, 0, msg, flags | MSG_CMSG_CLOEXEC, false);
 }
 
 int up_loop_sendmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags)
 {
-    return start(loop, op, UP_OP_SENDMSG, fd, NULL, 0, msg, flags | MSG_NOSIGNAL);
+    return start(loop, op, UP_OP_SENDMSG, fd, NULL, 0, msg, flags | MSG_NOSIGNAL, false);
 }
 
 int up_loop_read(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len)
 {
-    return start(loop, op, UP_OP_READ, fd, buf, len, NULL, 0);
+    return start(loop, op, UP_OP_READ, fd, buf, len, NULL, 0, false);
 }
 
 int up_loop_poll(struct up_loop *loop, struct up_op *op, int fd, uint32_t poll_mask)
 {
-    return start(loop, op, UP_OP_POLL, fd, NULL, 0, NULL, (int)poll_mask);
+    return start(loop, op, UP_OP_POLL, fd, NULL, 0, NULL, (int)poll_mask, false);
 }
 
 void up_loop_cancel(struct up_loop *loop, struct up_op *op)

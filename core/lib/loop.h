@@ -80,6 +80,7 @@ struct up_op {
     void *buf;
     size_t len;
     struct msghdr *msg;
+    bool wait_first;    /* up_loop_recv_drained(): wait for bytes, then try */
     bool queued;        /* epoll back end: on the run queue */
     struct up_op *next; /* epoll back end: run queue link */
 };
@@ -99,6 +100,15 @@ struct up_timer {
  * fails with that error). */
 int up_loop_new(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
                 const char **ret_reason);
+
+/* up_loop_new() for a loop that the calling thread alone will ever start
+ * ops on and run (a worker process): the ring may then defer its
+ * completion work to our own wait (IORING_SETUP_SINGLE_ISSUER |
+ * DEFER_TASKRUN, 6.1), which spares wakeups and interrupts; any other
+ * thread's submit would fail. A library that hands its loop to a caller's
+ * thread uses up_loop_new(). */
+int up_loop_new_one_thread(enum up_backend backend, unsigned entries, struct up_loop **ret_loop,
+                           const char **ret_reason);
 
 /* Free the loop. Every op must have completed (see up_loop_pending()). */
 void up_loop_free(struct up_loop *loop);
@@ -121,6 +131,14 @@ int up_loop_accept(struct up_loop *loop, struct up_op *op, int fd);
 int up_loop_recv(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len, int flags);
 int up_loop_send(struct up_loop *loop, struct up_op *op, int fd, const void *buf, size_t len,
                  int flags);
+/* A recv on a stream socket whose last recv returned fewer bytes than it
+ * asked for, so that it took all there was: wait for bytes before trying,
+ * rather than try, fail with EAGAIN and then wait. A keep-alive connection
+ * between requests is the case: it saves a failed receive per request
+ * (io_uring: IORING_RECVSEND_POLL_FIRST; epoll: no attempt until the fd
+ * reports readiness after the last one). Only a hint: bytes that are there
+ * after all are still found. */
+int up_loop_recv_drained(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len);
 int up_loop_recvmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags);
 int up_loop_sendmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags);
 int up_loop_read(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len);

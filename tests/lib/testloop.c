@@ -15,17 +15,28 @@
 #include "fd.h"
 #include "testlib.h"
 
-struct up_loop *up_test_new_loop(enum up_backend be)
+static struct up_loop *new_loop(enum up_backend be, bool one_thread)
 {
     struct up_loop *loop = NULL;
     const char *why = NULL;
-    int r = up_loop_new(be, 64, &loop, &why);
+    int r =
+        one_thread ? up_loop_new_one_thread(be, 64, &loop, &why) : up_loop_new(be, 64, &loop, &why);
     if (r < 0 && be == UP_BACKEND_URING && getenv("UP_REQUIRE_IO_URING") == NULL) {
         cr_skip_test("io_uring unavailable: %s", why ? why : strerror(-r));
     }
     cr_assert_eq(r, 0, "up_loop_new: %s", strerror(-r));
     cr_assert_eq(up_loop_backend(loop), be);
     return loop;
+}
+
+struct up_loop *up_test_new_loop(enum up_backend be)
+{
+    return new_loop(be, false);
+}
+
+struct up_loop *up_test_new_loop_one_thread(enum up_backend be)
+{
+    return new_loop(be, true);
 }
 
 static void tick(struct up_loop *loop, struct up_timer *t)

@@ -16,6 +16,9 @@
  * unavailable, unless UP_REQUIRE_IO_URING is set). */
 struct up_loop *up_test_new_loop(enum up_backend be);
 
+/* The same from up_loop_new_one_thread(). */
+struct up_loop *up_test_new_loop_one_thread(enum up_backend be);
+
 /* Run loop for up to ms; return early once *count >= want (want < 0:
  * never). A 10 ms timer bounds every wait. */
 void up_test_run_for(struct up_loop *loop, int ms, const int *count, int want);

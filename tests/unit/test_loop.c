@@ -35,6 +35,14 @@ static void rec_cb(struct up_loop *loop, struct up_op *op, int res, uint32_t fla
     r->last_flags = flags;
 }
 
+/* Set by a ONE_THREAD test: the loop comes from up_loop_new_one_thread(). */
+static bool one_thread;
+
+static struct up_loop *new_loop(enum up_backend be)
+{
+    return one_thread ? up_test_new_loop_one_thread(be) : up_test_new_loop(be);
+}
+
 static void noop_timer(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
@@ -60,7 +68,7 @@ static void run_until(struct up_loop *loop, int *calls, int want)
 
 static void recv_send(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     struct rec rx = {.op.cb = rec_cb}, tx = {.op.cb = rec_cb};
@@ -92,7 +100,7 @@ static void recv_send(enum up_backend be)
  * relies on it to send a connection elsewhere when a channel is full. */
 static void dontwait_gives_eagain(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     struct rec rx = {.op.cb = rec_cb};
@@ -106,9 +114,56 @@ static void dontwait_gives_eagain(enum up_backend be)
     up_loop_free(loop);
 }
 
+/* A drained recv waits for bytes rather than try first, yet finds bytes
+ * that came while nothing waited (an edge the epoll back end saw pass), and
+ * bytes a poll saw without taking them. */
+static void recv_drained_finds_bytes_and_waits(enum up_backend be)
+{
+    struct up_loop *loop = new_loop(be);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    struct rec rx = {.op.cb = rec_cb};
+    char in[16] = {0};
+    cr_assert_eq(send(sv[0], "ab", 2, 0), 2);
+    cr_assert_eq(up_loop_recv(loop, &rx.op, sv[1], in, sizeof(in), 0), 0);
+    run_until(loop, &rx.calls, 1);
+    cr_assert_eq(rx.last_res, 2, "a short read: the socket is drained");
+
+    /* Bytes while no op waits, the loop running: the edge passes. */
+    cr_assert_eq(send(sv[0], "cd", 2, 0), 2);
+    run_briefly(loop);
+    cr_assert_eq(up_loop_recv_drained(loop, &rx.op, sv[1], in, sizeof(in)), 0);
+    run_until(loop, &rx.calls, 2);
+    cr_assert_eq(rx.last_res, 2);
+    cr_assert_eq(memcmp(in, "cd", 2), 0);
+
+    /* Nothing there: it waits, then takes what comes. */
+    cr_assert_eq(up_loop_recv_drained(loop, &rx.op, sv[1], in, sizeof(in)), 0);
+    run_briefly(loop);
+    cr_assert_eq(rx.calls, 2, "a drained recv completed with no data");
+    cr_assert_eq(send(sv[0], "ef", 2, 0), 2);
+    run_until(loop, &rx.calls, 3);
+    cr_assert_eq(rx.last_res, 2);
+    cr_assert_eq(memcmp(in, "ef", 2), 0);
+
+    /* A poll that saw bytes left them: a drained recv still finds them. */
+    cr_assert_eq(send(sv[0], "gh", 2, 0), 2);
+    cr_assert_eq(up_loop_poll(loop, &rx.op, sv[1], POLLIN), 0);
+    run_until(loop, &rx.calls, 4);
+    cr_assert(rx.last_res > 0 && (rx.last_res & POLLIN));
+    cr_assert_eq(up_loop_recv_drained(loop, &rx.op, sv[1], in, sizeof(in)), 0);
+    run_until(loop, &rx.calls, 5);
+    cr_assert_eq(rx.last_res, 2);
+    cr_assert_eq(memcmp(in, "gh", 2), 0);
+    cr_assert_eq(up_loop_pending(loop), 0);
+    up_loop_close(loop, sv[0]);
+    up_loop_close(loop, sv[1]);
+    up_loop_free(loop);
+}
+
 static void cancel_delivers_ecanceled(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     struct rec rx = {.op.cb = rec_cb};
@@ -128,7 +183,7 @@ static void cancel_delivers_ecanceled(enum up_backend be)
 
 static void accept_multishot(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     int port;
     int lfd = up_test_listener(&port);
     struct rec acc = {.op.cb = rec_cb};
@@ -156,7 +211,7 @@ static void accept_multishot(enum up_backend be)
 
 static void fd_through_sendmsg(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     int sv[2], p[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
@@ -204,7 +259,7 @@ static void fd_through_sendmsg(enum up_backend be)
 
 static void poll_and_read(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
     struct rec pl = {.op.cb = rec_cb}, rd = {.op.cb = rec_cb};
@@ -237,7 +292,7 @@ static void tmr_cb(struct up_loop *loop, struct up_timer *t)
 
 static void timers_fire_in_order(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     struct tmr t[4];
     norder = 0;
     for (int i = 0; i < 4; i++) {
@@ -281,7 +336,7 @@ static void again_cb(struct up_loop *loop, struct up_timer *t)
 
 static void timer_rearmed_for_now_waits_for_the_next_iteration(enum up_backend be)
 {
-    struct up_loop *loop = up_test_new_loop(be);
+    struct up_loop *loop = new_loop(be);
     struct again a = {.t.cb = again_cb};
     struct again b = {.t.cb = again_cb};
     up_timer_start(loop, &a.t, 0);
@@ -311,7 +366,23 @@ static void timer_rearmed_for_now_waits_for_the_next_iteration(enum up_backend b
         name(UP_BACKEND_EPOLL);                                                                    \
     }
 
+/* io_uring with SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them:
+ * completions are reaped by the loop's own wait. */
+#define ONE_THREAD(name)                                                                           \
+    Test(loop, name##_io_uring_one_thread, .timeout = 10)                                          \
+    {                                                                                              \
+        one_thread = true;                                                                         \
+        name(UP_BACKEND_URING);                                                                    \
+    }
+
 BOTH(recv_send)
+BOTH(recv_drained_finds_bytes_and_waits)
+ONE_THREAD(recv_send)
+ONE_THREAD(recv_drained_finds_bytes_and_waits)
+ONE_THREAD(cancel_delivers_ecanceled)
+ONE_THREAD(accept_multishot)
+ONE_THREAD(fd_through_sendmsg)
+ONE_THREAD(timers_fire_in_order)
 BOTH(dontwait_gives_eagain)
 BOTH(cancel_delivers_ecanceled)
 BOTH(accept_multishot)
