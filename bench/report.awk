@@ -8,6 +8,8 @@
 #   run        ID SCENARIO REP RPS REQUESTS SECONDS CONNECT READ WRITE TIMEOUT
 #              NON2XX P50_US P99_US LOAD1 RELOADS_SENT RELOADS_DONE COMMAND
 #   mcpu       ID SCENARIO REP CPU_TICKS CLK_TCK CONNECTIONS REQUESTS
+#   scpu       ID SCENARIO REP CPU_TICKS CLK_TCK REQUESTS (all the
+#              contestant's processes: its CPU cost apart from wrk's)
 #   idle       ID K OK FAILED STILL_OPEN RSS0_KB RSS_KB HWM_KB MASTER_FDS
 #              WORKER_FDS COMMAND
 #   uload      ID MODE REQUESTS OK CONNECT_ERRORS RESETS LOST BAD TIMEOUTS
@@ -121,7 +123,7 @@ function per_rep(c1, c2, sc,    rep, r, n, lo, hi) {
     return n < 2 ? "" : sprintf("per rep %.2f–%.2f", lo, hi)
 }
 
-BEGIN { FS = "\t"; ncont = 0; nfail = 0; nruns = 0; nmcpu = 0; nidle = 0; nul = 0 }
+BEGIN { FS = "\t"; ncont = 0; nfail = 0; nruns = 0; nmcpu = 0; nscpu = 0; nidle = 0; nul = 0 }
 
 $1 == "meta" { meta[$2] = $3; next }
 $1 == "contestant" { ncont++; cont[ncont] = $2; lab[$2] = $3; ccmd[$2] = $4; next }
@@ -159,6 +161,17 @@ $1 == "mcpu" {
         val[key, "ticks", k] = $5
         clk_tck = $6
         byrep[$2, "mcpu", $4] = val[key, "ms1000", k]
+    }
+    next
+}
+$1 == "scpu" {
+    nscpu++
+    for (i = 2; i <= 7; i++) SC[nscpu, i] = $i
+    if ($7 > 0 && $6 > 0) {
+        key = $2 SUBSEP "scpu-" $3
+        k = ++nrun[key]
+        # CPU microseconds per request
+        val[key, "us", k] = $5 / $6 * 1000000 / $7
     }
     next
 }
@@ -233,6 +246,21 @@ END {
                 sprintf("%.2f ms (%.2f–%.2f)", rl, meta["reload_latency_min_ms"], meta["reload_latency_max_ms"]), "≤ 3 ms", rl, rl <= 3, "ms")
         else
             target("Signal → first answer from the new generation", "not measured", "≤ 3 ms", "", 0, "ms")
+        # On CPUs shared with wrk, throughput divides the machine between
+        # wrk and the server: the CPU each server spent per request
+        # compares the servers alone.
+        for (mi = 1; mi <= 2; mi++) {
+            mode = mi == 1 ? "ka" : "close"
+            mname = mi == 1 ? "Keep-Alive" : "Connection per request"
+            su = median("uprun", "scpu-" mode, "us"); sg = median("nginx", "scpu-" mode, "us")
+            r = ratio(su, sg)
+            if (r != "")
+                target(mname ": server CPU per request, up-run ÷ nginx return 200 (lower is better)", \
+                    sprintf("%.2f (%.1f ÷ %.1f µs)", r, su, sg), "reported", r, 1, "info")
+            else
+                target(mname ": server CPU per request, up-run ÷ nginx return 200 (lower is better)", \
+                    "not measured", "reported", "", 0, "info")
+        }
         stats("uprun", "mcpu", "ms1000")
         if (S_n > 0)
             target("Master CPU per 1,000 handed-off connections", sprintf("%.1f ms (%.1f–%.1f)", S_med, S_min, S_max), \
@@ -298,7 +326,7 @@ END {
     if ("v_haproxy" in meta) printf("| HAProxy | %s |\n", meta["v_haproxy"]) > o
     printf("| wrk | %s |\n", meta["v_wrk"]) > o
     printf("| cc | %s |\n\n", meta["v_cc"]) > o
-    printf("Setup: every contestant has **%s workers** and listens on its own 127.0.0.1 port; wrk runs with **1 thread and %s connections**. Each scenario is run %s × %s s, the contestants interleaved and their order rotated between repetitions; tables give the **median** and the **spread (min–max)**. wrk and the servers **share the same %s CPUs** over loopback, so every figure includes wrk's own CPU use, and other work on the machine shows as noise (see the load average).\n\n", \
+    printf("Setup: every contestant has **%s workers** and listens on its own 127.0.0.1 port; wrk runs with **1 thread and %s connections**. Each scenario is run %s × %s s, the contestants interleaved and their order rotated between repetitions; tables give the **median** and the **spread (min–max)**. wrk and the servers **share the same %s CPUs** over loopback, so every figure includes wrk's own CPU use, and other work on the machine shows as noise (see the load average). *Server CPU per request* is what the contestant's own processes (master, workers, their threads; a proxy's back ends included) spent on the CPUs during a run, in clock ticks, divided by its requests: it compares the servers apart from wrk, whose share of the same CPUs bounds every throughput ratio.\n\n", \
         N, meta["wrk_connections"], meta["reps"], meta["duration_s"], meta["nproc"]) > o
 
     printf("## Targets\n\n| Target | Measured | Goal | |\n|---|---|---|---|\n") > o
@@ -329,11 +357,11 @@ END {
             rc_val[j] = median(rc_id[j], sc, "rps")
             head = head " " rc_head[j] " |"; align = align "---:|"; empty = empty " |"
         }
-        printf("%s p50 | p50 spread | p99 | p99 spread | socket errors (c/r/w/t, all runs) | non-2xx |\n", head) > o
-        printf("%s---:|---:|---:|---:|---:|---:|\n", align) > o
+        printf("%s server CPU per request (median) | p50 | p50 spread | p99 | p99 spread | socket errors (c/r/w/t, all runs) | non-2xx |\n", head) > o
+        printf("%s---:|---:|---:|---:|---:|---:|---:|\n", align) > o
         for (ci = 1; ci <= ncont; ci++) {
             c = cont[ci]
-            if (!stats(c, sc, "rps")) { printf("| %s | not run | |%s | | | | | |\n", label(c), empty) > o; continue }
+            if (!stats(c, sc, "rps")) { printf("| %s | not run | |%s | | | | | | |\n", label(c), empty) > o; continue }
             rm = S_med; rmin = S_min; rmax = S_max
             stats(c, sc, "p50"); p50m = S_med; p50a = S_min; p50b = S_max
             stats(c, sc, "p99"); p99m = S_med; p99a = S_min; p99b = S_max
@@ -344,6 +372,8 @@ END {
             stats(c, sc, "non2xx"); n2 = S_sum
             printf("| %s | %s | %s–%s |", label(c), commas(rm), commas(rmin), commas(rmax)) > o
             for (j = 1; j <= nrc; j++) printf(" %s |", ratio_str(ratio(rm, rc_val[j]))) > o
+            cu = median(c, "scpu-" sc, "us")
+            printf(" %s |", cu == "" ? "–" : sprintf("%.1f µs", cu)) > o
             printf(" %s | %s–%s | %s | %s–%s | %d/%d/%d/%d | %d |\n", \
                 fmt_us(p50m), fmt_us(p50a), fmt_us(p50b), fmt_us(p99m), fmt_us(p99a), fmt_us(p99b), e1, e2, e3, e4, n2) > o
         }
@@ -540,6 +570,11 @@ END {
         printf("      {\"contestant\": %s, \"scenario\": %s, \"rep\": %s, \"cpu_ticks\": %s, \"clk_tck\": %s, \"connections\": %s, \"requests\": %s, \"cpu_ms_per_1000_connections\": %s}%s\n", \
             jstr(M[i, 2]), jstr(M[i, 3]), jnum(M[i, 4]), jnum(M[i, 5]), jnum(M[i, 6]), jnum(M[i, 7]), jnum(M[i, 8]), \
             M[i, 7] > 0 ? sprintf("%.3f", M[i, 5] / M[i, 6] * 1000 / M[i, 7] * 1000) : "null", i < nmcpu ? "," : "") > o
+    printf("    ],\n    \"server_cpu\": [\n") > o
+    for (i = 1; i <= nscpu; i++)
+        printf("      {\"contestant\": %s, \"scenario\": %s, \"rep\": %s, \"cpu_ticks\": %s, \"clk_tck\": %s, \"requests\": %s, \"cpu_us_per_request\": %s}%s\n", \
+            jstr(SC[i, 2]), jstr(SC[i, 3]), jnum(SC[i, 4]), jnum(SC[i, 5]), jnum(SC[i, 6]), jnum(SC[i, 7]), \
+            SC[i, 7] > 0 && SC[i, 6] > 0 ? sprintf("%.3f", SC[i, 5] / SC[i, 6] * 1000000 / SC[i, 7]) : "null", i < nscpu ? "," : "") > o
     printf("    ],\n    \"idle\": [\n") > o
     for (i = 1; i <= nidle; i++)
         printf("      {\"contestant\": %s, \"connections\": %s, \"answered\": %s, \"failed\": %s, \"still_open\": %s, \"vmrss_before_kb\": %s, \"vmrss_kb\": %s, \"vmhwm_kb\": %s, \"master_fds\": %s, \"worker_fds\": %s, \"command\": %s}%s\n", \

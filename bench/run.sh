@@ -608,6 +608,45 @@ proc_cpu_ticks() { # PID -> utime+stime in clock ticks
     echo $((${12} + ${13}))
 }
 
+# The processes of a contestant (PIDS_OF, plus the proxies' back ends) and
+# all their descendants: nginx's and up-run's workers are children of their
+# master, and an up-run's workers change with every reload.
+tree_pids() { # PIDS... -> the PIDs and their descendants
+    local -A parent=()
+    local d s rest pid ppid
+    for d in /proc/[0-9]*; do
+        s=$(cat "$d/stat" 2>/dev/null) || continue
+        rest=${s##*) }
+        pid=${d#/proc/}
+        ppid=${rest#* }
+        parent[$pid]=${ppid%% *}
+    done
+    local out=" $* " grew=1
+    while [ "$grew" = 1 ]; do
+        grew=0
+        for pid in "${!parent[@]}"; do
+            case $out in *" $pid "*) continue ;; esac
+            case $out in *" ${parent[$pid]} "*) out+="$pid " grew=1 ;; esac
+        done
+    done
+    echo $out
+}
+
+# Everything a contestant's processes ran on the CPUs, in clock ticks: what
+# serving cost it, apart from wrk. A process that exits during the run takes
+# its ticks along, so this is for runs without reloads.
+server_cpu_ticks() { # ID
+    local c=$1 pids p t total=0
+    pids=${PIDS_OF[$c]}
+    case $c in nginx_proxy | haproxy) pids+=" $BACKEND_PIDS" ;; esac
+    [ -n "${pids// /}" ] || { echo -1; return; }
+    for p in $(tree_pids $pids); do
+        t=$(proc_cpu_ticks "$p")
+        [ "$t" -ge 0 ] && total=$((total + t))
+    done
+    echo "$total"
+}
+
 proc_status_kb() { # PID FIELD
     awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status" 2>/dev/null
 }
@@ -669,7 +708,9 @@ wrk_run() {
     case $sc in *close) cmd+=(-H 'Connection: close') ;; esac
     cmd+=("http://127.0.0.1:$port/")
     local load1 cpu0=-1 cpu1=-1 acc0="" acc1="" sent=0 done0="" done1="" mpid=${MASTER_OF[$c]}
+    local scpu0=-1 scpu1=-1
     read -r load1 _ </proc/loadavg
+    case $sc in ka | close) scpu0=$(server_cpu_ticks "$c") ;; esac
     if [ "${KIND_OF[$c]}" = uprun ]; then
         cpu0=$(proc_cpu_ticks "$mpid")
         acc0=$(uprun_stat "$c" accepted)
@@ -685,6 +726,7 @@ wrk_run() {
         sent=$(cat "$TMP/reloads.cnt" 2>/dev/null || echo 0)
         ;;
     esac
+    case $sc in ka | close) scpu1=$(server_cpu_ticks "$c") ;; esac
     if [ "${KIND_OF[$c]}" = uprun ]; then
         cpu1=$(proc_cpu_ticks "$mpid")
         acc1=$(uprun_stat "$c" accepted)
@@ -706,6 +748,9 @@ wrk_run() {
         local conns=$((requests + ec + er + ew + et))
         [ -n "$acc0" ] && [ -n "$acc1" ] && conns=$((acc1 - acc0))
         raw mcpu "$c" "$sc" "$rep" "$((cpu1 - cpu0))" "$CLK_TCK" "$conns" "$requests"
+    fi
+    if [ "$scpu0" -ge 0 ] && [ "$scpu1" -ge "$scpu0" ]; then
+        raw scpu "$c" "$sc" "$rep" "$((scpu1 - scpu0))" "$CLK_TCK" "$requests"
     fi
     local errs=$((ec + er + ew + et))
     local extra=""
