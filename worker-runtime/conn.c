@@ -74,12 +74,15 @@ bool up_wconn_idle(const struct up_wconn *c)
            !c->close_after;
 }
 
-static void peer_text(int fd, char *buf, size_t cap)
+/* up_http_parser_set_peer_source()'s fill: the connection's socket is
+ * open whenever its request is (a zombie's fd is -1: ""). */
+static void peer_text(void *ctx, char *buf, size_t cap)
 {
+    const struct up_wconn *c = ctx;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     buf[0] = '\0';
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
+    if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0) {
         return;
     }
     char host[INET6_ADDRSTRLEN] = "";
@@ -114,7 +117,7 @@ static void log_request(struct up_wconn *c, const struct up_req *req, int status
         return;
     }
     struct up_alog_entry e = {
-        .peer = c->busy->parser.peer,
+        .peer = up_http_parser_peer(&c->busy->parser),
         .when = time(NULL),
         .minor = 1,
         .status = status,
@@ -484,9 +487,9 @@ static void conn_dealloc(struct up_wconn *c)
     up_bufpool_put(&conn_structs, c, false);
 }
 
-/* The busy part: the parser, set up for this worker and the client's
- * address (asked again after a slim spell: a syscall per idle period
- * rather than 64 bytes per idle connection). */
+/* The busy part: the parser, set up for this worker and for the client's
+ * address (asked when first needed, and again after a slim spell: a
+ * syscall per idle period rather than 64 bytes per idle connection). */
 static int busy_new(struct up_wconn *c)
 {
     c->busy = malloc(sizeof(*c->busy));
@@ -494,9 +497,7 @@ static int busy_new(struct up_wconn *c)
         return -ENOMEM;
     }
     up_http_parser_init(&c->busy->parser, &c->w->cfg.limits);
-    char peer[64];
-    peer_text(c->fd, peer, sizeof(peer));
-    up_http_parser_set_peer(&c->busy->parser, peer);
+    up_http_parser_set_peer_source(&c->busy->parser, peer_text, c);
     return 0;
 }
 

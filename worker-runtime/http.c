@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include "chunk.h"
+#include "list.h"
 #include "uri.h"
 
 #include <errno.h>
@@ -534,7 +535,6 @@ static void request_ready(struct up_http_parser *p)
     }
     q->body = p->body != NULL ? p->body : "";
     q->body_len = p->body_len;
-    q->peer = p->peer;
 }
 
 /* llhttp paused: 0 to go on parsing, or what up_http_feed() returns. */
@@ -653,6 +653,26 @@ void up_http_parser_set_peer(struct up_http_parser *p, const char *text)
     size_t n = text != NULL ? strnlen(text, sizeof(p->peer) - 1) : 0;
     memcpy(p->peer, text != NULL ? text : "", n);
     p->peer[n] = '\0';
+    p->peer_fill = NULL;
+}
+
+void up_http_parser_set_peer_source(struct up_http_parser *p,
+                                    void (*fill)(void *ctx, char *buf, size_t cap), void *ctx)
+{
+    p->peer[0] = '\0';
+    p->peer_fill = fill;
+    p->peer_ctx = ctx;
+}
+
+const char *up_http_parser_peer(struct up_http_parser *p)
+{
+    if (p->peer_fill != NULL) {
+        void (*fill)(void *, char *, size_t) = p->peer_fill;
+        p->peer_fill = NULL;
+        fill(p->peer_ctx, p->peer, sizeof(p->peer));
+        p->peer[sizeof(p->peer) - 1] = '\0';
+    }
+    return p->peer;
 }
 
 struct up_req *up_http_request(struct up_http_parser *p)
@@ -735,5 +755,8 @@ const char *up_req_body(const struct up_req *req, size_t *ret_len)
 
 const char *up_req_peer(const struct up_req *req)
 {
-    return req->peer;
+    /* A request is always its parser's own (request_ready()), and the
+     * parser is the connection's, not const: the address is asked the
+     * first time anyone wants it. */
+    return up_http_parser_peer(up_container_of(req, struct up_http_parser, req));
 }

@@ -109,7 +109,6 @@ struct up_req {
     size_t nfields;
     const char *body; /* NUL-terminated; "" when empty */
     size_t body_len;
-    const char *peer;
     uint8_t minor;
     bool head;       /* the method is HEAD */
     bool connect;    /* the method is CONNECT */
@@ -151,6 +150,9 @@ struct up_http_parser {
     char *body;                   /* owned */
     size_t body_len, body_cap;    /* */
     char peer[64];
+    /* Non-NULL: peer is not known yet; up_req_peer() asks it first. */
+    void (*peer_fill)(void *ctx, char *buf, size_t cap);
+    void *peer_ctx;
     struct up_req req;
 };
 
@@ -164,6 +166,16 @@ void up_http_parser_free(struct up_http_parser *p);
 /* The client address up_req_peer() returns ("127.0.0.1:51234"); truncated to
  * 63 bytes. NULL means unknown (""). */
 void up_http_parser_set_peer(struct up_http_parser *p, const char *text);
+
+/* The same, asked only when someone wants it: fill(ctx, buf, cap) writes the
+ * address, NUL-terminated, the first time up_req_peer() or
+ * up_http_parser_peer() runs. A connection whose app and access log never
+ * look spares the getpeername() and the formatting. */
+void up_http_parser_set_peer_source(struct up_http_parser *p,
+                                    void (*fill)(void *ctx, char *buf, size_t cap), void *ctx);
+
+/* The client address, asked now if it was not yet. */
+const char *up_http_parser_peer(struct up_http_parser *p);
 
 /* Parse data[0..len). Returns an enum up_http_result or an error; on
  * UP_HTTP_REQUEST and UP_HTTP_EXPECT_CONTINUE *ret_used says how much of data

@@ -334,6 +334,34 @@ Test(http, keep_alive_rules, .timeout = 10)
                "Sec-WebSocket-Version=13\nbody[0]=\n@333\n");
 }
 
+static int peer_asked;
+
+static void peer_fill(void *ctx, char *buf, size_t cap)
+{
+    peer_asked++;
+    snprintf(buf, cap, "%s", (const char *)ctx);
+}
+
+/* A lazily known peer is asked once, when first wanted, and kept through
+ * the connection's next requests. */
+Test(http, peer_is_asked_once_when_wanted, .timeout = 10)
+{
+    struct up_http_parser p;
+    up_http_parser_init(&p, NULL);
+    up_http_parser_set_peer_source(&p, peer_fill, "192.0.2.7:1234");
+    const char *in = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+    size_t used;
+    cr_assert_eq(up_http_feed(&p, in, strlen(in), &used), UP_HTTP_REQUEST);
+    cr_assert_eq(peer_asked, 0, "asked before anyone wanted it");
+    cr_assert_str_eq(up_req_peer(up_http_request(&p)), "192.0.2.7:1234");
+    cr_assert_str_eq(up_http_parser_peer(&p), "192.0.2.7:1234");
+    up_http_request_done(&p);
+    cr_assert_eq(up_http_feed(&p, in, strlen(in), &used), UP_HTTP_REQUEST);
+    cr_assert_str_eq(up_req_peer(up_http_request(&p)), "192.0.2.7:1234");
+    cr_assert_eq(peer_asked, 1);
+    up_http_parser_free(&p);
+}
+
 Test(http, peer_and_method_name, .timeout = 10)
 {
     struct up_http_parser p;
