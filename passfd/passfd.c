@@ -3,6 +3,7 @@
 #include "fd.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,7 +19,7 @@ static const char *const up_msg_kind_names[] = {
     [UP_MSG_CONN] = "CONN",       [UP_MSG_DRAIN] = "DRAIN", [UP_MSG_READY] = "READY",
     [UP_MSG_FAIL] = "FAIL",       [UP_MSG_ACK] = "ACK",     [UP_MSG_STATS] = "STATS",
     [UP_MSG_DECLINE] = "DECLINE", [UP_MSG_ROOM] = "ROOM",   [UP_MSG_DRAINING] = "DRAINING",
-    [UP_MSG_REOPEN] = "REOPEN",
+    [UP_MSG_REOPEN] = "REOPEN",   [UP_MSG_CONNS] = "CONNS",
 };
 
 #define UP_MSG_KIND_COUNT (sizeof(up_msg_kind_names) / sizeof(up_msg_kind_names[0]))
@@ -33,6 +34,45 @@ const char *up_msg_kind_name(unsigned kind)
     return kind_known(kind) ? up_msg_kind_names[kind] : "?";
 }
 
+/* The parts of an outgoing message, wherever its struct keeps them. */
+struct out_parts {
+    struct msghdr *msg;
+    struct iovec *iov;  /* two */
+    struct up_msg *hdr; /* the copy that goes out */
+    char *cbuf;         /* room for CMSG_SPACE(nfds ints) */
+};
+
+static void prep_parts(const struct out_parts *o, const struct up_msg *hdr, const void *payload,
+                       size_t len, const int *fds, size_t nfds)
+{
+    *o->hdr = *hdr;
+    o->hdr->magic = UP_PASSFD_MAGIC;
+    o->hdr->version = UP_PASSFD_VERSION;
+    o->hdr->payload_len = (uint32_t)len;
+
+    /* The header and the payload go out as one datagram: SOCK_SEQPACKET sends
+     * it whole or not at all, so the receiver never sees half a message. */
+    o->iov[0].iov_base = o->hdr;
+    o->iov[0].iov_len = sizeof(*o->hdr);
+    o->iov[1].iov_base = (void *)payload;
+    o->iov[1].iov_len = len;
+    o->msg->msg_iov = o->iov;
+    o->msg->msg_iovlen = len > 0 ? 2 : 1;
+    if (nfds == 0) {
+        return;
+    }
+
+    /* SCM_RIGHTS makes the kernel install a new reference in the receiver;
+     * the fds themselves stay the caller's (borrowed). */
+    o->msg->msg_control = o->cbuf;
+    o->msg->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(o->msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+}
+
 int up_passfd_prep(struct up_passfd_out *out, const struct up_msg *hdr, const void *payload,
                    size_t len, int fd)
 {
@@ -40,32 +80,23 @@ int up_passfd_prep(struct up_passfd_out *out, const struct up_msg *hdr, const vo
         return -E2BIG;
     }
     memset(out, 0, sizeof(*out));
-    out->hdr = *hdr;
-    out->hdr.magic = UP_PASSFD_MAGIC;
-    out->hdr.version = UP_PASSFD_VERSION;
-    out->hdr.payload_len = (uint32_t)len;
+    struct out_parts o = {&out->msg, out->iov, &out->hdr, out->cmsg.buf};
+    prep_parts(&o, hdr, payload, len, &fd, fd >= 0 ? 1 : 0);
+    return 0;
+}
 
-    /* The header and the payload go out as one datagram: SOCK_SEQPACKET sends
-     * it whole or not at all, so the receiver never sees half a message. */
-    out->iov[0].iov_base = &out->hdr;
-    out->iov[0].iov_len = sizeof(out->hdr);
-    out->iov[1].iov_base = (void *)payload;
-    out->iov[1].iov_len = len;
-    out->msg.msg_iov = out->iov;
-    out->msg.msg_iovlen = len > 0 ? 2 : 1;
-    if (fd < 0) {
-        return 0;
+int up_passfd_prep_fds(struct up_passfd_out_fds *out, const struct up_msg *hdr, const void *payload,
+                       size_t len, const int *fds, size_t nfds)
+{
+    if (len > UP_PASSFD_MAX_PAYLOAD) {
+        return -E2BIG;
     }
-
-    /* SCM_RIGHTS makes the kernel install a new reference in the receiver;
-     * fd itself stays the caller's (borrowed). */
-    out->msg.msg_control = out->cmsg.buf;
-    out->msg.msg_controllen = sizeof(out->cmsg.buf);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&out->msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    if (nfds == 0 || nfds > UP_PASSFD_MAX_FDS) {
+        return -EINVAL;
+    }
+    memset(out, 0, sizeof(*out));
+    struct out_parts o = {&out->msg, out->iov, &out->hdr, out->cmsg.buf};
+    prep_parts(&o, hdr, payload, len, fds, nfds);
     return 0;
 }
 
@@ -101,22 +132,30 @@ static size_t cmsg_fd_count(const struct msghdr *msg, const struct cmsghdr *c)
     return len / sizeof(int);
 }
 
-/* Take every fd of one SCM_RIGHTS cmsg: the first fd of the message goes to
- * *fd, any other is closed at once. Returns 1 when the cmsg breaks the rule
- * of exactly one fd per message, else 0. */
-static int take_cmsg_fds(const struct msghdr *msg, struct cmsghdr *c, int *fd)
+static void close_fds(int *fds, size_t n)
 {
-    size_t n = cmsg_fd_count(msg, c);
-    int bad = n != 1;
-
     for (size_t i = 0; i < n; i++) {
+        fds[i] = up_close(fds[i]);
+    }
+}
+
+/* Take every fd of one SCM_RIGHTS cmsg into fds[*n..cap); one past cap is
+ * closed at once. Returns 1 when the cmsg breaks the rules (no fd, or more
+ * than cap in the message), else 0. */
+static int take_cmsg_fds(const struct msghdr *msg, struct cmsghdr *c, int *fds, size_t cap,
+                         size_t *n)
+{
+    size_t k = cmsg_fd_count(msg, c);
+    int bad = k == 0;
+
+    for (size_t i = 0; i < k; i++) {
         int got;
         memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        if (*fd == -1) {
-            *fd = got;
+        if (*n < cap) {
+            fds[(*n)++] = got;
         } else {
-            /* A second fd, in this cmsg or another one: refuse the message,
-             * but never leave the fd open in this process. */
+            /* More than allowed, in this cmsg or another one: refuse the
+             * message, but never leave an fd open in this process. */
             up_close(got);
             bad = 1;
         }
@@ -124,12 +163,12 @@ static int take_cmsg_fds(const struct msghdr *msg, struct cmsghdr *c, int *fd)
     return bad;
 }
 
-/* Walk every cmsg and take ownership of every fd in them. Returns 0 with the
- * one fd allowed (or -1) in *ret_fd; or -EPROTO, after closing all of them,
- * when anything other than a single SCM_RIGHTS with one fd arrived. */
-static int take_fds(struct msghdr *msg, int *ret_fd)
+/* Walk every cmsg and take ownership of every fd in them. Returns 0 with
+ * the fds in fds[0..*ret_n); or -EPROTO, after closing all of them, when
+ * anything but SCM_RIGHTS, or more than cap fds, arrived. */
+static int take_fds(struct msghdr *msg, int *fds, size_t cap, size_t *ret_n)
 {
-    int fd = -1; /* owned */
+    size_t n = 0; /* fds[0..n) owned */
     int bad = 0;
 
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
@@ -142,19 +181,35 @@ static int take_fds(struct msghdr *msg, int *ret_fd)
             bad = 1; /* SCM_CREDENTIALS and the like: never asked for */
             continue;
         }
-        bad |= take_cmsg_fds(msg, c, &fd);
+        bad |= take_cmsg_fds(msg, c, fds, cap, &n);
     }
     if (bad) {
-        fd = up_close(fd);
+        close_fds(fds, n);
         return -EPROTO;
     }
-    *ret_fd = fd;
+    *ret_n = n;
     return 0;
 }
 
-/* The checks on the bytes, once the fds are taken care of; fd is the one
- * that arrived, or -1. */
-static int check_msg(const struct up_passfd_in *in, size_t n, int fd)
+/* A CONNS: arg entries in the payload, 1 to UP_PASSFD_MAX_FDS, and an fd
+ * for each, or fewer when the kernel dropped the rest (MSG_CTRUNC). */
+static int check_conns(const struct up_passfd_in *in, size_t nfds)
+{
+    uint64_t k = in->hdr.arg;
+    if (k == 0 || k > UP_PASSFD_MAX_FDS ||
+        in->hdr.payload_len != k * sizeof(struct up_conn_entry)) {
+        return -EPROTO;
+    }
+    bool ctrunc = (in->msg.msg_flags & MSG_CTRUNC) != 0;
+    if (nfds > k || (nfds < k && !ctrunc)) {
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* The checks on the bytes, once the fds are taken care of; nfds of them
+ * arrived. */
+static int check_msg(const struct up_passfd_in *in, size_t n, size_t nfds)
 {
     /* MSG_TRUNC: the datagram was longer than header + cap, and SEQPACKET
      * dropped the rest: it cannot be trusted. */
@@ -174,6 +229,12 @@ static int check_msg(const struct up_passfd_in *in, size_t n, int fd)
     if (!kind_known(in->hdr.kind)) {
         return -EPROTO;
     }
+    if (in->hdr.kind == UP_MSG_CONNS) {
+        return check_conns(in, nfds);
+    }
+    if (nfds > 1) {
+        return -EPROTO; /* one fd per message, but in a CONNS */
+    }
     /* MSG_CTRUNC: the kernel could not hand over every fd. It installs
      * them in order and stops at the first one the receiver has no room
      * for (RLIMIT_NOFILE), and we leave room for four while a message
@@ -181,21 +242,21 @@ static int check_msg(const struct up_passfd_in *in, size_t n, int fd)
      * and the message itself is good. Some arrived means more were sent
      * than the protocol allows. */
     if (in->msg.msg_flags & MSG_CTRUNC) {
-        return fd < 0 ? -EMFILE : -EPROTO;
+        return nfds == 0 ? -EMFILE : -EPROTO;
     }
     return 0;
 }
 
-int up_passfd_decode(struct up_passfd_in *in, ssize_t n, int *ret_fd)
+int up_passfd_decode_fds(struct up_passfd_in *in, ssize_t n, int *fds, size_t cap, size_t *ret_nfds)
 {
-    int fd = -1; /* owned */
+    size_t nfds = 0; /* fds[0..nfds) owned */
 
     /* A failed receive delivered nothing, and msg_controllen still holds
      * what _prep put there: there is nothing to walk. */
     if (n < 0) {
         return (int)n;
     }
-    int r = take_fds(&in->msg, &fd);
+    int r = take_fds(&in->msg, fds, cap, &nfds);
     if (r < 0) {
         return r;
     }
@@ -205,14 +266,31 @@ int up_passfd_decode(struct up_passfd_in *in, ssize_t n, int *ret_fd)
         r = -EPIPE;
         goto fail;
     }
-    r = check_msg(in, (size_t)n, fd);
+    r = check_msg(in, (size_t)n, nfds);
     if (r < 0) {
         goto fail;
     }
-    *ret_fd = fd;
+    *ret_nfds = nfds;
     return (int)in->hdr.payload_len;
 fail:
-    fd = up_close(fd);
+    close_fds(fds, nfds);
+    return r;
+}
+
+int up_passfd_decode(struct up_passfd_in *in, ssize_t n, int *ret_fd)
+{
+    /* Room for two: a second fd is then refused by check_msg() as "more
+     * than one", not closed unseen as over the cap. */
+    int fds[2];
+    size_t nfds = 0;
+    int r = up_passfd_decode_fds(in, n, fds, 2, &nfds);
+    if (r >= 0 && in->hdr.kind == UP_MSG_CONNS) {
+        close_fds(fds, nfds); /* a receiver of single CONNs never asked for it */
+        return -EPROTO;
+    }
+    if (r >= 0) {
+        *ret_fd = nfds > 0 ? fds[0] : -1;
+    }
     return r;
 }
 

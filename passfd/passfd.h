@@ -16,8 +16,14 @@
  *                            routed it since a worker last took it in.
  *                     DRAIN  arg = drain deadline, ms from now;
  *                            flags UP_DRAIN_F_*: see below.
+ *                     CONNS  several CONNs in one message, to a worker whose
+ *                            READY carried UP_READY_F_CONNS: fds = the
+ *                            client sockets, in order; payload = one
+ *                            struct up_conn_entry each; arg = how many. No
+ *                            prefix bytes (a connection with some goes as a
+ *                            CONN).
  *                     REOPEN open log files again (logrotate moved them).
- *   worker -> master  READY  the app loaded and is ready.
+ *   worker -> master  READY  the app loaded and is ready; flags UP_READY_F_*.
  *                     FAIL   payload = reason text (dlerror() and the like).
  *                     ACK    payload = the conn_ids (uint64_t each) of CONNs
  *                            now owned by the worker; arg = how many.
@@ -69,6 +75,22 @@ enum up_msg_kind {
     UP_MSG_ROOM = 8,
     UP_MSG_DRAINING = 9,
     UP_MSG_REOPEN = 10,
+    UP_MSG_CONNS = 11,
+};
+
+/* READY: the worker takes CONNS. A worker of another language that speaks
+ * only CONN leaves it unset and gets one connection per message. */
+#define UP_READY_F_CONNS 0x1u
+
+/* Most connections one CONNS carries. One message per connection costs the
+ * master a sendmsg() and the worker a wakeup, a recvmsg() and an ACK; a
+ * master that routes a burst to one worker sends it in one. */
+#define UP_PASSFD_MAX_FDS 16
+
+/* One connection of a CONNS: a CONN's conn_id and arg. */
+struct up_conn_entry {
+    uint64_t conn_id;
+    uint64_t tries;
 };
 
 #define UP_DRAIN_F_MIGRATE_IDLE 0x1u /* DRAIN: hand idle connections back now */
@@ -114,15 +136,32 @@ struct up_passfd_out {
 int up_passfd_prep(struct up_passfd_out *out, const struct up_msg *hdr, const void *payload,
                    size_t len, int fd);
 
+/* The same for a CONNS: room for UP_PASSFD_MAX_FDS fds. */
+struct up_passfd_out_fds {
+    struct msghdr msg;
+    struct iovec iov[2];
+    struct up_msg hdr;
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * UP_PASSFD_MAX_FDS)];
+        struct cmsghdr align;
+    } cmsg;
+};
+
+/* up_passfd_prep() with nfds fds (1 to UP_PASSFD_MAX_FDS, borrowed).
+ * Returns 0, -E2BIG (payload), or -EINVAL (nfds). */
+int up_passfd_prep_fds(struct up_passfd_out_fds *out, const struct up_msg *hdr, const void *payload,
+                       size_t len, const int *fds, size_t nfds);
+
 /* A buffer for one incoming message, for recvmsg() or IORING_OP_RECVMSG. */
 struct up_passfd_in {
     struct msghdr msg;
     struct iovec iov[2];
     struct up_msg hdr;
     union {
-        /* Room for more fds than we accept, so that a peer sending two is
-         * detected (and both closed) rather than silently truncated. */
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        /* Room for more fds than any message may carry, so that a peer
+         * sending too many is detected (and all closed) rather than
+         * silently truncated. */
+        char buf[CMSG_SPACE(sizeof(int) * (UP_PASSFD_MAX_FDS + 4))];
         struct cmsghdr align;
     } cmsg;
 };
@@ -148,6 +187,16 @@ void up_passfd_in_prep(struct up_passfd_in *in, void *payload, size_t cap);
  *   n        when n < 0 (an errno from the receive itself)
  * *ret_fd is untouched on failure. */
 int up_passfd_decode(struct up_passfd_in *in, ssize_t n, int *ret_fd);
+
+/* up_passfd_decode() for a receiver that takes CONNS: the fds go to
+ * fds[0..*ret_nfds) (cap at least UP_PASSFD_MAX_FDS). A CONNS checks out
+ * when its payload holds arg entries (1 to UP_PASSFD_MAX_FDS) and as many
+ * fds came, or fewer with MSG_CTRUNC: the receiver is at its fd limit and
+ * the kernel dropped the rest, whose entries it declines (the sender's
+ * copies are all that is left of them). Every other kind as
+ * up_passfd_decode(), one fd at most. */
+int up_passfd_decode_fds(struct up_passfd_in *in, ssize_t n, int *fds, size_t cap,
+                         size_t *ret_nfds);
 
 /* Send one message with sendmsg(). flags: MSG_DONTWAIT for a non-blocking
  * send on a blocking socket (MSG_NOSIGNAL is always added). Borrows fd: the

@@ -336,6 +336,26 @@ static void on_conn_msg(struct up_worker *w, const struct up_msg *hdr, int fd, s
     }
 }
 
+/* A CONNS: each entry a CONN without prefix bytes. Entries past the fds
+ * that came are connections the kernel dropped at our fd limit: declined,
+ * as a CONN whose fd never came. */
+static void on_conns_msg(struct up_worker *w, const struct up_msg *hdr, const int *fds, size_t nfds)
+{
+    for (size_t i = 0; i < hdr->arg; i++) {
+        struct up_conn_entry e;
+        memcpy(&e, w->chan_payload + i * sizeof(e), sizeof(e));
+        struct up_msg one;
+        up_msg_init(&one, UP_MSG_CONN);
+        one.conn_id = e.conn_id;
+        one.arg = e.tries;
+        if (i < nfds) {
+            on_conn_msg(w, &one, fds[i], 0);
+        } else {
+            decline(w, &one);
+        }
+    }
+}
+
 static void chan_recv(struct up_worker *w);
 static void reopen_logs(struct up_worker *w);
 
@@ -344,17 +364,17 @@ static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t
     (void)loop;
     (void)flags;
     struct up_worker *w = up_container_of(op, struct up_worker, chan_rx);
+    int fds[UP_PASSFD_MAX_FDS];
+    size_t nfds = 0;
+    int n = up_passfd_decode_fds(&w->chan_in, res, fds, UP_PASSFD_MAX_FDS, &nfds);
     if (w->chan_lost) {
-        int stray = -1;
-        if (up_passfd_decode(&w->chan_in, res, &stray) >= 0) {
-            up_close(stray); /* a connection routed as the master died */
+        for (size_t i = 0; n >= 0 && i < nfds; i++) {
+            up_close(fds[i]); /* connections routed as the master died */
         }
         chan_close_when_idle(w);
         maybe_exit(w);
         return;
     }
-    int fd = -1;
-    int n = up_passfd_decode(&w->chan_in, res, &fd);
     if (n == -EMFILE) {
         /* Out of fds: the kernel dropped the connection's fd on its way
          * in. The master still has its copy: decline this one, and keep
@@ -373,9 +393,12 @@ static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t
         return;
     }
     const struct up_msg *hdr = &w->chan_in.hdr;
-    if (hdr->kind == UP_MSG_CONN && fd >= 0) {
-        on_conn_msg(w, hdr, fd, (size_t)n);
-        fd = -1;
+    if (hdr->kind == UP_MSG_CONNS) {
+        on_conns_msg(w, hdr, fds, nfds);
+        nfds = 0;
+    } else if (hdr->kind == UP_MSG_CONN && nfds == 1) {
+        on_conn_msg(w, hdr, fds[0], (size_t)n);
+        nfds = 0;
     } else if (hdr->kind == UP_MSG_DRAIN) {
         begin_drain(w, hdr->arg, hdr->flags);
     } else if (hdr->kind == UP_MSG_REOPEN) {
@@ -383,7 +406,9 @@ static void on_chan_rx(struct up_loop *loop, struct up_op *op, int res, uint32_t
     } else {
         up_log(UP_LOG_WARN, "unexpected %s from master, ignoring", up_msg_kind_name(hdr->kind));
     }
-    up_close(fd);
+    for (size_t i = 0; i < nfds; i++) {
+        up_close(fds[i]);
+    }
     chan_recv(w);
     chan_kick(w);
 }
@@ -670,7 +695,11 @@ void up_ready(void)
         return;
     }
     w->ready_sent = true;
-    send_simple(w, UP_MSG_READY, 0, 0);
+    struct up_chan_msg *m = msg_new(UP_MSG_READY, NULL, 0);
+    if (m != NULL) {
+        m->hdr.flags = UP_READY_F_CONNS; /* on_conns_msg() */
+        chan_queue(w, m);
+    }
 }
 
 unsigned up_generation(void)

@@ -100,9 +100,9 @@ static void requeue_list(struct up_mworker *w, struct up_list *l)
     }
 }
 
-/* Every connection this worker has not ACKed goes back to routing. The one
- * in flight (tx_conn) waits for its send to complete: its message buffer is
- * still in use until then. */
+/* Every connection this worker has not ACKed goes back to routing. Those
+ * in flight (tx_conn, tx_batch) wait for their send to complete: its
+ * message buffer is still in use until then. */
 static void requeue_all(struct up_mworker *w)
 {
     requeue_list(w, &w->unacked);
@@ -167,6 +167,49 @@ static int send_conn(struct up_mworker *w, struct up_pending *c)
     return r;
 }
 
+/* A connection that can share a CONNS: it has no bytes to pass along. */
+static bool batchable(const struct up_list *n)
+{
+    return up_container_of(n, struct up_pending, link)->prefix_len == 0;
+}
+
+/* Send the connections at the head of txq that can share a message, up to
+ * UP_PASSFD_MAX_FDS, as one CONNS. Returns 0 or -errno, the batch on
+ * tx_batch either way (on_tx() or kick() settles it). */
+static int send_conns(struct up_mworker *w)
+{
+    int fds[UP_PASSFD_MAX_FDS];
+    size_t n = 0;
+    struct up_list *next;
+    while (n < UP_PASSFD_MAX_FDS && (next = up_list_first(&w->txq)) != NULL && batchable(next)) {
+        struct up_pending *c = up_container_of(next, struct up_pending, link);
+        up_list_remove(next);
+        up_list_push_back(&w->tx_batch, next);
+        w->batch_ent[n].conn_id = c->id;
+        w->batch_ent[n].tries = c->tries;
+        fds[n++] = c->fd;
+    }
+    up_log(UP_LOG_DEBUG, "worker pid=%d: %zu connections in one CONNS", (int)w->pid, n);
+    struct up_msg hdr;
+    up_msg_init(&hdr, UP_MSG_CONNS);
+    hdr.arg = n;
+    int r =
+        up_passfd_prep_fds(&w->batch_out, &hdr, w->batch_ent, n * sizeof(w->batch_ent[0]), fds, n);
+    if (r == 0) {
+        r = up_loop_sendmsg(w->loop, &w->tx, w->chan, &w->batch_out.msg, MSG_DONTWAIT);
+    }
+    return r;
+}
+
+/* Two or more connections wait that can share a CONNS, for a worker that
+ * takes one. */
+static bool batch_ready(const struct up_mworker *w)
+{
+    const struct up_list *first = up_list_first(&w->txq);
+    return w->takes_conns && first != NULL && batchable(first) && first->next != &w->txq &&
+           batchable(first->next);
+}
+
 /* Sending to w failed (the worker exited, or closed its end): send nothing
  * more, and give what waits to be sent to other workers. The receiving
  * side stays open: the worker may have handed connections back just
@@ -200,6 +243,8 @@ static void kick(struct up_mworker *w)
     } else if (w->chan_full) {
         /* Wait until the worker has read some of its queue. */
         r = up_loop_poll(w->loop, &w->tx, w->chan, POLLOUT);
+    } else if (batch_ready(w)) {
+        r = send_conns(w);
     } else if (next != NULL) {
         up_list_remove(next);
         r = send_conn(w, up_container_of(next, struct up_pending, link));
@@ -213,6 +258,7 @@ static void kick(struct up_mworker *w)
             up_pending_unsent(c);
             w->cbs->requeue(w, c);
         }
+        requeue_list(w, &w->tx_batch);
         tx_dead(w, r);
     }
 }
@@ -224,6 +270,7 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
     struct up_mworker *w = up_container_of(op, struct up_mworker, tx);
     struct up_pending *c = w->tx_conn;
     w->tx_conn = NULL;
+    bool batch = !up_list_empty(&w->tx_batch);
     if (w->chan_dead) {
         /* Whatever was in flight died with the channel (or with the worker,
          * before it could ACK): route it again. */
@@ -233,25 +280,36 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
             up_pending_unsent(c);
             w->cbs->requeue(w, c);
         }
+        requeue_list(w, &w->tx_batch);
         maybe_gone(w);
         return;
     }
     bool routable_again = false;
     if (w->ctl_inflight) {
         w->ctl_inflight = false;
-    } else if (c == NULL) {
+    } else if (c == NULL && !batch) {
         w->chan_full = false; /* the POLLOUT wait ended */
         routable_again = true;
     } else if (res >= 0) {
-        /* Sent: the worker has it in its queue; ours until the ACK. */
-        up_list_push_back(&w->unacked, &c->link);
+        /* Sent: the worker has them in its queue; ours until the ACK. */
+        if (c != NULL) {
+            up_list_push_back(&w->unacked, &c->link);
+        }
+        struct up_list *n;
+        while ((n = up_list_first(&w->tx_batch)) != NULL) {
+            up_list_remove(n);
+            up_list_push_back(&w->unacked, n);
+        }
     } else {
-        w->nqueued--;
         if (res == -EAGAIN) {
             w->chan_full = true;
         }
-        up_pending_unsent(c);
-        w->cbs->requeue(w, c);
+        if (c != NULL) {
+            w->nqueued--;
+            up_pending_unsent(c);
+            w->cbs->requeue(w, c);
+        }
+        requeue_list(w, &w->tx_batch);
     }
     if (res < 0 && res != -EAGAIN) {
         tx_dead(w, res);
@@ -398,6 +456,7 @@ static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, s
     switch ((enum up_msg_kind)hdr->kind) {
     case UP_MSG_READY:
         if (w->state == UP_MW_STARTING) {
+            w->takes_conns = (hdr->flags & UP_READY_F_CONNS) != 0;
             w->state = UP_MW_READY;
             up_log(UP_LOG_DEBUG, "worker g%u#%u pid=%d ready", w->gen_id, w->index, (int)w->pid);
             w->cbs->ready(w);
@@ -436,6 +495,7 @@ static void on_message(struct up_mworker *w, const struct up_msg *hdr, int fd, s
         break;
     case UP_MSG_DRAIN:
     case UP_MSG_REOPEN:
+    case UP_MSG_CONNS:
         warn_about(w, "sent %s, ignoring", up_msg_kind_name(hdr->kind));
         break;
     }
@@ -790,6 +850,7 @@ static void init_worker(struct up_mworker *w, struct up_loop *loop, const struct
     w->spawned_at = up_loop_now(loop);
     w->chan = w->errfd = -1;
     up_list_init(&w->txq);
+    up_list_init(&w->tx_batch);
     up_list_init(&w->unacked);
     w->rx.cb = on_rx;
     w->tx.cb = on_tx;

@@ -134,10 +134,14 @@ struct up_mworker {
     bool fd_pressure;             /* DECLINE: out of fds; not routable until ROOM */
     struct up_passfd_out ctl_out; /* DRAIN or REOPEN in flight */
     struct up_pending *tx_conn;   /* CONN in flight */
-    struct up_list txq;           /* CONNs to send (pending.link) */
-    struct up_list unacked;       /* sent, not ACKed (pending.link) */
-    size_t nqueued;               /* in txq + unacked */
-    struct up_ratelimit warn_rl;  /* warnings its messages cause */
+    bool takes_conns;             /* READY said UP_READY_F_CONNS */
+    struct up_list tx_batch;      /* CONNS in flight (pending.link), in order */
+    struct up_passfd_out_fds batch_out;
+    struct up_conn_entry batch_ent[UP_PASSFD_MAX_FDS];
+    struct up_list txq;          /* CONNs to send (pending.link) */
+    struct up_list unacked;      /* sent, not ACKed (pending.link) */
+    size_t nqueued;              /* in txq, in flight and unacked */
+    struct up_ratelimit warn_rl; /* warnings its messages cause */
 
     int errfd; /* owned: read end of the worker's stderr pipe */
     struct up_op err_op;

@@ -376,3 +376,35 @@ BACKEND_TEST(master, sigterm_serves_what_it_accepted, .timeout = 30, .fini = ht_
     cr_assert(strstr(ma_log_text(), "1 accepted connections not taken by a worker in 1000 ms"),
               "log:\n%s", ma_log_text());
 }
+
+/* A burst of new connections to one worker: those that wait behind a send
+ * in flight go together in one CONNS (docs/PROTOCOL.md), and every one of
+ * them is answered. Bursts are repeated (up to 5) until the master's debug
+ * log shows a shared message: how many share one depends on timing. */
+BACKEND_TEST(master, a_burst_shares_messages_and_all_of_it_is_answered, .timeout = 60,
+             .fini = ht_fini)
+{
+    enum { N = 48 };
+    static const char *const extra[] = {"-n", "1", NULL};
+    static const char get[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    ma.env[0] = "UP_LOG=debug";
+    ma_start(backend, up_test_bin("examples/hello.so"), extra);
+    bool shared = false;
+    for (int burst = 0; burst < 5 && !shared; burst++) {
+        int fds[N];
+        struct ht_answer a[N];
+        for (int i = 0; i < N; i++) {
+            fds[i] = ht_connect(ma.port);
+            ht_send(fds[i], get, strlen(get));
+            a[i] = (struct ht_answer){0};
+        }
+        cr_assert_eq(ht_collect(fds, N, a, up_test_now_ms(), 10000), N, "log:\n%s", ma_log_text());
+        for (int i = 0; i < N; i++) {
+            cr_assert_eq(a[i].status, 200, "burst %d, connection %d: status %d; log:\n%s", burst, i,
+                         a[i].status, ma_log_text());
+            close(fds[i]);
+        }
+        shared = up_test_file_contains(ma.log, "connections in one CONNS") == 1;
+    }
+    cr_assert(shared, "5 bursts of %d, and never a shared message; log:\n%s", N, ma_log_text());
+}

@@ -666,6 +666,161 @@ Test(passfd, kind_names, .timeout = 10)
     cr_assert_str_eq(up_msg_kind_name(UP_MSG_DRAINING), "DRAINING");
     cr_assert_str_eq(up_msg_kind_name(0), "?");
     cr_assert_str_eq(up_msg_kind_name(UP_MSG_REOPEN), "REOPEN");
-    cr_assert_str_eq(up_msg_kind_name(11), "?");
+    cr_assert_str_eq(up_msg_kind_name(UP_MSG_CONNS), "CONNS");
+    cr_assert_str_eq(up_msg_kind_name(12), "?");
     cr_assert_str_eq(up_msg_kind_name(1000000), "?");
+}
+
+/* ---- CONNS: several connections in one message ---- */
+
+/* Send a CONNS of nfds pipe write ends with arg entries (ids 100, 101, ...),
+ * through up_passfd_prep_fds(). */
+static void send_conns(int sock, const int *fds, size_t nfds, uint64_t arg)
+{
+    struct up_conn_entry ent[UP_PASSFD_MAX_FDS];
+    for (size_t i = 0; i < arg; i++) {
+        ent[i].conn_id = 100 + i;
+        ent[i].tries = i;
+    }
+    struct up_msg hdr;
+    up_msg_init(&hdr, UP_MSG_CONNS);
+    hdr.arg = arg;
+    struct up_passfd_out_fds out;
+    cr_assert_eq(up_passfd_prep_fds(&out, &hdr, ent, arg * sizeof(ent[0]), fds, nfds), 0);
+    cr_assert_geq(sendmsg(sock, &out.msg, MSG_NOSIGNAL), 0, "sendmsg: %s", strerror(errno));
+}
+
+static int recv_conns(int sock, struct up_passfd_in *in, char *payload, size_t cap, int *fds,
+                      size_t *nfds)
+{
+    up_passfd_in_prep(in, payload, cap);
+    ssize_t n = recvmsg(sock, &in->msg, MSG_CMSG_CLOEXEC);
+    return up_passfd_decode_fds(in, n, fds, UP_PASSFD_MAX_FDS, nfds);
+}
+
+Test(passfd, conns_carry_each_fd_with_its_entry, .timeout = 10)
+{
+    int before = up_test_fd_count();
+    int sv[2], p[3][2];
+    make_pair(sv);
+    int w[3];
+    for (int i = 0; i < 3; i++) {
+        make_pipe(p[i]);
+        w[i] = p[i][1];
+    }
+    send_conns(sv[0], w, 3, 3);
+    for (int i = 0; i < 3; i++) {
+        close(p[i][1]);
+    }
+    struct up_passfd_in in;
+    char payload[256];
+    int fds[UP_PASSFD_MAX_FDS];
+    size_t nfds = 0;
+    int n = recv_conns(sv[1], &in, payload, sizeof(payload), fds, &nfds);
+    cr_assert_eq(n, 3 * (int)sizeof(struct up_conn_entry));
+    cr_assert_eq(in.hdr.kind, UP_MSG_CONNS);
+    cr_assert_eq(nfds, 3);
+    for (int i = 0; i < 3; i++) {
+        struct up_conn_entry e;
+        memcpy(&e, payload + (size_t)i * sizeof(e), sizeof(e));
+        cr_assert_eq(e.conn_id, 100 + (uint64_t)i);
+        cr_assert_eq(e.tries, (uint64_t)i);
+        /* fds[i] is the write end of pipe i: the order holds. */
+        cr_assert_eq(write(fds[i], "x", 1), 1);
+        char c;
+        cr_assert_eq(read(p[i][0], &c, 1), 1);
+        close(fds[i]);
+        assert_no_writer(p[i][0]);
+        close(p[i][0]);
+    }
+    close_all(sv, 2);
+    cr_assert_eq(up_test_fd_count(), before);
+}
+
+/* At the fd limit part-way: the kernel installs the first fds and drops
+ * the rest; the message checks out with fewer fds than entries, and the
+ * dropped ones are closed everywhere (only the sender's copies remain). */
+Test(passfd, conns_at_the_fd_limit_bring_the_first_fds, .timeout = 10)
+{
+    int sv[2], p[3][2];
+    make_pair(sv);
+    int w[3];
+    for (int i = 0; i < 3; i++) {
+        make_pipe(p[i]);
+        w[i] = p[i][1];
+    }
+    send_conns(sv[0], w, 3, 3);
+    /* The write ends stay open until the receive: no hole below the
+     * lowest free fd, so the two after it are free too. */
+    int before = up_test_fd_count();
+    struct rlimit saved;
+    cr_assert_eq(up_test_fd_limit_reached(&saved), 0);
+    struct rlimit two = saved;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &two), 0);
+    cr_assert_eq(fcntl((int)two.rlim_cur + 1, F_GETFD), -1, "the fd after the lowest free is open");
+    two.rlim_cur += 2; /* room for two */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &two), 0);
+    struct up_passfd_in in;
+    char payload[256];
+    int fds[UP_PASSFD_MAX_FDS];
+    size_t nfds = 0;
+    int n = recv_conns(sv[1], &in, payload, sizeof(payload), fds, &nfds);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    cr_assert_eq(n, 3 * (int)sizeof(struct up_conn_entry));
+    cr_assert(in.msg.msg_flags & MSG_CTRUNC);
+    cr_assert_eq(nfds, 2);
+    cr_assert_eq(up_test_fd_count(), before + 2);
+    close_all(fds, 2);
+    for (int i = 0; i < 3; i++) {
+        close(p[i][1]);
+        assert_no_writer(p[i][0]); /* the third was dropped, the others closed */
+        close(p[i][0]);
+    }
+    close_all(sv, 2);
+}
+
+/* A receiver of single CONNs (up_passfd_recv) refuses a CONNS and closes
+ * what came with it; so does a CONNS whose entries do not match its fds. */
+Test(passfd, conns_that_do_not_check_out_are_eproto_and_close_fds, .timeout = 10)
+{
+    int before = up_test_fd_count();
+    int sv[2], p[2][2];
+    make_pair(sv);
+    make_pipe(p[0]);
+    make_pipe(p[1]);
+    int w[2] = {p[0][1], p[1][1]};
+    struct up_msg got;
+    char buf[256];
+    int fd = 12345;
+
+    send_conns(sv[0], w, 2, 2);
+    cr_assert_eq(up_passfd_recv(sv[1], &got, buf, sizeof(buf), &fd, 0), -EPROTO);
+
+    struct up_passfd_in in;
+    int fds[UP_PASSFD_MAX_FDS];
+    size_t nfds = 0;
+    send_conns(sv[0], w, 2, 3); /* three entries, two fds, no MSG_CTRUNC */
+    cr_assert_eq(recv_conns(sv[1], &in, buf, sizeof(buf), fds, &nfds), -EPROTO);
+    send_conns(sv[0], w, 2, 1); /* more fds than entries */
+    cr_assert_eq(recv_conns(sv[1], &in, buf, sizeof(buf), fds, &nfds), -EPROTO);
+    cr_assert_eq(fd, 12345);
+    close(p[0][1]);
+    close(p[1][1]);
+    assert_no_writer(p[0][0]);
+    assert_no_writer(p[1][0]);
+    close(p[0][0]);
+    close(p[1][0]);
+    close_all(sv, 2);
+    cr_assert_eq(up_test_fd_count(), before);
+}
+
+Test(passfd, conns_take_one_to_max_fds, .timeout = 10)
+{
+    struct up_passfd_out_fds out;
+    struct up_msg hdr;
+    up_msg_init(&hdr, UP_MSG_CONNS);
+    int fds[UP_PASSFD_MAX_FDS + 1] = {0};
+    cr_assert_eq(up_passfd_prep_fds(&out, &hdr, NULL, 0, fds, 0), -EINVAL);
+    cr_assert_eq(up_passfd_prep_fds(&out, &hdr, NULL, 0, fds, UP_PASSFD_MAX_FDS + 1), -EINVAL);
+    cr_assert_eq(up_passfd_prep_fds(&out, &hdr, NULL, 0, fds, UP_PASSFD_MAX_FDS), 0);
 }
