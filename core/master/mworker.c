@@ -100,6 +100,18 @@ static void requeue_list(struct up_mworker *w, struct up_list *l)
     }
 }
 
+/* What was in flight, c (tx_conn, or NULL) and tx_batch, goes back to
+ * routing: the send failed, or the channel died with it. */
+static void requeue_in_flight(struct up_mworker *w, struct up_pending *c)
+{
+    if (c != NULL) {
+        w->nqueued--;
+        up_pending_unsent(c);
+        w->cbs->requeue(w, c);
+    }
+    requeue_list(w, &w->tx_batch);
+}
+
 /* Every connection this worker has not ACKed goes back to routing. Those
  * in flight (tx_conn, tx_batch) wait for their send to complete: its
  * message buffer is still in use until then. */
@@ -253,12 +265,7 @@ static void kick(struct up_mworker *w)
         struct up_pending *c = w->tx_conn;
         w->tx_conn = NULL;
         w->ctl_inflight = false;
-        if (c != NULL) {
-            w->nqueued--;
-            up_pending_unsent(c);
-            w->cbs->requeue(w, c);
-        }
-        requeue_list(w, &w->tx_batch);
+        requeue_in_flight(w, c);
         tx_dead(w, r);
     }
 }
@@ -275,12 +282,7 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
         /* Whatever was in flight died with the channel (or with the worker,
          * before it could ACK): route it again. */
         w->ctl_inflight = false;
-        if (c != NULL) {
-            w->nqueued--;
-            up_pending_unsent(c);
-            w->cbs->requeue(w, c);
-        }
-        requeue_list(w, &w->tx_batch);
+        requeue_in_flight(w, c);
         maybe_gone(w);
         return;
     }
@@ -304,12 +306,7 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
         if (res == -EAGAIN) {
             w->chan_full = true;
         }
-        if (c != NULL) {
-            w->nqueued--;
-            up_pending_unsent(c);
-            w->cbs->requeue(w, c);
-        }
-        requeue_list(w, &w->tx_batch);
+        requeue_in_flight(w, c);
     }
     if (res < 0 && res != -EAGAIN) {
         tx_dead(w, res);
