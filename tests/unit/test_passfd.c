@@ -690,6 +690,18 @@ static void send_conns(int sock, const int *fds, size_t nfds, uint64_t arg)
     cr_assert_geq(sendmsg(sock, &out.msg, MSG_NOSIGNAL), 0, "sendmsg: %s", strerror(errno));
 }
 
+/* A channel, three pipes, and a CONNS of their write ends sent on it. */
+static void send_three(int sv[2], int p[3][2])
+{
+    make_pair(sv);
+    int w[3];
+    for (int i = 0; i < 3; i++) {
+        make_pipe(p[i]);
+        w[i] = p[i][1];
+    }
+    send_conns(sv[0], w, 3, 3);
+}
+
 static int recv_conns(int sock, struct up_passfd_in *in, char *payload, size_t cap, int *fds,
                       size_t *nfds)
 {
@@ -702,13 +714,7 @@ Test(passfd, conns_carry_each_fd_with_its_entry, .timeout = 10)
 {
     int before = up_test_fd_count();
     int sv[2], p[3][2];
-    make_pair(sv);
-    int w[3];
-    for (int i = 0; i < 3; i++) {
-        make_pipe(p[i]);
-        w[i] = p[i][1];
-    }
-    send_conns(sv[0], w, 3, 3);
+    send_three(sv, p);
     for (int i = 0; i < 3; i++) {
         close(p[i][1]);
     }
@@ -743,13 +749,7 @@ Test(passfd, conns_carry_each_fd_with_its_entry, .timeout = 10)
 Test(passfd, conns_at_the_fd_limit_bring_the_first_fds, .timeout = 10)
 {
     int sv[2], p[3][2];
-    make_pair(sv);
-    int w[3];
-    for (int i = 0; i < 3; i++) {
-        make_pipe(p[i]);
-        w[i] = p[i][1];
-    }
-    send_conns(sv[0], w, 3, 3);
+    send_three(sv, p);
     /* The write ends stay open until the receive: no hole below the
      * lowest free fd, so the two after it are free too. */
     int before = up_test_fd_count();
