@@ -1,6 +1,7 @@
 /*
  * fuzz_passfd: up_passfd_decode() (passfd/passfd.c) on any bytes, as if
- * recvmsg() had received them into a struct up_passfd_in.
+ * recvmsg() had received them into a struct up_passfd_in; a CONNS of odd
+ * length goes through up_passfd_decode_fds() instead.
  *
  * The first byte is the receive itself, the rest is the datagram:
  *
@@ -161,6 +162,36 @@ static void check_accepted(const struct up_passfd_in *in, int r, ssize_t n, size
     CHECK(out.msg.msg_iovlen == (r > 0 ? 2u : 1u) && out.msg.msg_controllen == 0, "prep msg");
 }
 
+/* A CONNS, through the decoder of a worker that takes them: on success
+ * every fd that came is returned, in order, with as many entries or more
+ * (fewer fds only when the kernel said it dropped some); on failure every
+ * one is closed. */
+static void decode_many(struct up_passfd_in *in, ssize_t n, const int *sent, size_t nsent)
+{
+    int got[UP_PASSFD_MAX_FDS];
+    size_t ngot = 99;
+    int r = up_passfd_decode_fds(in, n, got, UP_PASSFD_MAX_FDS, &ngot);
+    if (r < 0) {
+        CHECK(ngot == 99, "ret_nfds written on failure (%d)", r);
+        CHECK(r == -EPROTO || r == -EPROTONOSUPPORT || r == -EPIPE || r == n, "error %d", r);
+        for (size_t i = 0; i < nsent; i++) {
+            CHECK(!fd_open(sent[i]), "fd %d left open after failure %d", sent[i], r);
+        }
+        return;
+    }
+    uint64_t k = in->hdr.arg;
+    CHECK(k >= 1 && k <= UP_PASSFD_MAX_FDS && (size_t)r == k * sizeof(struct up_conn_entry),
+          "%llu entries in %d bytes", (unsigned long long)k, r);
+    CHECK(!(in->msg.msg_flags & MSG_TRUNC), "truncated message accepted");
+    CHECK(ngot == nsent, "%zu of the %zu fds returned", ngot, nsent);
+    CHECK(ngot == k || (ngot < k && (in->msg.msg_flags & MSG_CTRUNC)), "%zu fds for %llu entries",
+          ngot, (unsigned long long)k);
+    for (size_t i = 0; i < ngot; i++) {
+        CHECK(got[i] == sent[i] && fd_open(got[i]), "fd %zu", i);
+        close(got[i]);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     static uint8_t payload[UP_PASSFD_MAX_PAYLOAD];
@@ -187,6 +218,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     struct up_passfd_in in;
     up_passfd_in_prep(&in, payload, cap);
     ssize_t n = receive(&in, ctl, len > 0 ? data + 1 : data, len > 0 ? len - 1 : 0, fds, nfds);
+    if (n >= (ssize_t)sizeof(in.hdr) && in.hdr.kind == UP_MSG_CONNS && (len & 1)) {
+        decode_many(&in, n, fds, nfds); /* half of them: the other half as a CONN receiver */
+        (void)up_msg_kind_name(ctl);
+        runs++;
+        return 0;
+    }
     int fd = -2;
     int r = up_passfd_decode(&in, n, &fd);
     if (r < 0) {
