@@ -498,6 +498,12 @@ static int busy_new(struct up_wconn *c)
     }
     up_http_parser_init(&c->busy->parser, &c->w->cfg.limits);
     up_http_parser_set_peer_source(&c->busy->parser, peer_text, c);
+    if (c->w->alog.open) {
+        /* Every request's line names it: ask now, while the socket is
+         * surely connected (a client that resets is ENOTCONN by the time
+         * its line is written). */
+        (void)up_http_parser_peer(&c->busy->parser);
+    }
     return 0;
 }
 

@@ -8,8 +8,8 @@
  * because an op is always attempted after it is started: data that arrived
  * before the op was started is found by that attempt, and anything after it
  * raises a new edge. The one exception, up_loop_recv_drained(), waits without
- * an attempt only while no read-side event came since the fd's last read-side
- * attempt (rd_edge). Attempts run only from the run queue, in the dispatch
+ * an attempt only while no read-side event came since an attempt last found
+ * the fd empty (rd_edge). Attempts run only from the run queue, in the dispatch
  * phase, so a callback never runs from inside the call that started its op.
  */
 #include "loop-impl.h"
@@ -31,9 +31,9 @@ struct ep_fd {
     struct up_op *rd; /* the read-side op waiting on this fd, or NULL */
     struct up_op *wr; /* the write-side op */
     bool registered;
-    /* A read-side event came since the last read-side attempt: a
-     * wait_first op (up_loop_recv_drained()) must attempt at once, as the
-     * edge that would wake it has passed. */
+    /* Bytes may be there: a read-side event came since an attempt last
+     * found the fd empty. A wait_first op (up_loop_recv_drained()) then
+     * attempts at once, as the edge that would wake it has passed. */
     bool rd_edge;
 };
 
@@ -58,12 +58,16 @@ static bool is_write_side(const struct up_op *op)
            (op->kind == UP_OP_POLL && (op->flags & POLLOUT) && !(op->flags & POLLIN));
 }
 
-/* A read-side attempt that consumes what it finds (a poll or a peek leaves
- * it, so the edge must not count as seen). */
-static bool takes_bytes(const struct up_op *op)
+/* Did this attempt find the fd empty? EAGAIN, or a stream recv that got
+ * less than it asked for (what up_loop_recv_drained() is for). A poll or a
+ * peek takes nothing, and a full read may have left bytes. */
+static bool found_empty(const struct up_op *op, int res)
 {
-    return (op->kind == UP_OP_RECV || op->kind == UP_OP_RECVMSG || op->kind == UP_OP_READ) &&
-           !(op->flags & MSG_PEEK);
+    bool reads = op->kind == UP_OP_RECV || op->kind == UP_OP_RECVMSG || op->kind == UP_OP_READ;
+    if (!reads || (op->flags & MSG_PEEK)) {
+        return false;
+    }
+    return res == -EAGAIN || (op->kind == UP_OP_RECV && res > 0 && (size_t)res < op->len);
 }
 
 static struct up_op **slot_of(struct epoll_loop *e, struct up_op *op)
@@ -243,10 +247,10 @@ static bool run_op(struct epoll_loop *e, struct up_op *op)
         finish(e, op, -ECANCELED);
         return true;
     }
-    if (takes_bytes(op)) {
-        e->fds[op->fd].rd_edge = false; /* this attempt takes all before it */
-    }
     int res = attempt(op);
+    if (found_empty(op, res)) {
+        e->fds[op->fd].rd_edge = false; /* a later event sets it again */
+    }
     if (res == -EINTR || (res == -EAGAIN && !up_loop_op_nowait(op))) {
         return false;
     }

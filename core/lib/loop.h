@@ -135,9 +135,9 @@ int up_loop_send(struct up_loop *loop, struct up_op *op, int fd, const void *buf
  * asked for, so that it took all there was: wait for bytes before trying,
  * rather than try, fail with EAGAIN and then wait. A keep-alive connection
  * between requests is the case: it saves a failed receive per request
- * (io_uring: IORING_RECVSEND_POLL_FIRST; epoll: no attempt until the fd
- * reports readiness after the last one). Only a hint: bytes that are there
- * after all are still found. */
+ * (io_uring: IORING_RECVSEND_POLL_FIRST; epoll: no attempt while no event
+ * came since an attempt found the fd empty). Only a hint: bytes that are
+ * there after all are still found. */
 int up_loop_recv_drained(struct up_loop *loop, struct up_op *op, int fd, void *buf, size_t len);
 int up_loop_recvmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags);
 int up_loop_sendmsg(struct up_loop *loop, struct up_op *op, int fd, struct msghdr *msg, int flags);

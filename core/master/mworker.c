@@ -298,8 +298,7 @@ static void on_tx(struct up_loop *loop, struct up_op *op, int res, uint32_t flag
             up_list_push_back(&w->unacked, &c->link);
         }
         struct up_list *n;
-        while ((n = up_list_first(&w->tx_batch)) != NULL) {
-            up_list_remove(n);
+        while ((n = up_list_pop_front(&w->tx_batch)) != NULL) {
             up_list_push_back(&w->unacked, n);
         }
     } else {

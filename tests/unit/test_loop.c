@@ -155,6 +155,18 @@ static void recv_drained_finds_bytes_and_waits(enum up_backend be)
     run_until(loop, &rx.calls, 5);
     cr_assert_eq(rx.last_res, 2);
     cr_assert_eq(memcmp(in, "gh", 2), 0);
+
+    /* A read that filled its buffer left the rest: a drained recv (the
+     * caller's hint wrong) still finds it, with no new bytes to wake it. */
+    cr_assert_eq(send(sv[0], "0123456789abcdefXY", 18, 0), 18);
+    run_briefly(loop);
+    cr_assert_eq(up_loop_recv(loop, &rx.op, sv[1], in, sizeof(in), 0), 0);
+    run_until(loop, &rx.calls, 6);
+    cr_assert_eq(rx.last_res, (int)sizeof(in));
+    cr_assert_eq(up_loop_recv_drained(loop, &rx.op, sv[1], in, sizeof(in)), 0);
+    run_until(loop, &rx.calls, 7);
+    cr_assert_eq(rx.last_res, 2);
+    cr_assert_eq(memcmp(in, "XY", 2), 0);
     cr_assert_eq(up_loop_pending(loop), 0);
     up_loop_close(loop, sv[0]);
     up_loop_close(loop, sv[1]);

@@ -110,7 +110,9 @@ int up_req_header_at(const struct up_req *req, size_t i, const char **ret_name,
 /* The body (chunked bodies arrive decoded); *ret_len gets its length. Never
  * NULL: an empty body is "". */
 const char *up_req_body(const struct up_req *req, size_t *ret_len);
-/* The client's address as text ("127.0.0.1:51234"), or "" if unknown. */
+/* The client's address as text ("127.0.0.1:51234"), or "" if unknown. It
+ * is asked of the socket the first time it is wanted: ask it while handling
+ * the request (a client that reset before a deferred response reads ""). */
 const char *up_req_peer(const struct up_req *req);
 
 /* ---- the response ---- */
