@@ -15,7 +15,8 @@
  * the heap, a connection's short-lived allocations (parser, fields) leave
  * whole free pages when it slims, which the heap trim can give back.
  *
- * Blocks come from slabs mapped UP_BUFPOOL_SLAB blocks at a time, and are
+ * Blocks come from slabs mapped UP_BUFPOOL_SLAB blocks at a time (small
+ * objects: as many more as fill the slab's last page), and are
  * reused from a free stack kept apart from them (no syscall on the hot
  * path, and a released block is never touched); slabs are never unmapped:
  * their untouched pages cost nothing. One process, one loop: no locking.
@@ -29,12 +30,13 @@
 #define UP_BUFPOOL_SLAB 64
 
 struct up_bufpool {
-    size_t size;  /* of a block: a multiple of the page size */
-    void **free;  /* owned: the free blocks (a stack), room for every block mapped */
-    size_t nfree; /* ... how many */
-    size_t cap;   /* room in free */
-    size_t total; /* blocks mapped */
-    bool pages;   /* blocks are whole pages (up_bufpool_init) */
+    size_t size;     /* of a block: a multiple of the page size, or of 16 (objects) */
+    size_t per_slab; /* blocks mapped at a time */
+    void **free;     /* owned: the free blocks (a stack), room for every block mapped */
+    size_t nfree;    /* ... how many */
+    size_t cap;      /* room in free */
+    size_t total;    /* blocks mapped */
+    bool pages;      /* blocks are whole pages (up_bufpool_init) */
 };
 
 /* A pool of blocks of size bytes (rounded up to whole pages). */

@@ -128,7 +128,7 @@ static void log_request(struct up_wconn *c, const struct up_req *req, int status
         e.method = up_req_method(req);
         e.target = up_req_target(req);
         e.minor = req->minor;
-        e.bytes = c->res.body_bytes;
+        e.bytes = c->busy->res.body_bytes;
         e.referer = up_req_header(req, "referer");
         e.user_agent = up_req_header(req, "user-agent");
     }
@@ -487,6 +487,8 @@ static void conn_dealloc(struct up_wconn *c)
     up_bufpool_put(&conn_structs, c, false);
 }
 
+static void on_output(void *ctx);
+
 /* The busy part: the parser, set up for this worker and for the client's
  * address (asked when first needed, and again after a slim spell: a
  * syscall per idle period rather than 64 bytes per idle connection). */
@@ -498,6 +500,11 @@ static int busy_new(struct up_wconn *c)
     }
     up_http_parser_init(&c->busy->parser, &c->w->cfg.limits);
     up_http_parser_set_peer_source(&c->busy->parser, peer_text, c);
+    struct up_res *res = &c->busy->res;
+    up_http_res_init(res);
+    res->on_output = on_output;
+    res->ctx = c;
+    res->keep_alive_s = (unsigned)(c->w->cfg.idle_timeout_ms / 1000);
     if (c->w->alog.open) {
         /* Every request's line names it: ask now, while the socket is
          * surely connected (a client that resets is ENOTCONN by the time
@@ -511,6 +518,8 @@ static void busy_free(struct up_wconn *c)
 {
     if (c->busy != NULL) {
         up_http_parser_free(&c->busy->parser);
+        up_ws_free(c->busy->res.ws); /* accepted, and the connection went before it began */
+        up_http_res_free(&c->busy->res);
         free(c->busy);
         c->busy = NULL;
     }
@@ -549,7 +558,6 @@ static void finish_slim(struct up_wconn *c)
     c->rbuf = NULL;
     c->roff = c->rlen = 0;
     busy_free(c);
-    up_http_res_free(&c->res);
     up_http_out_release(&c->out);
     c->slim = true;
     c->w->slimmed++;
@@ -656,7 +664,7 @@ static void on_output(void *ctx)
 {
     struct up_wconn *c = ctx;
     if (c->zombie) {
-        if (up_http_res_done(&c->res)) {
+        if (up_http_res_done(&c->busy->res)) {
             conn_maybe_free(c);
         }
         return;
@@ -671,15 +679,15 @@ static void dispatch(struct up_wconn *c)
     struct up_worker *w = c->w;
     struct up_req *req = up_http_request(&c->busy->parser);
     c->req_active = true;
-    c->res.date = up_worker_date(w);
-    c->res.no_upgrade = w->state == UP_WORKER_DRAINING;
-    up_http_res_start(&c->res, req, &c->out);
+    c->busy->res.date = up_worker_date(w);
+    c->busy->res.no_upgrade = w->state == UP_WORKER_DRAINING;
+    up_http_res_start(&c->busy->res, req, &c->out);
     if (w->state == UP_WORKER_DRAINING && w->exiting) {
-        up_http_res_force_close(&c->res);
+        up_http_res_force_close(&c->busy->res);
     }
-    w->app.app->handle(req, &c->res);
-    if (!up_http_res_deferred(&c->res)) {
-        up_http_res_finish_default(&c->res);
+    w->app.app->handle(req, &c->busy->res);
+    if (!up_http_res_deferred(&c->busy->res)) {
+        up_http_res_finish_default(&c->busy->res);
     }
 }
 
@@ -706,17 +714,17 @@ static bool step(struct up_wconn *c)
         return false; /* closes once its last bytes are sent */
     }
     if (c->req_active) {
-        if (!up_http_res_done(&c->res)) {
+        if (!up_http_res_done(&c->busy->res)) {
             return false;
         }
         c->req_active = false;
         c->w->nrequests++;
-        log_request(c, up_http_request(&c->busy->parser), c->res.status);
-        if (c->res.ws != NULL) {
+        log_request(c, up_http_request(&c->busy->parser), c->busy->res.status);
+        if (c->busy->res.ws != NULL) {
             ws_begin(c);
             return false;
         }
-        if (up_http_res_must_close(&c->res) || up_http_res_error(&c->res) < 0) {
+        if (up_http_res_must_close(&c->busy->res) || up_http_res_error(&c->busy->res) < 0) {
             c->close_after = true;
             return false;
         }
@@ -773,7 +781,7 @@ static void ll_track(struct up_wconn *c)
     struct up_longlived *ll = &c->w->longlived;
     bool want = c->ws != NULL
                     ? c->ws->state == UP_WS_OPEN
-                    : c->req_active && !c->stream_ended && up_http_res_event_stream(&c->res);
+                    : c->req_active && !c->stream_ended && up_http_res_event_stream(&c->busy->res);
     if (want && !up_list_linked(&c->ll_link)) {
         up_longlived_add(ll, &c->ll_link);
     } else if (!want) {
@@ -806,11 +814,11 @@ static void ws_begin(struct up_wconn *c)
 {
     struct up_worker *w = c->w;
     size_t max = w->cfg.limits.max_body != 0 ? w->cfg.limits.max_body : UP_HTTP_MAX_BODY_DEFAULT;
-    c->ws = c->res.ws;
-    c->res.ws = NULL;
+    c->ws = c->busy->res.ws;
+    c->busy->res.ws = NULL;
     up_http_request_done(&c->busy->parser);
     up_http_parser_free(&c->busy->parser);
-    up_http_res_free(&c->res);
+    up_http_res_free(&c->busy->res);
     up_ws_attach(c->ws, &c->out, max, ws_output, c);
     c->rx_at = up_loop_now(w->loop);
     w->nws++;
@@ -854,7 +862,7 @@ static void ws_after(struct up_wconn *c)
  * up_res_pending() says -1; the connection closes once the rest is sent. */
 static void stream_end(struct up_wconn *c, bool clean)
 {
-    up_http_res_cut(&c->res, clean);
+    up_http_res_cut(&c->busy->res, clean);
     c->stream_ended = true;
     conn_run(c);
 }
@@ -866,7 +874,7 @@ void up_wconn_end_long(struct up_wconn *c, int code)
     }
     if (c->ws != NULL) {
         up_ws_go_away(c->ws, code, code == 1012 ? "service restart" : "going away");
-    } else if (c->req_active && up_http_res_event_stream(&c->res)) {
+    } else if (c->req_active && up_http_res_event_stream(&c->busy->res)) {
         stream_end(c, true);
     }
 }
@@ -930,10 +938,8 @@ static void conn_free(struct up_wconn *c)
         up_ws_free(c->ws);
         w->nws--;
     }
-    up_ws_free(c->res.ws); /* accepted, and the connection went before it began */
     busy_free(c);
     up_http_out_free(&c->out);
-    up_http_res_free(&c->res);
     rbuf_free(c->rbuf, false);
     up_list_remove(&c->link);
     w->nconns--;
@@ -948,11 +954,11 @@ static void conn_maybe_free(struct up_wconn *c)
         return;
     }
     c->fd = up_loop_close(c->w->loop, c->fd);
-    if (c->req_active && !up_http_res_done(&c->res)) {
+    if (c->req_active && !up_http_res_done(&c->busy->res)) {
         /* The app still holds res (deferred): it may finish it later. */
         if (!c->zombie) {
             c->zombie = true;
-            up_http_res_detach(&c->res);
+            up_http_res_detach(&c->busy->res);
         }
         return;
     }
@@ -1008,10 +1014,10 @@ static void drain_deadline(struct up_wconn *c)
         up_ws_go_away(c->ws, up_worker_close_code(c->w), "");
         c->ws_cut = true;
         conn_run(c);
-    } else if (c->req_active && !c->stream_ended && up_http_res_streaming(&c->res)) {
-        stream_end(c, up_http_res_event_stream(&c->res));
+    } else if (c->req_active && !c->stream_ended && up_http_res_streaming(&c->busy->res)) {
+        stream_end(c, up_http_res_event_stream(&c->busy->res));
     } else if (c->req_active) {
-        up_http_res_force_close(&c->res);
+        up_http_res_force_close(&c->busy->res);
     }
 }
 
@@ -1087,10 +1093,6 @@ int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *pref
     c->tx.cb = on_send;
     c->timer.cb = on_timer;
     up_http_out_init(&c->out);
-    up_http_res_init(&c->res);
-    c->res.on_output = on_output;
-    c->res.ctx = c;
-    c->res.keep_alive_s = (unsigned)(w->cfg.idle_timeout_ms / 1000);
     c->rx_at = up_loop_now(w->loop);
     up_list_push_front(&w->conns, &c->link);
     w->nconns++;

@@ -93,11 +93,14 @@ enum up_wconn_wait {
     UP_WCONN_WAIT_CLOSE, /* a WebSocket we closed: the client's close frame */
 };
 
-/* What a connection needs only while in use: the parser, and the iovecs
- * and msghdr of a send in flight. A slim connection (idle, below) has
- * none, which is most of a connection's size. */
+/* What a connection needs only while in use: the parser, the response,
+ * and the iovecs and msghdr of a send in flight. A slim connection (idle,
+ * below) has none, which is most of a connection's size. The app's
+ * struct up_res * is &busy->res: it lives from the request until the
+ * response is done (a slim connection is idle, so no app holds it). */
 struct up_wconn_busy {
     struct up_http_parser parser;
+    struct up_res res;
     struct iovec iov[UP_WCONN_IOV];
     struct msghdr msg;
 };
@@ -118,7 +121,6 @@ struct up_wconn {
     size_t roff, rlen;
     struct up_wconn_busy *busy; /* owned; NULL while slim */
     struct up_http_out out;
-    struct up_res res;
     uint64_t ack_seq; /* arrival number; untouched until its ACK is sent */
 
     /* Long-lived: a WebSocket, or a stream of server-sent events. */

@@ -66,3 +66,38 @@ Test(bufpool, release_gives_the_pages_back)
     cr_assert_eq(again[0], 0, "a released block reads as fresh zeros");
     cr_assert_eq(again[p.size - 1], 0);
 }
+
+/* Small objects fill their slab's pages: no page holds a tail no block can
+ * use, and blocks never straddle one another. */
+Test(bufpool, objects_fill_whole_pages)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t sizes[] = {24, 360, 464, 1000, 3000};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        struct up_bufpool p;
+        up_bufpool_init_objects(&p, sizes[s]);
+        cr_assert_eq(p.size % 16, 0);
+        cr_assert_geq(p.size, sizes[s]);
+        size_t pages = (p.size * UP_BUFPOOL_SLAB + page - 1) / page;
+        cr_assert_geq(p.per_slab, UP_BUFPOOL_SLAB);
+        cr_assert_leq(p.per_slab * p.size, pages * page, "a slab's blocks fit its pages");
+        cr_assert_gt((p.per_slab + 1) * p.size, pages * page,
+                     "%zu-byte blocks: %zu in %zu pages leave room for one more", p.size,
+                     p.per_slab, pages);
+        /* One slab's blocks, all distinct and 16-byte aligned. */
+        char *prev = NULL;
+        for (size_t i = 0; i < p.per_slab; i++) {
+            char *b = up_bufpool_get(&p);
+            cr_assert_not_null(b);
+            cr_assert_eq((uintptr_t)b % 16, 0);
+            if (prev != NULL) {
+                cr_assert(b >= prev + p.size || b + p.size <= prev, "blocks overlap");
+            }
+            memset(b, 'z', p.size);
+            prev = b;
+        }
+        cr_assert_eq(p.total, p.per_slab, "one slab so far");
+        (void)up_bufpool_get(&p);
+        cr_assert_eq(p.total, 2 * p.per_slab);
+    }
+}
