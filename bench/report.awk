@@ -194,11 +194,13 @@ END {
     cl_ng = median("nginx", "close", "rps"); cl_np = median("nginx_proxy", "close", "rps")
     cl_hp = median("haproxy", "close", "rps")
 
+    # The goals are the performance issue's (bench/README.md): clearly
+    # ahead of nginx, and a master that costs almost nothing.
     if (!cmp_only) {
-        r = ratio(ka_up, ka_nm); target("Keep-Alive: up-run ÷ no-master limit", ratio_str(r), "≥ 0.95", r, r != "" && r >= 0.95, "ratio")
-        r = ratio(ka_up, ka_ng); target("Keep-Alive: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
-        r = ratio(cl_up, cl_nm); target("Connection per request: up-run ÷ no-master limit", ratio_str(r), "≥ 0.85", r, r != "" && r >= 0.85, "ratio")
-        r = ratio(cl_up, cl_ng); target("Connection per request: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
+        r = ratio(ka_up, ka_nm); target("Keep-Alive: up-run ÷ no-master limit", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
+        r = ratio(ka_up, ka_ng); target("Keep-Alive: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.15", r, r != "" && r >= 1.15, "ratio")
+        r = ratio(cl_up, cl_nm); target("Connection per request: up-run ÷ no-master limit", ratio_str(r), "≥ 1.00", r, r != "" && r >= 1.0, "ratio")
+        r = ratio(cl_up, cl_ng); target("Connection per request: up-run ÷ nginx return 200", ratio_str(r), "≥ 1.10", r, r != "" && r >= 1.1, "ratio")
         if ("uprun_alog" in lab) {
             r = ratio(median("uprun_alog", "ka", "rps"), ka_up)
             target("Keep-Alive: up-run --access-log FILE ÷ without", ratio_str(r), "≥ 0.90", r, r != "" && r >= 0.9, "ratio")
@@ -227,7 +229,7 @@ END {
             mode = mi == 1 ? "ka" : "close"
             mname = mi == 1 ? "Keep-Alive" : "connection per request"
             r = ratio(median("uprun", "storm-" mode, "rps"), median("uprun", "steady-" mode, "rps"))
-            target("Reload storm, " mname ": up-run throughput ÷ without reloads", ratio_str(r), "≥ 0.90", r, r != "" && r >= 0.9, "ratio")
+            target("Reload storm, " mname ": up-run throughput ÷ without reloads", ratio_str(r), "≥ 0.95", r, r != "" && r >= 0.95, "ratio")
         }
         rss = ""
         for (i = 1; i <= nidle; i++) if (I[i, 2] == "uprun") { rss = I[i, 8]; idle_k = I[i, 3]; idle_ok = I[i, 4] }
@@ -261,12 +263,13 @@ END {
                 target(mname ": server CPU per request, up-run ÷ nginx return 200 (lower is better)", \
                     "not measured", "reported", "", 0, "info")
         }
+        # ms per 1,000 connections is µs per connection.
         stats("uprun", "mcpu", "ms1000")
         if (S_n > 0)
-            target("Master CPU per 1,000 handed-off connections", sprintf("%.1f ms (%.1f–%.1f)", S_med, S_min, S_max), \
-                "reported", S_med, 1, "info")
+            target("Master CPU per handed-off connection", sprintf("%.1f µs (%.1f–%.1f)", S_med, S_min, S_max), \
+                "≤ 3 µs", S_med, S_med <= 3, "us")
         else
-            target("Master CPU per 1,000 handed-off connections", "not measured", "reported", "", 0, "info")
+            target("Master CPU per handed-off connection", "not measured", "≤ 3 µs", "", 0, "us")
     }
     # Against the baseline (--baseline): the same up-run, another build.
     # Reported, not marked: two up-runs of one and the same build, run as
