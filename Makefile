@@ -74,20 +74,24 @@ $(B)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -I$(LLHTTP_INC) -O2 -g -w $(filter -fsanitize%,$(CFLAGS)) -c $< -o $@
 
+# An archive is made anew: ar would keep the member of a source moved or
+# deleted since, and the link would find it twice.
+AR_NEW = rm -f $@ && ar rcs $@ $^
+
 $(B)/libllhttp.a: $(LLHTTP_OBJ)
-	ar rcs $@ $^
+	$(AR_NEW)
 $(B)/libuppassfd.a: $(call obj,$(PASSFD_SRC))
-	ar rcs $@ $^
+	$(AR_NEW)
 $(B)/libupshared.a: $(call obj,$(SHARED_SRC))
-	ar rcs $@ $^
+	$(AR_NEW)
 # libup: the master as a library, whole in one archive for an embedder
 # (link with -lup -luring -ldl).
 $(B)/libup.a: $(call obj,$(MASTER_SRC) $(SHARED_SRC) $(PASSFD_SRC)) $(LLHTTP_OBJ)
-	ar rcs $@ $^
+	$(AR_NEW)
 $(B)/libupcli.a: $(call obj,$(CLI_SRC))
-	ar rcs $@ $^
+	$(AR_NEW)
 $(B)/libupworker.a: $(call obj,$(WORKER_SRC))
-	ar rcs $@ $^
+	$(AR_NEW)
 
 # The app .so calls the up_* API exported by up-worker: --export-dynamic with
 # -fvisibility=hidden exports exactly the API and nothing else.
@@ -248,9 +252,9 @@ FUZZ_FLAGS    := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 FUZZ_CPPFLAGS := $(filter-out -MMD -MP,$(CPPFLAGS))
 FUZZ_LLHTTP   := $(patsubst $(LLHTTP_SRC)/%.c,build/fuzz/obj/llhttp/%.o,$(wildcard $(LLHTTP_SRC)/*.c))
 FUZZ_HTTP_DEP := core/lib/head.c core/lib/uri.c worker-runtime/http.c worker-runtime/chunk.c \
-                 worker-runtime/response.c worker-runtime/bufpool.c $(FUZZ_LLHTTP) \
+                 worker-runtime/response.c core/lib/bufpool.c $(FUZZ_LLHTTP) \
                  core/lib/head.h core/lib/uri.h worker-runtime/http.h worker-runtime/chunk.h \
-                 worker-runtime/bufpool.h worker-runtime/include/up/app.h
+                 core/lib/bufpool.h worker-runtime/include/up/app.h
 
 build/fuzz/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(dir $@)

@@ -101,3 +101,53 @@ Test(bufpool, objects_fill_whole_pages)
         cr_assert_eq(p.total, 2 * p.per_slab);
     }
 }
+
+/* trim releases the free blocks but the last given back, each once, and
+ * the pool goes on serving; fini unmaps it all. */
+Test(bufpool, trim_keeps_the_hot_ones_and_releases_the_rest)
+{
+    struct up_bufpool p;
+    up_bufpool_init(&p, 16 * 1024);
+    enum { N = 200, KEEP = 16 };
+    static char *blocks[N];
+    for (int i = 0; i < N; i++) {
+        blocks[i] = up_bufpool_get(&p);
+        cr_assert_not_null(blocks[i]);
+        memset(blocks[i], 'a', p.size);
+    }
+    for (int i = 0; i < N; i++) {
+        up_bufpool_put(&p, blocks[i], false);
+    }
+    long full = up_test_status_kib(getpid(), "VmRSS:");
+    cr_assert_eq(up_bufpool_trim(&p, KEEP), N - KEEP);
+    long trimmed = up_test_status_kib(getpid(), "VmRSS:");
+    cr_assert_geq(full - trimmed, (long)((N - KEEP) * p.size / 1024) * 9 / 10,
+                  "only %ld kB went back", full - trimmed);
+    cr_assert_eq(up_bufpool_trim(&p, KEEP), 0, "released blocks are not released again");
+
+    /* The hot ones come first and kept their bytes; then released ones,
+     * as zeros. */
+    for (int i = 0; i < KEEP; i++) {
+        char *b = up_bufpool_get(&p);
+        cr_assert_eq(b, blocks[N - 1 - i]);
+        cr_assert_eq(b[0], 'a');
+    }
+    char *cold = up_bufpool_get(&p);
+    cr_assert_eq(cold[0], 0, "a trimmed block reads as zeros");
+    cold[0] = 'b';
+    /* Taken below the released mark and given back hot: a trim releases
+     * it again, as one of the spare. */
+    up_bufpool_put(&p, cold, false);
+    cr_assert_eq(up_bufpool_trim(&p, 0), 1);
+    cr_assert_eq(((char *)up_bufpool_get(&p))[0], 0);
+
+    struct up_bufpool objs;
+    up_bufpool_init_objects(&objs, 100);
+    void *o = up_bufpool_get(&objs);
+    up_bufpool_put(&objs, o, false);
+    cr_assert_eq(up_bufpool_trim(&objs, 0), 0, "an object pool keeps its pages");
+    up_bufpool_fini(&objs);
+    up_bufpool_fini(&p);
+    cr_assert_eq(p.total, 0);
+    cr_assert_null(p.free);
+}

@@ -1,7 +1,7 @@
 /*
- * bufpool: the worker's connection buffers (read buffers, out queue
- * chunks), in page-aligned blocks of one size per pool, outside the malloc
- * heap.
+ * bufpool: connection buffers (the worker's read buffers and out queue
+ * chunks, the master's peek buffers), in page-aligned blocks of one size
+ * per pool, outside the malloc heap.
  *
  * Why not malloc: an idle Keep-Alive connection gives its buffers back
  * (conn.c, slim), and at scale most connections are idle. Freed into the
@@ -9,6 +9,11 @@
  * allocated around it; here a block is whole pages of its own, so giving
  * it back with up_bufpool_put(..., true) returns its pages to the kernel
  * (MADV_DONTNEED) and an idle connection costs its struct alone.
+ *
+ * The master's peek buffers are here so that a burst of connections (each
+ * holds one until a worker takes it) does not leave the master's memory at
+ * the burst's height: up_bufpool_trim() releases the free blocks past the
+ * ones kept hot.
  *
  * The same pool, with blocks of a few hundred bytes packed side by side,
  * holds the connection structs themselves, for the same reason: apart from
@@ -34,9 +39,12 @@ struct up_bufpool {
     size_t per_slab; /* blocks mapped at a time */
     void **free;     /* owned: the free blocks (a stack), room for every block mapped */
     size_t nfree;    /* ... how many */
+    size_t cold;     /* free[0, cold) are released (their pages given back) */
     size_t cap;      /* room in free */
     size_t total;    /* blocks mapped */
-    bool pages;      /* blocks are whole pages (up_bufpool_init) */
+    void **slabs;    /* owned: the slabs mapped (for up_bufpool_fini()) */
+    size_t nslabs;
+    bool pages; /* blocks are whole pages (up_bufpool_init) */
 };
 
 /* A pool of blocks of size bytes (rounded up to whole pages). */
@@ -56,5 +64,14 @@ void *up_bufpool_get(struct up_bufpool *p);
  * kernel now (the block is not needed soon); else it stays resident for
  * the next get. */
 void up_bufpool_put(struct up_bufpool *p, void *block, bool release);
+
+/* Unmap every slab: every block must have been given back. For a pool
+ * whose owner goes (libup's server); a process-wide pool just ends with it. */
+void up_bufpool_fini(struct up_bufpool *p);
+
+/* Release the pages of the free blocks but the keep given back last (a
+ * page pool; the blocks stay the pool's). A system call per block not
+ * released yet: for a timer, not for every put. Returns how many. */
+size_t up_bufpool_trim(struct up_bufpool *p, size_t keep);
 
 #endif

@@ -38,15 +38,22 @@ static int grow(struct up_bufpool *p)
         p->free = free_;
         p->cap = cap;
     }
+    void **slabs = realloc(p->slabs, (p->nslabs + 1) * sizeof(*slabs));
+    if (slabs == NULL) {
+        return -1;
+    }
+    p->slabs = slabs;
     char *slab = mmap(NULL, p->size * p->per_slab, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (slab == MAP_FAILED) {
         return -1;
     }
+    p->slabs[p->nslabs++] = slab;
     for (size_t i = p->per_slab; i-- > 0;) {
         p->free[p->nfree++] = slab + i * p->size;
     }
     p->total += p->per_slab;
+    p->cold = p->nfree; /* untouched: as good as released (grow() runs with none free) */
     return 0;
 }
 
@@ -55,7 +62,11 @@ void *up_bufpool_get(struct up_bufpool *p)
     if (p->nfree == 0 && grow(p) < 0) {
         return NULL;
     }
-    return p->free[--p->nfree];
+    void *b = p->free[--p->nfree];
+    if (p->cold > p->nfree) {
+        p->cold = p->nfree;
+    }
+    return b;
 }
 
 void up_bufpool_put(struct up_bufpool *p, void *block, bool release)
@@ -70,4 +81,32 @@ void up_bufpool_put(struct up_bufpool *p, void *block, bool release)
     }
     /* Room for every block mapped was made when it was mapped. */
     p->free[p->nfree++] = block;
+}
+
+size_t up_bufpool_trim(struct up_bufpool *p, size_t keep)
+{
+    if (!p->pages || p->nfree <= keep) {
+        return 0;
+    }
+    /* The stack's top is what was given back last, the likeliest to be
+     * taken again: the bottom goes first. */
+    size_t n = 0;
+    for (size_t i = p->cold; i < p->nfree - keep; i++) {
+        (void)madvise(p->free[i], p->size, MADV_DONTNEED);
+        n++;
+    }
+    if (p->cold < p->nfree - keep) {
+        p->cold = p->nfree - keep;
+    }
+    return n;
+}
+
+void up_bufpool_fini(struct up_bufpool *p)
+{
+    for (size_t i = 0; i < p->nslabs; i++) {
+        (void)munmap(p->slabs[i], p->size * p->per_slab);
+    }
+    free(p->slabs);
+    free(p->free);
+    *p = (struct up_bufpool){0};
 }
