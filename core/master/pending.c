@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,30 +97,50 @@ static void set_state(struct up_pending *c, enum up_pending_state to)
     c->state = to;
 }
 
-/* ---- peek buffers: a free list, so steady state allocates nothing ---- */
+/* ---- peek buffers: a pool, so steady state allocates nothing ----
+ *
+ * A connection holds one from accept to its worker's ACK, so a burst of a
+ * thousand connections at once takes a thousand (the peek touches a page
+ * or two of each). Kept resident, they would hold the master's memory at
+ * the burst's height for good: a second after the pool last grew its
+ * resident spare, the spare past UP_PENDING_BUFS_KEPT gives its pages back
+ * (bufpool.h). */
 
+enum { TRIM_MS = 1000 };
+
+/* What a peek reads at most: one byte over the limit tells "head too
+ * large" from "exactly full". (A block is this, rounded up to pages.) */
 static size_t buf_size(const struct up_pendings *set)
 {
-    /* One byte over the limit tells "head too large" from "exactly full". */
     return set->max_head + 1;
 }
 
 static char *buf_get(struct up_pendings *set)
 {
-    char *b = set->bufs;
-    if (b != NULL) {
-        memcpy(&set->bufs, b, sizeof(char *));
-        return b;
-    }
-    return malloc(buf_size(set));
+    return up_bufpool_get(&set->bufs);
 }
 
 static void buf_put(struct up_pendings *set, char **pb)
 {
-    if (*pb != NULL) {
-        memcpy(*pb, &set->bufs, sizeof(char *));
-        set->bufs = *pb;
-        *pb = NULL;
+    if (*pb == NULL) {
+        return;
+    }
+    up_bufpool_put(&set->bufs, *pb, false);
+    *pb = NULL;
+    if (set->bufs.nfree - set->bufs.cold > UP_PENDING_BUFS_KEPT &&
+        !up_timer_armed(&set->trim_timer)) {
+        up_timer_start(set->loop, &set->trim_timer, TRIM_MS);
+    }
+}
+
+static void on_trim(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_pendings *set = up_container_of(t, struct up_pendings, trim_timer);
+    if (up_bufpool_trim(&set->bufs, UP_PENDING_BUFS_KEPT) > 0) {
+        /* The burst's connection structs were freed into the heap, where
+         * free() keeps their pages: ask for them too, once per burst. */
+        (void)malloc_trim(0);
     }
 }
 
@@ -139,6 +160,8 @@ void up_pendings_init(struct up_pendings *set, struct up_loop *loop, size_t max_
         .shed_rl = UP_RATELIMIT_INIT(10000, 5),
     };
     up_list_init(&set->all);
+    up_bufpool_init(&set->bufs, buf_size(set));
+    set->trim_timer.cb = on_trim;
     /* From a connection whose head was in at accept (the common case, with
      * TCP_DEFER_ACCEPT) to slow clients and busy workers. */
     static const double bounds[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e-3, 5e-3,
@@ -148,11 +171,8 @@ void up_pendings_init(struct up_pendings *set, struct up_loop *loop, size_t max_
 
 void up_pendings_fini(struct up_pendings *set)
 {
-    while (set->bufs != NULL) {
-        char *b = set->bufs;
-        memcpy(&set->bufs, b, sizeof(char *));
-        free(b);
-    }
+    up_timer_stop(set->loop, &set->trim_timer);
+    up_bufpool_fini(&set->bufs);
 }
 
 bool up_pendings_full(const struct up_pendings *set)

@@ -51,12 +51,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "bufpool.h"
 #include "head.h"
 #include "hist.h"
 #include "list.h"
 #include "loop.h"
 #include "passfd.h"
 #include "ratelimit.h"
+
+/* Spare peek buffers kept resident for the next connections (pending.c). */
+#define UP_PENDING_BUFS_KEPT 64
 
 enum up_pending_state {
     UP_PENDING_PEEK,
@@ -140,9 +144,10 @@ struct up_pendings {
     size_t max_pending; /* the owner pauses accepting at this many */
     struct up_list all; /* every pending connection, oldest first */
     size_t n;
-    size_t nleaving;  /* of those: answered or closing, the fd about to go */
-    size_t nshedding; /* ... and those chosen to be shed, not answered yet */
-    char *bufs;       /* free list of peek buffers */
+    size_t nleaving;            /* of those: answered or closing, the fd about to go */
+    size_t nshedding;           /* ... and those chosen to be shed, not answered yet */
+    struct up_bufpool bufs;     /* peek buffers */
+    struct up_timer trim_timer; /* gives back the spare buffers' pages */
     uint64_t next_id;
     struct up_ratelimit shed_rl;
     struct up_pending_stats stats;

@@ -412,3 +412,56 @@ BACKEND_TEST(master, a_burst_shares_messages_and_all_of_it_is_answered, .timeout
     }
     cr_assert(shared, "3 bursts of %d, and never a shared message; log:\n%s", N, ma_log_text());
 }
+
+/* A burst of new connections takes a peek buffer each, all at once (the
+ * master stopped while they came, so that it accepts them in one turn).
+ * Every one is answered; a second after, the master gives back the pages
+ * of all but the few buffers it keeps, so that its memory does not stay at
+ * the burst's height (pending.c). On io_uring: there the peeks of one turn
+ * are all in flight together; epoll's are done one by one, each buffer
+ * back before the next accept. */
+Test(master, a_burst_leaves_no_memory_behind_io_uring, .timeout = 60, .fini = ht_fini)
+{
+    up_test_require_io_uring();
+    const char *backend = "io_uring";
+    enum { N = 400 };
+    static const char *const extra[] = {"-n", "1", NULL};
+    static const char get[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    ht_raise_nofile(N + 64);
+    ma_start(backend, up_test_bin("examples/hello.so"), extra);
+    struct up_test_resp r = {0};
+    ht_fetch(ma.port, "/", &r);
+    cr_assert_eq(r.status, 200);
+    up_test_resp_free(&r);
+    long base = up_test_status_kib(ma.pid, "VmRSS:");
+    static int fds[N];
+    static struct ht_answer a[N];
+    ma_signal(SIGSTOP);
+    for (int i = 0; i < N; i++) {
+        fds[i] = ht_connect(ma.port); /* the kernel's accept queue takes them */
+        ht_send(fds[i], get, strlen(get));
+        a[i] = (struct ht_answer){0};
+    }
+    usleep(50 * 1000);
+    ma_signal(SIGCONT);
+    cr_assert_eq(ht_collect(fds, N, a, up_test_now_ms(), 20000), N, "log:\n%s", ma_log_text());
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(a[i].status, 200, "connection %d: status %d; log:\n%s", i, a[i].status,
+                     ma_log_text());
+        close(fds[i]);
+    }
+    long peak = up_test_status_kib(ma.pid, "VmHWM:");
+    up_test_nap(2500);
+    long after = up_test_status_kib(ma.pid, "VmRSS:");
+    fprintf(stderr,
+            "[master] %s: VmRSS %ld kB, %ld kB at the peak of a burst of %d, %ld kB after\n",
+            backend, base, peak, N, after);
+    /* ASan's allocator keeps freed memory in quarantine: the figures
+     * measure it, not us. */
+    if (!up_test_sanitized()) {
+        cr_assert_geq(peak - base, N * 4 / 2, "the burst took %ld kB: did it come at once?",
+                      peak - base);
+        cr_assert_leq(after - base, 640, "%ld kB of the burst still held (64 buffers kept: 256 kB)",
+                      after - base);
+    }
+}
