@@ -4,7 +4,7 @@
  * uses it to measure the master's memory while the workers hold many idle
  * connections.
  *
- *     idle-conns HOST PORT K
+ *     idle-conns HOST PORT K [FIRST]
  *
  * Prints to stdout (one line each, flushed):
  *
@@ -22,6 +22,15 @@
  * non-blocking connect() and poll(), so that a listener's backlog is never
  * flooded, and each one has IO_TIMEOUT_MS to connect and answer.
  *
+ * One source address has some 28,000 ephemeral ports towards one server
+ * port (net.ipv4.ip_local_port_range). Towards a loopback HOST, with K above
+ * PER_SOURCE, connection i comes from 127.1.0.(1 + i / PER_SOURCE) instead:
+ * all of 127.0.0.0/8 is the loopback interface's, so 100,000 connections
+ * need no setup. Several idle-conns share the work when one process may not
+ * hold them all (the open-file limit): each is given its K and the number
+ * of its first connection (FIRST, default 0), so that together they count
+ * connections as one would.
+ *
  * The caller raises `ulimit -n` above K (plus a few).
  */
 #define _GNU_SOURCE
@@ -32,6 +41,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +53,7 @@
 #include <unistd.h>
 
 #define WAVE 256
+#define PER_SOURCE 20000
 #define IO_TIMEOUT_MS 10000
 #define BUF_MAX 4096
 
@@ -112,8 +124,20 @@ static void fail(struct conn *c)
     c->st = ST_FAILED;
 }
 
-/* Drive one wave of connections until each is done or failed. */
-static void run_wave(struct conn *cs, int n, const struct sockaddr_in *sa)
+/* Bind fd to the source address of connection i (see PER_SOURCE), the
+ * port left to connect(), which picks one unique for the four-tuple. */
+static int bind_source(int fd, long i)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl((127u << 24 | 1u << 16) + 1u + (uint32_t)(i / PER_SOURCE));
+    return bind(fd, (const struct sockaddr *)&src, sizeof(src));
+}
+
+/* Drive one wave of connections (the first is connection first) until each
+ * is done or failed. spread: bind each to its source address. */
+static void run_wave(struct conn *cs, int n, const struct sockaddr_in *sa, long first, bool spread)
 {
     struct pollfd *pfd = calloc((size_t)n, sizeof(*pfd));
     if (pfd == NULL) {
@@ -129,6 +153,10 @@ static void run_wave(struct conn *cs, int n, const struct sockaddr_in *sa)
         }
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (spread && bind_source(c->fd, first + i) < 0) {
+            fail(c);
+            continue;
+        }
         if (connect(c->fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
             c->st = ST_SENDING;
         } else if (errno == EINPROGRESS) {
@@ -256,8 +284,8 @@ static int count_open(struct conn *cs, int k)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: idle-conns HOST PORT K\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: idle-conns HOST PORT K [FIRST]\n");
         return 2;
     }
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -267,8 +295,9 @@ int main(int argc, char **argv)
     }
     long port = strtol(argv[2], NULL, 10);
     long k = strtol(argv[3], NULL, 10);
-    if (port < 1 || port > 65535 || k < 1 || k > 1000000) {
-        fprintf(stderr, "idle-conns: bad PORT or K\n");
+    long first = argc == 5 ? strtol(argv[4], NULL, 10) : 0;
+    if (port < 1 || port > 65535 || k < 1 || k > 1000000 || first < 0 || first > 10000000) {
+        fprintf(stderr, "idle-conns: bad PORT, K or FIRST\n");
         return 2;
     }
     sa.sin_port = htons((unsigned short)port);
@@ -298,10 +327,11 @@ int main(int argc, char **argv)
         perror("idle-conns: calloc");
         return 1;
     }
+    bool spread = first + k > PER_SOURCE && (ntohl(sa.sin_addr.s_addr) >> 24) == 127;
     long long t0 = now_ms();
     for (long i = 0; i < k && !stop_flag; i += WAVE) {
         int n = (int)(k - i < WAVE ? k - i : WAVE);
-        run_wave(cs + i, n, &sa);
+        run_wave(cs + i, n, &sa, first + i, spread);
     }
     int ok = 0;
     int failed = 0;
