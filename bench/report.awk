@@ -450,6 +450,8 @@ END {
     printf("## Master cost\n\n") > o
     printf("CPU: utime+stime of the up-run master (from `/proc/<pid>/stat`) before and after each connection-per-request run, divided by the connections it accepted in that run (`up-run status`).") > o
     if (cmp_only) printf(" Memory is not measured in a comparison run.\n\n") > o
+    else if ("idle_workers" in meta)
+        printf(" Memory: `VmRSS` of the master (from `/proc/<pid>/status`) of an up-run of its own with the row's back end and %s workers, started fresh, after %s `bench/idle-conns` opened connections, sent one request on each, read the answer and kept them idle, so that the workers hold them.\n\n", meta["idle_workers"], meta["idle_clients"]) > o
     else printf(" Memory: `VmRSS` of the master (from `/proc/<pid>/status`) after `bench/idle-conns` opened connections, sent one request on each, read the answer and kept them idle, so that the workers hold them.\n\n") > o
     printf("| Back end | CPU ms per 1,000 connections (median) | spread | connections per run (median) |") > o
     if (cmp_only) printf("\n|---|---:|---:|---:|\n") > o

@@ -124,7 +124,7 @@ if [ "$QUICK" = 1 ]; then
     MODE=quick REPS=1 DURATION=2 STORM=3 IDLE_CONNS=1000 WARMUP=1 RELOADS_TIMED=5
     DEFAULT_OUTPUT=$BENCH_DIR/results-quick
 else
-    MODE=full REPS=3 DURATION=10 STORM=20 IDLE_CONNS=10000 WARMUP=2 RELOADS_TIMED=15
+    MODE=full REPS=3 DURATION=10 STORM=20 IDLE_CONNS=100000 WARMUP=2 RELOADS_TIMED=15
     DEFAULT_OUTPUT=$BENCH_DIR/results
 fi
 if [ "$COMPARE_ONLY" = 1 ]; then
@@ -364,15 +364,12 @@ elif [ ! -x "$UPLOAD" ]; then
     warn "$UPLOAD is missing: the up-load zero-loss check is skipped"
 fi
 
-# Enough descriptors for the idle connections: the client holds K, and the
-# workers (which inherit this limit) hold K between them.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null
+# Descriptors for the idle connections: as many as allowed (root may raise
+# the hard limit), and the idle measurement shares the connections among
+# enough processes when one may not hold them all (idle_measure).
+ulimit -n $((IDLE_CONNS + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 NOFILE=$(ulimit -n)
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
-if [ "$NOFILE" -lt $((IDLE_CONNS + 512)) ]; then
-    warn "open-file limit $NOFILE is below $((IDLE_CONNS + 512)); idle connections lowered"
-    IDLE_CONNS=$((NOFILE - 512))
-fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/up-bench.XXXXXX") || die "mktemp failed"
 RAW=$TMP/raw.tsv
@@ -799,38 +796,69 @@ done
 
 # ---------------------------------------------------------------- master memory with idle connections
 
+# IDLE_CONNS Keep-Alive connections, each answered once and then held idle
+# by the workers of an up-run of its own (the contestant's back end),
+# started fresh: the scenarios before grew the contestants' heaps and
+# buffer pools under load, which would hide what idle connections cost.
+# One process holds no more descriptors than the open-file limit, so the
+# connections are shared among as many workers (at least WORKERS) and as
+# many idle-conns clients as that takes: 100,000 under a limit of 20,000
+# are 6 workers and 6 clients.
 idle_measure() { # ID
-    local c=$1 mpid=${MASTER_OF[$1]} port=${PORT_OF[$1]}
-    check_alive "$c" "the scenarios" || return 0
-    local rss0 out=$TMP/idle-$c.txt w wrss0=0 i
-    # Fresh workers first: the scenarios before grew the old ones' heaps
-    # and buffer pools under load, which would hide what idle connections
-    # cost. A reload, then wait until the old generation is gone.
-    kill -USR2 "$mpid"
+    local c=$1 backend=${BACKEND_OF[$1]}
+    local each=$((NOFILE * 9 / 10 - 64)) i w
+    local n=$(((IDLE_CONNS + each - 1) / each))
+    local workers=$((n > WORKERS ? n : WORKERS)) clients=$n
+    pick_port
+    local port=$PICKED logf=$TMP/idle-$c-up.log
+    local cmd=("$UPRUN" -n "$workers" --backend "$backend" --listen "127.0.0.1:$port")
+    [ "$(id -u)" = 0 ] && cmd+=(--allow-root)
+    cmd+=("$APP")
+    start_group "$logf" "${cmd[@]}"
+    local mpid=$LAST_PID
+    wait_ready "idle up-run ($backend)" "$port" "$logf" "$mpid"
     for i in $(seq 100); do
+        [ "$(cat /proc/"$mpid"/task/*/children 2>/dev/null | wc -w)" -eq "$workers" ] && break
         sleep 0.1
-        [ "$(uprun_stat "$c" reloads)" -ge 2 ] 2>/dev/null &&
-            [ "$(cat /proc/"$mpid"/task/*/children 2>/dev/null | wc -w)" -eq "$WORKERS" ] && break
     done
+    local rss0 wrss0=0
     rss0=$(proc_status_kb "$mpid" VmRSS)
     for w in $(cat /proc/"$mpid"/task/*/children 2>/dev/null); do
         wrss0=$((wrss0 + $(proc_status_kb "$w" VmRSS)))
     done
-    start_bg "$out" "$IDLE_BIN" 127.0.0.1 "$port" "$IDLE_CONNS"
-    local ipid=$LAST_PID
-    for i in $(seq 1200); do
-        grep -q '^idle-conns: ready' "$out" && break
-        alive "$ipid" || break
+
+    local k slice=$(((IDLE_CONNS + clients - 1) / clients)) first=0 ipids=() outs=()
+    for k in $(seq "$clients"); do
+        local m=$((IDLE_CONNS - first < slice ? IDLE_CONNS - first : slice))
+        start_bg "$TMP/idle-$c-$k.txt" "$IDLE_BIN" 127.0.0.1 "$port" "$m" "$first"
+        ipids+=("$LAST_PID")
+        outs+=("$TMP/idle-$c-$k.txt")
+        first=$((first + m))
+    done
+    local out ready
+    for i in $(seq 1800); do
+        ready=0
+        for out in "${outs[@]}"; do grep -q '^idle-conns: ready' "$out" && ready=$((ready + 1)); done
+        [ "$ready" -eq "$clients" ] && break
         sleep 0.1
     done
-    if ! grep -q '^idle-conns: ready' "$out"; then
-        fail_note "idle-conns against ${LABEL_OF[$c]} did not get ready: $(tr '\n' ' ' <"$out")"
-        kill -TERM "$ipid" 2>/dev/null
-        wait "$ipid" 2>/dev/null
-        return 0
-    fi
-    sleep 2
-    local rss hwm mfds wfds=0 wrss=0 ok failed
+    local ok=0 failed=0 still=0 v
+    for out in "${outs[@]}"; do
+        if ! grep -q '^idle-conns: ready' "$out"; then
+            fail_note "idle-conns against the idle up-run ($backend) did not get ready: $(tr '\n' ' ' <"$out")"
+            kill -TERM "${ipids[@]}" 2>/dev/null
+            wait "${ipids[@]}" 2>/dev/null
+            kill -TERM -- "-$mpid" 2>/dev/null
+            return 0
+        fi
+        v=$(sed -n 's/^idle-conns: ready.* ok=\([0-9]*\).*/\1/p' "$out")
+        ok=$((ok + ${v:-0}))
+        v=$(sed -n 's/^idle-conns: ready.* failed=\([0-9]*\).*/\1/p' "$out")
+        failed=$((failed + ${v:-0}))
+    done
+    # Longer than the second after which idle connections slim.
+    sleep 2.5
+    local rss hwm mfds wfds=0 wrss=0
     rss=$(proc_status_kb "$mpid" VmRSS)
     hwm=$(proc_status_kb "$mpid" VmHWM)
     mfds=$(ls "/proc/$mpid/fd" 2>/dev/null | wc -l)
@@ -838,24 +866,31 @@ idle_measure() { # ID
         wfds=$((wfds + $(ls "/proc/$w/fd" 2>/dev/null | wc -l)))
         wrss=$((wrss + $(proc_status_kb "$w" VmRSS)))
     done
-    # The workers' growth per connection, once the connections sat idle
-    # (the sleep above is longer than the second after which they slim).
     raw meta "worker_idle_bytes_$c" "$(((wrss - wrss0) * 1024 / IDLE_CONNS))"
-    kill -USR1 "$ipid" 2>/dev/null
+    raw meta "idle_workers" "$workers"
+    raw meta "idle_clients" "$clients"
+    kill -USR1 "${ipids[@]}" 2>/dev/null
+    for out in "${outs[@]}"; do
+        for i in $(seq 100); do
+            grep -q '^idle-conns: check' "$out" && break
+            sleep 0.1
+        done
+        v=$(sed -n 's/^idle-conns: check open=\([0-9]*\).*/\1/p' "$out")
+        if [ -z "$v" ] || [ "$still" -lt 0 ]; then still=-1; else still=$((still + v)); fi
+    done
+    kill -TERM "${ipids[@]}" 2>/dev/null
+    wait "${ipids[@]}" 2>/dev/null
+    kill -TERM -- "-$mpid" 2>/dev/null
     for i in $(seq 100); do
-        grep -q '^idle-conns: check' "$out" && break
+        kill -0 -- "-$mpid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -TERM "$ipid" 2>/dev/null
-    wait "$ipid" 2>/dev/null
-    ok=$(sed -n 's/^idle-conns: ready.* ok=\([0-9]*\).*/\1/p' "$out")
-    failed=$(sed -n 's/^idle-conns: ready.* failed=\([0-9]*\).*/\1/p' "$out")
-    local still
-    still=$(sed -n 's/^idle-conns: check open=\([0-9]*\).*/\1/p' "$out")
-    raw idle "$c" "$IDLE_CONNS" "${ok:-0}" "${failed:-0}" "${still:--1}" "${rss0:--1}" "${rss:--1}" \
-        "${hwm:--1}" "$mfds" "$wfds" "$(show_cmd "$IDLE_BIN" 127.0.0.1 "$port" "$IDLE_CONNS")"
-    say "idle: ${LABEL_OF[$c]}: ${ok:-0}/$IDLE_CONNS connections answered and held (${still:-?} still open at the check); master VmRSS ${rss0} kB before, ${rss} kB with them (VmHWM ${hwm} kB), master fds $mfds, worker fds $wfds; workers VmRSS ${wrss0} kB before, ${wrss} kB with them ($(((wrss - wrss0) * 1024 / IDLE_CONNS)) B per connection)"
-    check_alive "$c" "the idle-connection test"
+    local shown
+    shown="$(show_cmd "${cmd[@]}") & $(show_cmd "$IDLE_BIN" 127.0.0.1 "$port" "$slice" FIRST)"
+    [ "$clients" -gt 1 ] && shown+=" × $clients (FIRST = 0, $slice, ...)"
+    raw idle "$c" "$IDLE_CONNS" "$ok" "$failed" "$still" "${rss0:--1}" "${rss:--1}" \
+        "${hwm:--1}" "$mfds" "$wfds" "$shown"
+    say "idle: up-run ($backend, $workers workers): $ok/$IDLE_CONNS connections answered and held ($still still open at the check); master VmRSS ${rss0} kB before, ${rss} kB with them (VmHWM ${hwm} kB), master fds $mfds, worker fds $wfds; workers VmRSS ${wrss0} kB before, ${wrss} kB with them ($(((wrss - wrss0) * 1024 / IDLE_CONNS)) B per connection)"
 }
 
 # --compare-only skips this and the storms: a comparison of two builds
