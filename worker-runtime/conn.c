@@ -965,6 +965,18 @@ static void conn_maybe_free(struct up_wconn *c)
     conn_free(c);
 }
 
+/* The client said it closes (Connection: close, or HTTP/1.0 without
+ * keep-alive) and all it sent was read: its request whole, nothing after
+ * it, the socket empty at the last receive. Nothing more should come that
+ * our close could answer with a reset, so the FIN goes and the socket with
+ * it, without the lingering read (nginx's heuristic, which saves a receive
+ * and a wakeup per connection). */
+static bool client_done(const struct up_wconn *c)
+{
+    return c->busy != NULL && !c->busy->res.keep_alive && c->drained && c->roff == c->rlen &&
+           up_http_request_whole(&c->busy->parser);
+}
+
 static void conn_close(struct up_wconn *c, bool graceful)
 {
     struct up_loop *loop = c->w->loop;
@@ -975,7 +987,9 @@ static void conn_close(struct up_wconn *c, bool graceful)
     if (c->ws != NULL) {
         up_ws_end(c->ws); /* on_close, if the closing handshake did not report it */
     }
-    if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy) {
+    if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy && client_done(c)) {
+        (void)shutdown(c->fd, SHUT_WR);
+    } else if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy) {
         /* FIN now, then read until the client's FIN: see LINGER. */
         set_state(c, UP_WCONN_LINGER);
         (void)shutdown(c->fd, SHUT_WR);

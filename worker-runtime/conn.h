@@ -13,7 +13,9 @@
  *             has it and nothing is queued).
  *   LINGER    shutdown(SHUT_WR) done; what the client still sends is read
  *             and dropped, so that close() finds an empty receive queue and
- *             sends FIN rather than RST.
+ *             sends FIN rather than RST. Skipped (FIN, then CLOSING) when
+ *             the client said it closes and all it sent was read: nothing
+ *             more should come (conn.c, client_done()).
  *   HANDBACK  the read in flight is being canceled; its bytes, if any, go
  *             back to the master with the fd.
  *   CLOSING   ops are being canceled; the fd is closed once none is in

@@ -680,6 +680,11 @@ struct up_req *up_http_request(struct up_http_parser *p)
     return p->phase == PHASE_REQUEST ? &p->req : NULL;
 }
 
+bool up_http_request_whole(const struct up_http_parser *p)
+{
+    return p->phase == PHASE_REQUEST;
+}
+
 void up_http_request_done(struct up_http_parser *p)
 {
     if (p->phase == PHASE_REQUEST) {

@@ -202,6 +202,10 @@ int up_http_error_status(int err);
  * with `Connection: keep-alive`; never after Upgrade or CONNECT. */
 bool up_http_keep_alive(const struct up_req *req);
 
+/* A request was read whole (head and body), and up_http_request_done() was
+ * not called since. */
+bool up_http_request_whole(const struct up_http_parser *p);
+
 /* ---- the output queue ---- */
 
 struct up_http_chunk;

@@ -840,3 +840,46 @@ BACKEND_TEST(worker, sigterm_exits_whatever_the_order, .timeout = 60, .fini = ht
     wk_sigterm_case(backend, 20, false, true, false, "two signals, then closes");
     wk_sigterm_case(backend, 20, false, false, true, "the signal amid new connections");
 }
+
+/* A client that said Connection: close and sent nothing after its request
+ * is let go with its answer: the FIN, then the socket closed at once, not
+ * held for a lingering read until the client's own FIN (which this client
+ * never sends). */
+BACKEND_TEST(worker, a_client_that_says_close_is_let_go_at_once, .timeout = 30, .fini = ht_fini)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    char buf[4096];
+    wk_start(backend, "examples/hello.so", NULL);
+    int fds0 = proc_fds_settled(wk.pid, -1, 2000);
+    int fd = ht_connect(wk.port);
+    ht_send(fd, req, strlen(req));
+    int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
+    int end = errno;
+    cr_assert(n > 0 && end == 0, "%d bytes, then %s", n, strerror(end));
+    cr_assert_not_null(strstr(buf, "Hello World"), "%s", buf);
+    int fds = proc_fds_settled(wk.pid, fds0, 1000);
+    close(fd);
+    cr_assert_eq(fds, fds0, "the worker holds %d fds, %d before: it lingers on the connection", fds,
+                 fds0);
+}
+
+/* Bytes after a Connection: close request: the answer is whole and ends in
+ * a FIN, not a reset, and the worker reads what follows (lingers) rather
+ * than close on unread bytes. */
+BACKEND_TEST(worker, bytes_after_a_close_request_get_no_reset, .timeout = 30, .fini = ht_fini)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                              "GET /again HTTP/1.1\r\nHost: t\r\n\r\n";
+    char buf[4096];
+    wk_start(backend, "examples/hello.so", NULL);
+    int fd = ht_connect(wk.port);
+    ht_send(fd, req, strlen(req));
+    int n = up_test_read_until_close(fd, buf, sizeof(buf), 5000);
+    int end = errno;
+    close(fd);
+    cr_assert(n > 0 && end == 0, "%d bytes, then %s", n, strerror(end));
+    char *first = strstr(buf, "Hello World");
+    cr_assert_not_null(first, "%s", buf);
+    cr_assert_null(strstr(first + 1, "HTTP/1.1"), "a second answer after Connection: close:\n%s",
+                   buf);
+}

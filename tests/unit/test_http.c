@@ -1351,3 +1351,26 @@ Test(http, agrees_with_the_master_head_check, .timeout = 10)
         up_http_parser_free(&p);
     }
 }
+
+/* up_http_request_whole(): true from the moment a request is out (head and
+ * body read) until up_http_request_done(); not while its body is coming, nor
+ * while the head waits for 100-continue. */
+Test(http, a_request_is_whole_only_once_all_of_it_was_read, .timeout = 10)
+{
+    static const char head[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n";
+    static const char expect[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n"
+                                 "Expect: 100-continue\r\n\r\n";
+    struct up_http_parser p;
+    size_t used;
+    up_http_parser_init(&p, NULL);
+    cr_assert_not(up_http_request_whole(&p));
+    cr_assert_eq(up_http_feed(&p, head, strlen(head), &used), UP_HTTP_NEED_MORE);
+    cr_assert_not(up_http_request_whole(&p), "the body is still to come");
+    cr_assert_eq(up_http_feed(&p, "abcd", 4, &used), UP_HTTP_REQUEST);
+    cr_assert(up_http_request_whole(&p));
+    up_http_request_done(&p);
+    cr_assert_not(up_http_request_whole(&p));
+    cr_assert_eq(up_http_feed(&p, expect, strlen(expect), &used), UP_HTTP_EXPECT_CONTINUE);
+    cr_assert_not(up_http_request_whole(&p), "waiting for 100-continue");
+    up_http_parser_free(&p);
+}
