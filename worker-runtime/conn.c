@@ -489,9 +489,10 @@ static void conn_dealloc(struct up_wconn *c)
 
 static void on_output(void *ctx);
 
-/* The busy part: the parser, set up for this worker and for the client's
- * address (asked when first needed, and again after a slim spell: a
- * syscall per idle period rather than 64 bytes per idle connection). */
+/* The busy part: the response, and the parser set up for this worker and
+ * for the client's address (asked when first needed, and again after a
+ * slim spell: a syscall per idle period rather than 64 bytes per idle
+ * connection). */
 static int busy_new(struct up_wconn *c)
 {
     c->busy = malloc(sizeof(*c->busy));

@@ -99,9 +99,10 @@ static void set_state(struct up_pending *c, enum up_pending_state to)
 
 /* ---- peek buffers: a pool, so steady state allocates nothing ----
  *
- * A connection holds one from accept to its worker's ACK, so a burst of a
- * thousand connections at once takes a thousand (the peek touches a page
- * or two of each). Kept resident, they would hold the master's memory at
+ * A connection holds one from accept until its head is read, and on
+ * io_uring every peek of a loop turn is in flight at once, so a burst of a
+ * thousand connections takes a thousand (the peek touches a page or two of
+ * each). Kept resident, they would hold the master's memory at
  * the burst's height for good: a second after the pool last grew its
  * resident spare, the spare past UP_PENDING_BUFS_KEPT gives its pages back
  * (bufpool.h). */
