@@ -377,6 +377,30 @@ BACKEND_TEST(master, sigterm_serves_what_it_accepted, .timeout = 30, .fini = ht_
               "log:\n%s", ma_log_text());
 }
 
+/* n connections, each with a GET (Connection: close), made while the master
+ * is stopped, so that it finds them all at once when it goes on; every one
+ * must be answered 200 (within timeout_ms), and is closed. what names the
+ * burst in a failure. */
+static void burst_of_gets(int n, int *fds, struct ht_answer *a, int timeout_ms, const char *what)
+{
+    static const char get[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    ma_signal(SIGSTOP);
+    for (int i = 0; i < n; i++) {
+        fds[i] = ht_connect(ma.port); /* the kernel's accept queue takes them */
+        ht_send(fds[i], get, strlen(get));
+        a[i] = (struct ht_answer){0};
+    }
+    usleep(50 * 1000);
+    ma_signal(SIGCONT);
+    cr_assert_eq(ht_collect(fds, n, a, up_test_now_ms(), timeout_ms), n, "%s; log:\n%s", what,
+                 ma_log_text());
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(a[i].status, 200, "%s, connection %d: status %d; log:\n%s", what, i,
+                     a[i].status, ma_log_text());
+        close(fds[i]);
+    }
+}
+
 /* A burst of new connections to one worker: those that wait behind a send
  * in flight go together in one CONNS (docs/PROTOCOL.md), and every one of
  * them is answered. The master is stopped while the burst comes, so that
@@ -387,27 +411,15 @@ BACKEND_TEST(master, a_burst_shares_messages_and_all_of_it_is_answered, .timeout
 {
     enum { N = 48 };
     static const char *const extra[] = {"-n", "1", NULL};
-    static const char get[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     ma.env[0] = "UP_LOG=debug";
     ma_start(backend, up_test_bin("examples/hello.so"), extra);
     bool shared = false;
     for (int burst = 0; burst < 3 && !shared; burst++) {
         int fds[N];
         struct ht_answer a[N];
-        ma_signal(SIGSTOP);
-        for (int i = 0; i < N; i++) {
-            fds[i] = ht_connect(ma.port); /* the kernel's accept queue takes them */
-            ht_send(fds[i], get, strlen(get));
-            a[i] = (struct ht_answer){0};
-        }
-        usleep(50 * 1000);
-        ma_signal(SIGCONT);
-        cr_assert_eq(ht_collect(fds, N, a, up_test_now_ms(), 10000), N, "log:\n%s", ma_log_text());
-        for (int i = 0; i < N; i++) {
-            cr_assert_eq(a[i].status, 200, "burst %d, connection %d: status %d; log:\n%s", burst, i,
-                         a[i].status, ma_log_text());
-            close(fds[i]);
-        }
+        char what[32];
+        snprintf(what, sizeof(what), "burst %d", burst);
+        burst_of_gets(N, fds, a, 10000, what);
         shared = up_test_file_contains(ma.log, "connections in one CONNS") == 1;
     }
     cr_assert(shared, "3 bursts of %d, and never a shared message; log:\n%s", N, ma_log_text());
@@ -426,7 +438,6 @@ Test(master, a_burst_leaves_no_memory_behind_io_uring, .timeout = 60, .fini = ht
     const char *backend = "io_uring";
     enum { N = 400 };
     static const char *const extra[] = {"-n", "1", NULL};
-    static const char get[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     ht_raise_nofile(N + 64);
     ma_start(backend, up_test_bin("examples/hello.so"), extra);
     struct up_test_resp r = {0};
@@ -436,20 +447,7 @@ Test(master, a_burst_leaves_no_memory_behind_io_uring, .timeout = 60, .fini = ht
     long base = up_test_status_kib(ma.pid, "VmRSS:");
     static int fds[N];
     static struct ht_answer a[N];
-    ma_signal(SIGSTOP);
-    for (int i = 0; i < N; i++) {
-        fds[i] = ht_connect(ma.port); /* the kernel's accept queue takes them */
-        ht_send(fds[i], get, strlen(get));
-        a[i] = (struct ht_answer){0};
-    }
-    usleep(50 * 1000);
-    ma_signal(SIGCONT);
-    cr_assert_eq(ht_collect(fds, N, a, up_test_now_ms(), 20000), N, "log:\n%s", ma_log_text());
-    for (int i = 0; i < N; i++) {
-        cr_assert_eq(a[i].status, 200, "connection %d: status %d; log:\n%s", i, a[i].status,
-                     ma_log_text());
-        close(fds[i]);
-    }
+    burst_of_gets(N, fds, a, 20000, "the burst");
     long peak = up_test_status_kib(ma.pid, "VmHWM:");
     up_test_nap(2500);
     long after = up_test_status_kib(ma.pid, "VmRSS:");
