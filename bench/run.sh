@@ -367,7 +367,13 @@ fi
 # Descriptors for the idle connections: as many as allowed (root may raise
 # the hard limit), and the idle measurement shares the connections among
 # enough processes when one may not hold them all (idle_measure).
-ulimit -n $((IDLE_CONNS + 1024)) 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+# Raise only: a hard limit lowered cannot come back, and the contestants
+# (HAProxy's 8,000 fds) inherit it.
+HARD=$(ulimit -Hn)
+if [ "$HARD" != unlimited ] && [ "$HARD" -lt $((IDLE_CONNS + 1024)) ]; then
+    ulimit -Hn $((IDLE_CONNS + 1024)) 2>/dev/null
+fi
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null
 NOFILE=$(ulimit -n)
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
 
