@@ -988,16 +988,16 @@ static void conn_close(struct up_wconn *c, bool graceful)
     if (c->ws != NULL) {
         up_ws_end(c->ws); /* on_close, if the closing handshake did not report it */
     }
-    if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy && client_done(c)) {
-        (void)shutdown(c->fd, SHUT_WR);
-    } else if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy) {
-        /* FIN now, then read until the client's FIN: see LINGER. */
-        set_state(c, UP_WCONN_LINGER);
-        (void)shutdown(c->fd, SHUT_WR);
-        bool draining = c->w->state == UP_WORKER_DRAINING;
-        up_timer_start(loop, &c->timer, draining ? LINGER_DRAIN_MS : LINGER_MS);
-        linger_read(c);
-        return;
+    if (graceful && c->state == UP_WCONN_OPEN && !c->tx.busy) {
+        (void)shutdown(c->fd, SHUT_WR); /* FIN now */
+        if (!client_done(c)) {
+            /* Then read until the client's FIN: see LINGER. */
+            set_state(c, UP_WCONN_LINGER);
+            bool draining = c->w->state == UP_WORKER_DRAINING;
+            up_timer_start(loop, &c->timer, draining ? LINGER_DRAIN_MS : LINGER_MS);
+            linger_read(c);
+            return;
+        }
     }
     set_state(c, UP_WCONN_CLOSING);
     up_timer_stop(loop, &c->timer);
