@@ -544,6 +544,11 @@ static void rbuf_free(char *rbuf, bool release)
     up_bufpool_put(&rbufs, rbuf, release);
 }
 
+size_t up_wconn_trim_pool(void)
+{
+    return up_bufpool_trim(&rbufs, UP_BUFPOOL_KEPT);
+}
+
 /*
  * An idle Keep-Alive connection keeps nothing it does not need: after
  * SLIM_AFTER_MS its read buffer, its busy part (the parser), the

@@ -161,6 +161,12 @@ struct up_wconn {
 int up_wconn_new_take(struct up_worker *w, int fd, uint64_t id, const char *prefix, size_t len,
                       uint64_t ack_seq);
 
+/* The process's pool of read buffers gives back the pages of its spare
+ * past UP_BUFPOOL_KEPT: a burst of connections that closed (each put its
+ * buffer back resident) leaves no memory behind. For a timer. Returns how
+ * many went. */
+size_t up_wconn_trim_pool(void);
+
 /* The ACK for c was sent: the connection is ours, serve it. */
 void up_wconn_acked(struct up_wconn *c);
 

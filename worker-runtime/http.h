@@ -226,6 +226,11 @@ void up_http_out_free(struct up_http_out *out);
  * connection that sits idle (nothing pending). */
 void up_http_out_release(struct up_http_out *out);
 
+/* The process's pool of chunks gives back the pages of its spare past
+ * UP_BUFPOOL_KEPT (bufpool.h): a burst of answers leaves no memory behind.
+ * For a timer. Returns how many went. */
+size_t up_http_out_trim_pool(void);
+
 /* Queue a copy of data[0..len). All or nothing: returns 0 or -ENOMEM. */
 int up_http_out_append(struct up_http_out *out, const void *data, size_t len);
 

@@ -28,6 +28,11 @@ struct up_http_chunk {
  * for why chunks are not malloc'd. */
 static struct up_bufpool chunks;
 
+size_t up_http_out_trim_pool(void)
+{
+    return up_bufpool_trim(&chunks, UP_BUFPOOL_KEPT);
+}
+
 static void chunk_free(struct up_http_chunk *c, bool release)
 {
     if (c != NULL && c->cap == OUT_CHUNK) {

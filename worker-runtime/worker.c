@@ -728,12 +728,14 @@ static void send_stats(struct up_worker *w)
     }
 }
 
-/* Buffers idle connections gave back sit between their structs in the
- * heap, where free() keeps them: the pages go back to the kernel only when
- * asked. Once a second at most, and only after connections slimmed. */
-static void trim_heap(struct up_worker *w)
+/* Once a second: the buffer pools give back the pages of their spare past
+ * the few kept hot (a burst of connections that closed put every buffer
+ * back resident), and the heap, where free() keeps what idle connections
+ * and finished ones gave back, is trimmed when either happened. */
+static void trim_memory(struct up_worker *w)
 {
-    if (w->slimmed != w->slimmed_trimmed) {
+    size_t pooled = up_wconn_trim_pool() + up_http_out_trim_pool();
+    if (pooled > 0 || w->slimmed != w->slimmed_trimmed) {
         w->slimmed_trimmed = w->slimmed;
         (void)malloc_trim(0);
     }
@@ -742,7 +744,7 @@ static void trim_heap(struct up_worker *w)
 static void on_stats(struct up_loop *loop, struct up_timer *t)
 {
     struct up_worker *w = up_container_of(t, struct up_worker, stats_timer);
-    trim_heap(w);
+    trim_memory(w);
     if (up_worker_has_master(w) && w->tx_inflight == NULL) {
         send_stats(w);
     }

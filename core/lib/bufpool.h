@@ -34,6 +34,9 @@
 
 #define UP_BUFPOOL_SLAB 64
 
+/* Spare blocks a trimmed pool keeps resident for the next connections. */
+#define UP_BUFPOOL_KEPT 64
+
 struct up_bufpool {
     size_t size;     /* of a block: a multiple of the page size, or of 16 (objects) */
     size_t per_slab; /* blocks mapped at a time */
@@ -73,5 +76,11 @@ void up_bufpool_fini(struct up_bufpool *p);
  * page pool; the blocks stay the pool's). A system call per block not
  * released yet: for a timer, not for every put. Returns how many. */
 size_t up_bufpool_trim(struct up_bufpool *p, size_t keep);
+
+/* Free blocks whose pages are still resident (what a trim may release). */
+static inline size_t up_bufpool_warm(const struct up_bufpool *p)
+{
+    return p->nfree - p->cold;
+}
 
 #endif

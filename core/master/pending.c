@@ -104,7 +104,7 @@ static void set_state(struct up_pending *c, enum up_pending_state to)
  * thousand connections takes a thousand (the peek touches a page or two of
  * each). Kept resident, they would hold the master's memory at
  * the burst's height for good: a second after the pool last grew its
- * resident spare, the spare past UP_PENDING_BUFS_KEPT gives its pages back
+ * resident spare, the spare past UP_BUFPOOL_KEPT gives its pages back
  * (bufpool.h). */
 
 enum { TRIM_MS = 1000 };
@@ -128,8 +128,7 @@ static void buf_put(struct up_pendings *set, char **pb)
     }
     up_bufpool_put(&set->bufs, *pb, false);
     *pb = NULL;
-    if (set->bufs.nfree - set->bufs.cold > UP_PENDING_BUFS_KEPT &&
-        !up_timer_armed(&set->trim_timer)) {
+    if (up_bufpool_warm(&set->bufs) > UP_BUFPOOL_KEPT && !up_timer_armed(&set->trim_timer)) {
         up_timer_start(set->loop, &set->trim_timer, TRIM_MS);
     }
 }
@@ -138,7 +137,7 @@ static void on_trim(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     struct up_pendings *set = up_container_of(t, struct up_pendings, trim_timer);
-    if (up_bufpool_trim(&set->bufs, UP_PENDING_BUFS_KEPT) > 0) {
+    if (up_bufpool_trim(&set->bufs, UP_BUFPOOL_KEPT) > 0) {
         /* The burst's connection structs were freed into the heap, where
          * free() keeps their pages: ask for them too, once per burst. */
         (void)malloc_trim(0);

@@ -59,9 +59,6 @@
 #include "passfd.h"
 #include "ratelimit.h"
 
-/* Spare peek buffers kept resident for the next connections (pending.c). */
-#define UP_PENDING_BUFS_KEPT 64
-
 enum up_pending_state {
     UP_PENDING_PEEK,
     UP_PENDING_WAIT,

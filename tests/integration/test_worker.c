@@ -892,3 +892,45 @@ BACKEND_TEST(worker, bytes_after_a_close_request_get_no_reset, .timeout = 30, .f
     cr_assert_null(strstr(first + 1, "HTTP/1.1"), "a second answer after Connection: close:\n%s",
                    buf);
 }
+
+/* A burst of connections, each answered once, then all closed: every one
+ * put its read buffer and its out chunk back resident, and a second later
+ * the worker gives back the pages of all but the few it keeps (bufpool.h),
+ * so that its memory does not stay at the burst's height. */
+BACKEND_TEST(worker, a_burst_that_closed_leaves_no_memory_behind, .timeout = 60, .fini = ht_fini)
+{
+    enum { N = 400 };
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    static int fds[N];
+    static struct ht_answer a[N];
+    ht_raise_nofile(N + 64);
+    wk_start(backend, "examples/hello.so", NULL);
+    long base = up_test_status_kib(wk.pid, "VmRSS:");
+    for (int i = 0; i < N; i++) {
+        fds[i] = ht_connect(wk.port);
+        a[i] = (struct ht_answer){0};
+    }
+    for (int i = 0; i < N; i++) {
+        ht_send(fds[i], req, strlen(req));
+    }
+    cr_assert_eq(ht_collect(fds, N, a, up_test_now_ms(), 20000), N, "log:\n%s", wk_log_text());
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(a[i].status, 200, "connection %d: status %d", i, a[i].status);
+        close(fds[i]);
+    }
+    long peak = up_test_status_kib(wk.pid, "VmHWM:");
+    up_test_nap(2500);
+    long after = up_test_status_kib(wk.pid, "VmRSS:");
+    fprintf(stderr,
+            "[worker] %s: VmRSS %ld kB, %ld kB at the peak of a burst of %d, %ld kB after\n",
+            backend, base, peak, N, after);
+    /* ASan's allocator keeps freed memory in quarantine: the figures
+     * measure it, not us. */
+    if (!up_test_sanitized()) {
+        cr_assert_geq(peak - base, N * 8,
+                      "the burst took %ld kB: were its connections open at once?", peak - base);
+        cr_assert_leq(after - base, 1500,
+                      "%ld kB of the burst still held (64 buffers and chunks kept: 768 kB)",
+                      after - base);
+    }
+}
