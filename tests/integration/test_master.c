@@ -448,18 +448,6 @@ Test(master, a_burst_leaves_no_memory_behind_io_uring, .timeout = 60, .fini = ht
     static int fds[N];
     static struct ht_answer a[N];
     burst_of_gets(N, fds, a, 20000, "the burst");
-    long peak = up_test_status_kib(ma.pid, "VmHWM:");
-    up_test_nap(2500);
-    long after = up_test_status_kib(ma.pid, "VmRSS:");
-    fprintf(stderr,
-            "[master] %s: VmRSS %ld kB, %ld kB at the peak of a burst of %d, %ld kB after\n",
-            backend, base, peak, N, after);
-    /* ASan's allocator keeps freed memory in quarantine: the figures
-     * measure it, not us. */
-    if (!up_test_sanitized()) {
-        cr_assert_geq(peak - base, N * 4 / 2, "the burst took %ld kB: did it come at once?",
-                      peak - base);
-        cr_assert_leq(after - base, 640, "%ld kB of the burst still held (64 buffers kept: 256 kB)",
-                      after - base);
-    }
+    ht_assert_burst_gone(ma.pid, "master", backend, N, base, N * 4 / 2, 640,
+                         "64 buffers kept: 256 kB");
 }

@@ -918,19 +918,6 @@ BACKEND_TEST(worker, a_burst_that_closed_leaves_no_memory_behind, .timeout = 60,
         cr_assert_eq(a[i].status, 200, "connection %d: status %d", i, a[i].status);
         close(fds[i]);
     }
-    long peak = up_test_status_kib(wk.pid, "VmHWM:");
-    up_test_nap(2500);
-    long after = up_test_status_kib(wk.pid, "VmRSS:");
-    fprintf(stderr,
-            "[worker] %s: VmRSS %ld kB, %ld kB at the peak of a burst of %d, %ld kB after\n",
-            backend, base, peak, N, after);
-    /* ASan's allocator keeps freed memory in quarantine: the figures
-     * measure it, not us. */
-    if (!up_test_sanitized()) {
-        cr_assert_geq(peak - base, N * 8,
-                      "the burst took %ld kB: were its connections open at once?", peak - base);
-        cr_assert_leq(after - base, 1500,
-                      "%ld kB of the burst still held (64 buffers and chunks kept: 768 kB)",
-                      after - base);
-    }
+    ht_assert_burst_gone(wk.pid, "worker", backend, N, base, N * 8, 1500,
+                         "64 buffers and chunks kept: 768 kB");
 }

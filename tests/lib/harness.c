@@ -249,6 +249,22 @@ void ht_raise_nofile(rlim_t need)
     }
 }
 
+void ht_assert_burst_gone(pid_t pid, const char *who, const char *backend, int n, long base,
+                          long min_peak, long max_after, const char *kept)
+{
+    long peak = up_test_status_kib(pid, "VmHWM:");
+    up_test_nap(2500);
+    long after = up_test_status_kib(pid, "VmRSS:");
+    fprintf(stderr, "[%s] %s: VmRSS %ld kB, %ld kB at the peak of a burst of %d, %ld kB after\n",
+            who, backend, base, peak, n, after);
+    if (!up_test_sanitized()) {
+        cr_assert_geq(peak - base, min_peak, "the burst took %ld kB: did it come at once?",
+                      peak - base);
+        cr_assert_leq(after - base, max_after, "%ld kB of the burst still held (%s)", after - base,
+                      kept);
+    }
+}
+
 const char *ht_util(const char *name)
 {
     static char ring[4][64];

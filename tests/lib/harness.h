@@ -91,6 +91,16 @@ long ht_file_last_number(const char *path, const char *key, long dflt);
  * starts inherit it); skip the test if that is below need. */
 void ht_raise_nofile(rlim_t need);
 
+/* After a burst of n connections to pid (who: "master" or "worker", on
+ * backend), whose VmRSS was base kB before it: read the peak (VmHWM),
+ * wait 2.5 s (the pools trim a second after), read VmRSS again, print the
+ * three, and assert that the burst grew pid by min_peak kB or more and
+ * that at most max_after kB of it is still held (kept says what is kept
+ * on purpose). Not under the sanitizers, whose allocator quarantines
+ * freed memory. */
+void ht_assert_burst_gone(pid_t pid, const char *who, const char *backend, int n, long base,
+                          long min_peak, long max_after, const char *kept);
+
 /* The path of a util-linux tool ("prlimit", "setpriv") in /usr/bin or /bin;
  * skips the test if it is not installed. Static ring of 4 buffers. */
 const char *ht_util(const char *name);
