@@ -7,9 +7,11 @@
 #   contestant ID LABEL COMMAND
 #   run        ID SCENARIO REP RPS REQUESTS SECONDS CONNECT READ WRITE TIMEOUT
 #              NON2XX P50_US P99_US LOAD1 RELOADS_SENT RELOADS_DONE COMMAND
-#   mcpu       ID SCENARIO REP CPU_TICKS CLK_TCK CONNECTIONS REQUESTS
-#   scpu       ID SCENARIO REP CPU_TICKS CLK_TCK REQUESTS (all the
+#   mcpu       ID SCENARIO REP CPU CPU_UNIT CONNECTIONS REQUESTS
+#   scpu       ID SCENARIO REP CPU CPU_UNIT REQUESTS (all the
 #              contestant's processes: its CPU cost apart from wrk's)
+#   (CPU time in CPU_UNIT per second: 1000000000 when it is the scheduler's
+#   count in ns, else clock ticks)
 #   idle       ID K OK FAILED STILL_OPEN RSS0_KB RSS_KB HWM_KB MASTER_FDS
 #              WORKER_FDS COMMAND
 #   uload      ID MODE REQUESTS OK CONNECT_ERRORS RESETS LOST BAD TIMEOUTS
@@ -159,7 +161,7 @@ $1 == "mcpu" {
         val[key, "ms1000", k] = ($5 / $6 * 1000) / $7 * 1000
         val[key, "conns", k] = $7
         val[key, "ticks", k] = $5
-        clk_tck = $6
+        cpu_unit = $6
         byrep[$2, "mcpu", $4] = val[key, "ms1000", k]
     }
     next
@@ -275,8 +277,7 @@ END {
     # Reported, not marked: two up-runs of one and the same build, run as
     # up-run and baseline, differed by up to 13 % in Keep-Alive on a shared
     # 2-CPU machine, every repetition the same way, so a line at 0.97 would
-    # mark noise; and the master's CPU is counted in clock ticks, a few
-    # dozen per short run.
+    # mark noise.
     if (has_base) {
         for (mi = 1; mi <= 2; mi++) {
             mode = mi == 1 ? "ka" : "close"
@@ -329,7 +330,7 @@ END {
     if ("v_haproxy" in meta) printf("| HAProxy | %s |\n", meta["v_haproxy"]) > o
     printf("| wrk | %s |\n", meta["v_wrk"]) > o
     printf("| cc | %s |\n\n", meta["v_cc"]) > o
-    printf("Setup: every contestant has **%s workers** and listens on its own 127.0.0.1 port; wrk runs with **1 thread and %s connections**. Each scenario is run %s × %s s, the contestants interleaved and their order rotated between repetitions; tables give the **median** and the **spread (min–max)**. wrk and the servers **share the same %s CPUs** over loopback, so every figure includes wrk's own CPU use, and other work on the machine shows as noise (see the load average). *Server CPU per request* is what the contestant's own processes (master, workers, their threads; a proxy's back ends included) spent on the CPUs during a run, in clock ticks, divided by its requests: it compares the servers apart from wrk, whose share of the same CPUs bounds every throughput ratio.\n\n", \
+    printf("Setup: every contestant has **%s workers** and listens on its own 127.0.0.1 port; wrk runs with **1 thread and %s connections**. Each scenario is run %s × %s s, the contestants interleaved and their order rotated between repetitions; tables give the **median** and the **spread (min–max)**. wrk and the servers **share the same %s CPUs** over loopback, so every figure includes wrk's own CPU use, and other work on the machine shows as noise (see the load average). *Server CPU per request* is what the contestant's own processes (master, workers, their threads; a proxy's back ends included) spent on the CPUs during a run (the scheduler's count, /proc/PID/task/*/schedstat), divided by its requests: it compares the servers apart from wrk, whose share of the same CPUs bounds every throughput ratio.\n\n", \
         N, meta["wrk_connections"], meta["reps"], meta["duration_s"], meta["nproc"]) > o
 
     printf("## Targets\n\n| Target | Measured | Goal | |\n|---|---|---|---|\n") > o
@@ -340,8 +341,8 @@ END {
     else printf("\nThe last four rows answer the issue's question (handoff against a proxy in front); the up-run rows use the default back end (%s). Ratios divide medians measured in this run.", meta["backend_uprun"]) > o
     if (has_base) {
         printf(" The baseline is the up-run of `%s` (%s), with the up-worker beside it and its own `examples/hello.so`; \"per rep\" is the spread of the ratio between the two runs of each repetition, which ran a moment apart. A ratio means something only beyond that spread and beyond what two copies of the same build differ by on this machine (`bench/run.sh --baseline build --compare-only` measures it).", meta["baseline_dir"], meta["git_base"]) > o
-        if (stats("uprun", "mcpu", "ticks"))
-            printf(" The master's CPU is counted in clock ticks of 1/%s s: up-run's took %d per connection-per-request run (median), so one tick is %.1f %% of its figure.", clk_tck, S_med, S_med > 0 ? 100 / S_med : 100) > o
+        if (cpu_unit != 1000000000 && stats("uprun", "mcpu", "ticks"))
+            printf(" The master's CPU is counted in clock ticks of 1/%s s (this kernel has no schedstat): up-run's took %d per connection-per-request run (median), so one tick is %.1f %% of its figure.", cpu_unit, S_med, S_med > 0 ? 100 / S_med : 100) > o
     }
     printf("\n\n") > o
 
@@ -572,12 +573,12 @@ END {
 
     printf("  \"master\": {\n    \"cpu\": [\n") > o
     for (i = 1; i <= nmcpu; i++)
-        printf("      {\"contestant\": %s, \"scenario\": %s, \"rep\": %s, \"cpu_ticks\": %s, \"clk_tck\": %s, \"connections\": %s, \"requests\": %s, \"cpu_ms_per_1000_connections\": %s}%s\n", \
+        printf("      {\"contestant\": %s, \"scenario\": %s, \"rep\": %s, \"cpu\": %s, \"cpu_unit_per_s\": %s, \"connections\": %s, \"requests\": %s, \"cpu_ms_per_1000_connections\": %s}%s\n", \
             jstr(M[i, 2]), jstr(M[i, 3]), jnum(M[i, 4]), jnum(M[i, 5]), jnum(M[i, 6]), jnum(M[i, 7]), jnum(M[i, 8]), \
             M[i, 7] > 0 ? sprintf("%.3f", M[i, 5] / M[i, 6] * 1000 / M[i, 7] * 1000) : "null", i < nmcpu ? "," : "") > o
     printf("    ],\n    \"server_cpu\": [\n") > o
     for (i = 1; i <= nscpu; i++)
-        printf("      {\"contestant\": %s, \"scenario\": %s, \"rep\": %s, \"cpu_ticks\": %s, \"clk_tck\": %s, \"requests\": %s, \"cpu_us_per_request\": %s}%s\n", \
+        printf("      {\"contestant\": %s, \"scenario\": %s, \"rep\": %s, \"cpu\": %s, \"cpu_unit_per_s\": %s, \"requests\": %s, \"cpu_us_per_request\": %s}%s\n", \
             jstr(SC[i, 2]), jstr(SC[i, 3]), jnum(SC[i, 4]), jnum(SC[i, 5]), jnum(SC[i, 6]), jnum(SC[i, 7]), \
             SC[i, 7] > 0 && SC[i, 6] > 0 ? sprintf("%.3f", SC[i, 5] / SC[i, 6] * 1000000 / SC[i, 7]) : "null", i < nscpu ? "," : "") > o
     printf("    ],\n    \"idle\": [\n") > o

@@ -390,7 +390,11 @@ if [ "$COMPARE_ONLY" = 0 ]; then
         die "cannot build bench/reload-latency.c"
 fi
 
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+if [ -r /proc/self/schedstat ]; then # see proc_cpu
+    CPU_UNIT=1000000000
+else
+    CPU_UNIT=$(getconf CLK_TCK 2>/dev/null || echo 100)
+fi
 NPROC=$(nproc)
 read -r LOAD_START _ </proc/loadavg
 
@@ -602,8 +606,25 @@ check_alive() { # ID WHEN
 
 # ---------------------------------------------------------------- wrk runs
 
-proc_cpu_ticks() { # PID -> utime+stime in clock ticks
-    local s rest
+# CPU time in CPU_UNIT per second. The scheduler's own count, in ns
+# (/proc/PID/task/*/schedstat: time on a CPU, per thread), where the kernel
+# has it: utime+stime in /proc/PID/stat are sampled at the clock tick, and
+# on a VM seen here they gave a master or a worker that sleeps and wakes for
+# every connection a seventh of what schedstat and `perf stat -e task-clock`
+# agreed on, while a process that spins was counted right. The fallback is
+# those ticks. A thread that exited takes its schedstat along: this is for
+# runs in which no process or thread of the contestant ends.
+
+proc_cpu() { # PID -> its CPU time so far, in CPU_UNIT per second
+    local s rest f t total=0
+    if [ "$CPU_UNIT" = 1000000000 ]; then
+        [ -d "/proc/$1/task" ] || { echo -1; return; }
+        for f in /proc/"$1"/task/*/schedstat; do
+            read -r t _ <"$f" 2>/dev/null && total=$((total + t))
+        done
+        echo "$total"
+        return
+    fi
     s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo -1; return; }
     rest=${s##*) }
     # shellcheck disable=SC2086
@@ -635,16 +656,16 @@ tree_pids() { # PIDS... -> the PIDs and their descendants
     echo $out
 }
 
-# Everything a contestant's processes ran on the CPUs, in clock ticks: what
-# serving cost it, apart from wrk. A process that exits during the run takes
-# its ticks along, so this is for runs without reloads.
-server_cpu_ticks() { # ID
+# Everything a contestant's processes ran on the CPUs, in CPU_UNIT per
+# second: what serving cost it, apart from wrk. A process that exits during
+# the run takes its time along, so this is for runs without reloads.
+server_cpu() { # ID
     local c=$1 pids p t total=0
     pids=${PIDS_OF[$c]}
     case $c in nginx_proxy | haproxy) pids+=" $BACKEND_PIDS" ;; esac
     [ -n "${pids// /}" ] || { echo -1; return; }
     for p in $(tree_pids $pids); do
-        t=$(proc_cpu_ticks "$p")
+        t=$(proc_cpu "$p")
         [ "$t" -ge 0 ] && total=$((total + t))
     done
     echo "$total"
@@ -713,9 +734,9 @@ wrk_run() {
     local load1 cpu0=-1 cpu1=-1 acc0="" acc1="" sent=0 done0="" done1="" mpid=${MASTER_OF[$c]}
     local scpu0=-1 scpu1=-1
     read -r load1 _ </proc/loadavg
-    case $sc in ka | close) scpu0=$(server_cpu_ticks "$c") ;; esac
+    case $sc in ka | close) scpu0=$(server_cpu "$c") ;; esac
     if [ "${KIND_OF[$c]}" = uprun ]; then
-        cpu0=$(proc_cpu_ticks "$mpid")
+        cpu0=$(proc_cpu "$mpid")
         acc0=$(uprun_stat "$c" accepted)
         done0=$(uprun_stat "$c" reloads)
     fi
@@ -729,9 +750,9 @@ wrk_run() {
         sent=$(cat "$TMP/reloads.cnt" 2>/dev/null || echo 0)
         ;;
     esac
-    case $sc in ka | close) scpu1=$(server_cpu_ticks "$c") ;; esac
+    case $sc in ka | close) scpu1=$(server_cpu "$c") ;; esac
     if [ "${KIND_OF[$c]}" = uprun ]; then
-        cpu1=$(proc_cpu_ticks "$mpid")
+        cpu1=$(proc_cpu "$mpid")
         acc1=$(uprun_stat "$c" accepted)
         done1=$(uprun_stat "$c" reloads)
     fi
@@ -750,10 +771,10 @@ wrk_run() {
     if [ "$sc" = close ] && [ "${KIND_OF[$c]}" = uprun ] && [ "$cpu0" -ge 0 ] && [ "$cpu1" -ge 0 ]; then
         local conns=$((requests + ec + er + ew + et))
         [ -n "$acc0" ] && [ -n "$acc1" ] && conns=$((acc1 - acc0))
-        raw mcpu "$c" "$sc" "$rep" "$((cpu1 - cpu0))" "$CLK_TCK" "$conns" "$requests"
+        raw mcpu "$c" "$sc" "$rep" "$((cpu1 - cpu0))" "$CPU_UNIT" "$conns" "$requests"
     fi
     if [ "$scpu0" -ge 0 ] && [ "$scpu1" -ge "$scpu0" ]; then
-        raw scpu "$c" "$sc" "$rep" "$((scpu1 - scpu0))" "$CLK_TCK" "$requests"
+        raw scpu "$c" "$sc" "$rep" "$((scpu1 - scpu0))" "$CPU_UNIT" "$requests"
     fi
     local errs=$((ec + er + ew + et))
     local extra=""
