@@ -41,9 +41,12 @@ int proc_fds(pid_t pid);
  * pid is gone). */
 int proc_fds_settled(pid_t pid, int want, int timeout_ms);
 
-/* utime + stime of pid in clock ticks (sysconf(_SC_CLK_TCK) a second), or
- * -1 if it is gone. */
-long long proc_cpu_ticks(pid_t pid);
+/* The CPU time pid's threads have spent so far, in seconds, or -1 if it is
+ * gone: the scheduler's count in ns (/proc/PID/task/N/schedstat), which sees
+ * every burst, where the kernel has it; else utime + stime, which are
+ * sampled at the clock tick and miss most of a process that wakes briefly
+ * and often (a seventh of it on a VM seen here). */
+double proc_cpu_s(pid_t pid);
 
 /* When pid started, in ms of CLOCK_BOOTTIME (the clock of /proc/PID/stat's
  * starttime, at clock-tick resolution), or -1 if it is gone. */
