@@ -10,7 +10,7 @@ struct up_procstat {
     double open_fds;      /* entries of /proc/self/fd */
     double max_fds;       /* the soft RLIMIT_NOFILE */
     double rss_bytes;     /* resident set */
-    double cpu_seconds;   /* user + system */
+    double cpu_seconds;   /* user + system, as the scheduler counts it */
     double start_seconds; /* since the Unix epoch */
 };
 
