@@ -449,7 +449,8 @@ END {
     }
 
     printf("## Master cost\n\n") > o
-    printf("CPU: utime+stime of the up-run master (from `/proc/<pid>/stat`) before and after each connection-per-request run, divided by the connections it accepted in that run (`up-run status`).") > o
+    printf("CPU: the time the up-run master spent on a CPU (%s) before and after each connection-per-request run, divided by the connections it accepted in that run (`up-run status`).", \
+        cpu_unit == 1000000000 ? "the scheduler's count, `/proc/<pid>/task/*/schedstat`" : "utime+stime in clock ticks, `/proc/<pid>/stat`: this kernel has no schedstat") > o
     if (cmp_only) printf(" Memory is not measured in a comparison run.\n\n") > o
     else if ("idle_workers" in meta)
         printf(" Memory: `VmRSS` of the master (from `/proc/<pid>/status`) of an up-run of its own with the row's back end and %s workers, started fresh, after %s `bench/idle-conns` opened connections, sent one request on each, read the answer and kept them idle, so that the workers hold them.\n\n", meta["idle_workers"], meta["idle_clients"]) > o
