@@ -620,7 +620,7 @@ proc_cpu() { # PID -> its CPU time so far, in CPU_UNIT per second
     if [ "$CPU_UNIT" = 1000000000 ]; then
         [ -d "/proc/$1/task" ] || { echo -1; return; }
         for f in /proc/"$1"/task/*/schedstat; do
-            read -r t _ <"$f" 2>/dev/null && total=$((total + t))
+            read -r t _ 2>/dev/null <"$f" && total=$((total + t))
         done
         echo "$total"
         return
