@@ -44,6 +44,17 @@
 
 /* ---- accept failing with EMFILE ---- */
 
+/* The CPU time the master spends while the test waits ms: a master that
+ * waits on its ring spends almost none, one that spins a second per second. */
+static double rs_master_cpu_over(int ms)
+{
+    double cpu0 = proc_cpu_s(ma.pid);
+    up_test_nap(ms);
+    double cpu1 = proc_cpu_s(ma.pid);
+    cr_assert(cpu0 >= 0 && cpu1 >= 0, "the master died; log:\n%s", ma_log_text());
+    return cpu1 - cpu0;
+}
+
 /* Start up-run as ma_start() does with `-n workers` and app, but with
  * RLIMIT_NOFILE at soft:hard from its first instruction, through
  * prlimit(1) (util-linux): up-run raises its soft limit to the hard one at
@@ -110,12 +121,8 @@ BACKEND_TEST(resources, low_fd_limit_pauses_and_sheds, .timeout = 60, .fini = ht
     ht_send(late, RS_GET_CLOSE, strlen(RS_GET_CLOSE));
 
     /* The full master must wait, not spin: measure its CPU over 2 s. */
-    double cpu0 = proc_cpu_s(ma.pid);
-    up_test_nap(2000);
-    double cpu1 = proc_cpu_s(ma.pid);
+    double cpu_s = rs_master_cpu_over(2000);
     int held = proc_fds(ma.pid);
-    cr_assert(cpu0 >= 0 && cpu1 >= 0, "the master died; log:\n%s", ma_log_text());
-    double cpu_s = cpu1 - cpu0;
     cr_assert_lt(cpu_s, 0.3, "the master used %.2f s of CPU in 2 s while full: it spins", cpu_s);
     cr_assert_leq(held, RS_MASTER_NOFILE, "the master holds %d fds", held);
 
@@ -415,10 +422,7 @@ BACKEND_TEST(resources, control_and_metrics_back_off_at_emfile, .timeout = 60, .
     cr_assert_geq(waiting_metrics, 0);
     static const char healthz[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
     ht_send(waiting_metrics, healthz, strlen(healthz));
-    double cpu0 = proc_cpu_s(ma.pid);
-    up_test_nap(1000);
-    double cpu1 = proc_cpu_s(ma.pid);
-    double cpu_s = cpu1 - cpu0;
+    double cpu_s = rs_master_cpu_over(1000);
     int full = proc_fds(ma.pid);
     cr_assert_lt(cpu_s, 0.2, "the master used %.2f s of CPU in 1 s at its fd limit: it spins",
                  cpu_s);
