@@ -160,7 +160,7 @@ $1 == "mcpu" {
         # CPU milliseconds per 1,000 connections
         val[key, "ms1000", k] = ($5 / $6 * 1000) / $7 * 1000
         val[key, "conns", k] = $7
-        val[key, "ticks", k] = $5
+        val[key, "cpu", k] = $5
         cpu_unit = $6
         byrep[$2, "mcpu", $4] = val[key, "ms1000", k]
     }
@@ -174,6 +174,7 @@ $1 == "scpu" {
         k = ++nrun[key]
         # CPU microseconds per request
         val[key, "us", k] = $5 / $6 * 1000000 / $7
+        cpu_unit = $6
     }
     next
 }
@@ -182,6 +183,10 @@ $1 == "uload" { nul++; for (i = 2; i <= 15; i++) U[nul, i] = $i; next }
 
 END {
     quick = (meta["mode"] == "quick")
+    # How run.sh counted CPU time (CPU_UNIT: ns from schedstat, or ticks).
+    by_sched = (cpu_unit == 1000000000)
+    cpu_how = by_sched ? "the scheduler's count, `/proc/<pid>/task/*/schedstat`" : \
+        "utime+stime in clock ticks, `/proc/<pid>/stat`: this kernel has no schedstat"
     # --compare-only: up-run and its baseline alone, Keep-Alive and
     # connection per request alone.
     cmp_only = (meta["compare_only"] == 1)
@@ -330,8 +335,8 @@ END {
     if ("v_haproxy" in meta) printf("| HAProxy | %s |\n", meta["v_haproxy"]) > o
     printf("| wrk | %s |\n", meta["v_wrk"]) > o
     printf("| cc | %s |\n\n", meta["v_cc"]) > o
-    printf("Setup: every contestant has **%s workers** and listens on its own 127.0.0.1 port; wrk runs with **1 thread and %s connections**. Each scenario is run %s × %s s, the contestants interleaved and their order rotated between repetitions; tables give the **median** and the **spread (min–max)**. wrk and the servers **share the same %s CPUs** over loopback, so every figure includes wrk's own CPU use, and other work on the machine shows as noise (see the load average). *Server CPU per request* is what the contestant's own processes (master, workers, their threads; a proxy's back ends included) spent on the CPUs during a run (the scheduler's count, /proc/PID/task/*/schedstat), divided by its requests: it compares the servers apart from wrk, whose share of the same CPUs bounds every throughput ratio.\n\n", \
-        N, meta["wrk_connections"], meta["reps"], meta["duration_s"], meta["nproc"]) > o
+    printf("Setup: every contestant has **%s workers** and listens on its own 127.0.0.1 port; wrk runs with **1 thread and %s connections**. Each scenario is run %s × %s s, the contestants interleaved and their order rotated between repetitions; tables give the **median** and the **spread (min–max)**. wrk and the servers **share the same %s CPUs** over loopback, so every figure includes wrk's own CPU use, and other work on the machine shows as noise (see the load average). *Server CPU per request* is what the contestant's own processes (master, workers, their threads; a proxy's back ends included) spent on the CPUs during a run (%s), divided by its requests: it compares the servers apart from wrk, whose share of the same CPUs bounds every throughput ratio.\n\n", \
+        N, meta["wrk_connections"], meta["reps"], meta["duration_s"], meta["nproc"], cpu_how) > o
 
     printf("## Targets\n\n| Target | Measured | Goal | |\n|---|---|---|---|\n") > o
     for (i = 1; i <= ntg; i++)
@@ -341,7 +346,7 @@ END {
     else printf("\nThe last four rows answer the issue's question (handoff against a proxy in front); the up-run rows use the default back end (%s). Ratios divide medians measured in this run.", meta["backend_uprun"]) > o
     if (has_base) {
         printf(" The baseline is the up-run of `%s` (%s), with the up-worker beside it and its own `examples/hello.so`; \"per rep\" is the spread of the ratio between the two runs of each repetition, which ran a moment apart. A ratio means something only beyond that spread and beyond what two copies of the same build differ by on this machine (`bench/run.sh --baseline build --compare-only` measures it).", meta["baseline_dir"], meta["git_base"]) > o
-        if (cpu_unit != 1000000000 && stats("uprun", "mcpu", "ticks"))
+        if (!by_sched && stats("uprun", "mcpu", "cpu"))
             printf(" The master's CPU is counted in clock ticks of 1/%s s (this kernel has no schedstat): up-run's took %d per connection-per-request run (median), so one tick is %.1f %% of its figure.", cpu_unit, S_med, S_med > 0 ? 100 / S_med : 100) > o
     }
     printf("\n\n") > o
@@ -450,7 +455,7 @@ END {
 
     printf("## Master cost\n\n") > o
     printf("CPU: the time the up-run master spent on a CPU (%s) before and after each connection-per-request run, divided by the connections it accepted in that run (`up-run status`).", \
-        cpu_unit == 1000000000 ? "the scheduler's count, `/proc/<pid>/task/*/schedstat`" : "utime+stime in clock ticks, `/proc/<pid>/stat`: this kernel has no schedstat") > o
+        cpu_how) > o
     if (cmp_only) printf(" Memory is not measured in a comparison run.\n\n") > o
     else if ("idle_workers" in meta)
         printf(" Memory: `VmRSS` of the master (from `/proc/<pid>/status`) of an up-run of its own with the row's back end and %s workers, started fresh, after %s `bench/idle-conns` opened connections, sent one request on each, read the answer and kept them idle, so that the workers hold them.\n\n", meta["idle_workers"], meta["idle_clients"]) > o

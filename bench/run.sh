@@ -614,7 +614,6 @@ check_alive() { # ID WHEN
 # agreed on, while a process that spins was counted right. The fallback is
 # those ticks. A thread that exited takes its schedstat along: this is for
 # runs in which no process or thread of the contestant ends.
-
 proc_cpu() { # PID -> its CPU time so far, in CPU_UNIT per second
     local s rest f t total=0
     if [ "$CPU_UNIT" = 1000000000 ]; then
