@@ -22,6 +22,10 @@ int up_app_require(const char *lib, char *err, size_t cap)
     return 0;
 }
 
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */
+#endif
+
 /* Copy the file at path into a new memfd. Returns the memfd, or -errno. */
 static int snapshot(const char *path, char *err, size_t cap)
 {
@@ -31,7 +35,13 @@ static int snapshot(const char *path, char *err, size_t cap)
         snprintf(err, cap, "cannot open app %s: %s", path, strerror(-r));
         return r;
     }
-    int mfd = memfd_create("up-app", MFD_CLOEXEC);
+    /* Never to be run by execve(): dlopen() maps it, which the seal allows,
+     * and vm.memfd_noexec=2 requires it. Before 6.3 the flag is unknown
+     * (EINVAL). */
+    int mfd = memfd_create("up-app", MFD_CLOEXEC | MFD_NOEXEC_SEAL);
+    if (mfd < 0 && errno == EINVAL) {
+        mfd = memfd_create("up-app", MFD_CLOEXEC);
+    }
     int r = mfd < 0 ? -errno : 0;
     struct stat st;
     if (r == 0 && fstat(src, &st) < 0) {
@@ -55,9 +65,9 @@ static int snapshot(const char *path, char *err, size_t cap)
     return mfd;
 }
 
-int up_app_load(const char *path, struct up_app_loaded *ret, char *err, size_t cap)
+int up_app_load(const char *path, int fd, struct up_app_loaded *ret, char *err, size_t cap)
 {
-    int mfd = snapshot(path, err, cap);
+    int mfd = fd >= 0 ? fd : snapshot(path, err, cap);
     if (mfd < 0) {
         return mfd;
     }

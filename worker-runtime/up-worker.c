@@ -14,6 +14,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ static void usage(FILE *f)
                "      --access-log PATH|-   one line per request to PATH or standard output;\n"
                "                            SIGUSR1 reopens it\n"
                "      --access-log-format combined|json   (default combined)\n"
-               "      --generation N, --index I   set by up-run\n"
+               "      --generation N, --index I, --app-fd N   set by up-run\n"
                "  -h, --help                this text;  -V, --version  the version\n"
                "environment: UP_BACKEND=io_uring|epoll, UP_BODY_LIMIT, UP_LOG=debug, and\n"
                "  durations (like 5s): UP_IDLE_TIMEOUT (60s), UP_READ_TIMEOUT (30s),\n"
@@ -116,6 +117,7 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         OPT_SPREAD,
         OPT_ALOG,
         OPT_ALOG_FORMAT,
+        OPT_APP_FD,
     };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
@@ -130,6 +132,7 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         {"close-spread", required_argument, NULL, OPT_SPREAD},
         {"access-log", required_argument, NULL, OPT_ALOG},
         {"access-log-format", required_argument, NULL, OPT_ALOG_FORMAT},
+        {"app-fd", required_argument, NULL, OPT_APP_FD},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -191,6 +194,20 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
                 return -EINVAL;
             }
             break;
+        case OPT_APP_FD: {
+            char *end;
+            long fd = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || fd < 3 || fd > 1024 ||
+                fcntl((int)fd, F_GETFD) < 0) {
+                fprintf(stderr, "up-worker: --app-fd %s is not an open fd above 2\n", optarg);
+                return -EINVAL;
+            }
+            /* Inherited without CLOEXEC: set it, so that nothing the app
+             * runs keeps it (the app's load closes it). */
+            (void)fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+            cfg->app_fd = (int)fd;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 1;
@@ -233,7 +250,8 @@ int main(int argc, char **argv)
     if (args == NULL) {
         return 1;
     }
-    struct up_worker_cfg cfg = {.title = "up", .ws_drain_grace_ms = 5000, .close_spread_ms = 5000};
+    struct up_worker_cfg cfg = {
+        .title = "up", .app_fd = -1, .ws_drain_grace_ms = 5000, .close_spread_ms = 5000};
     int r = parse_env(&cfg);
     if (r == 0) {
         r = parse_args(argc, args, &cfg);

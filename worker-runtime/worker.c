@@ -762,7 +762,7 @@ static int load_app(struct up_worker *w, char *err, size_t cap)
             return r;
         }
     }
-    int r = up_app_load(w->cfg.app_path, &w->app, err, cap);
+    int r = up_app_load(w->cfg.app_path, w->cfg.app_fd, &w->app, err, cap);
     if (r < 0) {
         return r;
     }

@@ -45,6 +45,7 @@ struct up_chan_msg;
 
 struct up_worker_cfg {
     const char *app_path;
+    int app_fd; /* --app-fd N: the app, open (the master's snapshot); -1: load app_path */
     int app_argc;
     char **app_argv;
     const char *require[16];

@@ -921,3 +921,23 @@ BACKEND_TEST(worker, a_burst_that_closed_leaves_no_memory_behind, .timeout = 60,
     ht_assert_burst_gone(wk.pid, "worker", backend, N, base, N * 8, 1500,
                          "64 buffers and chunks kept: 768 kB");
 }
+
+/* --app-fd is up-run's (kind.h): a number that names no open fd gets a
+ * clear word and exit 2, not a worker that fails later in dlopen(). */
+Test(worker, app_fd_that_is_not_open_is_refused, .timeout = 10, .fini = ht_fini)
+{
+    const char *cases[] = {"99", "2", "x"};
+    for (int i = 0; i < 3; i++) {
+        char *argv[] = {(char *)up_test_bin("up-worker"), "--app-fd", (char *)cases[i],
+                        (char *)up_test_bin("examples/hello.so"), NULL};
+        const char *out = ht_path("worker.err");
+        pid_t pid = up_test_spawn(argv, NULL, out);
+        cr_assert_gt(pid, 0);
+        int status = up_test_wait_exit(pid, 5000);
+        cr_assert_eq(status, 2, "--app-fd %s: exit %d", cases[i], status);
+        char want[64];
+        snprintf(want, sizeof(want), "--app-fd %s is not an open fd above 2", cases[i]);
+        cr_assert_eq(up_test_file_contains(out, want), 1, "--app-fd %s said:\n%s", cases[i],
+                     up_test_file_tail(out));
+    }
+}
