@@ -148,7 +148,7 @@ static void gen_free(struct up_gen *g)
     }
     up_timer_stop(gs->loop, &g->ready_timer);
     up_timer_stop(gs->loop, &g->respawn_timer);
-    up_kind_release(g->heir ? UP_KIND_HEIR : gs->opts->spawn.kind, g->app);
+    up_kind_release(&g->snap);
     up_log(UP_LOG_DEBUG, "generation %u gone", g->id);
     free(g);
 }
@@ -175,7 +175,8 @@ static bool add_worker(struct up_gen *g, bool respawned)
 {
     struct up_gens *gs = g->set;
     struct up_kind_params p = g->heir ? gs->heir_spawn : gs->opts->spawn;
-    p.app = g->app;
+    p.app = g->snap.path;
+    p.app_fd = g->snap.fd;
     p.gen_id = g->id;
     p.index = free_index(g);
     int err = 0;
@@ -740,6 +741,7 @@ static int start_gen(struct up_gens *gs, bool heir)
     }
     g->set = gs;
     g->heir = heir;
+    g->snap.fd = -1;
     g->id = ++gs->next_id;
     g->want = UP_GEN_WANT_SERVE;
     g->started_at = up_loop_now(gs->loop);
@@ -757,14 +759,18 @@ static int start_gen(struct up_gens *gs, bool heir)
     up_list_push_front(&gs->list, &g->link);
     gs->stats.reloads++;
     char reason[600];
-    int r = up_kind_prepare(spawn, g->id, gs->opts->snap_dir, g->app, sizeof(g->app), reason,
-                            sizeof(reason));
+    int r = up_kind_prepare(spawn, g->id, gs->opts->snap_dir, &g->snap, reason, sizeof(reason));
     if (r < 0) {
         fail_unstarted(g, reason);
         return r;
     }
+    if (g->snap.file) {
+        /* No memfd to be had (kind.c): the disk, then. */
+        up_log(UP_LOG_INFO, "generation %u: the app's snapshot is a file, %s (no memfd: %s)", g->id,
+               g->snap.path, strerror(-g->snap.memfd_err));
+    }
     if (heir) {
-        up_log(UP_LOG_INFO, "starting generation %u: a new master, %s", g->id, g->app);
+        up_log(UP_LOG_INFO, "starting generation %u: a new master, %s", g->id, g->snap.path);
     } else {
         up_log(UP_LOG_INFO, "starting generation %u: %ld workers", g->id, want);
     }

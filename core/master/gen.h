@@ -74,15 +74,15 @@ struct up_gen {
     unsigned id;
     enum up_gen_state state;
     enum up_gen_want want;
-    uint32_t drain_flags;    /* UP_DRAIN_F_* wanted */
-    uint64_t drain_deadline; /* up_loop_now() ms */
-    int kill_sig;            /* WANT_KILL: the signal */
-    bool shed;               /* over --max-draining or the budget: idle ones back now */
-    bool heir;               /* one worker, a new master (up_gens_upgrade) */
-    char app[512];           /* the snapshot this generation loads */
-    struct up_list workers;  /* mworker.gen_link */
-    unsigned nworkers;       /* alive (not GONE) */
-    unsigned rr;             /* round-robin cursor */
+    uint32_t drain_flags;     /* UP_DRAIN_F_* wanted */
+    uint64_t drain_deadline;  /* up_loop_now() ms */
+    int kill_sig;             /* WANT_KILL: the signal */
+    bool shed;                /* over --max-draining or the budget: idle ones back now */
+    bool heir;                /* one worker, a new master (up_gens_upgrade) */
+    struct up_kind_snap snap; /* what this generation runs (its app's snapshot) */
+    struct up_list workers;   /* mworker.gen_link */
+    unsigned nworkers;        /* alive (not GONE) */
+    unsigned rr;              /* round-robin cursor */
     uint64_t started_at;
     struct up_timer ready_timer; /* --ready-timeout while STARTING */
     struct up_timer respawn_timer;

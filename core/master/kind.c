@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,27 +47,85 @@ int up_kind_quit_signal(enum up_kind k)
     return k == UP_KIND_EXEC ? SIGTERM : SIGQUIT;
 }
 
-/* Copy the app into the private snapshot directory, so that rewriting it in
- * place cannot change what this generation loads. */
-static int snapshot(const char *app, const char *copy)
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */
+#endif
+
+/* Copy all of src (open) into dst (open, empty). 0 or -errno. */
+static int copy_all(int src, int dst)
+{
+    struct stat st;
+    if (fstat(src, &st) < 0) {
+        return -errno;
+    }
+    off_t off = 0;
+    while (off < st.st_size) {
+        ssize_t n = sendfile(dst, src, &off, (size_t)(st.st_size - off));
+        if (n < 0 && errno != EINTR) {
+            return -errno;
+        }
+        if (n == 0) {
+            break; /* it shrank while we copied: the worker's dlopen judges */
+        }
+    }
+    return 0;
+}
+
+/* src copied into a memfd sealed against every change: the memfd, or
+ * -errno. MFD_NOEXEC_SEAL: it is never to be run by execve() (dlopen()
+ * maps it, which the seal allows), and vm.memfd_noexec=2 requires saying
+ * so; a kernel before 6.3 knows no such flag (EINVAL). */
+static int snapshot_memfd(int src, unsigned gen_id)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "up-app-g%u", gen_id);
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL) {
+        fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    }
+    if (fd < 0) {
+        return -errno;
+    }
+    int r = copy_all(src, fd);
+    if (r == 0 &&
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        r = -errno;
+    }
+    if (r < 0) {
+        up_close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* Snapshot the app, so that rewriting it in place cannot change what this
+ * generation loads: into a sealed memfd, or into a file in dir where no
+ * memfd can be had (a kernel or sandbox without memfd_create(), or memory
+ * short for the copy). Either way snap->fd is the copy, open, for the
+ * workers: none of them copies the app again. */
+static int snapshot(const char *app, unsigned gen_id, const char *dir, struct up_kind_snap *snap)
 {
     int src = open(app, O_RDONLY | O_CLOEXEC);
     if (src < 0) {
         return -errno;
     }
-    int dst = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    struct stat st;
-    int r = dst < 0 || fstat(src, &st) < 0 ? -errno : 0;
-    off_t off = 0;
-    while (r == 0 && off < st.st_size) {
-        ssize_t n = sendfile(dst, src, &off, (size_t)(st.st_size - off));
-        if (n <= 0) {
-            r = n < 0 ? -errno : 0;
-            break;
-        }
+    int fd = snapshot_memfd(src, gen_id);
+    if (fd >= 0) {
+        up_close(src);
+        snap->fd = fd;
+        snprintf(snap->path, sizeof(snap->path), "%s", app);
+        return 0;
     }
+    snap->memfd_err = fd;
+    snprintf(snap->path, sizeof(snap->path), "%s/gen-%u.so", dir, gen_id);
+    snap->file = true;
+    int dst = open(snap->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = dst < 0 ? -errno : copy_all(src, dst);
     up_close(src);
     up_close(dst);
+    if (r == 0 && (snap->fd = open(snap->path, O_RDONLY | O_CLOEXEC)) < 0) {
+        r = -errno;
+    }
     return r;
 }
 
@@ -122,15 +181,16 @@ int up_kind_find_command(const char *cmd, char *buf, size_t cap)
 }
 
 int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char *dir,
-                    char *ret_path, size_t path_cap, char *why, size_t why_cap)
+                    struct up_kind_snap *snap, char *why, size_t why_cap)
 {
+    *snap = (struct up_kind_snap){.fd = -1};
     int r = 0;
     switch (p->kind) {
     case UP_KIND_APP:
-        snprintf(ret_path, path_cap, "%s/gen-%u.so", dir, gen_id);
-        r = snapshot(p->app, ret_path);
+        r = snapshot(p->app, gen_id, dir, snap);
         if (r < 0) {
             snprintf(why, why_cap, "cannot copy %s: %s", p->app, strerror(-r));
+            up_kind_release(snap);
         }
         return r;
     case UP_KIND_HANDOFF:
@@ -142,17 +202,19 @@ int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char 
             snprintf(why, why_cap, "cannot run %s: %s", p->app, strerror(-r));
             return r;
         }
-        snprintf(ret_path, path_cap, "%s", p->app);
+        snprintf(snap->path, sizeof(snap->path), "%s", p->app);
         return 0;
     }
     return -EINVAL;
 }
 
-void up_kind_release(enum up_kind k, const char *path)
+void up_kind_release(struct up_kind_snap *snap)
 {
-    if (k == UP_KIND_APP && path[0] != '\0') {
-        unlink(path);
+    up_close(snap->fd);
+    if (snap->file) {
+        unlink(snap->path);
     }
+    *snap = (struct up_kind_snap){.fd = -1};
 }
 
 /* Append s to plan's argv; false when it is full. */
@@ -191,6 +253,9 @@ static int plan_app(const struct up_kind_params *p, struct up_kind_plan *plan)
     }
     for (int i = 0; ok && i < p->nrequire; i++) {
         ok = arg(plan, &a, "--require") && arg(plan, &a, p->require[i]);
+    }
+    if (ok && p->app_fd >= 0) {
+        ok = arg(plan, &a, "--app-fd") && arg(plan, &a, "4");
     }
     ok = ok && arg(plan, &a, p->app) && arg(plan, &a, "--");
     for (int i = 0; ok && i < p->app_argc; i++) {
@@ -291,6 +356,10 @@ int up_kind_plan(const struct up_kind_params *p, int chan, int out, struct up_ki
     c->nfds = 4;
     if (p->kind == UP_KIND_APP) {
         c->fds[3] = chan;
+        if (p->app_fd >= 0) {
+            c->fds[4] = p->app_fd;
+            c->nfds = 5;
+        }
         return plan_app(p, plan);
     }
     /* A program of any kind may write to either: both are relayed. */

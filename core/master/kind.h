@@ -8,7 +8,11 @@
  *
  *   APP      up-worker loading the app .so. fd 3 is the channel (passfd.h):
  *            connections come one by one from the master; READY and DRAIN
- *            are messages. A generation loads a private snapshot of the app.
+ *            are messages. A generation loads a private snapshot of the app,
+ *            made once: a sealed memfd that each of its workers gets as fd
+ *            4 and maps (the same pages in all of them, in memory, whatever
+ *            the state of the disk), or a file in the snapshot directory,
+ *            opened as fd 4 alike, where no memfd can be had.
  *   HANDOFF  any program that speaks the channel protocol on fd 3
  *            (docs/PROTOCOL.md): what an APP worker gets, for another
  *            language. The command is started through up-exec.
@@ -68,7 +72,8 @@ enum up_ready_by {
 struct up_kind_params {
     enum up_kind kind;
     const char *bin; /* APP: up-worker; HANDOFF, EXEC: up-exec */
-    const char *app; /* APP: the generation's snapshot; else the command, found */
+    const char *app; /* APP: the app (its snapshot file without app_fd); else the command, found */
+    int app_fd;      /* APP: the generation's sealed snapshot, or -1 */
     unsigned gen_id, index;
     /* APP */
     const char *title;
@@ -119,16 +124,27 @@ bool up_kind_own_group(enum up_kind k);
  * would make most dump core). */
 int up_kind_quit_signal(enum up_kind k);
 
-/* Before generation gen_id starts: APP copies p->app into dir (written
- * into ret_path); HANDOFF, EXEC and HEIR check that the command (p->app,
- * an absolute path) may be run, and name it in ret_path. Returns 0, or -errno
- * with why (cap bytes) saying what failed. APP may block: a short file copy,
- * once per reload. */
-int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char *dir,
-                    char *ret_path, size_t path_cap, char *why, size_t why_cap);
+/* What a generation's workers run, made by up_kind_prepare(). */
+struct up_kind_snap {
+    char path[512]; /* APP: the app, or its snapshot file; else the command */
+    int fd;         /* APP: the snapshot, open (ours): a sealed memfd, or the file */
+    bool file;      /* path is our snapshot file: removed at release */
+    int memfd_err;  /* APP with a file: why not a memfd (-errno) */
+};
 
-/* What up_kind_prepare() made, no longer needed (the generation is gone). */
-void up_kind_release(enum up_kind k, const char *path);
+/* Before generation gen_id starts: APP copies p->app into a sealed memfd,
+ * or where none can be had, into a file in dir (snap->path), and opens it
+ * (snap->fd, what each worker gets as fd 4); HANDOFF, EXEC and HEIR
+ * check that the command (p->app, an absolute path) may be run, and name
+ * it in snap->path. Returns 0, or -errno with why (cap bytes) saying what
+ * failed; snap is then empty (nothing to release, but harmless to). APP
+ * may block: a short copy, once per reload. */
+int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char *dir,
+                    struct up_kind_snap *snap, char *why, size_t why_cap);
+
+/* What up_kind_prepare() made, no longer needed (the generation is gone):
+ * the memfd closed, the file removed. snap is empty after. */
+void up_kind_release(struct up_kind_snap *snap);
 
 /* Fill plan to start one worker of p with its channel (chan, -1 for EXEC)
  * and its output pipe (out: stderr, and stdout for HANDOFF and EXEC).

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,6 +171,139 @@ BACKEND_TEST(master, reload_during_reload, .timeout = 30, .fini = ht_fini)
         cr_assert_eq(up_test_file_contains(ma.log, "generation 2 serving"), 0,
                      "generation 2 served though it was superseded; log:\n%s", ma_log_text());
     }
+}
+
+/* ---- the app's snapshot ---- */
+
+/* The inode of the memfd snapshot pid maps its app from (its name into
+ * name), or 0 if it maps none. */
+static unsigned long mr_app_inode(pid_t pid, char *name, size_t cap)
+{
+    static char maps[1 << 17];
+    ssize_t n = proc_read(pid, "maps", maps, sizeof(maps));
+    cr_assert_gt(n, 0, "cannot read /proc/%d/maps", (int)pid);
+    for (char *line = maps; line != NULL && *line != '\0';) {
+        char *end = strchr(line, '\n');
+        if (end != NULL) {
+            *end = '\0';
+        }
+        char *m = strstr(line, "/memfd:up-app");
+        unsigned long ino = 0;
+        if (m != NULL && sscanf(line, "%*s %*s %*s %*s %lu", &ino) == 1 && ino != 0) {
+            snprintf(name, cap, "%s", m);
+            return ino;
+        }
+        line = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* How many of pid's fds are app snapshots (memfd:up-app...). */
+static int mr_snapshot_fds(pid_t pid)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        char link[64], to[256] = "";
+        snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
+        if (readlink(link, to, sizeof(to) - 1) > 0 && strstr(to, "memfd:up-app") != NULL) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Both workers of generation id map one copy of the app, which is named
+ * for the generation and not held open by either; its inode is returned. */
+static unsigned long mr_one_copy(unsigned id, const pid_t w[2])
+{
+    char name[2][256], want[32];
+    unsigned long ino[2];
+    for (int i = 0; i < 2; i++) {
+        ino[i] = mr_app_inode(w[i], name[i], sizeof(name[i]));
+        cr_assert_neq(ino[i], 0, "worker %d maps no app snapshot", (int)w[i]);
+        cr_assert_eq(mr_snapshot_fds(w[i]), 0, "worker %d keeps the snapshot open", (int)w[i]);
+    }
+    cr_assert_eq(ino[0], ino[1],
+                 "generation %u's workers each have a copy of the app: %s (%lu), %s (%lu)", id,
+                 name[0], ino[0], name[1], ino[1]);
+    snprintf(want, sizeof(want), "memfd:up-app-g%u", id);
+    cr_assert_not_null(strstr(name[0], want), "%s", name[0]);
+    return ino[0];
+}
+
+/* A generation's workers map one copy of the app, made once by the master
+ * and sealed (kind.h), not one each: N workers of an app of S bytes hold
+ * S, not N x S. The master keeps the copy while the generation lives. */
+BACKEND_TEST(master, a_generation_s_workers_share_one_copy_of_the_app, .timeout = 30,
+             .fini = ht_fini)
+{
+    struct ma_status s;
+    pid_t w1[2], w2[2];
+
+    ma_start(backend, up_test_bin("examples/echo.so"), NULL);
+    ma_wait_workers(1, 2, &s);
+    ma_gen_pids(&s, 1, "ready", w1, 2);
+    unsigned long first = mr_one_copy(1, w1);
+    cr_assert_eq(mr_snapshot_fds(ma.pid), 1, "the master holds %d snapshots",
+                 mr_snapshot_fds(ma.pid));
+
+    ma_signal(SIGUSR2);
+    ma_wait_generation(2, 5000);
+    ma_wait_workers(2, 2, &s);
+    ma_gen_pids(&s, 2, "ready", w2, 2);
+    unsigned long second = mr_one_copy(2, w2);
+    cr_assert_neq(first, second, "generation 2 runs generation 1's copy");
+    cr_assert_geq(proc_wait_gone(w1, 2, 5000), 0, "generation 1 still alive");
+    /* Generation 1's copy went with it. */
+    long long deadline = up_test_now_ms() + 5000;
+    while (mr_snapshot_fds(ma.pid) != 1 && up_test_now_ms() < deadline) {
+        up_test_nap(20);
+    }
+    cr_assert_eq(mr_snapshot_fds(ma.pid), 1, "the master holds %d snapshots, generation 2 alone",
+                 mr_snapshot_fds(ma.pid));
+}
+
+/* A full disk under TMPDIR (where the snapshot directory is) must not stop
+ * a deploy: the snapshot is made in memory. */
+static char mr_mnt[64];
+
+static void mr_full_fini(void)
+{
+    ht_fini();
+    if (mr_mnt[0] != '\0') {
+        umount2(mr_mnt, MNT_DETACH);
+        rmdir(mr_mnt);
+    }
+}
+
+Test(master, a_full_disk_does_not_stop_a_reload, .timeout = 30, .fini = mr_full_fini)
+{
+    snprintf(mr_mnt, sizeof(mr_mnt), "/tmp/up-test-full.XXXXXX");
+    cr_assert_not_null(mkdtemp(mr_mnt));
+    if (mount("tmpfs", mr_mnt, "tmpfs", 0, "size=256k") < 0) {
+        int e = errno;
+        rmdir(mr_mnt);
+        mr_mnt[0] = '\0';
+        cr_skip_test("cannot mount a small tmpfs here (%s): run as root", strerror(e));
+    }
+    char tmpdir[96];
+    snprintf(tmpdir, sizeof(tmpdir), "TMPDIR=%s", mr_mnt);
+    ma.env[0] = tmpdir;
+    ma_start("auto", up_test_bin("examples/echo.so"), NULL);
+    /* Fill it to the last block. */
+    char fill[128];
+    snprintf(fill, sizeof(fill), "%s/fill", mr_mnt);
+    int fd = open(fill, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0);
+    static const char block[4096];
+    while (write(fd, block, sizeof(block)) > 0) {
+    }
+    cr_assert_eq(errno, ENOSPC, "filling the disk: %s", strerror(errno));
+    close(fd);
+    ma_signal(SIGUSR2);
+    ma_wait_generation(2, 5000);
+    cr_assert_eq(up_test_file_contains(ma.log, "failed to start"), 0,
+                 "a reload failed on the full disk:\n%s", ma_log_text());
 }
 
 /* ---- respawn ---- */
