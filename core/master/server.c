@@ -1365,14 +1365,17 @@ static long count_fds(void)
 }
 
 /* Size the pending cap to the fd limit: what the master holds now, two fds
- * per worker process the budget allows (channel, stderr pipe), a margin,
- * and one per pending connection. Accepting then pauses before accept()
- * or a hand-back could fail for lack of fds. */
+ * per worker process the budget allows (channel, stderr pipe), one per
+ * generation that may live at once (its app's snapshot: draining, active
+ * and starting ones), a margin, and one per pending connection. Accepting
+ * then pauses before accept() or a hand-back could fail for lack of fds. */
 static size_t size_pending(struct up_server *s, unsigned long long raised_from)
 {
     long fixed = count_fds();
     long long workers = 2LL * (s->opts.max_draining + 1) * s->opts.workers;
-    long long room = (long long)s->nofile - (fixed > 0 ? fixed : 32) - workers - FD_MARGIN;
+    long long snapshots = s->opts.max_draining + 2;
+    long long room =
+        (long long)s->nofile - (fixed > 0 ? fixed : 32) - workers - snapshots - FD_MARGIN;
     size_t max = room > MAX_PENDING ? MAX_PENDING : room < MIN_PENDING ? MIN_PENDING : (size_t)room;
     char from[64] = "";
     if (raised_from != s->nofile) {
