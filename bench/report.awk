@@ -437,7 +437,7 @@ END {
         printf("### Zero-loss check (up-load)\n\n") > o
         if (nul == 0) printf("Not run (build/tools/up-load missing).\n\n") > o
         else {
-            printf("wrk cannot tell a server's harmless close from a lost request, so the repository's checking client runs a separate storm: `%s` with %s Keep-Alive loops and %s connection-per-request loops; it parses every answer and sorts each request into one outcome. *failed* = connect errors + resets + lost + bad + timeouts; idle closes (a Keep-Alive socket closed while idle, retried) are harmless and only reported.\n\n", \
+            printf("wrk cannot tell a server's harmless close from a lost request, so the repository's checking client runs a separate storm: `%s` with %s Keep-Alive loops and %s connection-per-request loops; it parses every answer and sorts each request into one outcome. *failed* = connect errors + resets + lost + bad + timeouts; idle closes (a Keep-Alive socket closed while idle, retried) are harmless and only reported. Its request counts are not a throughput measure (the wrk storms above are): in a storm the Keep-Alive loops stay on the workers they started with (an old generation serves its connections until `--timeout`), while each new generation's workers start idle and take the connection-per-request loops, which then get a larger share of the CPU for requests that each cost several Keep-Alive ones, so fewer requests are made in all.\n\n", \
                 meta["uload_cmd"], 64, 2) > o
             printf("| Contestant | Run | Reloads sent (done) | Requests | OK | connect errors | resets | lost | bad | timeouts | idle closes | failed |\n") > o
             printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") > o
