@@ -117,6 +117,10 @@ static int snapshot(const char *app, unsigned gen_id, const char *dir, struct up
         return 0;
     }
     snap->memfd_err = fd;
+    if (dir[0] == '\0') {
+        up_close(src);
+        return fd; /* no directory to fall back to (server.c: a full disk) */
+    }
     snprintf(snap->path, sizeof(snap->path), "%s/gen-%u.so", dir, gen_id);
     snap->file = true;
     int dst = open(snap->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

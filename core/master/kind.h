@@ -133,8 +133,9 @@ struct up_kind_snap {
 };
 
 /* Before generation gen_id starts: APP copies p->app into a sealed memfd,
- * or where none can be had, into a file in dir (snap->path), and opens it
- * (snap->fd, what each worker gets as fd 4); HANDOFF, EXEC and HEIR
+ * or where none can be had, into a file in dir (snap->path; "" for none:
+ * then the memfd's error), and opens it (snap->fd, what each worker gets
+ * as fd 4); HANDOFF, EXEC and HEIR
  * check that the command (p->app, an absolute path) may be run, and name
  * it in snap->path. Returns 0, or -errno with why (cap bytes) saying what
  * failed; snap is then empty (nothing to release, but harmless to). APP

@@ -1270,7 +1270,11 @@ static int make_snap_dir(struct up_server *s)
         base = "/tmp";
     }
     snprintf(s->snap_dir, sizeof(s->snap_dir), "%s/up-%d-XXXXXX", base, (int)getpid());
-    return mkdtemp(s->snap_dir) == NULL ? -errno : 0;
+    if (mkdtemp(s->snap_dir) == NULL) {
+        s->snap_dir[0] = '\0';
+        return -errno;
+    }
+    return 0;
 }
 
 /* What workers start as: up-worker (opts.worker_bin, else $UP_WORKER_BIN)
@@ -1686,8 +1690,16 @@ static int start(struct up_server *s)
                (unsigned)s->privs.gid);
     }
     if ((r = make_snap_dir(s)) < 0) {
-        up_log(UP_LOG_ERR, "cannot prepare a private directory: %s", strerror(-r));
-        return r;
+        /* An app's workers need it only where no memfd can be had (kind.h):
+         * a full disk must not keep the service from starting. The notify
+         * socket of --exec workers lives in it. */
+        if (o->kind == UP_WORKERS_EXEC) {
+            up_log(UP_LOG_ERR, "cannot prepare a private directory: %s", strerror(-r));
+            return r;
+        }
+        up_log(UP_LOG_WARN,
+               "cannot prepare a private directory (%s): the app's snapshots stay in memory",
+               strerror(-r));
     }
     if (s->nlisteners == 0) {
         up_log(UP_LOG_ERR, "nothing to listen on");

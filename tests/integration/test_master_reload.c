@@ -263,8 +263,9 @@ BACKEND_TEST(master, a_generation_s_workers_share_one_copy_of_the_app, .timeout 
                  mr_snapshot_fds(ma.pid));
 }
 
-/* A full disk under TMPDIR (where the snapshot directory is) must not stop
- * a deploy: the snapshot is made in memory. */
+/* A full disk under TMPDIR (where the snapshot directory would be) must
+ * stop neither a start nor a deploy: an app's snapshots are made in
+ * memory, and the directory is needed only where they cannot be. */
 static char mr_mnt[64];
 
 static void mr_full_fini(void)
@@ -276,21 +277,17 @@ static void mr_full_fini(void)
     }
 }
 
-Test(master, a_full_disk_does_not_stop_a_reload, .timeout = 30, .fini = mr_full_fini)
+Test(master, a_full_disk_stops_neither_a_start_nor_a_reload, .timeout = 30, .fini = mr_full_fini)
 {
     snprintf(mr_mnt, sizeof(mr_mnt), "/tmp/up-test-full.XXXXXX");
     cr_assert_not_null(mkdtemp(mr_mnt));
-    if (mount("tmpfs", mr_mnt, "tmpfs", 0, "size=256k") < 0) {
+    if (mount("tmpfs", mr_mnt, "tmpfs", 0, "size=256k,nr_inodes=16") < 0) {
         int e = errno;
         rmdir(mr_mnt);
         mr_mnt[0] = '\0';
         cr_skip_test("cannot mount a small tmpfs here (%s): run as root", strerror(e));
     }
-    char tmpdir[96];
-    snprintf(tmpdir, sizeof(tmpdir), "TMPDIR=%s", mr_mnt);
-    ma.env[0] = tmpdir;
-    ma_start("auto", up_test_bin("examples/echo.so"), NULL);
-    /* Fill it to the last block. */
+    /* Full to the last block and the last inode. */
     char fill[128];
     snprintf(fill, sizeof(fill), "%s/fill", mr_mnt);
     int fd = open(fill, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -300,6 +297,19 @@ Test(master, a_full_disk_does_not_stop_a_reload, .timeout = 30, .fini = mr_full_
     }
     cr_assert_eq(errno, ENOSPC, "filling the disk: %s", strerror(errno));
     close(fd);
+    for (int i = 0;; i++) {
+        snprintf(fill, sizeof(fill), "%s/inode-%d", mr_mnt, i);
+        if ((fd = open(fill, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+            break;
+        }
+        close(fd);
+    }
+    cr_assert_eq(errno, ENOSPC, "using up the inodes: %s", strerror(errno));
+    char tmpdir[96];
+    snprintf(tmpdir, sizeof(tmpdir), "TMPDIR=%s", mr_mnt);
+    ma.env[0] = tmpdir;
+    ma_start("auto", up_test_bin("examples/echo.so"), NULL);
+    ma_wait_log("snapshots stay in memory", 2000);
     ma_signal(SIGUSR2);
     ma_wait_generation(2, 5000);
     cr_assert_eq(up_test_file_contains(ma.log, "failed to start"), 0,

@@ -262,6 +262,31 @@ Test(kind, without_memfds_the_snapshot_is_a_file, .timeout = 10)
                  "that file, 13: release left the file");
 }
 
+static int no_dir_fails(void)
+{
+    struct up_kind_params p = app_params(up_test_bin("examples/hello.so"));
+    struct up_kind_snap snap;
+    char why[256] = "";
+    if (up_kind_prepare(&p, 7, "", &snap, why, sizeof(why)) != -ENOSYS) {
+        return 10;
+    }
+    if (snap.fd != -1 || snap.file || strstr(why, "cannot copy") == NULL) {
+        return 11;
+    }
+    return 0;
+}
+
+/* Without memfds and without a snapshot dir (the master could not make
+ * one: a full disk) the generation cannot start, and says why. */
+Test(kind, without_memfds_or_a_dir_the_snapshot_fails, .timeout = 10)
+{
+    int r = in_child(no_memfd, no_dir_fails);
+    if (r == 77) {
+        cr_skip_test("cannot install a seccomp filter here");
+    }
+    cr_assert_eq(r, 0, "10: not -ENOSYS, 11: something left, or no reason given");
+}
+
 Test(kind, a_worker_gets_the_snapshot_as_fd_4, .timeout = 10)
 {
     struct up_kind_params p = app_params("/srv/app.so");
