@@ -1,6 +1,7 @@
 #include "app.h"
 
 #include "fd.h"
+#include "snapshot.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -8,9 +9,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 int up_app_require(const char *lib, char *err, size_t cap)
@@ -22,10 +20,6 @@ int up_app_require(const char *lib, char *err, size_t cap)
     return 0;
 }
 
-#ifndef MFD_NOEXEC_SEAL
-#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */
-#endif
-
 /* Copy the file at path into a new memfd. Returns the memfd, or -errno. */
 static int snapshot(const char *path, char *err, size_t cap)
 {
@@ -35,32 +29,10 @@ static int snapshot(const char *path, char *err, size_t cap)
         snprintf(err, cap, "cannot open app %s: %s", path, strerror(-r));
         return r;
     }
-    /* Never to be run by execve(): dlopen() maps it, which the seal allows,
-     * and vm.memfd_noexec=2 requires it. Before 6.3 the flag is unknown
-     * (EINVAL). */
-    int mfd = memfd_create("up-app", MFD_CLOEXEC | MFD_NOEXEC_SEAL);
-    if (mfd < 0 && errno == EINVAL) {
-        mfd = memfd_create("up-app", MFD_CLOEXEC);
-    }
-    int r = mfd < 0 ? -errno : 0;
-    struct stat st;
-    if (r == 0 && fstat(src, &st) < 0) {
-        r = -errno;
-    }
-    off_t off = 0;
-    while (r == 0 && off < st.st_size) {
-        ssize_t n = sendfile(mfd, src, &off, (size_t)(st.st_size - off));
-        if (n < 0 && errno != EINTR) {
-            r = -errno;
-        } else if (n == 0) {
-            break; /* the file shrank while we copied: dlopen will judge */
-        }
-    }
+    int mfd = up_snapshot_memfd("up-app", src, false);
     up_close(src);
-    if (r < 0) {
-        snprintf(err, cap, "cannot copy app %s: %s", path, strerror(-r));
-        up_close(mfd);
-        return r;
+    if (mfd < 0) {
+        snprintf(err, cap, "cannot copy app %s: %s", path, strerror(-mfd));
     }
     return mfd;
 }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,7 +198,7 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
         case OPT_APP_FD: {
             char *end;
             long fd = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || fd < 3 || fd > 1024 ||
+            if (*optarg == '\0' || *end != '\0' || fd < 3 || fd > INT_MAX ||
                 fcntl((int)fd, F_GETFD) < 0) {
                 fprintf(stderr, "up-worker: --app-fd %s is not an open fd above 2\n", optarg);
                 return -EINVAL;

@@ -4,6 +4,7 @@
 #include "kind.h"
 
 #include "fd.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,89 +46,44 @@ int up_kind_quit_signal(enum up_kind k)
     return k == UP_KIND_EXEC ? SIGTERM : SIGQUIT;
 }
 
-#ifndef MFD_NOEXEC_SEAL
-#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */
-#endif
-
-/* Copy all of src (open) into dst (open, empty). 0 or -errno. */
-static int copy_all(int src, int dst)
+/* The file snapshot of src in dir, opened for the workers. */
+static int snapshot_file(int src, unsigned gen_id, const char *dir, struct up_kind_snap *snap)
 {
-    struct stat st;
-    if (fstat(src, &st) < 0) {
-        return -errno;
-    }
-    off_t off = 0;
-    while (off < st.st_size) {
-        ssize_t n = sendfile(dst, src, &off, (size_t)(st.st_size - off));
-        if (n < 0 && errno != EINTR) {
-            return -errno;
-        }
-        if (n == 0) {
-            break; /* it shrank while we copied: the worker's dlopen judges */
-        }
-    }
-    return 0;
-}
-
-/* src copied into a memfd sealed against every change: the memfd, or
- * -errno. MFD_NOEXEC_SEAL: it is never to be run by execve() (dlopen()
- * maps it, which the seal allows), and vm.memfd_noexec=2 requires saying
- * so; a kernel before 6.3 knows no such flag (EINVAL). */
-static int snapshot_memfd(int src, unsigned gen_id)
-{
-    char name[32];
-    snprintf(name, sizeof(name), "up-app-g%u", gen_id);
-    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
-    if (fd < 0 && errno == EINVAL) {
-        fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    }
-    if (fd < 0) {
-        return -errno;
-    }
-    int r = copy_all(src, fd);
-    if (r == 0 &&
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+    snprintf(snap->path, sizeof(snap->path), "%s/gen-%u.so", dir, gen_id);
+    snap->file = true;
+    int dst = open(snap->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = dst < 0 ? -errno : up_snapshot_copy(src, dst);
+    up_close(dst);
+    if (r == 0 && (snap->fd = open(snap->path, O_RDONLY | O_CLOEXEC)) < 0) {
         r = -errno;
     }
-    if (r < 0) {
-        up_close(fd);
-        return r;
-    }
-    return fd;
+    return r;
 }
 
 /* Snapshot the app, so that rewriting it in place cannot change what this
  * generation loads: into a sealed memfd, or into a file in dir where no
  * memfd can be had (a kernel or sandbox without memfd_create(), or memory
- * short for the copy). Either way snap->fd is the copy, open, for the
- * workers: none of them copies the app again. */
+ * short for the copy; dir "": none, server.c could not make it). Either
+ * way snap->fd is the copy, open, for the workers: none of them copies the
+ * app again. */
 static int snapshot(const char *app, unsigned gen_id, const char *dir, struct up_kind_snap *snap)
 {
     int src = open(app, O_RDONLY | O_CLOEXEC);
     if (src < 0) {
         return -errno;
     }
-    int fd = snapshot_memfd(src, gen_id);
+    char name[32];
+    snprintf(name, sizeof(name), "up-app-g%u", gen_id);
+    int fd = up_snapshot_memfd(name, src, true);
+    int r = 0;
     if (fd >= 0) {
-        up_close(src);
         snap->fd = fd;
         snprintf(snap->path, sizeof(snap->path), "%s", app);
-        return 0;
+    } else {
+        snap->memfd_err = fd;
+        r = dir[0] != '\0' ? snapshot_file(src, gen_id, dir, snap) : fd;
     }
-    snap->memfd_err = fd;
-    if (dir[0] == '\0') {
-        up_close(src);
-        return fd; /* no directory to fall back to (server.c: a full disk) */
-    }
-    snprintf(snap->path, sizeof(snap->path), "%s/gen-%u.so", dir, gen_id);
-    snap->file = true;
-    int dst = open(snap->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int r = dst < 0 ? -errno : copy_all(src, dst);
     up_close(src);
-    up_close(dst);
-    if (r == 0 && (snap->fd = open(snap->path, O_RDONLY | O_CLOEXEC)) < 0) {
-        r = -errno;
-    }
     return r;
 }
 

@@ -54,7 +54,8 @@
 #define MAX_PENDING 8192
 #define MIN_PENDING 16
 /* fds that come and go besides the pending connections: control and
- * metrics clients, the app's snapshot copy, a spawn's pipes. */
+ * metrics clients, the app file while a snapshot is made, a spawn's pipes
+ * (the snapshots themselves are counted apart: size_pending()). */
 #define FD_MARGIN 64
 /* While accepting is paused at the cap, look for slow heads to shed this
  * often (see up_pendings_shed()). */
