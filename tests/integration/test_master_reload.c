@@ -5,6 +5,7 @@
  * socket's reload/stop/status; --watch, with a first generation that fails;
  * a killed worker replaced.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -201,14 +202,20 @@ static unsigned long mr_app_inode(pid_t pid, char *name, size_t cap)
 /* How many of pid's fds are app snapshots (memfd:up-app...). */
 static int mr_snapshot_fds(pid_t pid)
 {
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "%s: %s", dir, strerror(errno));
     int n = 0;
-    for (int fd = 0; fd < 4096; fd++) {
-        char link[64], to[256] = "";
-        snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
-        if (readlink(link, to, sizeof(to) - 1) > 0 && strstr(to, "memfd:up-app") != NULL) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char to[256] = "";
+        if (readlinkat(dirfd(d), e->d_name, to, sizeof(to) - 1) > 0 &&
+            strstr(to, "memfd:up-app") != NULL) {
             n++;
         }
     }
+    closedir(d);
     return n;
 }
 

@@ -402,6 +402,43 @@ BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout 
             backend, full, LIMIT, back, lost);
 }
 
+/* A reload when the master has no fd left (idle control-socket clients
+ * took them): the generation's snapshot cannot be made, so the reload
+ * fails, says why, and the running generation serves on; once fds are
+ * free again the next reload starts, and the master holds one snapshot,
+ * the new generation's. */
+BACKEND_TEST(resources, reload_at_master_fd_limit_fails_then_recovers, .timeout = 60,
+             .fini = ht_fini)
+{
+    enum { LIMIT = 64, FILL = 60 };
+    ht_raise_nofile(1024);
+    rs_start_limited(backend, up_test_bin("examples/echo.so"), 1, NULL, LIMIT, LIMIT);
+    struct ma_status s;
+    ma_wait_workers(1, 1, &s);
+    int base = proc_fds(ma.pid);
+    int fill[FILL];
+    int nfill = rs_fill_ctl(fill, FILL, LIMIT);
+    int full = proc_fds(ma.pid);
+    ma_signal(SIGUSR2);
+    cr_assert_eq(up_test_wait_log(ma.log, "generation 2 failed to start", 5000), 0,
+                 "the reload at %d of %d fds did not fail; log:\n%s", full, LIMIT, ma_log_text());
+    cr_assert_eq(up_test_file_contains(ma.log, "Too many open files"), 1,
+                 "the failure does not say why; log:\n%s", ma_log_text());
+    for (int i = 0; i < nfill; i++) {
+        close(fill[i]);
+    }
+    ma_wait_generation(1, 5000);
+    ma_signal(SIGUSR2);
+    ma_wait_generation(3, 5000);
+    ma_wait_workers(3, 1, &s);
+    int after = proc_fds_settled(ma.pid, base, 5000);
+    cr_assert_eq(after, base, "the master has %d fds after the reload, %d before", after, base);
+    fprintf(stderr,
+            "[resources] reload at the fd limit (%s): at %d of %d fds it failed and said why; "
+            "with fds free generation 3 serves, master back to %d fds\n",
+            backend, full, LIMIT, after);
+}
+
 /* The control and metrics servers out of fds: they back off as the
  * listeners do, instead of re-arming a failing accept at once and spinning
  * a core, and serve again once fds are free. */

@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../lib/testlib.h"
+#include "../lib/harness.h"
 #include "kind.h"
 
 static char dir[64];
@@ -48,26 +48,11 @@ static struct up_kind_params app_params(const char *app)
                                    .max_head = 16384};
 }
 
-/* The whole file at path, malloc'd; *len its length. */
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
-    struct stat st;
-    cr_assert_eq(fstat(fd, &st), 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    cr_assert_not_null(buf);
-    cr_assert_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
-    close(fd);
-    *len = (size_t)st.st_size;
-    return buf;
-}
-
 /* snap holds exactly what app holds. */
 static void assert_same_bytes(const struct up_kind_snap *snap, const char *app)
 {
     size_t len = 0;
-    char *want = slurp(app, &len);
+    char *want = ht_file_text(app, &len);
     char *got = malloc(len + 1);
     cr_assert_not_null(got);
     cr_assert_eq(pread(snap->fd, got, len + 1, 0), (ssize_t)len, "the snapshot's size differs");
