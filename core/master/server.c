@@ -113,6 +113,7 @@ struct up_server {
 
     struct listener listeners[MAX_LISTENERS];
     int nlisteners;
+    int naccepting; /* listeners whose acceptor has not reported on_stopped */
     bool accept_paused;
     struct up_timer shed_timer;
 
@@ -213,10 +214,21 @@ static void on_accept_recovered(struct up_acceptor *a)
     up_log(UP_LOG_INFO, "listener %s: accepting again", l->text);
 }
 
+/* No accept of this listener's is in flight any more: a graceful stop
+ * waits for that, because an accept the kernel finished before it saw the
+ * stop still brings a connection (see maybe_finished()). */
+static void on_accept_stopped(struct up_acceptor *a)
+{
+    struct listener *l = a->ctx;
+    l->s->naccepting--;
+    maybe_finished(l->s);
+}
+
 static const struct up_acceptor_cbs listener_cbs = {
     .on_conn = on_conn,
     .on_error = on_accept_error,
     .on_recovered = on_accept_recovered,
+    .on_stopped = on_accept_stopped,
 };
 
 static void on_shed_timer(struct up_loop *loop, struct up_timer *t)
@@ -266,6 +278,7 @@ static int add_listener(struct up_server *s, int fd, const char *text, bool unix
     snprintf(l->text, sizeof(l->text), "%s", text);
     up_acceptor_init(&l->acceptor, s->loop, l->fd, &listener_cbs, l);
     s->nlisteners++;
+    s->naccepting++;
     return 0;
 }
 
@@ -758,9 +771,14 @@ static void finish_stop(struct up_server *s)
     check_done(s);
 }
 
+/* The first step is over when no accept can bring a connection any more
+ * (a multishot accept goes on until the kernel sees its cancel, so the
+ * stop's own turn may not be the last to get one) and the workers took
+ * all that came: routing then stops, and a connection accepted after that
+ * would get a 503. */
 static void maybe_finished(struct up_server *s)
 {
-    if (s->finishing && up_pendings_owed(&s->pendings) == 0) {
+    if (s->finishing && s->naccepting == 0 && up_pendings_owed(&s->pendings) == 0) {
         finish_stop(s);
     }
 }
@@ -1806,6 +1824,7 @@ void up_server_free(struct up_server *s)
         up_log_async_end();
         up_loop_cancel(s->loop, &s->sig_op);
         up_loop_cancel(s->loop, &s->wake_op);
+        s->finishing = false; /* a last on_stopped finishes no stop */
         for (int i = 0; i < s->nlisteners; i++) {
             up_acceptor_stop(&s->listeners[i].acceptor);
         }
