@@ -113,7 +113,8 @@ struct up_server {
 
     struct listener listeners[MAX_LISTENERS];
     int nlisteners;
-    int naccepting; /* listeners whose acceptor has not reported on_stopped */
+    int naccepting;       /* listeners whose acceptor has not reported on_stopped */
+    bool routing_stopped; /* stopping: nothing accepted now would be served */
     bool accept_paused;
     struct up_timer shed_timer;
 
@@ -173,6 +174,7 @@ static const struct up_metrics_cbs metrics_cbs;
 static void server_stop(struct up_server *s, bool graceful);
 static void stop_routing(struct up_server *s);
 static void maybe_finished(struct up_server *s);
+static void unlisten(struct up_server *s);
 static int server_reload(struct up_server *s, const char *why);
 static void check_done(struct up_server *s);
 static void check_health(struct up_server *s);
@@ -222,6 +224,7 @@ static void on_accept_stopped(struct up_acceptor *a)
     struct listener *l = a->ctx;
     l->s->naccepting--;
     maybe_finished(l->s);
+    unlisten(l->s);
 }
 
 static const struct up_acceptor_cbs listener_cbs = {
@@ -757,6 +760,25 @@ static void stop_routing(struct up_server *s)
 {
     up_router_stop(&s->router);
     up_pendings_close_peeking(&s->pendings, false);
+    s->routing_stopped = true;
+    unlisten(s);
+}
+
+/* Stopping, routing stopped and no accept in flight: the listeners go at
+ * once, not at the exit after the drain. A client that connects during the
+ * drain is then refused (a load balancer tries another server) instead of
+ * waiting in a queue nobody serves, to be reset when we exit. A socket
+ * systemd passed stays open in systemd, and what arrives waits in its
+ * queue for the next master. No worker starts any more (up_gens_stop()
+ * came first), so none needs a listener (--exec) either. */
+static void unlisten(struct up_server *s)
+{
+    if (!s->routing_stopped || s->naccepting > 0) {
+        return;
+    }
+    for (int i = 0; i < s->nlisteners; i++) {
+        s->listeners[i].fd = up_close(s->listeners[i].fd);
+    }
 }
 
 /* A graceful stop's second step, once the workers took what we accepted

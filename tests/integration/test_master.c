@@ -336,6 +336,41 @@ BACKEND_TEST(master, sigterm_graceful_stop, .timeout = 30, .fini = ht_fini)
                   (int)pids[0], (int)pids[1]);
 }
 
+/* While it drains, a stopping master refuses new connections at once (its
+ * listener is closed) rather than leave them in a queue nobody serves until
+ * it exits and resets them; the request it took goes on to its answer. */
+BACKEND_TEST(master, a_draining_stop_refuses_new_connections_at_once, .timeout = 30,
+             .fini = ht_fini)
+{
+    struct up_test_resp r = {0};
+    const char *const extra[] = {"-t", "10s", NULL};
+
+    ma_start(backend, up_test_bin("examples/slow.so"), extra);
+    int busy = ht_connect(ma.port);
+    ht_send_str(busy, "GET /?ms=2500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    up_test_nap(300); /* on a worker, which sleeps */
+
+    long long t0 = up_test_now_ms();
+    cr_assert_eq(kill(ma.pid, SIGTERM), 0);
+    int fd;
+    while ((fd = up_test_connect(ma.port)) >= 0) {
+        close(fd);
+        cr_assert_lt(up_test_now_ms() - t0, 2000,
+                     "2 s into the drain, a new connection is still accepted; log:\n%s",
+                     ma_log_text());
+        up_test_nap(20);
+    }
+    cr_assert_eq(fd, -ECONNREFUSED, "connect: %s", strerror(-fd));
+    int ret = up_test_read_response(busy, &r, UP_TEST_TIMEOUT_MS);
+    cr_assert_eq(ret, 0, "the request taken before the stop: %s; log:\n%s", strerror(-ret),
+                 ma_log_text());
+    cr_assert_eq(r.status, 200, "the request taken before the stop:\n%s%s", r.head, r.body);
+    up_test_resp_free(&r);
+    close(busy);
+    cr_assert_eq(up_test_wait_exit(ma.pid, 8000), 0, "log:\n%s", ma_log_text());
+    ma.pid = -1;
+}
+
 /* A client that connected just before the stop gets its answer: a graceful
  * stop lets the workers take what the master accepted (for at most 1 s)
  * before it drains them; only a head that never completes is closed. */
