@@ -288,31 +288,31 @@ static int bind_socket(const char *path, enum up_ctl_place place, int *ret_fd, c
 }
 
 int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
-                const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret)
+                const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret, char *err,
+                size_t errcap)
 {
     struct up_ctl *ctl = calloc(1, sizeof(*ctl));
     if (ctl == NULL) {
+        snprintf(err, errcap, "%s", strerror(ENOMEM));
         return -ENOMEM;
     }
     ctl->cbs = cbs;
     ctl->ctx = ctx;
     int fd = -1;
-    char err[512] = "";
     int r = 0;
     if (strlen(path) >= sizeof(ctl->path)) {
-        snprintf(err, sizeof(err), "the path does not fit a unix socket address");
+        snprintf(err, errcap, "the path does not fit a unix socket address");
         r = -ENAMETOOLONG;
     } else {
         snprintf(ctl->path, sizeof(ctl->path), "%s", path);
-        r = bind_socket(ctl->path, place, &fd, err, sizeof(err));
+        r = bind_socket(ctl->path, place, &fd, err, errcap);
     }
     if (r >= 0 &&
         (r = up_asrv_open_take(loop, fd, true, line_complete, run_command, ctl, &ctl->srv)) < 0) {
-        snprintf(err, sizeof(err), "%s: %s", ctl->path, strerror(-r));
+        snprintf(err, errcap, "%s: %s", ctl->path, strerror(-r));
         unlink(ctl->path);
     }
     if (r < 0) {
-        up_log(UP_LOG_ERR, "control socket: %s", err);
         free(ctl);
         return r;
     }

@@ -74,13 +74,16 @@ struct up_ctl_cbs {
     size_t (*upgrade)(void *ctx, uint64_t id, char *buf, size_t cap);
 };
 
-/* Open the control socket at path. Returns 0 with *ret set, or -errno
- * (logged with what is wrong and how to fix it): -EADDRINUSE when another
- * master answers there, -EPERM when the directory or the path is not to be
- * trusted under the rules above, -EEXIST when something that is not a
- * socket is at the path. */
+/* Open the control socket at path. Returns 0 with *ret set, or -errno with
+ * err saying what is wrong and how to fix it (the caller logs it):
+ * -EADDRINUSE when another master answers there, -EPERM when the directory
+ * or the path is not to be trusted under the rules above, -EEXIST when
+ * something that is not a socket is at the path, -ENOSPC and the like when
+ * its file system has no room (only after the path was found free of
+ * another master). */
 int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
-                const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret);
+                const struct up_ctl_cbs *cbs, void *ctx, struct up_ctl **ret, char *err,
+                size_t errcap);
 
 /* Serve on fd, a control socket an old master bound at path and passed on
  * (taken). 0, or -errno. */

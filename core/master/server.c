@@ -1318,6 +1318,12 @@ static int make_snap_dir(struct up_server *s)
     return 0;
 }
 
+/* An error that says the file system has no room for a new file. */
+static bool no_room(int r)
+{
+    return r == -ENOSPC || r == -EDQUOT || r == -EROFS;
+}
+
 /* What workers start as: up-worker (opts.worker_bin, else $UP_WORKER_BIN)
  * or, for a command, up-exec (opts.exec_bin, else $UP_EXEC_BIN); else the
  * one beside this program. */
@@ -1762,8 +1768,20 @@ static int start(struct up_server *s)
                         ? UP_CTL_XDG
                         : UP_CTL_TMP;
         }
-        if ((r = up_ctl_open(s->loop, o->control, place, &ctl_cbs, s, &s->ctl)) < 0) {
-            return r;
+        char err[512];
+        if ((r = up_ctl_open(s->loop, o->control, place, &ctl_cbs, s, &s->ctl, err, sizeof(err))) <
+            0) {
+            if (!o->control_private || !no_room(r)) {
+                up_log(UP_LOG_ERR, "control socket: %s", err);
+                return r;
+            }
+            /* A socket nobody asked for by name, on a disk that is full:
+             * not a reason to leave the port unserved. */
+            up_log(UP_LOG_WARN,
+                   "control socket: %s; serving without one: `up-run reload|status|stop` cannot "
+                   "reach this master, signals can (kill -USR2 %d reloads, -TERM stops), or "
+                   "give --control PATH on a file system with room",
+                   err, (int)getpid());
         }
     }
     if (o->metrics != NULL && !s->is_heir &&

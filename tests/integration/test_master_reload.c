@@ -284,11 +284,14 @@ static void mr_full_fini(void)
     }
 }
 
-Test(master, a_full_disk_stops_neither_a_start_nor_a_reload, .timeout = 30, .fini = mr_full_fini)
+/* Mount a small tmpfs (private to this user, as $XDG_RUNTIME_DIR must be)
+ * at mr_mnt and fill it to the last block and the last inode; skips the
+ * test where no tmpfs can be mounted. */
+static void mr_full_tmpfs(void)
 {
     snprintf(mr_mnt, sizeof(mr_mnt), "/tmp/up-test-full.XXXXXX");
     cr_assert_not_null(mkdtemp(mr_mnt));
-    if (mount("tmpfs", mr_mnt, "tmpfs", 0, "size=256k,nr_inodes=16") < 0) {
+    if (mount("tmpfs", mr_mnt, "tmpfs", 0, "size=256k,nr_inodes=16,mode=0700") < 0) {
         int e = errno;
         rmdir(mr_mnt);
         mr_mnt[0] = '\0';
@@ -312,6 +315,11 @@ Test(master, a_full_disk_stops_neither_a_start_nor_a_reload, .timeout = 30, .fin
         close(fd);
     }
     cr_assert_eq(errno, ENOSPC, "using up the inodes: %s", strerror(errno));
+}
+
+Test(master, a_full_disk_stops_neither_a_start_nor_a_reload, .timeout = 30, .fini = mr_full_fini)
+{
+    mr_full_tmpfs();
     char tmpdir[96];
     snprintf(tmpdir, sizeof(tmpdir), "TMPDIR=%s", mr_mnt);
     ma.env[0] = tmpdir;
@@ -321,6 +329,39 @@ Test(master, a_full_disk_stops_neither_a_start_nor_a_reload, .timeout = 30, .fin
     ma_wait_generation(2, 5000);
     cr_assert_eq(up_test_file_contains(ma.log, "failed to start"), 0,
                  "a reload failed on the full disk:\n%s", ma_log_text());
+}
+
+/* The default control socket on a full disk: the master serves without
+ * one, says so and how to reach it, and reloads on a signal. A socket the
+ * operator named with --control is theirs: there the start fails, saying
+ * why. */
+Test(master, a_full_disk_leaves_the_default_control_socket_out, .timeout = 30, .fini = mr_full_fini)
+{
+    mr_full_tmpfs();
+    char xdg[96];
+    snprintf(xdg, sizeof(xdg), "XDG_RUNTIME_DIR=%s", mr_mnt);
+    ma.env[0] = xdg;
+    ma.default_control = true;
+    ma_start("auto", up_test_bin("examples/echo.so"), NULL);
+    ma_wait_log("serving without one", 2000);
+    cr_assert_eq(ht_file_lines(ma.log, "control socket: ", "No space left on device", "kill -USR2",
+                               "--control PATH", NULL),
+                 1, "log:\n%s", ma_log_text());
+    ma_signal(SIGUSR2);
+    ma_wait_log("generation 2 serving", 5000);
+    cr_assert_eq(up_test_stop(ma.pid, HT_STOP_MS), 0, "log:\n%s", ma_log_text());
+    ma.pid = -1;
+
+    char named[128];
+    snprintf(named, sizeof(named), "%s/ctl.sock", mr_mnt);
+    const char *const extra[] = {"--control", named, NULL};
+    ma_spawn("auto", up_test_bin("examples/echo.so"), extra);
+    int status = up_test_wait_exit(ma.pid, 5000);
+    ma.pid = -1;
+    cr_assert_eq(status, 3, "exit %d with --control on the full disk; log:\n%s", status,
+                 ma_log_text());
+    cr_assert_eq(ht_file_lines(ma.log, "control socket: ", named, "No space left on device", NULL),
+                 1, "log:\n%s", ma_log_text());
 }
 
 /* ---- respawn ---- */

@@ -349,7 +349,7 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);
     snprintf(tmpdir_env, sizeof(tmpdir_env), "TMPDIR=%s", ht_path(""));
     snprintf(ma.log, sizeof(ma.log), "%s", ht_path("master.log"));
-    snprintf(ma.ctl, sizeof(ma.ctl), "%s", ht_path("ctl.sock"));
+    snprintf(ma.ctl, sizeof(ma.ctl), "%s", ma.default_control ? "" : ht_path("ctl.sock"));
     if (ma.log_stuck) {
         ma_log_fifo();
     }
@@ -376,8 +376,10 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
         argv[n++] = "-t";
         argv[n++] = "1s";
     }
-    argv[n++] = "--control";
-    argv[n++] = ma.ctl;
+    if (!ma.default_control) {
+        argv[n++] = "--control";
+        argv[n++] = ma.ctl;
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
         cr_assert_lt(n, 62, "too many arguments for up-run");
         argv[n++] = (char *)extra[i];

@@ -122,6 +122,10 @@ struct ma {
     /* Set before ma_spawn(): leave out the default -n 2 -t 1s, so that
      * up-run's own defaults (or the extra arguments) hold. */
     bool no_defaults;
+    /* Set before ma_spawn(): no --control, so that up-run's default path
+     * holds; ma.ctl is then empty, and what asks the control socket
+     * (ma_status(), ma_run()) cannot be used. */
+    bool default_control;
     /* Set before ma_spawn(): up-run's stdout and stderr go to a FIFO
      * (DIR/master.log) that nobody reads, as when a log shipper stopped,
      * until ma_log_read() reads it; ma.log then names DIR/master.read, the
