@@ -8,6 +8,7 @@
  * benchmark's no-handoff baseline).
  */
 #include "duration.h"
+#include "fd.h"
 #include "log.h"
 #include "title.h"
 #include "version.h"
@@ -246,6 +247,7 @@ static int parse_args(int argc, char **argv, struct up_worker_cfg *cfg)
 
 int main(int argc, char **argv)
 {
+    up_fd_std_guard();
     /* Parse a copy: the process title overwrites argv. */
     char **args = up_title_init(argc, argv);
     if (args == NULL) {

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "listeners.h"
 #include "ctl.h"
+#include "fd.h"
 #include "kind.h"
 #include "log.h"
 #include "title.h"
@@ -215,6 +216,7 @@ static int serve(const struct up_cli *cli, int argc, char **args)
 
 int main(int argc, char **argv)
 {
+    up_fd_std_guard();
     /* A log reader or control client gone away is an EPIPE to handle, not
      * a signal that ends us: from the first write on (children get the
      * default back, see child.h). */

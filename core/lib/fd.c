@@ -72,3 +72,21 @@ int up_fd_raise_nofile(unsigned long long *ret_before, unsigned long long *ret_n
     }
     return r;
 }
+
+void up_fd_std_guard(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) {
+            continue;
+        }
+        /* The lowest free number is fd: the lower ones are open. Not
+         * CLOEXEC: children inherit their standard streams from us. */
+        int got = open("/dev/null", O_RDWR);
+        if (got < 0) {
+            got = open("/", O_PATH);
+        }
+        if (got >= 0 && got != fd) {
+            (void)close(got); /* cannot be: a thread opened fd meanwhile */
+        }
+    }
+}

@@ -29,4 +29,13 @@ int up_fd_set_nonblock(int fd, int on);
  * (both are still filled in). */
 int up_fd_raise_nofile(unsigned long long *ret_before, unsigned long long *ret_now);
 
+/* Open /dev/null on whichever of fds 0, 1 and 2 is closed, first thing in
+ * main(): a program started with its standard streams closed (by a
+ * careless init script, `2>&-`) would otherwise get its event ring, a
+ * listener or a client's socket at those numbers, and a log line or an
+ * app's printf() would go into it. Where /dev/null cannot be opened (a
+ * chroot without /dev), an O_PATH fd of "/" holds the number instead:
+ * writes to it fail, harmlessly. */
+void up_fd_std_guard(void);
+
 #endif

@@ -8,7 +8,9 @@
  *   - fork failing (a process limit) when a dead worker must be replaced:
  *     the master retries with its back-off, answers 503 with Retry-After
  *     after --queue-timeout instead of holding connections forever, says
- *     degraded in /healthz and status, and recovers by itself.
+ *     degraded in /healthz and status, and recovers by itself;
+ *   - started with the standard streams closed: /dev/null holds fds 0-2 in
+ *     the master and its workers (and a lone worker), never a socket.
  */
 #include <errno.h>
 #include <limits.h>
@@ -333,4 +335,87 @@ BACKEND_TEST(production, hand_back_while_not_draining_is_refused, .timeout = 60,
 BACKEND_TEST(production, hand_back_with_a_huge_prefix_is_refused, .timeout = 60, .fini = ht_fini)
 {
     pr_refused_hand_back(backend, "prefix", "over --max-head");
+}
+
+/* ---- started with its standard streams closed ---- */
+
+/* What fd n of pid names ("/dev/null", "anon_inode:[io_uring]"...), in buf. */
+static const char *pr_fd_target(pid_t pid, int n, char *buf, size_t cap)
+{
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, n);
+    ssize_t len = readlink(link, buf, cap - 1);
+    buf[len < 0 ? 0 : len] = '\0';
+    return len < 0 ? "(closed)" : buf;
+}
+
+/* An init script's `<&- >&- 2>&-`: the first fds the master and its
+ * workers open would take the numbers 0, 1 and 2, and a log line or an
+ * app's printf() would go into the event ring, a listener or a client's
+ * connection. They are held by /dev/null instead, and the server serves
+ * and reloads as ever. */
+BACKEND_TEST(production, closed_standard_streams_are_held_by_dev_null, .timeout = 60,
+             .fini = ht_fini)
+{
+    struct ma_status s;
+    pid_t w[2];
+    char buf[128];
+    ma.wrap[0] = "/bin/sh";
+    ma.wrap[1] = "-c";
+    ma.wrap[2] = "exec \"$@\" <&- >&- 2>&-";
+    ma.wrap[3] = "sh";
+    ma_start(backend, up_test_bin("examples/echo.so"), NULL);
+    for (int round = 1; round <= 2; round++) {
+        ma_wait_workers((unsigned)round, 2, &s);
+        ma_gen_pids(&s, (unsigned)round, "ready", w, 2);
+        for (int n = 0; n <= 2; n++) {
+            cr_assert_str_eq(pr_fd_target(ma.pid, n, buf, sizeof(buf)), "/dev/null",
+                             "the master's fd %d", n);
+        }
+        for (int i = 0; i < 2; i++) {
+            /* fd 2 is the pipe the master relays the worker's lines from. */
+            for (int n = 0; n <= 1; n++) {
+                cr_assert_str_eq(pr_fd_target(w[i], n, buf, sizeof(buf)), "/dev/null",
+                                 "generation %d, worker %d's fd %d", round, (int)w[i], n);
+            }
+            cr_assert_not_null(strstr(pr_fd_target(w[i], 2, buf, sizeof(buf)), "pipe:"),
+                               "generation %d, worker %d's fd 2: %s", round, (int)w[i], buf);
+        }
+        ma_get_pid(NULL);
+        if (round == 1) {
+            ma_signal(SIGUSR2);
+            ma_wait_generation(2, 5000);
+        }
+    }
+}
+
+/* The same for a lone worker: its own listener must not become fd 0. */
+Test(production, a_lone_worker_s_closed_standard_streams_are_held_by_dev_null, .timeout = 30,
+     .fini = ht_fini)
+{
+    char buf[128], listen[32];
+    int port = up_test_free_port();
+    cr_assert_gt(port, 0);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    char bin[PATH_MAX], app[PATH_MAX]; /* made before the fork: the child only closes and execs */
+    snprintf(bin, sizeof(bin), "%s", up_test_bin("up-worker"));
+    snprintf(app, sizeof(app), "%s", up_test_bin("examples/echo.so"));
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(0);
+        close(1);
+        close(2);
+        execl(bin, "up-worker", "--listen", listen, app, (char *)NULL);
+        _exit(127);
+    }
+    ht_stop_at_fini(pid);
+    cr_assert_eq(up_test_wait_ready(pid, port, HT_READY_MS), 0);
+    for (int n = 0; n <= 2; n++) {
+        cr_assert_str_eq(pr_fd_target(pid, n, buf, sizeof(buf)), "/dev/null", "fd %d", n);
+    }
+    struct up_test_resp r = {0};
+    cr_assert_eq(up_test_request(port, PR_GET, &r), 0);
+    cr_assert_eq(r.status, 200);
+    up_test_resp_free(&r);
 }
