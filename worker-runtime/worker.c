@@ -27,6 +27,10 @@
 /* After the drain deadline, how often a draining worker looks again at
  * what it still holds. */
 #define DRAIN_RECHECK_MS 1000
+/* How long a worker stopped by someone else waits for the master's DRAIN
+ * after its DRAINING: the master answers at once, or within its graceful
+ * stop's first step (1 s) when the same stop reached it. */
+#define LEAVE_WAIT_MS 2000
 
 /* One queued message to the master. */
 struct up_chan_msg {
@@ -528,6 +532,16 @@ static void abort_all(struct up_worker *w)
     }
 }
 
+/* No DRAIN came after our DRAINING: drain on our own deadline. */
+static void on_leave_wait(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_worker *w = up_container_of(t, struct up_worker, leave_timer);
+    up_log(UP_LOG_WARN, "no DRAIN from the master %d ms after DRAINING: draining on my own",
+           LEAVE_WAIT_MS);
+    begin_drain(w, w->cfg.drain_timeout_ms, 0);
+}
+
 static void end_long_lived(struct up_list *member, void *ctx)
 {
     struct up_worker *w = ctx;
@@ -552,6 +566,7 @@ static void on_drain_deadline(struct up_loop *loop, struct up_timer *t)
 
 static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flags)
 {
+    up_timer_stop(w->loop, &w->leave_timer);
     if (flags & (UP_DRAIN_F_MIGRATE_IDLE | UP_DRAIN_F_SHED | UP_DRAIN_F_STOP)) {
         w->migrate_idle = true;
     }
@@ -614,14 +629,22 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             w->exiting = true;
             up_loop_stop(loop);
         } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-            if (w->state != UP_WORKER_DRAINING && up_worker_has_master(w)) {
-                /* Not the master's idea: tell it first, so that it routes
-                 * nothing more here and starts a replacement. On the one
-                 * channel, this goes before any connection we hand back. */
-                up_log(UP_LOG_INFO, "%s: draining", strsignal((int)si.ssi_signo));
+            if (w->state != UP_WORKER_DRAINING && up_worker_has_master(w) && !w->leaving) {
+                /* Not the master's idea: tell it, and serve what it sends
+                 * until its DRAIN says that nothing more comes. It answers
+                 * at once (routing nothing more here, starting a
+                 * replacement), or, when the same stop reached it (a
+                 * signal to the whole process group or cgroup), once the
+                 * connections it accepted are given out: handed back
+                 * now, they would find no worker left to take them. */
+                up_log(UP_LOG_INFO, "%s: draining once the master has heard",
+                       strsignal((int)si.ssi_signo));
+                w->leaving = true;
                 send_simple(w, UP_MSG_DRAINING, 0, 0);
+                up_timer_start(loop, &w->leave_timer, LEAVE_WAIT_MS);
+            } else {
+                begin_drain(w, w->cfg.drain_timeout_ms, 0);
             }
-            begin_drain(w, w->cfg.drain_timeout_ms, 0);
         } else if (si.ssi_signo == SIGUSR1) {
             reopen_logs(w);
         }
@@ -808,6 +831,7 @@ static int worker_setup(struct up_worker *w)
         up_log(UP_LOG_INFO, "%s; using epoll", why);
     }
     w->drain_timer.cb = on_drain_deadline;
+    w->leave_timer.cb = on_leave_wait;
     w->stats_timer.cb = on_stats;
     up_longlived_init(&w->longlived, w->loop, end_long_lived, w);
     w->chan_rx.cb = on_chan_rx;

@@ -114,6 +114,10 @@ struct up_worker {
     char sig_buf[128];
 
     struct up_timer drain_timer; /* the drain deadline */
+    /* Stopped by someone else than the master: DRAINING sent, serving on
+     * until the master's DRAIN (or leave_timer, if it never comes). */
+    bool leaving;
+    struct up_timer leave_timer;
     struct up_timer stats_timer; /* periodic STATS to the master */
     struct up_list conns;        /* every connection held (up_wconn.link), newest first */
     size_t nconns;

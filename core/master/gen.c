@@ -505,6 +505,12 @@ static void on_worker_draining(struct up_mworker *w)
     gs->cbs->changed(gs);
 }
 
+static bool on_worker_stop_coming(struct up_mworker *w)
+{
+    struct up_gens *gs = gen_of(w)->set;
+    return gs->stopping || (gs->cbs->stop_coming != NULL && gs->cbs->stop_coming(gs));
+}
+
 static void on_worker_late(struct up_mworker *w)
 {
     w->want_kill = true;
@@ -601,6 +607,7 @@ static const struct up_mworker_cbs worker_cbs = {
     .handed_back = on_worker_handed_back,
     .routable = on_worker_routable,
     .draining = on_worker_draining,
+    .stop_coming = on_worker_stop_coming,
     .late = on_worker_late,
     .pressure = on_worker_pressure,
     .lost = on_worker_lost,

@@ -116,6 +116,9 @@ struct up_gens_cbs {
     void (*changed)(struct up_gens *gs);
     /* The heir died after it took over; no generation serves now. */
     void (*heir_lost)(struct up_gens *gs, pid_t pid);
+    /* Optional. Whether the owner stops, or a stop is on its way to it
+     * (see up_mworker_cbs.stop_coming). */
+    bool (*stop_coming)(struct up_gens *gs);
 };
 
 struct up_gens_opts {

@@ -407,6 +407,14 @@ static void on_draining(struct up_mworker *w)
     if (w->state == UP_MW_DRAINING) {
         return; /* our DRAIN crossed its notice */
     }
+    if (w->cbs->stop_coming != NULL && w->cbs->stop_coming(w)) {
+        /* A signal to our whole process group or cgroup: the worker serves
+         * what we send until the stop's DRAIN, so that what we accepted
+         * finds a worker. */
+        up_log(UP_LOG_INFO, "worker g%u#%u pid=%d got the stop signal too: it drains with the stop",
+               w->gen_id, w->index, (int)w->pid);
+        return;
+    }
     up_log(UP_LOG_WARN,
            "worker g%u#%u pid=%d drains on its own (signalled by something else than this "
            "master): routing nothing more to it",

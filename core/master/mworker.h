@@ -75,6 +75,10 @@ struct up_mworker_cbs {
     void (*routable)(struct up_mworker *w);
     /* w began draining on its own (a SIGTERM from someone else). */
     void (*draining)(struct up_mworker *w);
+    /* Optional. Whether a stop of the master is under way or on its way:
+     * w's DRAINING is then that same stop reaching w first, and w stays
+     * routable until the stop drains it. */
+    bool (*stop_coming)(struct up_mworker *w);
     /* w should not run any more: alive past its drain deadline and grace,
      * or its channel ended while it runs. The owner decides (and kills). */
     void (*late)(struct up_mworker *w);

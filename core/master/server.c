@@ -670,6 +670,20 @@ static void on_gen_heir_lost(struct up_gens *gs, pid_t pid)
     (void)server_reload(s, "the new master died");
 }
 
+/* Stopping, or a stop signal waiting in the signalfd: one sent to our
+ * whole process group or cgroup (Ctrl-C, systemd's default KillMode)
+ * reaches the workers too, and a worker's DRAINING may come before we
+ * read ours. */
+static bool on_gen_stop_coming(struct up_gens *gs)
+{
+    struct up_server *s = gs->ctx;
+    sigset_t pending;
+    return s->state == SERVER_STOPPING ||
+           (s->opts.signals && sigpending(&pending) == 0 &&
+            (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1 ||
+             sigismember(&pending, SIGQUIT) == 1));
+}
+
 static const struct up_gens_cbs gens_cbs = {
     .active = on_gen_active,
     .failed = on_gen_failed,
@@ -681,6 +695,7 @@ static const struct up_gens_cbs gens_cbs = {
     .lost = on_gen_lost,
     .changed = on_gen_changed,
     .heir_lost = on_gen_heir_lost,
+    .stop_coming = on_gen_stop_coming,
 };
 
 /* ---- reload and stop ---- */

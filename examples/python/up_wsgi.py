@@ -30,6 +30,7 @@ F_MIGRATE_IDLE, F_SHED, F_STOP = 0x1, 0x2, 0x4
 MAX_PAYLOAD = 65536
 MAX_HEAD = 16384  # the master refuses a hand-back with more already read
 OWN_DRAIN_S = 10.0  # a drain not asked by the master (SIGTERM, master gone)
+LEAVE_WAIT_S = 2.0  # after DRAINING, how long to serve on waiting for the master's DRAIN
 
 
 class Conn:
@@ -41,8 +42,18 @@ class Conn:
         self.close_after = False  # close once wbuf is sent
 
     def idle(self):
-        """Nothing to send and no whole request waiting: may be handed back."""
-        return not self.wbuf and b"\r\n\r\n" not in self.rbuf and len(self.rbuf) <= MAX_HEAD
+        """Nothing to send, no whole request waiting, and nothing unread in
+        the socket: may be handed back, or closed when the master stops. (A
+        connection just passed to us has its request still in the socket:
+        closed unread, the client would get a reset, not an answer.)"""
+        if self.wbuf or b"\r\n\r\n" in self.rbuf or len(self.rbuf) > MAX_HEAD:
+            return False
+        try:
+            return not self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return True
 
 
 class Worker:
@@ -54,6 +65,7 @@ class Worker:
         self.conns = {}  # fd -> Conn
         self.requests = 0
         self.draining = False
+        self.leave_by = None  # DRAINING sent: drain on our own at this time, if no DRAIN came
         self.deadline = None  # monotonic seconds
         self.migrate = False  # hand idle connections back at once
         self.stopping = False  # the master stops: close idle ones, hand nothing back
@@ -124,6 +136,7 @@ class Worker:
 
     def begin_drain(self, seconds, flags):
         deadline = time.monotonic() + seconds
+        self.leave_by = None
         self.draining = True
         self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
         self.migrate = self.migrate or bool(flags & (F_MIGRATE_IDLE | F_SHED | F_STOP))
@@ -259,6 +272,8 @@ class Worker:
                         self.on_readable(key.data)
             self.release_idle()
             now = time.monotonic()
+            if self.leave_by is not None and now >= self.leave_by:
+                self.begin_drain(OWN_DRAIN_S, 0)  # no DRAIN came
             if now >= self.next_stats:
                 self.send(STATS, 0, len(self.conns), self.requests)
                 self.next_stats = now + 1.0
@@ -266,11 +281,14 @@ class Worker:
                 break
 
     def on_term(self, *_):
-        if not self.draining:
-            # Not the master's idea: tell it first (it routes nothing more
-            # here and starts a replacement), then drain.
-            self.send(DRAINING)
+        if self.draining or not self.master or self.leave_by is not None:
             self.begin_drain(OWN_DRAIN_S, 0)
+        else:
+            # Not the master's idea: tell it, and serve what it sends until
+            # its DRAIN (at once; or, when the same stop reached the master,
+            # once it gave out what it accepted).
+            self.send(DRAINING)
+            self.leave_by = time.monotonic() + LEAVE_WAIT_S
 
     def on_quit(self, *_):
         self.quit = True

@@ -97,7 +97,10 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
 }
 
 /* Every worker of the generation signalled at once, each holding idle
- * connections: replacements take over, and no connection is lost. */
+ * connections: replacements take over, and no connection is lost. A
+ * connection routed to an old worker before the master heard of its drain
+ * is served by it (it serves what it was sent until the master's DRAIN);
+ * once the master heard, nothing new goes to either. */
 BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = ht_fini)
 {
     enum { HELD = 8 };
@@ -114,6 +117,15 @@ BACKEND_TEST(production, all_workers_signalled_at_once, .timeout = 60, .fini = h
     }
     kill(old[0], SIGTERM);
     kill(old[1], SIGTERM);
+    int early = ht_connect(ma.port);
+    ht_get_pid(early, "a new connection right after the signals");
+    close(early);
+    long long deadline = up_test_now_ms() + 5000;
+    while (ht_file_lines(ma.log, "drains on its own", NULL) < 2) {
+        cr_assert_lt(up_test_now_ms(), deadline, "the master did not hear of both drains:\n%s",
+                     ma_log_text());
+        up_test_nap(10);
+    }
     for (int i = 0; i < 10; i++) {
         int fd = ht_connect(ma.port);
         pid_t p = ht_get_pid(fd, "a new connection while both drain");

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -168,28 +169,44 @@ Test(systemd, a_passed_socket_serves_and_a_restart_refuses_nothing, .timeout = 9
     close(l);
 }
 
-/* A stop lets the workers answer every connection it accepted, also those
- * the kernel accepted while the stop was on its way to the listener (an
- * io_uring multishot accept goes on until its cancel is processed): none
- * gets a 503 or a close. Clients that connect without a pause make such
- * accepts likely at every stop; the socket is held, so what comes after
- * the stop waits in its queue for the next master. */
-BACKEND_TEST(systemd, stops_under_a_stream_of_connects_refuse_nothing, .timeout = 120,
-             .fini = ht_fini)
+/* Who gets the stop signal: up-run alone; its whole process group (its
+ * workers too), as Ctrl-C, `kill -- -PGID` or a supervisor's group stop
+ * send it; or up-run and then each of its children, as systemd's default
+ * KillMode=control-group does (it reaches workers in process groups of
+ * their own too). */
+enum sd_kill { SD_MASTER, SD_GROUP, SD_CGROUP };
+
+static void sd_kill_children(pid_t pid, int sig)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "re");
+    long child;
+    while (f != NULL && fscanf(f, "%ld", &child) == 1) {
+        kill((pid_t)child, sig);
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+}
+
+/* ROUNDS stops of `up-run -n 2 -t 1s ... APP...` (app: its arguments after
+ * the common ones), each followed by a new one on the same held socket,
+ * under CLIENTS threads that connect without a pause; asserts that no
+ * request failed. */
+static void sd_stops(const char *backend, enum sd_kill how, const char *const *app)
 {
     enum { ROUNDS = 12, CLIENTS = 4 };
     int port;
     int l = sd_listener(&port);
-    char *argv[] = {(char *)up_test_bin("up-run"),
-                    "-n",
-                    "2",
-                    "-t",
-                    "1s",
-                    "--allow-root",
-                    "--control",
-                    (char *)ht_path("ctl.sock"),
-                    (char *)up_test_bin("examples/hello.so"),
-                    NULL};
+    char *argv[24] = {
+        (char *)up_test_bin("up-run"), "-n", "2", "-t", "1s", "--allow-root", "--control",
+        (char *)ht_path("ctl.sock")};
+    int n = 8;
+    for (int i = 0; app[i] != NULL && n < 23; i++) {
+        argv[n++] = (char *)app[i];
+    }
+    argv[n] = NULL;
     const char *log = ht_path("up-run.log");
     setenv("UP_BACKEND", backend, 1);
     struct prober p[CLIENTS];
@@ -210,7 +227,10 @@ BACKEND_TEST(systemd, stops_under_a_stream_of_connects_refuse_nothing, .timeout 
                          up_test_file_tail(log));
             up_test_nap(10);
         }
-        cr_assert_eq(kill(master, SIGTERM), 0);
+        cr_assert_eq(kill(how == SD_GROUP ? -master : master, SIGTERM), 0);
+        if (how == SD_CGROUP) {
+            sd_kill_children(master, SIGTERM);
+        }
         cr_assert_eq(up_test_wait_exit(master, 10000), 0, "%s", up_test_file_tail(log));
         stops++;
         master = sd_spawn(&l, 1, "web", argv, log);
@@ -229,6 +249,49 @@ BACKEND_TEST(systemd, stops_under_a_stream_of_connects_refuse_nothing, .timeout 
                  stops, strerror(-last));
     cr_assert_eq(up_test_stop(master, 10000), 0);
     close(l);
+}
+
+/* A stop lets the workers answer every connection it accepted, also those
+ * the kernel accepted while the stop was on its way to the listener (an
+ * io_uring multishot accept goes on until its cancel is processed): none
+ * gets a 503 or a close. Clients that connect without a pause make such
+ * accepts likely at every stop; the socket is held, so what comes after
+ * the stop waits in its queue for the next master. */
+BACKEND_TEST(systemd, stops_under_a_stream_of_connects_refuse_nothing, .timeout = 120,
+             .fini = ht_fini)
+{
+    const char *const app[] = {up_test_bin("examples/hello.so"), NULL};
+    sd_stops(backend, SD_MASTER, app);
+}
+
+/* The same with the signal sent to the whole process group: the workers
+ * get it too, and tell the master they drain. They serve on what the
+ * master sends until its stop drains them, so that what it accepted still
+ * finds a worker (before, they handed it back and left: 503s and resets). */
+BACKEND_TEST(systemd, group_stops_under_a_stream_of_connects_refuse_nothing, .timeout = 120,
+             .fini = ht_fini)
+{
+    const char *const app[] = {up_test_bin("examples/hello.so"), NULL};
+    sd_stops(backend, SD_GROUP, app);
+}
+
+/* And with workers of another language (the handoff protocol, in process
+ * groups of their own) signalled one by one after the master, as a
+ * cgroup-wide stop does: examples/python/up_wsgi.py serves on until the
+ * master's DRAIN too. */
+Test(systemd, cgroup_stops_with_handoff_workers_refuse_nothing, .timeout = 180, .fini = ht_fini)
+{
+    static char pythonpath[PATH_MAX], script[PATH_MAX];
+    const char *src = getenv("UP_SRC_DIR") != NULL ? getenv("UP_SRC_DIR") : ".";
+    if (access("/usr/bin/python3", X_OK) != 0) {
+        cr_skip_test("python3 is not installed");
+    }
+    snprintf(pythonpath, sizeof(pythonpath), "%s/examples/python", src);
+    snprintf(script, sizeof(script), "%s/examples/python/up_wsgi.py", src);
+    setenv("PYTHONPATH", pythonpath, 1);
+    const char *const app[] = {
+        "--exec", "--protocol=handoff", "--", "/usr/bin/python3", script, "app:app", NULL};
+    sd_stops("auto", SD_CGROUP, app);
 }
 
 Test(systemd, listen_fd_name_picks_one_and_closes_the_rest, .timeout = 60, .fini = ht_fini)
