@@ -9,8 +9,11 @@
  * after a failed assertion (and testlib's PDEATHSIG covers a test that
  * times out).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/harness.h"
+#include "passfd.h"
 
 /* Read a hello response and check it byte for byte. */
 static void wk_read_hello(int fd, struct up_test_resp *r)
@@ -940,4 +944,127 @@ Test(worker, app_fd_that_is_not_open_is_refused, .timeout = 10, .fini = ht_fini)
         cr_assert_eq(up_test_file_contains(out, want), 1, "--app-fd %s said:\n%s", cases[i],
                      up_test_file_tail(out));
     }
+}
+
+/* ---- stopped by someone else: the master's side played by the test ---- */
+
+/* up-worker APP with the test as its master: the channel's other end in
+ * *ret_chan (receives time out after 5 s); its log in DIR/worker.log. */
+static pid_t tw_spawn_with_master(const char *backend, const char *app, int *ret_chan)
+{
+    int pair[2];
+    cr_assert_eq(up_passfd_pair(pair), 0);
+    char bin[PATH_MAX], so[PATH_MAX], env[64];
+    snprintf(bin, sizeof(bin), "%s", up_test_bin("up-worker"));
+    snprintf(so, sizeof(so), "%s", up_test_bin(app));
+    snprintf(env, sizeof(env), "UP_BACKEND=%s", backend);
+    char *const argv[] = {bin, so, NULL};
+    char *const envp[] = {env, NULL};
+    int log = open(ht_path("worker.log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    cr_assert_geq(log, 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(log, 2);
+        dup2(pair[1], 3); /* clears close-on-exec */
+        execve(bin, argv, envp);
+        _exit(127);
+    }
+    ht_stop_at_fini(pid);
+    close(log);
+    close(pair[1]);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    *ret_chan = pair[0];
+    return pid;
+}
+
+/* The next message on chan that is not STATS (which comes any time); its
+ * fd, if any, closed. */
+static struct up_msg tw_next(int chan)
+{
+    static char payload[UP_PASSFD_MAX_PAYLOAD];
+    struct up_msg hdr;
+    int fd;
+    do {
+        fd = -1;
+        int r = up_passfd_recv(chan, &hdr, payload, sizeof(payload), &fd, 0);
+        cr_assert_geq(r, 0, "from the worker: %s", strerror(-r));
+        if (fd >= 0) {
+            close(fd);
+        }
+    } while (hdr.kind == UP_MSG_STATS);
+    return hdr;
+}
+
+/* A connection on 127.0.0.1 with a request sent: the client's end in
+ * *ret_client, the server's end returned (what a CONN passes). */
+static int tw_conn_with_request(int *ret_client)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(l, 1), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    *ret_client = up_test_connect(ntohs(a.sin_port));
+    cr_assert_geq(*ret_client, 0);
+    int s = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    cr_assert_geq(s, 0);
+    close(l);
+    ht_send_str(*ret_client, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    return s;
+}
+
+/* SIGTERM from someone else: the worker says DRAINING, and serves a CONN
+ * that comes after it (the master routed it before it heard, or it stops
+ * too and gives out what it accepted) instead of handing it back; the
+ * master's DRAIN then drains it. Without a DRAIN it drains on its own
+ * after 2 s. */
+BACKEND_TEST(worker, stopped_by_someone_else_serves_until_the_master_s_drain, .timeout = 30,
+             .fini = ht_fini)
+{
+    int chan, client;
+    pid_t pid = tw_spawn_with_master(backend, "examples/hello.so", &chan);
+    cr_assert_eq(tw_next(chan).kind, UP_MSG_READY);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    cr_assert_eq(tw_next(chan).kind, UP_MSG_DRAINING);
+
+    int s = tw_conn_with_request(&client);
+    struct up_msg conn;
+    up_msg_init(&conn, UP_MSG_CONN);
+    conn.conn_id = 7;
+    cr_assert_eq(up_passfd_send(chan, &conn, NULL, 0, s, 0), 0);
+    close(s);
+    struct up_msg m = tw_next(chan);
+    cr_assert_eq(m.kind, UP_MSG_ACK, "got %s, not the ACK", up_msg_kind_name(m.kind));
+    struct up_test_resp r = {0};
+    int ret = up_test_read_response(client, &r, 3000);
+    cr_assert_eq(ret, 0, "the connection sent after DRAINING: %s (handed back?)", strerror(-ret));
+    cr_assert_eq(r.status, 200);
+    up_test_resp_free(&r);
+
+    /* The master's DRAIN (its stop): the idle connection is closed, and
+     * the worker leaves. */
+    struct up_msg drain;
+    up_msg_init(&drain, UP_MSG_DRAIN);
+    drain.arg = 5000;
+    drain.flags = UP_DRAIN_F_STOP;
+    cr_assert_eq(up_passfd_send(chan, &drain, NULL, 0, -1, 0), 0);
+    cr_assert_eq(up_test_wait_exit(pid, 3000), 0);
+    char buf[64];
+    cr_assert_eq(up_test_read_until_close(client, buf, sizeof(buf), 2000), 0);
+    close(client);
+    close(chan);
+
+    /* No DRAIN at all: on its own after 2 s. */
+    pid = tw_spawn_with_master(backend, "examples/hello.so", &chan);
+    cr_assert_eq(tw_next(chan).kind, UP_MSG_READY);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    cr_assert_eq(tw_next(chan).kind, UP_MSG_DRAINING);
+    long long t0 = up_test_now_ms();
+    cr_assert_eq(up_test_wait_exit(pid, 5000), 0);
+    long long took = up_test_now_ms() - t0;
+    cr_assert_geq(took, 1900, "left %lld ms after DRAINING, before the 2 s wait for DRAIN", took);
+    close(chan);
 }
