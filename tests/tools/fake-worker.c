@@ -6,6 +6,8 @@
  *
  * Well-behaved, for tests of the generations:
  *   good      READY; ACK every CONN and close it; exit 0 at DRAIN or EOF
+ *   leave     as good, and SIGTERM makes it send DRAINING (stopped by
+ *             someone else than the master)
  *   hold      READY; ACK every CONN; ignore DRAIN: stays until killed
  *   fail      FAIL "fake: init failed", exit 1 (a broken app)
  *   never     never READY (a stuck init); exit at EOF
@@ -23,6 +25,7 @@
  * log). Blocking and single-minded on purpose.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,12 +54,27 @@ static bool is(const char *mode, const char *name)
     return strcmp(mode, name) == 0;
 }
 
+static void on_term(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    (void)send_msg(UP_MSG_DRAINING, 0, NULL, 0, -1); /* sendmsg() is async-signal-safe */
+    errno = saved;
+}
+
 int main(void)
 {
     const char *mode = getenv("FAKE_MODE");
     mode = mode != NULL ? mode : "good";
     static char payload[UP_PASSFD_MAX_PAYLOAD];
     static uint64_t ids[8192];
+    if (is(mode, "leave")) {
+        /* No SA_RESTART: the blocking recvmsg() returns EINTR, and the loop
+         * goes on. */
+        struct sigaction sa = {.sa_handler = on_term};
+        sigaction(SIGTERM, &sa, NULL);
+        mode = "good";
+    }
     if (is(mode, "crash")) {
         return 2;
     }

@@ -88,6 +88,14 @@ static bool g_room(struct up_gens *gs)
     return true;
 }
 
+static bool stop_coming; /* what the owner says when asked */
+
+static bool g_stop_coming(struct up_gens *gs)
+{
+    (void)gs;
+    return stop_coming;
+}
+
 static const struct up_gens_cbs gcbs = {
     .active = g_active,
     .failed = g_failed,
@@ -98,6 +106,7 @@ static const struct up_gens_cbs gcbs = {
     .room = g_room,
     .lost = g_nothing,
     .changed = g_nothing,
+    .stop_coming = g_stop_coming,
 };
 
 /* A ready connection goes to a worker of the active generation. */
@@ -440,5 +449,54 @@ Test(gen, a_graceful_stop_drains_everything, .timeout = 30)
     cr_assert_eq(up_gens_reload(&t.gs, "test"), -ECANCELED);
     cr_assert(run_until(&t, 5000, empty));
     cr_assert_eq(t.gs.stats.respawns, 0);
+    gt_fini(&t);
+}
+
+/* A worker stopped by someone else (it says DRAINING) gets nothing more,
+ * is told to drain (it leaves), and is replaced. */
+Test(gen, a_worker_stopped_by_someone_else_is_drained_and_replaced, .timeout = 30)
+{
+    struct gt t;
+    gt_init(&t, 1, "leave");
+    gt_serve(&t, "leave");
+    setenv("FAKE_MODE", "good", 1); /* the replacement */
+    pid_t old = up_gens_pick(&t.gs, 0)->pid;
+    cr_assert_eq(kill(old, SIGTERM), 0);
+    int done = 0;
+    for (int i = 0; i < 100 && t.gs.stats.respawns == 0; i++) {
+        up_test_run_for(t.loop, 10, &done, -1);
+    }
+    cr_assert_eq(t.gs.stats.respawns, 1, "not replaced");
+    cr_assert(run_until(&t, 5000, all_ready), "the replacement is not ready");
+    cr_assert_neq(up_gens_pick(&t.gs, 0)->pid, old, "routed to the worker that drains");
+    for (int i = 0; i < 300 && kill(old, 0) == 0; i++) {
+        up_test_run_for(t.loop, 10, &done, -1);
+    }
+    cr_assert_neq(kill(old, 0), 0, "it was never told to drain");
+    gt_fini(&t);
+}
+
+/* The same DRAINING while a stop of the owner is coming (the signal went
+ * to the whole process group or cgroup): the worker stays routable and
+ * unreplaced, so that what the owner accepted finds it, until the stop
+ * drains it. */
+Test(gen, a_worker_stopped_with_its_owner_serves_until_the_stop, .timeout = 30)
+{
+    struct gt t;
+    gt_init(&t, 1, "leave");
+    gt_serve(&t, "leave");
+    pid_t old = up_gens_pick(&t.gs, 0)->pid;
+    stop_coming = true;
+    cr_assert_eq(kill(old, SIGTERM), 0);
+    int done = 0;
+    up_test_run_for(t.loop, 300, &done, -1);
+    struct up_mworker *w = up_gens_pick(&t.gs, 0);
+    cr_assert_not_null(w, "no worker to route to");
+    cr_assert_eq(w->pid, old);
+    cr_assert_eq(t.gs.stats.respawns, 0);
+    cr_assert_eq(kill(old, 0), 0, "it left before the stop");
+    up_gens_stop(&t.gs, true);
+    cr_assert(run_until(&t, 5000, empty), "the stop did not drain it");
+    stop_coming = false;
     gt_fini(&t);
 }
