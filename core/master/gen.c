@@ -687,7 +687,9 @@ int up_gens_reload(struct up_gens *gs, const char *why)
         return 1;
     }
     gs->reload_pending = false;
-    up_log(UP_LOG_INFO, "%s: reloading", why);
+    if (gs->next_id > 0) { /* the first generation is a start, not a reload */
+        up_log(UP_LOG_INFO, "%s: reloading", why);
+    }
     return start_gen(gs, false);
 }
 
@@ -778,7 +780,8 @@ static int start_gen(struct up_gens *gs, bool heir)
     if (heir) {
         up_log(UP_LOG_INFO, "starting generation %u: a new master, %s", g->id, g->snap.path);
     } else {
-        up_log(UP_LOG_INFO, "starting generation %u: %ld workers", g->id, want);
+        up_log(UP_LOG_INFO, "starting generation %u: %ld worker%s", g->id, want,
+               want == 1 ? "" : "s");
     }
     for (long i = 0; i < want; i++) {
         (void)add_worker(g, false);
