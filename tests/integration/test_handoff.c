@@ -15,16 +15,7 @@
 
 static void hf_start(void)
 {
-    static char pythonpath[PATH_MAX], script[PATH_MAX];
-    const char *src = getenv("UP_SRC_DIR") != NULL ? getenv("UP_SRC_DIR") : ".";
-    if (access("/usr/bin/python3", X_OK) != 0) {
-        cr_skip_test("python3 is not installed");
-    }
-    snprintf(pythonpath, sizeof(pythonpath), "PYTHONPATH=%s/examples/python", src);
-    snprintf(script, sizeof(script), "%s/examples/python/up_wsgi.py", src);
-    ma.env[0] = pythonpath;
-    const char *const extra[] = {
-        "--exec", "--protocol=handoff", "--", "/usr/bin/python3", script, "app:app", NULL};
+    const char *const *extra = ht_python_handoff(&ma.env[0]);
     ma_spawn("auto", NULL, extra);
     ma_wait_serving(20000);
 }

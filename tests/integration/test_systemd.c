@@ -281,16 +281,9 @@ BACKEND_TEST(systemd, group_stops_under_a_stream_of_connects_refuse_nothing, .ti
  * master's DRAIN too. */
 Test(systemd, cgroup_stops_with_handoff_workers_refuse_nothing, .timeout = 180, .fini = ht_fini)
 {
-    static char pythonpath[PATH_MAX], script[PATH_MAX];
-    const char *src = getenv("UP_SRC_DIR") != NULL ? getenv("UP_SRC_DIR") : ".";
-    if (access("/usr/bin/python3", X_OK) != 0) {
-        cr_skip_test("python3 is not installed");
-    }
-    snprintf(pythonpath, sizeof(pythonpath), "%s/examples/python", src);
-    snprintf(script, sizeof(script), "%s/examples/python/up_wsgi.py", src);
-    setenv("PYTHONPATH", pythonpath, 1);
-    const char *const app[] = {
-        "--exec", "--protocol=handoff", "--", "/usr/bin/python3", script, "app:app", NULL};
+    const char *env;
+    const char *const *app = ht_python_handoff(&env);
+    putenv((char *)env); /* for the masters sd_spawn() starts */
     sd_stops("auto", SD_CGROUP, app);
 }
 

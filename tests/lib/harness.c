@@ -265,6 +265,21 @@ void ht_assert_burst_gone(pid_t pid, const char *who, const char *backend, int n
     }
 }
 
+const char *const *ht_python_handoff(const char **ret_env)
+{
+    static char pythonpath[PATH_MAX], script[PATH_MAX];
+    static const char *argv[] = {
+        "--exec", "--protocol=handoff", "--", "/usr/bin/python3", script, "app:app", NULL};
+    const char *src = getenv("UP_SRC_DIR") != NULL ? getenv("UP_SRC_DIR") : ".";
+    if (access("/usr/bin/python3", X_OK) != 0) {
+        cr_skip_test("python3 is not installed");
+    }
+    snprintf(pythonpath, sizeof(pythonpath), "PYTHONPATH=%s/examples/python", src);
+    snprintf(script, sizeof(script), "%s/examples/python/up_wsgi.py", src);
+    *ret_env = pythonpath;
+    return argv;
+}
+
 const char *ht_util(const char *name)
 {
     static char ring[4][64];

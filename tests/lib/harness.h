@@ -105,6 +105,12 @@ void ht_assert_burst_gone(pid_t pid, const char *who, const char *backend, int n
  * skips the test if it is not installed. Static ring of 4 buffers. */
 const char *ht_util(const char *name);
 
+/* up-run's arguments that run examples/python/up_wsgi.py (serving
+ * examples/python/app.py) as handoff workers: "--exec", ..., NULL (static).
+ * *ret_env gets "PYTHONPATH=..." for their environment. Skips the test
+ * where python3 is not installed. */
+const char *const *ht_python_handoff(const char **ret_env);
+
 /* ---- the master under test ---- */
 
 struct ma {
