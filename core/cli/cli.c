@@ -1125,6 +1125,7 @@ void up_cli_usage(FILE *f)
           "Signals to the master:\n"
           "  USR2, HUP                reload\n"
           "  TERM, INT                graceful stop: drain within --timeout, then exit\n"
+          "                           (INT again: stop at once)\n"
           "  QUIT                     immediate stop\n"
           "  USR1                     the workers reopen --access-log (logrotate)\n"
           "\n"

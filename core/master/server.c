@@ -141,6 +141,7 @@ struct up_server {
     struct up_timer stop_timer;   /* graceful stop deadline */
     struct up_timer finish_timer; /* the bound on a graceful stop's first step */
     bool finishing;               /* stopping: the workers still take what we accepted */
+    bool stopping_now;            /* a stop at once was asked (SIGQUIT, SIGINT twice) */
     const char *health;           /* the last health logged */
     char last_error[1024];        /* why the last reload failed (the 503 page) */
     uint64_t build_fails;         /* --build failures */
@@ -736,6 +737,9 @@ static void server_stop(struct up_server *s, bool graceful)
                (int)s->heir_pid);
         return;
     }
+    if (!graceful && s->stopping_now) {
+        return; /* under way: a second one would only put off its deadline */
+    }
     bool first = s->state != SERVER_STOPPING;
     s->state = SERVER_STOPPING;
     if (first) {
@@ -750,6 +754,7 @@ static void server_stop(struct up_server *s, bool graceful)
         up_watch_stop(s->watch);
     }
     if (!graceful) {
+        s->stopping_now = true;
         s->finishing = false;
         up_timer_stop(s->loop, &s->finish_timer);
         up_gens_stop(&s->gens, false);
@@ -917,10 +922,18 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
         case SIGHUP:
             server_reload(s, si.ssi_signo == SIGUSR2 ? "SIGUSR2" : "SIGHUP");
             break;
-        case SIGTERM:
         case SIGINT:
-            up_log(UP_LOG_INFO, "%s: stopping gracefully",
-                   si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            if (s->state == SERVER_STOPPING && !s->stopping_now) {
+                /* Ctrl-C again, for one who will not wait for the drain. */
+                up_log(UP_LOG_INFO, "SIGINT again: stopping now");
+                server_stop(s, false);
+                break;
+            }
+            up_log(UP_LOG_INFO, "SIGINT: stopping gracefully (again to stop now)");
+            server_stop(s, true);
+            break;
+        case SIGTERM:
+            up_log(UP_LOG_INFO, "SIGTERM: stopping gracefully");
             server_stop(s, true);
             break;
         case SIGQUIT:

@@ -375,6 +375,35 @@ BACKEND_TEST(master, a_draining_stop_refuses_new_connections_at_once, .timeout =
     ma.pid = -1;
 }
 
+/* Ctrl-C drains; Ctrl-C again, for one who will not wait, stops at once:
+ * a request still running is cut, and the master exits 0. */
+BACKEND_TEST(master, a_second_sigint_stops_at_once, .timeout = 30, .fini = ht_fini)
+{
+    const char *const extra[] = {"-t", "20s", NULL};
+    char buf[256];
+
+    ma_start(backend, up_test_bin("examples/slow.so"), extra);
+    int busy = ht_connect(ma.port);
+    ht_send_str(busy, "GET /?ms=15000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    up_test_nap(300); /* on a worker, which sleeps */
+    cr_assert_eq(kill(ma.pid, SIGINT), 0);
+    ma_wait_log("SIGINT: stopping gracefully", 2000);
+    up_test_nap(300);
+    cr_assert_eq(kill(ma.pid, 0), 0, "the first SIGINT did not wait for the drain");
+    long long t0 = up_test_now_ms();
+    cr_assert_eq(kill(ma.pid, SIGINT), 0);
+    int status = up_test_wait_exit(ma.pid, 5000);
+    long long took = up_test_now_ms() - t0;
+    ma.pid = -1;
+    cr_assert_eq(status, 0, "exit %d after the second SIGINT; log:\n%s", status, ma_log_text());
+    cr_assert_lt(took, 3000, "exited %lld ms after the second SIGINT", took);
+    cr_assert_eq(up_test_file_contains(ma.log, "SIGINT again: stopping now"), 1, "log:\n%s",
+                 ma_log_text());
+    int n = up_test_read_until_close(busy, buf, sizeof(buf), 2000);
+    cr_assert_leq(n, 0, "the cut request got an answer: %s", buf);
+    close(busy);
+}
+
 /* A client that connected just before the stop gets its answer: a graceful
  * stop lets the workers take what the master accepted (for at most 1 s)
  * before it drains them; only a head that never completes is closed. */
