@@ -921,8 +921,8 @@ static void conn_run(struct up_wconn *c)
     }
     struct up_worker *w = c->w;
     if (w->state == UP_WORKER_DRAINING &&
-        (w->migrate_idle || w->exiting || !up_worker_takes_back(w)) && up_wconn_idle(c)) {
-        up_wconn_drain(c, w->exiting);
+        (w->migrate_idle || w->exiting || !up_worker_takes_back(w)) && up_wconn_idle(c) &&
+        up_wconn_drain(c, w->exiting)) {
         return;
     }
     want_read(c);
@@ -1053,22 +1053,36 @@ static void hand_back(struct up_wconn *c)
     finish_hand_back(c);
 }
 
-void up_wconn_drain(struct up_wconn *c, bool deadline)
+/* Whether a request waits in c's socket, unread: a connection just passed
+ * to us (untouched until our ACK goes) looks idle, but closed now, its
+ * client would get no answer. A peek costs a system call: only a drain
+ * that would close asks. */
+static bool request_waiting(const struct up_wconn *c)
+{
+    char b;
+    return c->wait_ack || recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+bool up_wconn_drain(struct up_wconn *c, bool deadline)
 {
     if (c->state != UP_WCONN_OPEN) {
-        return;
+        return true;
     }
     if (!up_wconn_idle(c)) {
         if (deadline) {
             drain_deadline(c); /* never handed back: a WebSocket is not idle HTTP */
         }
-        return;
+        return true;
     }
     if (!up_worker_takes_back(c->w)) {
+        if (request_waiting(c)) {
+            return false; /* answered first, then closed once idle again */
+        }
         conn_close(c, true);
-        return;
+        return true;
     }
     hand_back(c);
+    return true;
 }
 
 void up_wconn_abort(struct up_wconn *c)

@@ -177,9 +177,12 @@ void up_wconn_acked(struct up_wconn *c);
 bool up_wconn_idle(const struct up_wconn *c);
 
 /* Drain step for c: hand it back to the master if idle (or close it
- * gracefully when there is no master). With deadline, a busy connection is
- * told to close after its current response. */
-void up_wconn_drain(struct up_wconn *c, bool deadline);
+ * gracefully when there is no master, or the master stops). With deadline,
+ * a busy connection is told to close after its current response. Returns
+ * false when c is left as it was (a request waits unread in an idle-looking
+ * connection that would be closed: it is answered first), true when c was
+ * dealt with (and may be gone). */
+bool up_wconn_drain(struct up_wconn *c, bool deadline);
 
 /* Close at once (SIGQUIT, fatal errors). */
 void up_wconn_abort(struct up_wconn *c);

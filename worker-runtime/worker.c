@@ -518,7 +518,7 @@ static void drain_all(struct up_worker *w, bool deadline)
     struct up_list *pos, *tmp;
     up_list_for_each_safe(pos, tmp, &w->conns)
     {
-        up_wconn_drain(up_container_of(pos, struct up_wconn, link), deadline);
+        (void)up_wconn_drain(up_container_of(pos, struct up_wconn, link), deadline);
     }
 }
 
