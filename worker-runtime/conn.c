@@ -688,7 +688,9 @@ static void dispatch(struct up_wconn *c)
     c->busy->res.date = up_worker_date(w);
     c->busy->res.no_upgrade = w->state == UP_WORKER_DRAINING;
     up_http_res_start(&c->busy->res, req, &c->out);
-    if (w->state == UP_WORKER_DRAINING && w->exiting) {
+    if (w->state == UP_WORKER_DRAINING && (w->exiting || !up_worker_takes_back(w))) {
+        /* The connection ends after this answer: say so, so that the
+         * client sends its next request elsewhere, not into our close. */
         up_http_res_force_close(&c->busy->res);
     }
     w->app.app->handle(req, &c->busy->res);
@@ -1075,8 +1077,10 @@ bool up_wconn_drain(struct up_wconn *c, bool deadline)
         return true;
     }
     if (!up_worker_takes_back(c->w)) {
-        if (request_waiting(c)) {
-            return false; /* answered first, then closed once idle again */
+        if ((!c->w->close_idle && !c->w->exiting) || request_waiting(c)) {
+            /* In the grace for a last request (worker.c), or one waits:
+             * it is answered first, with Connection: close. */
+            return false;
         }
         conn_close(c, true);
         return true;

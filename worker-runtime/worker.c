@@ -31,6 +31,10 @@
  * after its DRAINING: the master answers at once, or within its graceful
  * stop's first step (1 s) when the same stop reached it. */
 #define LEAVE_WAIT_MS 2000
+/* How long idle connections to be closed (the master stops, or there is
+ * none) wait for a last request first: an active client sends its next
+ * one within a round trip. */
+#define CLOSE_IDLE_GRACE_MS 200
 
 /* One queued message to the master. */
 struct up_chan_msg {
@@ -532,6 +536,16 @@ static void abort_all(struct up_worker *w)
     }
 }
 
+/* The grace for idle connections to be closed is over. */
+static void on_close_grace(struct up_loop *loop, struct up_timer *t)
+{
+    (void)loop;
+    struct up_worker *w = up_container_of(t, struct up_worker, close_grace);
+    w->close_idle = true;
+    drain_all(w, false);
+    maybe_exit(w);
+}
+
 /* No DRAIN came after our DRAINING: drain on our own deadline. */
 static void on_leave_wait(struct up_loop *loop, struct up_timer *t)
 {
@@ -597,9 +611,17 @@ static void begin_drain(struct up_worker *w, uint64_t deadline_ms, uint32_t flag
     if (!up_timer_armed(&w->drain_timer) || when < w->drain_timer.when) {
         up_timer_start(w->loop, &w->drain_timer, deadline_ms);
     }
-    if (w->migrate_idle || !up_worker_takes_back(w)) {
+    if (!up_worker_takes_back(w)) {
         /* Without a master to take them, idle connections are closed
-         * gracefully now rather than held to the deadline. */
+         * rather than held to the deadline; but a client may be sending
+         * its next request on one right now, and closed under it that
+         * request would be lost. So every answer from now on says
+         * Connection: close (conn.c), and the idle ones have
+         * CLOSE_IDLE_GRACE_MS to bring a last request before they go. */
+        if (!up_timer_armed(&w->close_grace)) {
+            up_timer_start(w->loop, &w->close_grace, CLOSE_IDLE_GRACE_MS);
+        }
+    } else if (w->migrate_idle) {
         drain_all(w, false);
     }
     maybe_exit(w);
@@ -832,6 +854,7 @@ static int worker_setup(struct up_worker *w)
     }
     w->drain_timer.cb = on_drain_deadline;
     w->leave_timer.cb = on_leave_wait;
+    w->close_grace.cb = on_close_grace;
     w->stats_timer.cb = on_stats;
     up_longlived_init(&w->longlived, w->loop, end_long_lived, w);
     w->chan_rx.cb = on_chan_rx;

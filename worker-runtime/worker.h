@@ -118,6 +118,8 @@ struct up_worker {
      * until the master's DRAIN (or leave_timer, if it never comes). */
     bool leaving;
     struct up_timer leave_timer;
+    struct up_timer close_grace; /* draining, nobody to hand back to: see begin_drain() */
+    bool close_idle;             /* ... and that grace is over: idle connections go */
     struct up_timer stats_timer; /* periodic STATS to the master */
     struct up_list conns;        /* every connection held (up_wconn.link), newest first */
     size_t nconns;

@@ -31,6 +31,7 @@ MAX_PAYLOAD = 65536
 MAX_HEAD = 16384  # the master refuses a hand-back with more already read
 OWN_DRAIN_S = 10.0  # a drain not asked by the master (SIGTERM, master gone)
 LEAVE_WAIT_S = 2.0  # after DRAINING, how long to serve on waiting for the master's DRAIN
+CLOSE_GRACE_S = 0.2  # idle connections to be closed first wait this long for a last request
 
 
 class Conn:
@@ -66,6 +67,7 @@ class Worker:
         self.requests = 0
         self.draining = False
         self.leave_by = None  # DRAINING sent: drain on our own at this time, if no DRAIN came
+        self.close_from = None  # draining: idle connections to be closed go from this time on
         self.deadline = None  # monotonic seconds
         self.migrate = False  # hand idle connections back at once
         self.stopping = False  # the master stops: close idle ones, hand nothing back
@@ -136,6 +138,8 @@ class Worker:
 
     def begin_drain(self, seconds, flags):
         deadline = time.monotonic() + seconds
+        if self.close_from is None:
+            self.close_from = time.monotonic() + CLOSE_GRACE_S
         self.leave_by = None
         self.draining = True
         self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
@@ -149,7 +153,12 @@ class Worker:
         when it stops or is gone."""
         if not self.draining:
             return
-        due = self.migrate or time.monotonic() >= self.deadline or not self.master
+        now = time.monotonic()
+        due = self.migrate or now >= self.deadline or not self.master
+        if (self.stopping or not self.master) and now < self.deadline:
+            # Closed, not handed back: a client may be sending its next
+            # request right now. The idle ones get a grace for it first.
+            due = now >= self.close_from
         for c in list(self.conns.values()):
             if not (c.idle() and due):
                 continue
@@ -197,6 +206,9 @@ class Worker:
             del c.rbuf[:end + 4 + length]
             conn = fields.get("connection", "").lower()
             keep = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+            # Closing, not handing back: say so with the answer, so that
+            # the client's next request goes elsewhere, not into our close.
+            keep = keep and not (self.draining and (self.stopping or not self.master))
             c.wbuf += self.call_app(c, method, target, version, headers, body, keep)
             c.close_after = not keep
             self.requests += 1
