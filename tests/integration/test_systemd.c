@@ -97,6 +97,16 @@ static int sd_get(int port)
     return ret;
 }
 
+/* Wait until port answers GET / (asserted within 10 s; log: the server's). */
+static void sd_wait_serving(int port, const char *log)
+{
+    long long t0 = up_test_now_ms();
+    while (sd_get(port) != 0) {
+        cr_assert_lt(up_test_now_ms() - t0, 10000, "not serving:\n%s", up_test_file_tail(log));
+        up_test_nap(20);
+    }
+}
+
 struct prober {
     int port;
     int nap_ms; /* between requests */
@@ -137,11 +147,7 @@ Test(systemd, a_passed_socket_serves_and_a_restart_refuses_nothing, .timeout = 9
                     NULL};
     const char *log = ht_path("up-run.log");
     pid_t first = sd_spawn(&l, 1, "web", argv, log);
-    long long t0 = up_test_now_ms();
-    while (sd_get(port) != 0) {
-        cr_assert_lt(up_test_now_ms() - t0, 10000, "not serving:\n%s", up_test_file_tail(log));
-        up_test_nap(20);
-    }
+    sd_wait_serving(port, log);
     cr_assert_eq(up_test_file_contains(log, "listening on the 1 socket systemd passed"), 1);
 
     /* Restart under a steady stream of requests, as `systemctl restart`
@@ -154,7 +160,7 @@ Test(systemd, a_passed_socket_serves_and_a_restart_refuses_nothing, .timeout = 9
     cr_assert_eq(up_test_wait_exit(first, 10000), 0, "%s", up_test_file_tail(log));
     int before = atomic_load(&p.ok);
     pid_t second = sd_spawn(&l, 1, "web", argv, log);
-    t0 = up_test_now_ms();
+    long long t0 = up_test_now_ms();
     while (atomic_load(&p.ok) < before + 50) {
         cr_assert_lt(up_test_now_ms() - t0, 15000, "the restarted master does not serve:\n%s",
                      up_test_file_tail(log));
@@ -190,6 +196,26 @@ static void sd_kill_children(pid_t pid, int sig)
     }
 }
 
+/* `up-run -n 2 -t TIMEOUT --allow-root --control DIR/ctl.sock APP...` (app:
+ * the arguments after these, NULL-terminated) into argv, for sd_spawn(),
+ * and UP_BACKEND=backend for the masters it starts. */
+#define SD_ARGV 24
+static void sd_argv(char **argv, const char *timeout, const char *backend, const char *const *app)
+{
+    const char *const common[] = {
+        up_test_bin("up-run"), "-n", "2", "-t", timeout, "--allow-root", "--control",
+        ht_path("ctl.sock")};
+    int n = 0;
+    for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
+        argv[n++] = (char *)common[i];
+    }
+    for (int i = 0; app[i] != NULL && n < SD_ARGV - 1; i++) {
+        argv[n++] = (char *)app[i];
+    }
+    argv[n] = NULL;
+    setenv("UP_BACKEND", backend, 1);
+}
+
 /* ROUNDS stops of `up-run -n 2 -t 1s ... APP...` (app: its arguments after
  * the common ones), each followed by a new one on the same held socket,
  * under CLIENTS threads that connect without a pause; asserts that no
@@ -199,16 +225,9 @@ static void sd_stops(const char *backend, enum sd_kill how, const char *const *a
     enum { ROUNDS = 12, CLIENTS = 4 };
     int port;
     int l = sd_listener(&port);
-    char *argv[24] = {
-        (char *)up_test_bin("up-run"), "-n", "2", "-t", "1s", "--allow-root", "--control",
-        (char *)ht_path("ctl.sock")};
-    int n = 8;
-    for (int i = 0; app[i] != NULL && n < 23; i++) {
-        argv[n++] = (char *)app[i];
-    }
-    argv[n] = NULL;
+    char *argv[SD_ARGV];
+    sd_argv(argv, "1s", backend, app);
     const char *log = ht_path("up-run.log");
-    setenv("UP_BACKEND", backend, 1);
     struct prober p[CLIENTS];
     pthread_t th[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
@@ -284,22 +303,11 @@ static void sd_ka_restarts(const char *backend, const char *const *app)
 {
     int port;
     int l = sd_listener(&port);
-    char *argv[24] = {
-        (char *)up_test_bin("up-run"), "-n", "2", "-t", "2s", "--allow-root", "--control",
-        (char *)ht_path("ctl.sock")};
-    int n = 8;
-    for (int i = 0; app[i] != NULL && n < 23; i++) {
-        argv[n++] = (char *)app[i];
-    }
-    argv[n] = NULL;
+    char *argv[SD_ARGV];
+    sd_argv(argv, "2s", backend, app);
     const char *log = ht_path("up-run.log");
-    setenv("UP_BACKEND", backend, 1);
     pid_t master = sd_spawn(&l, 1, "web", argv, log);
-    long long t0 = up_test_now_ms();
-    while (sd_get(port) != 0) {
-        cr_assert_lt(up_test_now_ms() - t0, 10000, "not serving:\n%s", up_test_file_tail(log));
-        up_test_nap(20);
-    }
+    sd_wait_serving(port, log);
     ma.port = port; /* up-load's */
     const char *const load[] = {"--keepalive",   "8",           "--fresh", "0", "--seconds", "8",
                                 "--expect-body", "Hello World", NULL};
