@@ -651,7 +651,8 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             w->exiting = true;
             up_loop_stop(loop);
         } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-            if (w->state != UP_WORKER_DRAINING && up_worker_has_master(w) && !w->leaving) {
+            if (w->state != UP_WORKER_DRAINING && up_worker_has_master(w) &&
+                !up_timer_armed(&w->leave_timer)) {
                 /* Not the master's idea: tell it, and serve what it sends
                  * until its DRAIN says that nothing more comes. It answers
                  * at once (routing nothing more here, starting a
@@ -661,7 +662,6 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
                  * now, they would find no worker left to take them. */
                 up_log(UP_LOG_INFO, "%s: draining once the master has heard",
                        strsignal((int)si.ssi_signo));
-                w->leaving = true;
                 send_simple(w, UP_MSG_DRAINING, 0, 0);
                 up_timer_start(loop, &w->leave_timer, LEAVE_WAIT_MS);
             } else {

@@ -114,9 +114,8 @@ struct up_worker {
     char sig_buf[128];
 
     struct up_timer drain_timer; /* the drain deadline */
-    /* Stopped by someone else than the master: DRAINING sent, serving on
-     * until the master's DRAIN (or leave_timer, if it never comes). */
-    bool leaving;
+    /* Armed: stopped by someone else than the master, DRAINING sent,
+     * serving on until the master's DRAIN (or until it fires). */
     struct up_timer leave_timer;
     struct up_timer close_grace; /* draining, nobody to hand back to: see begin_drain() */
     bool close_idle;             /* ... and that grace is over: idle connections go */

@@ -89,6 +89,11 @@ bool up_acceptor_busy(const struct up_acceptor *a)
     return a->op.busy;
 }
 
+bool up_acceptor_stopped(const struct up_acceptor *a)
+{
+    return a->stopping && !a->op.busy;
+}
+
 static void stopped(struct up_acceptor *a)
 {
     if (a->cbs->on_stopped != NULL) {

@@ -79,4 +79,8 @@ void up_acceptor_stop(struct up_acceptor *a);
 /* Whether an accept op is in flight: the fd must not be closed then. */
 bool up_acceptor_busy(const struct up_acceptor *a);
 
+/* Whether up_acceptor_stop() was called and nothing is in flight any more
+ * (on_stopped ran): no connection can come from it now. */
+bool up_acceptor_stopped(const struct up_acceptor *a);
+
 #endif

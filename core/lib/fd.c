@@ -86,7 +86,7 @@ void up_fd_std_guard(void)
             got = open("/", O_PATH);
         }
         if (got >= 0 && got != fd) {
-            (void)close(got); /* cannot be: a thread opened fd meanwhile */
+            (void)close(got); /* only if another thread took fd meanwhile */
         }
     }
 }

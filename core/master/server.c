@@ -113,8 +113,6 @@ struct up_server {
 
     struct listener listeners[MAX_LISTENERS];
     int nlisteners;
-    int naccepting;       /* listeners whose acceptor has not reported on_stopped */
-    bool routing_stopped; /* stopping: nothing accepted now would be served */
     bool accept_paused;
     struct up_timer shed_timer;
 
@@ -217,13 +215,23 @@ static void on_accept_recovered(struct up_acceptor *a)
     up_log(UP_LOG_INFO, "listener %s: accepting again", l->text);
 }
 
+/* Whether no listener can bring a connection any more. */
+static bool listeners_stopped(const struct up_server *s)
+{
+    for (int i = 0; i < s->nlisteners; i++) {
+        if (!up_acceptor_stopped(&s->listeners[i].acceptor)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* No accept of this listener's is in flight any more: a graceful stop
  * waits for that, because an accept the kernel finished before it saw the
  * stop still brings a connection (see maybe_finished()). */
 static void on_accept_stopped(struct up_acceptor *a)
 {
     struct listener *l = a->ctx;
-    l->s->naccepting--;
     maybe_finished(l->s);
     unlisten(l->s);
 }
@@ -282,7 +290,6 @@ static int add_listener(struct up_server *s, int fd, const char *text, bool unix
     snprintf(l->text, sizeof(l->text), "%s", text);
     up_acceptor_init(&l->acceptor, s->loop, l->fd, &listener_cbs, l);
     s->nlisteners++;
-    s->naccepting++;
     return 0;
 }
 
@@ -780,7 +787,6 @@ static void stop_routing(struct up_server *s)
 {
     up_router_stop(&s->router);
     up_pendings_close_peeking(&s->pendings, false);
-    s->routing_stopped = true;
     unlisten(s);
 }
 
@@ -793,7 +799,7 @@ static void stop_routing(struct up_server *s)
  * came first), so none needs a listener (--exec) either. */
 static void unlisten(struct up_server *s)
 {
-    if (!s->routing_stopped || s->naccepting > 0) {
+    if (!s->router.stopping || !listeners_stopped(s)) {
         return;
     }
     for (int i = 0; i < s->nlisteners; i++) {
@@ -820,7 +826,7 @@ static void finish_stop(struct up_server *s)
  * would get a 503. */
 static void maybe_finished(struct up_server *s)
 {
-    if (s->finishing && s->naccepting == 0 && up_pendings_owed(&s->pendings) == 0) {
+    if (s->finishing && listeners_stopped(s) && up_pendings_owed(&s->pendings) == 0) {
         finish_stop(s);
     }
 }

@@ -9,11 +9,9 @@
  * after a failed assertion (and testlib's PDEATHSIG covers a test that
  * times out).
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +22,7 @@
 #include <unistd.h>
 
 #include "../lib/harness.h"
+#include "../lib/testloop.h"
 #include "passfd.h"
 
 /* Read a hello response and check it byte for byte. */
@@ -1004,19 +1003,11 @@ static struct up_msg tw_next(int chan)
  * *ret_client, the server's end returned (what a CONN passes). */
 static int tw_conn_with_request(int *ret_client)
 {
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(l, 1), 0);
-    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &len), 0);
-    *ret_client = up_test_connect(ntohs(a.sin_port));
-    cr_assert_geq(*ret_client, 0);
-    int s = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    cr_assert_geq(s, 0);
-    close(l);
+    int sv[2];
+    up_test_pair(true, sv);
+    *ret_client = sv[1];
     ht_send_str(*ret_client, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    return s;
+    return sv[0];
 }
 
 /* SIGTERM from someone else: the worker says DRAINING, and serves a CONN

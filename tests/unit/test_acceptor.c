@@ -176,8 +176,10 @@ static void stop_any_time(enum up_backend be)
     int lfd = up_test_listener(&port);
     struct ac t = {0};
     up_acceptor_init(&t.a, loop, lfd, &ac_cbs, &t);
+    cr_assert(!up_acceptor_stopped(&t.a));
     up_acceptor_stop(&t.a); /* never started */
     cr_assert_eq(t.stopped, 1);
+    cr_assert(up_acceptor_stopped(&t.a));
     cr_assert(!up_timer_armed(&t.a.retry));
 
     struct ac u = {0};
@@ -186,8 +188,10 @@ static void stop_any_time(enum up_backend be)
     up_acceptor_pause(&u.a);
     up_acceptor_stop(&u.a); /* cancel in flight: reported from the loop */
     cr_assert_eq(u.stopped, 0);
+    cr_assert(!up_acceptor_stopped(&u.a), "stopped with its cancel in flight");
     up_loop_drain(loop, 1000);
     cr_assert_eq(u.stopped, 1);
+    cr_assert(up_acceptor_stopped(&u.a));
     cr_assert(!up_timer_armed(&u.a.retry));
     cr_assert_eq(up_loop_pending(loop), 0);
     up_loop_close(loop, lfd);
