@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -402,8 +404,10 @@ BACKEND_TEST(production, closed_standard_streams_are_held_by_dev_null, .timeout 
 }
 
 /* The same for a lone worker: its own listener must not become fd 0. */
-Test(production, a_lone_worker_s_closed_standard_streams_are_held_by_dev_null, .timeout = 30,
-     .fini = ht_fini)
+/* A lone up-worker started with fds 0-2 closed; no_dev: in a mount
+ * namespace of its own with an empty /dev (a chroot without one). Each of
+ * fds 0-2 must name want, and the worker serve. */
+static void pr_lone_worker_closed_std(bool no_dev, const char *want)
 {
     char buf[128], listen[32];
     int port = up_test_free_port();
@@ -415,6 +419,11 @@ Test(production, a_lone_worker_s_closed_standard_streams_are_held_by_dev_null, .
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        if (no_dev &&
+            (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+             mount("tmpfs", "/dev", "tmpfs", 0, "size=64k") < 0)) {
+            _exit(125);
+        }
         close(0);
         close(1);
         close(2);
@@ -422,12 +431,28 @@ Test(production, a_lone_worker_s_closed_standard_streams_are_held_by_dev_null, .
         _exit(127);
     }
     ht_stop_at_fini(pid);
+    if (no_dev && up_test_wait_exit(pid, 300) == 125) {
+        cr_skip_test("no mount namespace here: run as root");
+    }
     cr_assert_eq(up_test_wait_ready(pid, port, HT_READY_MS), 0);
     for (int n = 0; n <= 2; n++) {
-        cr_assert_str_eq(pr_fd_target(pid, n, buf, sizeof(buf)), "/dev/null", "fd %d", n);
+        cr_assert_str_eq(pr_fd_target(pid, n, buf, sizeof(buf)), want, "fd %d", n);
     }
     struct up_test_resp r = {0};
     cr_assert_eq(up_test_request(port, PR_GET, &r), 0);
     cr_assert_eq(r.status, 200);
     up_test_resp_free(&r);
+}
+
+Test(production, a_lone_worker_s_closed_standard_streams_are_held_by_dev_null, .timeout = 30,
+     .fini = ht_fini)
+{
+    pr_lone_worker_closed_std(false, "/dev/null");
+}
+
+/* Without a /dev/null to open, an O_PATH fd of "/" holds each number. */
+Test(production, without_dev_null_closed_standard_streams_are_held_by_the_root, .timeout = 30,
+     .fini = ht_fini)
+{
+    pr_lone_worker_closed_std(true, "/");
 }
