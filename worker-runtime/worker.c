@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <malloc.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -840,6 +841,17 @@ static int find_channel(void)
     return 3;
 }
 
+/* A master that died closed its end of the channel before it was reaped,
+ * so before we could be reparented and miss its PDEATHSIG. The channel,
+ * not the parent's pid, says it: a master that is a container's init is
+ * pid 1, which is also what an orphan's parent reads under plain init, and
+ * under a subreaper an orphan's parent is neither. */
+static bool master_gone(int chan)
+{
+    struct pollfd p = {.fd = chan, .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
 static int worker_setup(struct up_worker *w)
 {
     const char *why = NULL;
@@ -917,9 +929,9 @@ int up_worker_main(const struct up_worker_cfg *cfg)
             return 2;
         }
         /* The master's death must end us. PDEATHSIG alone races with a
-         * master that died before the prctl: check the parent after it. */
+         * master that died before the prctl: check the channel after it. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1) {
+        if (master_gone(w.chan)) {
             return 1;
         }
     }

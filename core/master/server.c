@@ -1179,6 +1179,10 @@ static size_t ctl_upgrade(void *ctx, uint64_t id, char *buf, size_t cap)
     const char *no =
         s->state == SERVER_STOPPING    ? "stopping"
         : s->opts.upgrade_argv == NULL ? "this master was started without a program to upgrade to"
+        /* The kernel ends every process of a pid namespace when its init
+         * exits: the new master with the old one. */
+        : getpid() == 1 ? "this master is pid 1 (a container's init): its exit would end the new "
+                          "master too; restart the container instead"
         : s->is_heir && s->heir != NULL && !s->took_over   ? "still starting"
         : s->handed_over || up_gens_heir(&s->gens) != NULL ? "an upgrade is under way already"
         : s->nwaiters == MAX_WAITERS                       ? "too many commands waiting"

@@ -467,3 +467,60 @@ Test(production, without_dev_null_closed_standard_streams_are_held_by_the_root, 
 {
     pr_lone_worker_closed_std(true, "/");
 }
+
+/* ---- as a container's init ---- */
+
+/* `docker run IMAGE up-run ...` makes the master pid 1 of its pid
+ * namespace (tests/tools/pidns does what the runtime does: the namespace,
+ * its own /proc, the signals passed on from outside). Its workers once
+ * took their parent's pid 1 for their master's death and exited before
+ * they were ready: such a container never started. Here the master
+ * serves, replaces a worker killed from outside, reaps an orphan the
+ * namespace hands it (the duty of any pid 1), reloads, refuses an upgrade
+ * with the reason (its exit would end the namespace, the new master too)
+ * and stops cleanly on the runtime's SIGTERM. */
+BACKEND_TEST(production, as_a_container_s_init_it_serves_reloads_and_stops, .timeout = 60,
+             .fini = ht_fini)
+{
+    up_test_require_root();
+    const char *const wrap[] = {up_test_bin("tools/pidns"), "--", NULL};
+    memcpy(ma.wrap, wrap, sizeof(wrap));
+    ma_start(backend, up_test_bin("examples/echo.so"), NULL);
+    pid_t master = (pid_t)ma_log_number("pidns: pid 1 is host pid ", 5000);
+    cr_assert_gt(master, 1);
+    pid_t kids[8];
+    cr_assert_eq(proc_children(master, true, kids, 8), 2, "%s", ma_log_text());
+
+    /* A worker killed from outside is replaced. */
+    cr_assert_eq(kill(kids[0], SIGKILL), 0);
+    ma_wait_log("respawning", 5000);
+    long long deadline = up_test_now_ms() + 5000;
+    pid_t now[8];
+    while (proc_children(master, true, now, 8) != 2 || now[0] == kids[0] || now[1] == kids[0]) {
+        cr_assert_lt(up_test_now_ms(), deadline, "no replacement:\n%s", ma_log_text());
+        up_test_nap(10);
+    }
+    ma_requests(20, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+
+    /* An orphan of the namespace is reparented to pid 1, which reaps it. */
+    char target[16];
+    snprintf(target, sizeof(target), "%d", (int)master);
+    char *const orphan[] = {"/usr/bin/nsenter",   "-t", target, "-p", "--", "/bin/sh", "-c",
+                            "sleep 0.2 & exit 0", NULL};
+    pid_t ns = up_test_spawn(orphan, NULL, ht_path("nsenter.log"));
+    cr_assert_gt(ns, 0);
+    cr_assert_eq(up_test_wait_exit(ns, 5000), 0, "%s", up_test_file_tail(ht_path("nsenter.log")));
+    up_test_nap(500); /* the sleep has ended */
+    cr_assert_eq(proc_children(master, true, now, 8), 2, "a zombie is left:\n%s", ma_log_text());
+
+    ma_signal(SIGUSR2);
+    ma_wait_generation(2, 10000);
+
+    char out[2048];
+    const char *const args[] = {"upgrade", "--control", ma.ctl, NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "upgrade refused: this master is pid 1"), "%s", out);
+
+    cr_assert_eq(up_test_stop(ma.pid, 10000), 0, "%s", ma_log_text());
+    ma.pid = -1;
+}
