@@ -148,7 +148,7 @@ $(B)/tools/fake-worker: $(B)/tools/%: tests/tools/%.c $(B)/libuppassfd.a $(B)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libuppassfd.a $(B)/libupshared.a
 
-TOOLS := $(B)/tools/up-load $(B)/tools/fake-worker $(B)/tools/exec-server $(B)/tools/pidns
+TOOLS := $(B)/tools/up-load $(B)/tools/fake-worker $(B)/tools/exec-server $(B)/tools/pidns $(B)/tools/noring
 
 # Servers nobody here wrote, run under up-run --exec by the tests: Go's
 # net/http needs a build (Debian's golang-go; without it that test is

@@ -185,6 +185,16 @@ static bool arg(struct up_kind_plan *plan, int *a, const char *s)
     return true;
 }
 
+/* Set NAME=value in plan's environment (e is the next free slot). */
+static void env(struct up_kind_plan *plan, int *e, const char *name, const char *value)
+{
+    if (*e < UP_CHILD_MAX_ENV) {
+        snprintf(plan->env[*e], sizeof(plan->env[*e]), "%s=%s", name, value);
+        plan->child.env[*e] = plan->env[*e];
+        (*e)++;
+    }
+}
+
 static int plan_app(const struct up_kind_params *p, struct up_kind_plan *plan)
 {
     int a = 0;
@@ -220,6 +230,10 @@ static int plan_app(const struct up_kind_params *p, struct up_kind_plan *plan)
         ok = arg(plan, &a, p->app_argv[i]);
     }
     plan->argv[a] = NULL;
+    if (p->backend != NULL) {
+        int e = 0;
+        env(plan, &e, "UP_BACKEND", p->backend);
+    }
     return ok ? 0 : -E2BIG;
 }
 
@@ -236,16 +250,6 @@ static int plan_command(const struct up_kind_params *p, struct up_kind_plan *pla
     }
     plan->argv[a] = NULL;
     return ok ? 0 : -E2BIG;
-}
-
-/* Set NAME=value in plan's environment (e is the next free slot). */
-static void env(struct up_kind_plan *plan, int *e, const char *name, const char *value)
-{
-    if (*e < UP_CHILD_MAX_ENV) {
-        snprintf(plan->env[*e], sizeof(plan->env[*e]), "%s=%s", name, value);
-        plan->child.env[*e] = plan->env[*e];
-        (*e)++;
-    }
 }
 
 /* What an EXEC worker is told: systemd's socket activation and readiness

@@ -82,6 +82,7 @@ struct up_kind_params {
     uint64_t close_spread_ms;      /* --close-spread */
     const char *access_log;        /* --access-log, or NULL */
     const char *access_log_format; /* --access-log-format, or NULL */
+    const char *backend;           /* UP_BACKEND for it ("epoll"...), or NULL */
     bool ready_manual;
     const char *const *require;
     int nrequire;

@@ -1628,8 +1628,8 @@ int up_server_new(const struct up_server_opts *opts, struct up_server **ret)
     if ((r = up_log_async(s->loop)) < 0) {
         up_log(UP_LOG_WARN, "cannot buffer the log: %s, writing it blocking", strerror(-r));
     }
-    up_log(UP_LOG_INFO, "event loop: %s%s%s", up_loop_backend_name(s->loop),
-           why ? " (io_uring unavailable: " : "", why ? why : "");
+    up_log(UP_LOG_INFO, "event loop: %s%s%s%s", up_loop_backend_name(s->loop),
+           why ? " (io_uring unavailable: " : "", why ? why : "", why ? ")" : "");
     up_gens_init(&s->gens, s->loop, &s->gens_opts, &gens_cbs, s);
     up_router_init(&s->router, s->loop, s->opts.queue_timeout_ms, &router_cbs, s);
     up_pendings_init(&s->pendings, s->loop, s->opts.max_head, s->opts.header_timeout_ms,
@@ -1687,6 +1687,24 @@ static int listener_port(int fd)
     return 0;
 }
 
+/* The workers' event loop is the one --backend asked for (their
+ * environment's UP_BACKEND, which the option overrides, is not). When
+ * io_uring failed here under auto, it fails there too (the same kernel,
+ * seccomp profile and limits): they take epoll at once, without each
+ * logging why at every start. */
+static const char *worker_backend(const struct up_server *s)
+{
+    switch ((enum up_backend)s->opts.backend) {
+    case UP_BACKEND_URING:
+        return "io_uring";
+    case UP_BACKEND_EPOLL:
+        return "epoll";
+    case UP_BACKEND_AUTO:
+        break;
+    }
+    return up_loop_backend(s->loop) == UP_BACKEND_EPOLL ? "epoll" : "auto";
+}
+
 /* What each worker starts with (gen sets the generation and index). */
 static void spawn_params(struct up_server *s, struct up_kind_params *p)
 {
@@ -1706,6 +1724,7 @@ static void spawn_params(struct up_server *s, struct up_kind_params *p)
         .close_spread_ms = o->close_spread_ms,
         .access_log = o->access_log,
         .access_log_format = o->access_log_format,
+        .backend = worker_backend(s),
         .ready_manual = o->ready_manual,
         .require = o->require,
         .nrequire = o->nrequire,

@@ -524,3 +524,71 @@ BACKEND_TEST(production, as_a_container_s_init_it_serves_reloads_and_stops, .tim
     cr_assert_eq(up_test_stop(ma.pid, 10000), 0, "%s", ma_log_text());
     ma.pid = -1;
 }
+
+/* ---- the event loop ---- */
+
+/* Asserts that the master and every worker run their loop on want
+ * ("io_uring" or "epoll") and hold no loop of the other kind. */
+static void pr_assert_loops(const char *want)
+{
+    pid_t pids[9] = {ma.pid};
+    int n = 1 + proc_children(ma.pid, false, pids + 1, 8);
+    cr_assert_gt(n, 1, "no workers:\n%s", ma_log_text());
+    bool uring = strcmp(want, "io_uring") == 0;
+    for (int i = 0; i < n; i++) {
+        const char *who = i == 0 ? "the master" : "a worker";
+        cr_assert_eq(proc_fds_of(pids[i], "anon_inode:[io_uring]"), uring ? 1 : 0,
+                     "%s (pid %d) is not on %s:\n%s", who, (int)pids[i], want, ma_log_text());
+        cr_assert_eq(proc_fds_of(pids[i], "anon_inode:[eventpoll]"), uring ? 0 : 1,
+                     "%s (pid %d) is not on %s:\n%s", who, (int)pids[i], want, ma_log_text());
+    }
+}
+
+/* Docker's default seccomp profile (and kernel.io_uring_disabled) refuse
+ * io_uring_setup with EPERM. Under auto the master says so once and takes
+ * epoll, and so do its workers through a reload, at once and without a
+ * line each at every start (before, each worker tried io_uring itself and
+ * logged the refusal). Asked for io_uring by name, up-run refuses to start
+ * and says why. */
+Test(production, io_uring_refused_by_seccomp_means_epoll_for_all, .timeout = 60, .fini = ht_fini)
+{
+    const char *const wrap[] = {up_test_bin("tools/noring"), "--", NULL};
+    memcpy(ma.wrap, wrap, sizeof(wrap));
+    ma_start("auto", up_test_bin("examples/hello.so"), NULL);
+    ma_wait_log("event loop: epoll (io_uring unavailable: io_uring_setup refused (EPERM", 5000);
+    pr_assert_loops("epoll");
+    ma_signal(SIGUSR2);
+    ma_wait_log("generation 2 serving", 10000);
+    ma_requests(20, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    pr_assert_loops("epoll");
+    cr_assert_eq(up_test_file_contains(ma.log, "using epoll"), 0,
+                 "a worker tried io_uring again:\n%s", ma_log_text());
+
+    char out[4096], port[16];
+    snprintf(port, sizeof(port), "%d", up_test_free_port());
+    memcpy(ma.cmd_wrap, wrap, sizeof(wrap));
+    const char *const args[] = {
+        "-p",       port,        "--allow-root",         "--backend",
+        "io_uring", "--control", ht_path("strict.sock"), up_test_bin("examples/hello.so"),
+        NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "cannot set up the event loop"), "%s", out);
+    cr_assert_not_null(strstr(out, "io_uring_setup refused (EPERM"), "%s", out);
+}
+
+/* --backend is for the workers too, whatever UP_BACKEND they would
+ * inherit (before, they took the environment's, and an operator who
+ * turned io_uring off with the option still ran it in every worker). */
+Test(production, the_backend_option_holds_for_the_workers, .timeout = 60, .fini = ht_fini)
+{
+    const char *const to_epoll[] = {"--backend", "epoll", NULL};
+    ma_start("io_uring", up_test_bin("examples/hello.so"), to_epoll);
+    pr_assert_loops("epoll");
+    cr_assert_eq(up_test_stop(ma.pid, 10000), 0, "%s", ma_log_text());
+    ma.pid = -1;
+
+    up_test_require_io_uring();
+    const char *const to_uring[] = {"--backend", "io_uring", NULL};
+    ma_start("epoll", up_test_bin("examples/hello.so"), to_uring);
+    pr_assert_loops("io_uring");
+}

@@ -108,6 +108,25 @@ int proc_fds(pid_t pid)
     return proc_dir_sum(path, NULL, NULL);
 }
 
+static int fd_is(const char *dir, const char *name, void *arg)
+{
+    char path[PATH_MAX], target[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    ssize_t len = readlink(path, target, sizeof(target) - 1);
+    if (len < 0) {
+        return 0;
+    }
+    target[len] = '\0';
+    return strcmp(target, arg) == 0;
+}
+
+int proc_fds_of(pid_t pid, const char *target)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    return proc_dir_sum(path, fd_is, (void *)target);
+}
+
 int proc_fds_settled(pid_t pid, int want, int timeout_ms)
 {
     long long deadline = up_test_now_ms() + timeout_ms;

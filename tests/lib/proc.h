@@ -35,6 +35,10 @@ pid_t proc_ppid(pid_t pid);
 /* How many fds pid has open (/proc/PID/fd), or -1 if it cannot be read. */
 int proc_fds(pid_t pid);
 
+/* How many of pid's fds lead to target ("anon_inode:[io_uring]", a path),
+ * or -1 if they cannot be read. */
+int proc_fds_of(pid_t pid, const char *target);
+
 /* pid's fd count once it is stable: the same over 5 samples 20 ms apart (a
  * connection being handed off holds an fd for a moment) and, if want >= 0,
  * equal to want. Waits up to timeout_ms, then returns the last count (-1:

@@ -302,3 +302,18 @@ Test(kind, a_worker_gets_the_snapshot_as_fd_4, .timeout = 10)
         cr_assert_str_neq(plan.argv[i], "--app-fd");
     }
 }
+
+/* The master's event loop choice reaches an app's worker in UP_BACKEND;
+ * without one, nothing is set and the environment's holds. */
+Test(kind, a_worker_is_told_the_backend, .timeout = 10)
+{
+    struct up_kind_params p = app_params("/srv/app.so");
+    p.backend = "epoll";
+    static struct up_kind_plan plan;
+    cr_assert_eq(up_kind_plan(&p, 7, 8, &plan), 0);
+    cr_assert_str_eq(plan.child.env[0], "UP_BACKEND=epoll");
+    cr_assert_null(plan.child.env[1]);
+    p.backend = NULL;
+    cr_assert_eq(up_kind_plan(&p, 7, 8, &plan), 0);
+    cr_assert_null(plan.child.env[0]);
+}
