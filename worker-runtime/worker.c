@@ -670,6 +670,13 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             }
         } else if (si.ssi_signo == SIGUSR1) {
             reopen_logs(w);
+        } else if (si.ssi_signo == SIGUSR2) {
+            /* The master's reload signal, sent here too by a `pkill -USR2
+             * up` or a signal to the process group: by default it would
+             * end us mid-request. The reload is the master's to do. */
+            up_log(UP_LOG_INFO, "SIGUSR2: ignored; %s",
+                   up_worker_has_master(w) ? "a reload is the master's (signal the master)"
+                                           : "to load new code, restart this worker");
         }
     }
     if (res < 0 && res != -EINTR && res != -EAGAIN) {
@@ -687,8 +694,9 @@ static int setup_signals(struct up_worker *w)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGHUP); /* a terminal's hang-up: serve on */
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
         return -errno;
     }

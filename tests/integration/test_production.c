@@ -99,6 +99,31 @@ BACKEND_TEST(production, worker_signalled_by_someone_else, .timeout = 60, .fini 
             backend, (int)old, (int)fresh, fresh_ms, gone_ms, (int)now, handed_back);
 }
 
+/* The reload signal sent to the whole process group (`kill -USR2 --
+ * -PGID`), or to every process named up (`pkill -USR2 up`, which the
+ * titles "up master" and "up worker" match): the master reloads, and the
+ * workers, which once died of it mid-request, ignore it and drain as the
+ * reload asks. Under keep-alive load nothing is lost, three times over. */
+BACKEND_TEST(production, the_reload_signal_to_the_whole_group_loses_nothing, .timeout = 60,
+             .fini = ht_fini)
+{
+    ma_start(backend, up_test_bin("examples/hello.so"), NULL);
+    const char *const load[] = {"--keepalive",   "8",           "--fresh", "0", "--seconds", "4",
+                                "--expect-body", "Hello World", NULL};
+    ld_start(0, load);
+    for (int i = 0; i < 3; i++) {
+        up_test_nap(1000);
+        cr_assert_eq(kill(-ma.pid, SIGUSR2), 0);
+    }
+    struct ld_result res;
+    ld_finish(0, 30000, &res);
+    ld_report("production", backend, &res);
+    ma_wait_log("generation 4 serving", 5000);
+    cr_assert_eq(up_test_file_contains(ma.log, "exited unexpectedly"), 0, "%s", ma_log_text());
+    cr_assert_eq(up_test_file_contains(ma.log, "SIGUSR2: ignored; a reload is the master's"), 1,
+                 "%s", ma_log_text());
+}
+
 /* Every worker of the generation signalled at once, each holding idle
  * connections: replacements take over, and no connection is lost. A
  * connection routed to an old worker before the master heard of its drain
