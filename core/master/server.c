@@ -301,17 +301,22 @@ int up_server_listen(struct up_server *s, const char *addr)
         up_log(UP_LOG_ERR, "listen: %s", err);
         return -EINVAL;
     }
-    /* SO_REUSEPORT lets a new master bind beside this one during an
-     * upgrade; TCP_DEFER_ACCEPT makes most accepts arrive with the request
-     * already there, so the first peek succeeds. */
-    struct up_listen_opts o = {.backlog = 4096, .reuseport = true, .defer_accept_s = 1};
+    /* The port is this master's alone: no SO_REUSEPORT, so that a second
+     * server started on it by mistake (a forgotten up-run, old code) fails
+     * at once instead of silently taking a share of the connections. An
+     * upgrade passes the listeners on; it never binds again.
+     * TCP_DEFER_ACCEPT makes most accepts arrive with the request already
+     * there, so the first peek succeeds. */
+    struct up_listen_opts o = {.backlog = 4096, .defer_accept_s = 1};
     int fd = -1;
     int r = up_listen_open(&a, &o, &fd);
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot listen on %s: %s%s", a.text, strerror(-r),
-               r == -EEXIST ? " (something that is not a socket is at that path: move it, "
-                              "or listen elsewhere)"
-                            : "");
+               r == -EEXIST       ? " (something that is not a socket is at that path: move it, "
+                                    "or listen elsewhere)"
+               : r == -EADDRINUSE ? " (another server listens there: `ss -ltnpx` shows which; "
+                                    "stop it, or listen elsewhere)"
+                                  : "");
         return r;
     }
     return add_listener(s, fd, a.text, a.ss.ss_family == AF_UNIX);

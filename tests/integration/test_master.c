@@ -300,6 +300,34 @@ Test(master, bad_cli_exits_2, .timeout = 30, .fini = ht_fini)
 
 /* ---- stopping ---- */
 
+/* A second up-run started on a port a master serves (a forgotten
+ * instance, old code, a copy with --control elsewhere as the first one's
+ * error advises) fails at once and says why. It once bound beside the
+ * first with SO_REUSEPORT and silently took a share of its connections. */
+Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30, .fini = ht_fini)
+{
+    ma_start("auto", up_test_bin("examples/hello.so"), NULL);
+    char addr[32], out[4096];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ma.port);
+    const char *const args[] = {"-l",
+                                addr,
+                                "--allow-root",
+                                "--control",
+                                ht_path("second.sock"),
+                                up_test_bin("examples/echo.so"),
+                                NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "Address already in use (another server listens there"), "%s",
+                       out);
+    /* Every connection is still the first master's. */
+    for (int i = 0; i < 20; i++) {
+        struct up_test_resp r = {0};
+        cr_assert_eq(ma_fresh("/", &r), 0);
+        cr_assert(strstr(r.body, "Hello World") != NULL, "answered by someone else: %s", r.head);
+        up_test_resp_free(&r);
+    }
+}
+
 BACKEND_TEST(master, sigterm_graceful_stop, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
