@@ -316,7 +316,11 @@ int up_server_listen(struct up_server *s, const char *addr)
                                     "or listen elsewhere)"
                : r == -EADDRINUSE ? " (another server listens there: `ss -ltnpx` shows which; "
                                     "stop it, or listen elsewhere)"
-                                  : "");
+               : r == -EACCES && a.ss.ss_family != AF_UNIX
+                   ? " (a port below net.ipv4.ip_unprivileged_port_start, 1024 by default, "
+                     "needs root: start up-run as root with --user NAME, which binds first and "
+                     "then runs as NAME, or give it CAP_NET_BIND_SERVICE)"
+                   : "");
         return r;
     }
     return add_listener(s, fd, a.text, a.ss.ss_family == AF_UNIX);

@@ -328,6 +328,37 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
     }
 }
 
+/* A privileged port as an ordinary user: refused, with how to get it. */
+Test(master, a_privileged_port_says_how_to_get_it, .timeout = 30, .fini = ht_fini)
+{
+    up_test_require_root();
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
+    int start = 1024;
+    if (f != NULL) {
+        cr_assert_eq(fscanf(f, "%d", &start), 1);
+        fclose(f);
+    }
+    if (start <= 1) {
+        cr_skip_test("net.ipv4.ip_unprivileged_port_start is %d: no port is privileged", start);
+    }
+    static char setpriv[64], reuid[32], regid[32], ctl[64];
+    snprintf(setpriv, sizeof(setpriv), "%s", ht_util("setpriv"));
+    snprintf(reuid, sizeof(reuid), "--reuid=%u", (unsigned)UP_TEST_OTHER_UID);
+    snprintf(regid, sizeof(regid), "--regid=%u", (unsigned)UP_TEST_OTHER_UID);
+    snprintf(ctl, sizeof(ctl), "/tmp/up-test-%d-ctl.sock", (int)getpid());
+    const char *const as_other[] = {setpriv, reuid, regid, "--clear-groups", "--", NULL};
+    memcpy(ma.cmd_wrap, as_other, sizeof(as_other));
+    ma.public_bins = true; /* that uid may not reach the build directory */
+    char out[4096];
+    const char *const args[] = {
+        "-l", "127.0.0.1:1", "--control", ctl, up_test_public_bin("examples/hello.so"), NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "cannot listen on 127.0.0.1:1: Permission denied (a port below "
+                                   "net.ipv4.ip_unprivileged_port_start"),
+                       "%s", out);
+    cr_assert_not_null(strstr(out, "start up-run as root with --user NAME"), "%s", out);
+}
+
 BACKEND_TEST(master, sigterm_graceful_stop, .timeout = 30, .fini = ht_fini)
 {
     struct up_test_resp r = {0};
