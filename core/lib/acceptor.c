@@ -135,9 +135,12 @@ static void on_accept(struct up_loop *loop, struct up_op *op, int res, uint32_t 
          * backlog; try again shortly rather than spin on a listener that
          * stays readable. */
         failed(a, res);
-        return;
+    } else {
+        /* Done for another reason (a cancel for a pause that may already
+         * be over, a single-shot accept): armed again unless paused. */
+        (void)arm(a);
     }
-    /* Done for another reason (a cancel for a pause that may already be
-     * over, a single-shot accept): armed again unless paused. */
-    (void)arm(a);
+    if (a->paused && !a->op.busy && a->cbs->on_paused != NULL) {
+        a->cbs->on_paused(a);
+    }
 }

@@ -41,6 +41,10 @@ struct up_acceptor_cbs {
     /* Optional. After up_acceptor_stop(): no op is in flight any more,
      * the fd may be closed (see up_acceptor_stop() for when it runs). */
     void (*on_stopped)(struct up_acceptor *a);
+    /* Optional. Paused, and the accept op in flight at the pause has come
+     * to its end: no connection can come until a resume. Not called when
+     * nothing was in flight at the pause (up_acceptor_busy() says so). */
+    void (*on_paused)(struct up_acceptor *a);
 };
 
 struct up_acceptor {

@@ -236,11 +236,20 @@ static void on_accept_stopped(struct up_acceptor *a)
     unlisten(l->s);
 }
 
+/* Paused (at the pending cap, or handed over), and the accept that was in
+ * flight ended: a handed-over master may retire now (see retired()). */
+static void on_accept_paused(struct up_acceptor *a)
+{
+    struct listener *l = a->ctx;
+    check_done(l->s);
+}
+
 static const struct up_acceptor_cbs listener_cbs = {
     .on_conn = on_conn,
     .on_error = on_accept_error,
     .on_recovered = on_accept_recovered,
     .on_stopped = on_accept_stopped,
+    .on_paused = on_accept_paused,
 };
 
 static void on_shed_timer(struct up_loop *loop, struct up_timer *t)
@@ -851,13 +860,28 @@ static void on_finish_deadline(struct up_loop *loop, struct up_timer *t)
     }
 }
 
+/* Whether an accept is in flight on any listener: a paused multishot
+ * accept goes on until the kernel sees its cancel, and what it brings is
+ * ours to route. */
+static bool accept_in_flight(const struct up_server *s)
+{
+    for (int i = 0; i < s->nlisteners; i++) {
+        if (up_acceptor_busy(&s->listeners[i].acceptor)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Handed over, and nothing of ours left: no worker but the heir, no
- * connection not yet taken by it. */
+ * connection not yet taken by it, no accept that could still bring one
+ * (its end calls check_done() through on_accept_paused()). */
 static bool retired(struct up_server *s)
 {
     struct up_mworker *w = up_gens_heir(&s->gens);
     return s->handed_over && s->state != SERVER_STOPPING && w != NULL &&
-           up_gens_count_workers(&s->gens) == 1 && s->pendings.n == 0 && w->nqueued == 0;
+           up_gens_count_workers(&s->gens) == 1 && s->pendings.n == 0 && w->nqueued == 0 &&
+           !accept_in_flight(s);
 }
 
 static void check_done(struct up_server *s)

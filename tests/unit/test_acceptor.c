@@ -29,6 +29,7 @@ struct ac {
     int first_errors;
     int recovered;
     int stopped;
+    int paused;
     int fds[64];
 };
 
@@ -61,11 +62,19 @@ static void ac_stopped(struct up_acceptor *a)
     ((struct ac *)a->ctx)->stopped++;
 }
 
+static void ac_paused(struct up_acceptor *a)
+{
+    struct ac *t = a->ctx;
+    cr_assert(!up_acceptor_busy(a), "on_paused with an accept still in flight");
+    t->paused++;
+}
+
 static const struct up_acceptor_cbs ac_cbs = {
     .on_conn = ac_conn,
     .on_error = ac_error,
     .on_recovered = ac_recovered,
     .on_stopped = ac_stopped,
+    .on_paused = ac_paused,
 };
 
 static void teardown(struct up_loop *loop, struct ac *t, int lfd)
@@ -101,11 +110,16 @@ static void resume_before_cancel_completes(enum up_backend be)
     int c2 = up_test_dial(port);
     up_test_run_for(loop, 2000, &t.conns, 2);
     cr_assert_eq(t.conns, 2, "the listener stayed silent after pause, resume, cancel");
+    cr_assert_eq(t.paused, 0, "on_paused, but the accept was armed again");
 
-    /* And the other order: the cancel completes while paused. */
+    /* And the other order: the cancel completes while paused, which is
+     * reported once: no accept can come now. */
     up_acceptor_pause(&t.a);
+    cr_assert(up_acceptor_busy(&t.a), "the cancel ended within the pause");
     int dummy = 0;
     up_test_run_for(loop, 50, &dummy, -1);
+    cr_assert_eq(t.paused, 1, "on_paused ran %d times", t.paused);
+    cr_assert(!up_acceptor_busy(&t.a));
     int c3 = up_test_dial(port);
     up_test_run_for(loop, 100, &dummy, -1);
     cr_assert_eq(t.conns, 2, "accepted while paused");
