@@ -120,7 +120,10 @@ static void on_queue_timeout(struct up_loop *loop, struct up_timer *t)
 static void route(struct up_router *r, struct up_pending *c)
 {
     if (r->stopping) {
-        up_pending_answer(c, 503, NULL);
+        /* A request gets its 503; a connection handed back idle (its
+         * worker drained as we stopped) is closed, not sent an answer to
+         * a request nobody made. */
+        give_up(c, NULL);
         return;
     }
     if (c->tries >= MAX_TRIES) {
@@ -170,7 +173,7 @@ void up_router_stop(struct up_router *r)
     r->stopping = true;
     struct up_pending *c;
     while ((c = queue_pop(r)) != NULL) {
-        up_pending_answer(c, 503, NULL);
+        give_up(c, NULL);
     }
 }
 

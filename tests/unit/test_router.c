@@ -342,6 +342,26 @@ Test(router, bounces_end_at_the_try_limit, .timeout = 20)
     rt_fini(&t);
 }
 
+/* Stopping, an idle connection handed back (waiting, or coming after the
+ * stop) is closed: no 503 for a request nobody made, which its client
+ * would take for the answer to its next one. */
+Test(router, stopping_closes_idle_hand_backs_without_an_answer, .timeout = 20)
+{
+    struct rt t;
+    rt_init(&t, 5000);
+    int waiting = rt_conn(&t, NULL); /* no worker: it waits in the queue */
+    up_router_stop(&t.r);
+    int late = rt_conn(&t, NULL);
+    char buf[1024];
+    for (int i = 0; i < 2; i++) {
+        int fd = i == 0 ? waiting : late;
+        cr_assert_eq(rt_read(&t, fd, buf, sizeof(buf)), 0, "%s one got: %s",
+                     i == 0 ? "the waiting" : "the late", buf);
+        close(fd);
+    }
+    rt_fini(&t);
+}
+
 /* Stopping: what waits, and what comes, gets 503. Nothing serving and
  * nothing on its way: the error page, in a 503. */
 Test(router, stop_and_error_page, .timeout = 20)
