@@ -1006,6 +1006,18 @@ static int setup_signals(struct up_server *s)
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
         return -errno;
     }
+    /* What we read from the signalfd must not be ignored, whatever the
+     * parent left (an ignored disposition survives exec): with SIGCHLD
+     * ignored the kernel reaps our workers itself, and a dead one would
+     * never be seen, nor replaced. A handler a program embedding us set
+     * stays. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sigismember(&set, sig) == 1 && sigaction(sig, NULL, &old) == 0 &&
+            old.sa_handler == SIG_IGN) {
+            signal(sig, SIG_DFL);
+        }
+    }
     /* A worker or client gone away is an EPIPE to handle, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -617,3 +617,30 @@ Test(production, the_backend_option_holds_for_the_workers, .timeout = 60, .fini 
     ma_start("epoll", up_test_bin("examples/hello.so"), to_uring);
     pr_assert_loops("io_uring");
 }
+
+/* ---- what the parent left ---- */
+
+/* Started with SIGCHLD ignored (a parent that set it and exec'd: the
+ * disposition is inherited), the kernel reaped the workers itself: a
+ * worker that died was never seen, listed as ready for ever, never
+ * replaced. The master sets what it reads from its signalfd back to the
+ * default. */
+BACKEND_TEST(production, an_inherited_ignored_sigchld_still_sees_workers_die, .timeout = 30,
+             .fini = ht_fini)
+{
+    ma.wrap[0] = "/usr/bin/perl";
+    ma.wrap[1] = "-e";
+    ma.wrap[2] = "$SIG{CHLD} = 'IGNORE'; exec @ARGV or die \"exec: $!\"";
+    ma_start(backend, up_test_bin("examples/hello.so"), NULL);
+    pid_t kids[2];
+    cr_assert_eq(ma_wait_children(2, kids, 2), 2);
+    cr_assert_eq(kill(kids[0], SIGKILL), 0);
+    ma_wait_log("exited unexpectedly (signal 9); respawning", 5000);
+    long long deadline = up_test_now_ms() + 5000;
+    pid_t now[2];
+    while (proc_children(ma.pid, true, now, 2) != 2 || now[0] == kids[0] || now[1] == kids[0]) {
+        cr_assert_lt(up_test_now_ms(), deadline, "not replaced:\n%s", ma_log_text());
+        up_test_nap(10);
+    }
+    ma_requests(10, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+}
