@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -639,48 +639,84 @@ static void reopen_logs(struct up_worker *w)
     }
 }
 
+/* Signals come in through handlers that note them and wake an eventfd the
+ * loop reads, not through a signalfd: that needs them blocked, and a
+ * blocked mask is inherited by every process the app starts (system(),
+ * popen(), posix_spawn()), which SIGTERM could then never stop. A handler,
+ * unlike a blocked or ignored signal, goes back to the default at exec;
+ * so does SIGPIPE's no-op handler, where SIG_IGN would leave the app's
+ * children writing into closed pipes. */
+static const int worker_signals[] = {SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP};
+static volatile sig_atomic_t signal_seen[NSIG];
+static volatile sig_atomic_t signal_wake = -1; /* the worker's sigfd, or -1 */
+
+static void note_signal(int sig)
+{
+    int saved = errno;
+    signal_seen[sig] = 1;
+    uint64_t one = 1;
+    int fd = signal_wake;
+    if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+        /* The counter is full or the worker is leaving: seen all the same. */
+    }
+    errno = saved;
+}
+
+/* A peer gone away is an EPIPE to handle, not a death. */
+static void no_sigpipe(int sig)
+{
+    (void)sig;
+}
+
+static void handle_signal(struct up_worker *w, int sig)
+{
+    if (sig == SIGQUIT) {
+        up_log(UP_LOG_INFO, "SIGQUIT: exiting now");
+        abort_all(w);
+        w->exiting = true;
+        up_loop_stop(w->loop);
+    } else if (sig == SIGTERM || sig == SIGINT) {
+        if (w->state != UP_WORKER_DRAINING && up_worker_has_master(w) &&
+            !up_timer_armed(&w->leave_timer)) {
+            /* Not the master's idea: tell it, and serve what it sends
+             * until its DRAIN says that nothing more comes. It answers at
+             * once (routing nothing more here, starting a replacement),
+             * or, when the same stop reached it (a signal to the whole
+             * process group or cgroup), once the connections it accepted
+             * are given out: handed back now, they would find no worker
+             * left to take them. */
+            up_log(UP_LOG_INFO, "%s: draining once the master has heard", strsignal(sig));
+            send_simple(w, UP_MSG_DRAINING, 0, 0);
+            up_timer_start(w->loop, &w->leave_timer, LEAVE_WAIT_MS);
+        } else {
+            begin_drain(w, w->cfg.drain_timeout_ms, 0);
+        }
+    } else if (sig == SIGUSR1) {
+        reopen_logs(w);
+    } else if (sig == SIGUSR2) {
+        /* The master's reload signal, sent here too by a `pkill -USR2 up`
+         * or a signal to the process group: by default it would end us
+         * mid-request. The reload is the master's to do. */
+        up_log(UP_LOG_INFO, "SIGUSR2: ignored; %s",
+               up_worker_has_master(w) ? "a reload is the master's (signal the master)"
+                                       : "to load new code, restart this worker");
+    }
+    /* SIGHUP, a terminal's hang-up: serve on. */
+}
+
 static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t flags)
 {
     (void)flags;
     struct up_worker *w = up_container_of(op, struct up_worker, sig_op);
-    if (res == (int)sizeof(struct signalfd_siginfo)) {
-        struct signalfd_siginfo si;
-        memcpy(&si, w->sig_buf, sizeof(si));
-        if (si.ssi_signo == SIGQUIT) {
-            up_log(UP_LOG_INFO, "SIGQUIT: exiting now");
-            abort_all(w);
-            w->exiting = true;
-            up_loop_stop(loop);
-        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-            if (w->state != UP_WORKER_DRAINING && up_worker_has_master(w) &&
-                !up_timer_armed(&w->leave_timer)) {
-                /* Not the master's idea: tell it, and serve what it sends
-                 * until its DRAIN says that nothing more comes. It answers
-                 * at once (routing nothing more here, starting a
-                 * replacement), or, when the same stop reached it (a
-                 * signal to the whole process group or cgroup), once the
-                 * connections it accepted are given out: handed back
-                 * now, they would find no worker left to take them. */
-                up_log(UP_LOG_INFO, "%s: draining once the master has heard",
-                       strsignal((int)si.ssi_signo));
-                send_simple(w, UP_MSG_DRAINING, 0, 0);
-                up_timer_start(loop, &w->leave_timer, LEAVE_WAIT_MS);
-            } else {
-                begin_drain(w, w->cfg.drain_timeout_ms, 0);
-            }
-        } else if (si.ssi_signo == SIGUSR1) {
-            reopen_logs(w);
-        } else if (si.ssi_signo == SIGUSR2) {
-            /* The master's reload signal, sent here too by a `pkill -USR2
-             * up` or a signal to the process group: by default it would
-             * end us mid-request. The reload is the master's to do. */
-            up_log(UP_LOG_INFO, "SIGUSR2: ignored; %s",
-                   up_worker_has_master(w) ? "a reload is the master's (signal the master)"
-                                           : "to load new code, restart this worker");
-        }
-    }
     if (res < 0 && res != -EINTR && res != -EAGAIN) {
         return;
+    }
+    for (size_t i = 0; i < sizeof(worker_signals) / sizeof(worker_signals[0]) && !w->exiting; i++) {
+        int sig = worker_signals[i];
+        if (signal_seen[sig]) {
+            signal_seen[sig] = 0;
+            handle_signal(w, sig);
+        }
     }
     if (w->sigfd >= 0 && !op->canceling) {
         (void)up_loop_read(loop, &w->sig_op, w->sigfd, w->sig_buf, sizeof(w->sig_buf));
@@ -689,20 +725,27 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
 
 static int setup_signals(struct up_worker *w)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGHUP); /* a terminal's hang-up: serve on */
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, SIGUSR2);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
+    w->sigfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->sigfd < 0) {
         return -errno;
     }
-    signal(SIGPIPE, SIG_IGN);
-    w->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (w->sigfd < 0) {
+    signal_wake = w->sigfd;
+    struct sigaction sa = {.sa_handler = note_signal, .sa_flags = SA_RESTART};
+    sigfillset(&sa.sa_mask);
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(worker_signals) / sizeof(worker_signals[0]); i++) {
+        if (sigaction(worker_signals[i], &sa, NULL) < 0) {
+            return -errno;
+        }
+        sigaddset(&set, worker_signals[i]);
+    }
+    sa.sa_handler = no_sigpipe;
+    if (sigaction(SIGPIPE, &sa, NULL) < 0) {
+        return -errno;
+    }
+    /* A lone worker's parent may have left them blocked. */
+    if (sigprocmask(SIG_UNBLOCK, &set, NULL) < 0) {
         return -errno;
     }
     w->sig_op.cb = on_signal;
@@ -915,6 +958,7 @@ static void worker_free(struct up_worker *w)
     drop_queued(w);
     w->chan = up_close(w->chan);
     w->lfd = up_close(w->lfd);
+    signal_wake = -1; /* before the close: the number may be reused */
     w->sigfd = up_close(w->sigfd);
     free(w->chan_payload);
     free(w->acks);

@@ -109,7 +109,7 @@ struct up_worker {
     int lfd; /* owned: --listen socket, or -1 */
     struct up_acceptor acceptor;
 
-    int sigfd; /* owned: signalfd for TERM, INT, QUIT, HUP */
+    int sigfd; /* owned: eventfd the signal handlers wake (setup_signals()) */
     struct up_op sig_op;
     char sig_buf[128];
 

@@ -644,3 +644,35 @@ BACKEND_TEST(production, an_inherited_ignored_sigchld_still_sees_workers_die, .t
     }
     ma_requests(10, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
 }
+
+/* A process the app starts (system(), popen(), posix_spawn) once
+ * inherited the worker's blocked TERM, INT, QUIT, HUP, USR1 and USR2 and
+ * its ignored SIGPIPE: a helper the app then tried to stop with SIGTERM
+ * ran on, and one writing into a closed pipe got EPIPE errors instead of
+ * ending quietly. It now starts with nothing blocked and those at their
+ * defaults (examples/env.so spawns cat /proc/self/status). The worker
+ * still takes its signals: a SIGTERM from outside drains it. */
+BACKEND_TEST(production, what_the_app_starts_inherits_no_blocked_or_ignored_signals, .timeout = 30,
+             .fini = ht_fini)
+{
+    const char *const extra[] = {"-n", "1", NULL};
+    ma_start(backend, up_test_bin("examples/env.so"), extra);
+    struct up_test_resp r = {0};
+    cr_assert_eq(ma_fresh("/", &r), 0);
+    const char *blk = up_test_resp_header(&r, "X-Child-SigBlk");
+    const char *ign = up_test_resp_header(&r, "X-Child-SigIgn");
+    cr_assert(blk != NULL && ign != NULL, "%s", r.head);
+    cr_assert_str_eq(blk, "0000000000000000", "blocked in the app's child: %s", blk);
+    unsigned long long ignored = strtoull(ign, NULL, 16);
+    static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        cr_assert_eq(ignored & (1ULL << (sigs[i] - 1)), 0, "%s ignored in the app's child: %s",
+                     strsignal(sigs[i]), ign);
+    }
+    up_test_resp_free(&r);
+    pid_t kids[1];
+    cr_assert_eq(ma_wait_children(1, kids, 1), 1);
+    cr_assert_eq(kill(kids[0], SIGTERM), 0);
+    ma_wait_log("Terminated: draining once the master has heard", 5000);
+    ma_wait_log("respawning", 5000);
+}
