@@ -552,21 +552,38 @@ BACKEND_TEST(production, as_a_container_s_init_it_serves_reloads_and_stops, .tim
 
 /* ---- the event loop ---- */
 
-/* Asserts that the master and every worker run their loop on want
- * ("io_uring" or "epoll") and hold no loop of the other kind. */
-static void pr_assert_loops(const char *want)
+/* The first of the master and its workers (pids[0..n)) that does not run
+ * its loop on want ("io_uring" or "epoll") alone, or -1. */
+static int pr_off_loop(const pid_t *pids, int n, const char *want)
 {
-    pid_t pids[9] = {ma.pid};
-    int n = 1 + proc_children(ma.pid, false, pids + 1, 8);
-    cr_assert_gt(n, 1, "no workers:\n%s", ma_log_text());
     bool uring = strcmp(want, "io_uring") == 0;
     for (int i = 0; i < n; i++) {
-        const char *who = i == 0 ? "the master" : "a worker";
-        cr_assert_eq(proc_fds_of(pids[i], "anon_inode:[io_uring]"), uring ? 1 : 0,
-                     "%s (pid %d) is not on %s:\n%s", who, (int)pids[i], want, ma_log_text());
-        cr_assert_eq(proc_fds_of(pids[i], "anon_inode:[eventpoll]"), uring ? 0 : 1,
-                     "%s (pid %d) is not on %s:\n%s", who, (int)pids[i], want, ma_log_text());
+        if (proc_fds_of(pids[i], "anon_inode:[io_uring]") != (uring ? 1 : 0) ||
+            proc_fds_of(pids[i], "anon_inode:[eventpoll]") != (uring ? 0 : 1)) {
+            return i;
+        }
     }
+    return -1;
+}
+
+/* Asserts that the master and every worker run their loop on want, once
+ * each worker has set its loop up (within 5 s: a worker not yet ready
+ * has none yet). */
+static void pr_assert_loops(const char *want)
+{
+    long long deadline = up_test_now_ms() + 5000;
+    pid_t pids[9] = {ma.pid};
+    int n, off;
+    do {
+        n = 1 + proc_children(ma.pid, false, pids + 1, 8);
+        off = n > 1 ? pr_off_loop(pids, n, want) : 0;
+        if (off >= 0) {
+            up_test_nap(20);
+        }
+    } while (off >= 0 && up_test_now_ms() < deadline);
+    cr_assert_gt(n, 1, "no workers:\n%s", ma_log_text());
+    cr_assert_lt(off, 0, "%s (pid %d) is not on %s:\n%s", off == 0 ? "the master" : "a worker",
+                 (int)pids[off < 0 ? 0 : off], want, ma_log_text());
 }
 
 /* Docker's default seccomp profile (and kernel.io_uring_disabled) refuse
