@@ -495,6 +495,21 @@ Test(production, without_dev_null_closed_standard_streams_are_held_by_the_root, 
 
 /* ---- as a container's init ---- */
 
+/* SIGKILL worker, one of master's two: the master sees it die and
+ * replaces it within 5 s, and serves. */
+static void pr_kill_and_see_replaced(pid_t master, pid_t worker)
+{
+    cr_assert_eq(kill(worker, SIGKILL), 0);
+    ma_wait_log("exited unexpectedly (signal 9); respawning", 5000);
+    long long deadline = up_test_now_ms() + 5000;
+    pid_t now[2];
+    while (proc_children(master, true, now, 2) != 2 || now[0] == worker || now[1] == worker) {
+        cr_assert_lt(up_test_now_ms(), deadline, "not replaced:\n%s", ma_log_text());
+        up_test_nap(10);
+    }
+    ma_requests(10, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+}
+
 /* `docker run IMAGE up-run ...` makes the master pid 1 of its pid
  * namespace (tests/tools/pidns does what the runtime does: the namespace,
  * its own /proc, the signals passed on from outside). Its workers once
@@ -517,15 +532,7 @@ BACKEND_TEST(production, as_a_container_s_init_it_serves_reloads_and_stops, .tim
     cr_assert_eq(proc_children(master, true, kids, 8), 2, "%s", ma_log_text());
 
     /* A worker killed from outside is replaced. */
-    cr_assert_eq(kill(kids[0], SIGKILL), 0);
-    ma_wait_log("respawning", 5000);
-    long long deadline = up_test_now_ms() + 5000;
-    pid_t now[8];
-    while (proc_children(master, true, now, 8) != 2 || now[0] == kids[0] || now[1] == kids[0]) {
-        cr_assert_lt(up_test_now_ms(), deadline, "no replacement:\n%s", ma_log_text());
-        up_test_nap(10);
-    }
-    ma_requests(20, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    pr_kill_and_see_replaced(master, kids[0]);
 
     /* An orphan of the namespace is reparented to pid 1, which reaps it. */
     char target[16];
@@ -536,7 +543,7 @@ BACKEND_TEST(production, as_a_container_s_init_it_serves_reloads_and_stops, .tim
     cr_assert_gt(ns, 0);
     cr_assert_eq(up_test_wait_exit(ns, 5000), 0, "%s", up_test_file_tail(ht_path("nsenter.log")));
     up_test_nap(500); /* the sleep has ended */
-    cr_assert_eq(proc_children(master, true, now, 8), 2, "a zombie is left:\n%s", ma_log_text());
+    cr_assert_eq(proc_children(master, true, kids, 8), 2, "a zombie is left:\n%s", ma_log_text());
 
     ma_signal(SIGUSR2);
     ma_wait_generation(2, 10000);
@@ -651,15 +658,7 @@ BACKEND_TEST(production, an_inherited_ignored_sigchld_still_sees_workers_die, .t
     ma_start(backend, up_test_bin("examples/hello.so"), NULL);
     pid_t kids[2];
     cr_assert_eq(ma_wait_children(2, kids, 2), 2);
-    cr_assert_eq(kill(kids[0], SIGKILL), 0);
-    ma_wait_log("exited unexpectedly (signal 9); respawning", 5000);
-    long long deadline = up_test_now_ms() + 5000;
-    pid_t now[2];
-    while (proc_children(ma.pid, true, now, 2) != 2 || now[0] == kids[0] || now[1] == kids[0]) {
-        cr_assert_lt(up_test_now_ms(), deadline, "not replaced:\n%s", ma_log_text());
-        up_test_nap(10);
-    }
-    ma_requests(10, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    pr_kill_and_see_replaced(ma.pid, kids[0]);
 }
 
 /* A process the app starts (system(), popen(), posix_spawn) once
