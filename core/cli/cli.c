@@ -58,6 +58,7 @@ enum {
     OPT_STOP_SIGNAL,
     OPT_READY_AFTER,
     OPT_NOTIFY_ACCESS,
+    OPT_REUSEPORT,
 };
 
 static const struct option cli_long[] = {
@@ -91,6 +92,7 @@ static const struct option cli_long[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"user", required_argument, NULL, OPT_USER},
     {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+    {"reuseport", no_argument, NULL, OPT_REUSEPORT},
     {"exec", no_argument, NULL, OPT_EXEC},
     {"protocol", required_argument, NULL, OPT_PROTOCOL},
     {"stop-signal", required_argument, NULL, OPT_STOP_SIGNAL},
@@ -506,6 +508,9 @@ static int cli_option(struct cli_state *s, int opt, const char *arg, char *err, 
     }
     case OPT_ALLOW_ROOT:
         s->c.allow_root = true;
+        return 0;
+    case OPT_REUSEPORT:
+        s->c.reuseport = true;
         return 0;
     case 'w':
         return cli_watch(s, arg, err, cap);
@@ -1016,6 +1021,9 @@ void up_cli_usage(FILE *f)
           "                           [V6]:PORT, unix:/PATH, or fd:NAME for a socket\n"
           "                           systemd passed (LISTEN_FDS; without -l or -p,\n"
           "                           every passed socket is used); repeatable, up to 16\n"
+          "      --reuseport          share the port with other up-run masters of this\n"
+          "                           user (one per NUMA node); without it a port in\n"
+          "                           use fails the start\n"
           "      --queue-timeout DUR  answer 503 (Retry-After) to a request no worker\n"
           "                           could take within DUR (default 10s)\n"
           "      --sticky cookie:NAME|header:NAME|ip\n"

@@ -94,6 +94,7 @@ struct up_cli {
     const char *user;              /* --user NAME[:GROUP], or NULL */
     uid_t user_uid;                /* ... its uid (looked up when parsed) */
     bool allow_root;               /* --allow-root */
+    bool reuseport;                /* --reuseport */
     /* Commands (reload, status, stop). */
     bool no_wait;     /* reload --no-wait: do not wait for the outcome */
     bool json;        /* status --json */

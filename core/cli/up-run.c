@@ -89,6 +89,7 @@ static void server_opts(const struct up_cli *cli, const char *control, struct up
         .build_cmd = cli->build_cmd,
         .signals = true,
         .user = cli->user,
+        .reuseport = cli->reuseport,
     };
     if (cli->watch) {
         o->watch_dir = cli->watch_dir;

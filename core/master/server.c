@@ -310,13 +310,14 @@ int up_server_listen(struct up_server *s, const char *addr)
         up_log(UP_LOG_ERR, "listen: %s", err);
         return -EINVAL;
     }
-    /* The port is this master's alone: no SO_REUSEPORT, so that a second
-     * server started on it by mistake (a forgotten up-run, old code) fails
-     * at once instead of silently taking a share of the connections. An
-     * upgrade passes the listeners on; it never binds again.
-     * TCP_DEFER_ACCEPT makes most accepts arrive with the request already
-     * there, so the first peek succeeds. */
-    struct up_listen_opts o = {.backlog = 4096, .defer_accept_s = 1};
+    /* The port is this master's alone unless asked (opts.reuseport): a
+     * second server started on it by mistake (a forgotten up-run, old
+     * code) fails at once instead of silently taking a share of the
+     * connections. An upgrade passes the listeners on; it never binds
+     * again. TCP_DEFER_ACCEPT makes most accepts arrive with the request
+     * already there, so the first peek succeeds. */
+    struct up_listen_opts o = {
+        .backlog = 4096, .reuseport = s->opts.reuseport, .defer_accept_s = 1};
     int fd = -1;
     int r = up_listen_open(&a, &o, &fd);
     if (r < 0) {
@@ -324,7 +325,8 @@ int up_server_listen(struct up_server *s, const char *addr)
                r == -EEXIST       ? " (something that is not a socket is at that path: move it, "
                                     "or listen elsewhere)"
                : r == -EADDRINUSE ? " (another server listens there: `ss -ltnpx` shows which; "
-                                    "stop it, or listen elsewhere)"
+                                    "stop it, or listen elsewhere; --reuseport shares a port "
+                                    "among up-run masters on purpose)"
                : r == -EACCES && a.ss.ss_family != AF_UNIX
                    ? " (a port below net.ipv4.ip_unprivileged_port_start, 1024 by default, "
                      "needs root: start up-run as root with --user NAME, which binds first and "

@@ -319,6 +319,7 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
     cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
     cr_assert_not_null(strstr(out, "Address already in use (another server listens there"), "%s",
                        out);
+    cr_assert_not_null(strstr(out, "--reuseport shares a port"), "%s", out);
     /* Every connection is still the first master's. */
     for (int i = 0; i < 20; i++) {
         struct up_test_resp r = {0};
@@ -326,6 +327,44 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
         cr_assert(strstr(r.body, "Hello World") != NULL, "answered by someone else: %s", r.head);
         up_test_resp_free(&r);
     }
+}
+
+/* Asked for, masters share a port (one per NUMA node, docs/SCALING.md):
+ * both start, and the kernel spreads new connections between them. */
+Test(master, with_reuseport_two_masters_share_a_port, .timeout = 30, .fini = ht_fini)
+{
+    const char *const extra[] = {"--reuseport", NULL};
+    ma_start("auto", up_test_bin("examples/hello.so"), extra);
+    char addr[32], port[16];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ma.port);
+    snprintf(port, sizeof(port), "%d", ma.port);
+    char *const argv[] = {(char *)up_test_bin("up-run"),
+                          "-l",
+                          addr,
+                          "--allow-root",
+                          "-n",
+                          "1",
+                          "--reuseport",
+                          "--control",
+                          (char *)ht_path("second.sock"),
+                          (char *)up_test_bin("examples/echo.so"),
+                          NULL};
+    pid_t second = up_test_spawn(argv, NULL, ht_path("second.log"));
+    cr_assert_gt(second, 0);
+    ht_stop_at_fini(second);
+    int hello = 0, echo = 0;
+    long long deadline = up_test_now_ms() + 10000;
+    while ((hello == 0 || echo == 0) && up_test_now_ms() < deadline) {
+        struct up_test_resp r = {0};
+        if (ma_fresh("/", &r) == 0) {
+            hello += strstr(r.body, "Hello World") != NULL;
+            echo += strstr(r.body, "method: GET") != NULL;
+        }
+        up_test_resp_free(&r);
+    }
+    cr_assert(hello > 0 && echo > 0, "hello %d, echo %d: not shared\n%s", hello, echo,
+              up_test_file_tail(ht_path("second.log")));
+    cr_assert_eq(up_test_stop(second, 10000), 0, "%s", up_test_file_tail(ht_path("second.log")));
 }
 
 /* A privileged port as an ordinary user: refused, with how to get it. */

@@ -98,6 +98,7 @@ Test(cli, defaults)
     cr_assert_str_eq(c.app_argv[0], cli_app);
     cr_assert_null(c.app_argv[1]);
     cr_assert_eq(c.nlisten, 0);
+    cr_assert(!c.reuseport, "a port is shared only when asked");
     cr_assert_eq(c.port, 3000);
     cr_assert_str_eq(c.workers_expr, "auto");
     cr_assert_eq(c.workers, expected_auto());
@@ -142,7 +143,7 @@ Test(cli, every_long_option_parsed)
              "--require", cli_app, "--ready=manual", "--ready-timeout=2s", "--migrate=idle",
              "--max-draining=64", "--backend=epoll", "--control=/tmp/c.sock",
              "--header-timeout=1500ms", "--queue-timeout=3s", "--max-head=32k",
-             "--metrics=127.0.0.1:9100", "--sticky=cookie:sid", cli_app);
+             "--metrics=127.0.0.1:9100", "--sticky=cookie:sid", "--reuseport", cli_app);
     cr_assert_eq(c.nlisten, 2);
     cr_assert_str_eq(c.listen[0], "127.0.0.1:8080");
     cr_assert_str_eq(c.listen[1], "unix:/tmp/x.sock");
@@ -170,6 +171,7 @@ Test(cli, every_long_option_parsed)
     cr_assert_eq(c.max_head, 32768);
     cr_assert_str_eq(c.metrics, "127.0.0.1:9100");
     cr_assert_str_eq(c.sticky, "cookie:sid");
+    cr_assert(c.reuseport);
     up_cli_free(&c);
 }
 

@@ -150,6 +150,11 @@ struct up_server_opts {
     /* The outcome of every reload (and of the first start); may be NULL. */
     void (*on_reload)(void *ctx, const struct up_reload_outcome *o);
     void *ctx;
+    /* up_server_listen() binds with SO_REUSEPORT: other servers of this
+     * user may bind the port too, and the kernel spreads new connections
+     * among them (one master per NUMA node). false: the port is this
+     * server's alone, and one in use fails with -EADDRINUSE. */
+    bool reuseport;
 };
 
 /* Create a server (nothing listens or runs yet). Returns 0 with *ret set,
