@@ -661,6 +661,24 @@ BACKEND_TEST(production, an_inherited_ignored_sigchld_still_sees_workers_die, .t
     pr_kill_and_see_replaced(ma.pid, kids[0]);
 }
 
+/* What examples/env.so says a process it starts gets: nothing blocked,
+ * none of the signals the worker takes (nor SIGPIPE, nor SIGCHLD)
+ * ignored. */
+static void pr_assert_child_signals(const struct up_test_resp *r)
+{
+    const char *blk = up_test_resp_header(r, "X-Child-SigBlk");
+    const char *ign = up_test_resp_header(r, "X-Child-SigIgn");
+    cr_assert(blk != NULL && ign != NULL, "%s", r->head);
+    cr_assert_str_eq(blk, "0000000000000000", "blocked in the app's child: %s", blk);
+    unsigned long long ignored = strtoull(ign, NULL, 16);
+    static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT,  SIGQUIT,
+                               SIGHUP,  SIGUSR1, SIGUSR2, SIGCHLD};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        cr_assert_eq(ignored & (1ULL << (sigs[i] - 1)), 0, "%s ignored in the app's child: %s",
+                     strsignal(sigs[i]), ign);
+    }
+}
+
 /* A process the app starts (system(), popen(), posix_spawn) once
  * inherited the worker's blocked TERM, INT, QUIT, HUP, USR1 and USR2 and
  * its ignored SIGPIPE: a helper the app then tried to stop with SIGTERM
@@ -675,20 +693,46 @@ BACKEND_TEST(production, what_the_app_starts_inherits_no_blocked_or_ignored_sign
     ma_start(backend, up_test_bin("examples/env.so"), extra);
     struct up_test_resp r = {0};
     cr_assert_eq(ma_fresh("/", &r), 0);
-    const char *blk = up_test_resp_header(&r, "X-Child-SigBlk");
-    const char *ign = up_test_resp_header(&r, "X-Child-SigIgn");
-    cr_assert(blk != NULL && ign != NULL, "%s", r.head);
-    cr_assert_str_eq(blk, "0000000000000000", "blocked in the app's child: %s", blk);
-    unsigned long long ignored = strtoull(ign, NULL, 16);
-    static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        cr_assert_eq(ignored & (1ULL << (sigs[i] - 1)), 0, "%s ignored in the app's child: %s",
-                     strsignal(sigs[i]), ign);
-    }
+    pr_assert_child_signals(&r);
     up_test_resp_free(&r);
     pid_t kids[1];
     cr_assert_eq(ma_wait_children(1, kids, 1), 1);
     cr_assert_eq(kill(kids[0], SIGTERM), 0);
     ma_wait_log("Terminated: draining once the master has heard", 5000);
     ma_wait_log("respawning", 5000);
+}
+
+/* A lone worker whose parent left its signals blocked and SIGCHLD ignored
+ * (both survive exec): what the app starts gets neither, and the worker
+ * still stops on SIGTERM. */
+Test(production, a_lone_worker_clears_what_its_parent_left, .timeout = 30, .fini = ht_fini)
+{
+    int port = up_test_free_port();
+    cr_assert_gt(port, 0);
+    char listen[32], bin[PATH_MAX], app[PATH_MAX];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    snprintf(bin, sizeof(bin), "%s", up_test_bin("up-worker"));
+    snprintf(app, sizeof(app), "%s", up_test_bin("examples/env.so"));
+    sigset_t block;
+    sigemptyset(&block);
+    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        sigaddset(&block, sigs[i]);
+    }
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        signal(SIGCHLD, SIG_IGN);
+        sigprocmask(SIG_BLOCK, &block, NULL);
+        execl(bin, "up-worker", "--listen", listen, app, (char *)NULL);
+        _exit(127);
+    }
+    ht_stop_at_fini(pid);
+    cr_assert_eq(up_test_wait_ready(pid, port, HT_READY_MS), 0);
+    struct up_test_resp r = {0};
+    cr_assert_eq(up_test_request(port, PR_GET, &r), 0);
+    pr_assert_child_signals(&r);
+    up_test_resp_free(&r);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    cr_assert_eq(up_test_wait_exit(pid, 10000), 0);
 }
