@@ -8,6 +8,7 @@
 #include "fd.h"
 #include "listen.h"
 #include "log.h"
+#include "sig.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -745,15 +746,12 @@ static int setup_signals(struct up_worker *w)
         return -errno;
     }
     /* A lone worker's parent may have left them blocked, and SIGCHLD
-     * ignored (which survives exec): the app's system() and waitpid()
-     * would then find their children reaped already. */
+     * ignored: the app's system() and waitpid() would then find their
+     * children reaped already. */
     if (sigprocmask(SIG_UNBLOCK, &set, NULL) < 0) {
         return -errno;
     }
-    struct sigaction chld;
-    if (sigaction(SIGCHLD, NULL, &chld) == 0 && chld.sa_handler == SIG_IGN) {
-        signal(SIGCHLD, SIG_DFL);
-    }
+    up_sig_unignore_chld();
     w->sig_op.cb = on_signal;
     return up_loop_read(w->loop, &w->sig_op, w->sigfd, w->sig_buf, sizeof(w->sig_buf));
 }

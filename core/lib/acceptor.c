@@ -89,9 +89,9 @@ bool up_acceptor_busy(const struct up_acceptor *a)
     return a->op.busy;
 }
 
-bool up_acceptor_stopped(const struct up_acceptor *a)
+bool up_acceptor_quiet(const struct up_acceptor *a)
 {
-    return a->stopping && !a->op.busy;
+    return (a->stopping || a->paused) && !a->op.busy;
 }
 
 static void stopped(struct up_acceptor *a)

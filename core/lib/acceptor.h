@@ -43,7 +43,7 @@ struct up_acceptor_cbs {
     void (*on_stopped)(struct up_acceptor *a);
     /* Optional. Paused, and the accept op in flight at the pause has come
      * to its end: no connection can come until a resume. Not called when
-     * nothing was in flight at the pause (up_acceptor_busy() says so). */
+     * nothing was in flight at the pause (up_acceptor_quiet() says so). */
     void (*on_paused)(struct up_acceptor *a);
 };
 
@@ -83,8 +83,9 @@ void up_acceptor_stop(struct up_acceptor *a);
 /* Whether an accept op is in flight: the fd must not be closed then. */
 bool up_acceptor_busy(const struct up_acceptor *a);
 
-/* Whether up_acceptor_stop() was called and nothing is in flight any more
- * (on_stopped ran): no connection can come from it now. */
-bool up_acceptor_stopped(const struct up_acceptor *a);
+/* Whether no connection can come from it now: stopped or paused, with no
+ * accept op in flight (on_stopped or on_paused ran, or nothing was in
+ * flight when it was asked). */
+bool up_acceptor_quiet(const struct up_acceptor *a);
 
 #endif

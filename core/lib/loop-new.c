@@ -50,16 +50,30 @@ int up_loop_new_one_thread(enum up_backend backend, unsigned entries, struct up_
     return new_loop(backend, entries, true, ret_loop, ret_reason);
 }
 
+static const char *const backend_names[] = {
+    [UP_BACKEND_AUTO] = "auto",
+    [UP_BACKEND_URING] = "io_uring",
+    [UP_BACKEND_EPOLL] = "epoll",
+};
+
+const char *up_backend_name(enum up_backend backend)
+{
+    return (unsigned)backend < sizeof(backend_names) / sizeof(backend_names[0])
+               ? backend_names[backend]
+               : "?";
+}
+
 int up_backend_parse(const char *text, enum up_backend *ret_backend)
 {
-    if (strcmp(text, "io_uring") == 0 || strcmp(text, "uring") == 0) {
-        *ret_backend = UP_BACKEND_URING;
-    } else if (strcmp(text, "epoll") == 0) {
-        *ret_backend = UP_BACKEND_EPOLL;
-    } else if (strcmp(text, "auto") == 0) {
-        *ret_backend = UP_BACKEND_AUTO;
-    } else {
-        return -EINVAL;
+    for (size_t i = 0; i < sizeof(backend_names) / sizeof(backend_names[0]); i++) {
+        if (strcmp(text, backend_names[i]) == 0) {
+            *ret_backend = (enum up_backend)i;
+            return 0;
+        }
     }
-    return 0;
+    if (strcmp(text, "uring") == 0) {
+        *ret_backend = UP_BACKEND_URING;
+        return 0;
+    }
+    return -EINVAL;
 }

@@ -120,6 +120,9 @@ const char *up_loop_backend_name(const struct up_loop *loop);
 /* Parse "io_uring", "uring", "epoll" or "auto". Returns 0 or -EINVAL. */
 int up_backend_parse(const char *text, enum up_backend *ret_backend);
 
+/* What up_backend_parse() reads back: "auto", "io_uring" or "epoll". */
+const char *up_backend_name(enum up_backend backend);
+
 /* Whether the io_uring back end also does sendmsg/recvmsg with SCM_RIGHTS on
  * the ring (probed at start; false on kernels that refuse ancillary data
  * there, where sendmsg/recvmsg run as readiness + plain syscall instead). */

@@ -26,6 +26,7 @@
 #include "ratelimit.h"
 #include "report.h"
 #include "router.h"
+#include "sig.h"
 #include "sticky.h"
 #include "strbuf.h"
 #include "watch.h"
@@ -215,11 +216,14 @@ static void on_accept_recovered(struct up_acceptor *a)
     up_log(UP_LOG_INFO, "listener %s: accepting again", l->text);
 }
 
-/* Whether no listener can bring a connection any more. */
-static bool listeners_stopped(const struct up_server *s)
+/* Whether no listener can bring a connection now: each stopped (a stop)
+ * or paused (a hand-over), and no accept in flight. A multishot accept goes
+ * on until the kernel sees its cancel, and what it brings is still ours to
+ * route. */
+static bool listeners_quiet(const struct up_server *s)
 {
     for (int i = 0; i < s->nlisteners; i++) {
-        if (!up_acceptor_stopped(&s->listeners[i].acceptor)) {
+        if (!up_acceptor_quiet(&s->listeners[i].acceptor)) {
             return false;
         }
     }
@@ -819,7 +823,7 @@ static void stop_routing(struct up_server *s)
  * came first), so none needs a listener (--exec) either. */
 static void unlisten(struct up_server *s)
 {
-    if (!s->router.stopping || !listeners_stopped(s)) {
+    if (!s->router.stopping || !listeners_quiet(s)) {
         return;
     }
     for (int i = 0; i < s->nlisteners; i++) {
@@ -846,7 +850,7 @@ static void finish_stop(struct up_server *s)
  * would get a 503. */
 static void maybe_finished(struct up_server *s)
 {
-    if (s->finishing && listeners_stopped(s) && up_pendings_owed(&s->pendings) == 0) {
+    if (s->finishing && listeners_quiet(s) && up_pendings_owed(&s->pendings) == 0) {
         finish_stop(s);
     }
 }
@@ -862,19 +866,6 @@ static void on_finish_deadline(struct up_loop *loop, struct up_timer *t)
     }
 }
 
-/* Whether an accept is in flight on any listener: a paused multishot
- * accept goes on until the kernel sees its cancel, and what it brings is
- * ours to route. */
-static bool accept_in_flight(const struct up_server *s)
-{
-    for (int i = 0; i < s->nlisteners; i++) {
-        if (up_acceptor_busy(&s->listeners[i].acceptor)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Handed over, and nothing of ours left: no worker but the heir, no
  * connection not yet taken by it, no accept that could still bring one
  * (its end calls check_done() through on_accept_paused()). */
@@ -883,7 +874,7 @@ static bool retired(struct up_server *s)
     struct up_mworker *w = up_gens_heir(&s->gens);
     return s->handed_over && s->state != SERVER_STOPPING && w != NULL &&
            up_gens_count_workers(&s->gens) == 1 && s->pendings.n == 0 && w->nqueued == 0 &&
-           !accept_in_flight(s);
+           listeners_quiet(s);
 }
 
 static void check_done(struct up_server *s)
@@ -1008,18 +999,9 @@ static int setup_signals(struct up_server *s)
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
         return -errno;
     }
-    /* What we read from the signalfd must not be ignored, whatever the
-     * parent left (an ignored disposition survives exec): with SIGCHLD
-     * ignored the kernel reaps our workers itself, and a dead one would
-     * never be seen, nor replaced. A handler a program embedding us set
-     * stays. */
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction old;
-        if (sigismember(&set, sig) == 1 && sigaction(sig, NULL, &old) == 0 &&
-            old.sa_handler == SIG_IGN) {
-            signal(sig, SIG_DFL);
-        }
-    }
+    /* Left ignored by the parent, SIGCHLD would have the kernel reap our
+     * workers itself: a dead one would never be seen, nor replaced. */
+    up_sig_unignore_chld();
     /* A worker or client gone away is an EPIPE to handle, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -1741,15 +1723,11 @@ static int listener_port(int fd)
  * logging why at every start. */
 static const char *worker_backend(const struct up_server *s)
 {
-    switch ((enum up_backend)s->opts.backend) {
-    case UP_BACKEND_URING:
-        return "io_uring";
-    case UP_BACKEND_EPOLL:
-        return "epoll";
-    case UP_BACKEND_AUTO:
-        break;
+    enum up_backend b = (enum up_backend)s->opts.backend;
+    if (b == UP_BACKEND_AUTO && up_loop_backend(s->loop) == UP_BACKEND_EPOLL) {
+        b = UP_BACKEND_EPOLL;
     }
-    return up_loop_backend(s->loop) == UP_BACKEND_EPOLL ? "epoll" : "auto";
+    return up_backend_name(b);
 }
 
 /* What each worker starts with (gen sets the generation and index). */

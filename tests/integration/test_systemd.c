@@ -107,6 +107,17 @@ static void sd_wait_serving(int port, const char *log)
     }
 }
 
+/* The end of a restart loop: the last master stopped with 0, and the held
+ * socket l closed. It may have been spawned after the clients ended: a
+ * SIGTERM before it set up its signals would kill it (status 143), so it
+ * is stopped once it serves. */
+static void sd_stop_last(pid_t master, int port, int l, const char *log)
+{
+    sd_wait_serving(port, log);
+    cr_assert_eq(up_test_stop(master, 10000), 0, "%s", up_test_file_tail(log));
+    close(l);
+}
+
 struct prober {
     int port;
     int nap_ms; /* between requests */
@@ -266,11 +277,7 @@ static void sd_stops(const char *backend, enum sd_kill how, const char *const *a
     }
     cr_assert_eq(failed, 0, "%d of %d requests failed across %d stops (%s)", failed, ok + failed,
                  stops, strerror(-last));
-    /* The last master may have been spawned after the clients ended: a
-     * SIGTERM before it set up its signals would kill it (status 143). */
-    sd_wait_serving(port, log);
-    cr_assert_eq(up_test_stop(master, 10000), 0, "%s", up_test_file_tail(log));
-    close(l);
+    sd_stop_last(master, port, l, log);
 }
 
 /* A stop lets the workers answer every connection it accepted, also those
@@ -325,11 +332,7 @@ static void sd_ka_restarts(const char *backend, const char *const *app)
     ld_finish(0, 30000, &res);
     ld_report("systemd", backend, &res);
     cr_assert_eq(res.lost + res.resets, 0, "%s", res.line);
-    /* The last master may have been spawned after the clients ended: a
-     * SIGTERM before it set up its signals would kill it (status 143). */
-    sd_wait_serving(port, log);
-    cr_assert_eq(up_test_stop(master, 10000), 0, "%s", up_test_file_tail(log));
-    close(l);
+    sd_stop_last(master, port, l, log);
 }
 
 BACKEND_TEST(systemd, restarts_under_keep_alive_clients_lose_nothing, .timeout = 120,

@@ -116,10 +116,12 @@ static void resume_before_cancel_completes(enum up_backend be)
      * reported once: no accept can come now. */
     up_acceptor_pause(&t.a);
     cr_assert(up_acceptor_busy(&t.a), "the cancel ended within the pause");
+    cr_assert(!up_acceptor_quiet(&t.a), "quiet with its cancel in flight");
     int dummy = 0;
     up_test_run_for(loop, 50, &dummy, -1);
     cr_assert_eq(t.paused, 1, "on_paused ran %d times", t.paused);
     cr_assert(!up_acceptor_busy(&t.a));
+    cr_assert(up_acceptor_quiet(&t.a));
     int c3 = up_test_dial(port);
     up_test_run_for(loop, 100, &dummy, -1);
     cr_assert_eq(t.conns, 2, "accepted while paused");
@@ -190,10 +192,10 @@ static void stop_any_time(enum up_backend be)
     int lfd = up_test_listener(&port);
     struct ac t = {0};
     up_acceptor_init(&t.a, loop, lfd, &ac_cbs, &t);
-    cr_assert(!up_acceptor_stopped(&t.a));
+    cr_assert(!up_acceptor_quiet(&t.a));
     up_acceptor_stop(&t.a); /* never started */
     cr_assert_eq(t.stopped, 1);
-    cr_assert(up_acceptor_stopped(&t.a));
+    cr_assert(up_acceptor_quiet(&t.a));
     cr_assert(!up_timer_armed(&t.a.retry));
 
     struct ac u = {0};
@@ -202,10 +204,10 @@ static void stop_any_time(enum up_backend be)
     up_acceptor_pause(&u.a);
     up_acceptor_stop(&u.a); /* cancel in flight: reported from the loop */
     cr_assert_eq(u.stopped, 0);
-    cr_assert(!up_acceptor_stopped(&u.a), "stopped with its cancel in flight");
+    cr_assert(!up_acceptor_quiet(&u.a), "stopped with its cancel in flight");
     up_loop_drain(loop, 1000);
     cr_assert_eq(u.stopped, 1);
-    cr_assert(up_acceptor_stopped(&u.a));
+    cr_assert(up_acceptor_quiet(&u.a));
     cr_assert(!up_timer_armed(&u.a.retry));
     cr_assert_eq(up_loop_pending(loop), 0);
     up_loop_close(loop, lfd);
