@@ -326,9 +326,12 @@ int up_server_listen(struct up_server *s, const char *addr)
     int r = up_listen_open(&a, &o, &fd);
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot listen on %s: %s%s", a.text, strerror(-r),
-               r == -EEXIST       ? " (something that is not a socket is at that path: move it, "
-                                    "or listen elsewhere)"
-               : r == -EADDRINUSE ? " (another server listens there: `ss -ltnpx` shows which; "
+               r == -EEXIST ? " (something that is not a socket is at that path: move it, "
+                              "or listen elsewhere)"
+               : r == -EADDRINUSE && a.ss.ss_family == AF_UNIX
+                   ? " (another server listens there: `ss -lxp` shows which; stop it, or listen "
+                     "elsewhere)"
+               : r == -EADDRINUSE ? " (another server listens there: `ss -ltnp` shows which; "
                                     "stop it, or listen elsewhere; --reuseport shares a port "
                                     "among up-run masters on purpose)"
                : r == -EACCES && a.ss.ss_family != AF_UNIX

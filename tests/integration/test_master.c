@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../lib/harness.h"
@@ -327,6 +329,30 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
         cr_assert(strstr(r.body, "Hello World") != NULL, "answered by someone else: %s", r.head);
         up_test_resp_free(&r);
     }
+    /* A unix socket path another server listens on: the same refusal,
+     * with the tool that shows unix sockets (and no --reuseport, which
+     * unix sockets do not have). */
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof(un.sun_path), "%s", ht_path("other.sock"));
+    int other = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(other, 0);
+    cr_assert_eq(bind(other, (struct sockaddr *)&un, sizeof(un)), 0);
+    cr_assert_eq(listen(other, 8), 0);
+    char unix_addr[PATH_MAX];
+    snprintf(unix_addr, sizeof(unix_addr), "unix:%s", un.sun_path);
+    const char *const on_unix[] = {"-l",
+                                   unix_addr,
+                                   "--allow-root",
+                                   "--control",
+                                   ht_path("third.sock"),
+                                   up_test_bin("examples/echo.so"),
+                                   NULL};
+    cr_assert_eq(ma_run(on_unix, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "Address already in use (another server listens there: `ss "
+                                   "-lxp` shows which"),
+                       "%s", out);
+    cr_assert_null(strstr(out, "--reuseport"), "%s", out);
+    close(other);
 }
 
 /* Asked for, masters share a port (one per NUMA node, docs/SCALING.md):
