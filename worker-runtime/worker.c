@@ -480,7 +480,9 @@ static int open_listener(struct up_worker *w)
         return r;
     }
     struct up_listen_opts o = {.backlog = 4096, .reuseport = true};
-    r = up_listen_open(&a, &o, &w->lfd);
+    int waited = 0; /* a unix path a killed worker still holds (listen.h) */
+    while ((r = up_listen_open(&a, &o, &w->lfd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
+    }
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot listen on %s: %s", a.text, strerror(-r));
         return r;

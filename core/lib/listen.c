@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static int parse_port(const char *s, uint16_t *ret)
@@ -106,7 +107,8 @@ int up_listen_parse(const char *text, struct up_listen_addr *ret, char *err, siz
  * the path is asked of lstat() first: a file that is not a socket (or a
  * symlink to anything) is someone's data, left alone, and the path is
  * refused with -EEXIST. A live socket stays, and bind() then says
- * EADDRINUSE. */
+ * EADDRINUSE. The probe does not block: a server whose backlog is full
+ * would hold a blocking connect() until it accepts (EAGAIN: it lives). */
 static int clear_unix_path(const struct sockaddr_un *un)
 {
     struct stat st;
@@ -116,7 +118,7 @@ static int clear_unix_path(const struct sockaddr_un *un)
     if (!S_ISSOCK(st.st_mode)) {
         return -EEXIST;
     }
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe < 0) {
         return -errno;
     }
@@ -166,6 +168,22 @@ int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *
     }
     *ret_fd = fd;
     return 0;
+}
+
+bool up_listen_busy_wait(int *waited_ms)
+{
+    /* 10 ms, then twice as long each time up to 500: a restart normally
+     * waits one step, and a live server at a unix path sees about ten
+     * probes (each a connection it accepts), not two hundred. */
+    if (*waited_ms >= UP_LISTEN_BUSY_WAIT_MS) {
+        return false;
+    }
+    int step = *waited_ms + 10 < 500 ? *waited_ms + 10 : 500;
+    struct timespec ts = {.tv_nsec = step * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+    *waited_ms += step;
+    return true;
 }
 
 int up_listen_port(int fd)

@@ -4,7 +4,8 @@
  * Accepted forms: "3000" (all IPv4 addresses), "host:port", "[v6addr]:port",
  * "unix:/path". The master and `up-worker --listen` both use it. Sockets are
  * created CLOEXEC and non-blocking; the caller owns them. Never logs; the
- * only call that may block is name resolution in up_listen_parse().
+ * calls that may block are name resolution in up_listen_parse() and
+ * up_listen_busy_wait(), which sleeps.
  */
 #ifndef UP_LISTEN_H
 #define UP_LISTEN_H
@@ -34,6 +35,28 @@ struct up_listen_opts {
  * call fails with -EEXIST. Returns 0 with *ret_fd owned by the caller, or
  * -errno (-EADDRINUSE: a live socket is there). */
 int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd);
+
+/* An address can stay taken for a while after the server that held it
+ * was killed and reaped: when it accepted through io_uring, the ring's
+ * pending accept holds the listening socket until the kernel's exit work
+ * cancels it, 5-12 ms after the reap (measured on a 6.18 kernel),
+ * and until then the socket still listens. A supervisor that restarts at
+ * once (systemd's RestartSec=0, runit, a container's restart policy)
+ * would meet -EADDRINUSE, at the port or at a unix path whose probe still
+ * connects. So a bind that finds its address taken tries again for up to
+ * UP_LISTEN_BUSY_WAIT_MS, as nginx does (five binds, 500 ms apart): a
+ * live server there is still refused, just that much later.
+ *
+ *     int waited = 0;
+ *     while ((r = up_listen_open(&a, &o, &fd)) == -EADDRINUSE &&
+ *            up_listen_busy_wait(&waited)) {
+ *     }
+ */
+#define UP_LISTEN_BUSY_WAIT_MS 2000
+
+/* Sleep one step of that wait and add it to *waited_ms; false, without
+ * sleeping, once *waited_ms has reached UP_LISTEN_BUSY_WAIT_MS. */
+bool up_listen_busy_wait(int *waited_ms);
 
 /* The TCP port a listening socket is bound to, or -1 (unix socket). */
 int up_listen_port(int fd);

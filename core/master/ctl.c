@@ -2,6 +2,7 @@
 
 #include "asrv.h"
 #include "fd.h"
+#include "listen.h"
 #include "log.h"
 
 #include <errno.h>
@@ -233,14 +234,16 @@ static int clear_path(const struct sockaddr_un *a, char *err, size_t cap)
                          "choose another path with --control PATH",
                          path, (unsigned)st.st_uid);
     }
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Not blocking: a master too busy to accept (its backlog full) would
+     * hold this start until it did; EAGAIN says it lives. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe < 0) {
         return stat_failed("socket", err, cap);
     }
     int c = connect(probe, (const struct sockaddr *)a, sizeof(*a));
     int e = errno;
     up_close(probe);
-    if (c == 0) {
+    if (c == 0 || e == EAGAIN) {
         snprintf(err, cap, "%s is in use: another up-run is running there; use --control PATH",
                  path);
         return -EADDRINUSE;
@@ -305,7 +308,12 @@ int up_ctl_open(struct up_loop *loop, const char *path, enum up_ctl_place place,
         r = -ENAMETOOLONG;
     } else {
         snprintf(ctl->path, sizeof(ctl->path), "%s", path);
-        r = bind_socket(ctl->path, place, &fd, err, errcap);
+        /* A master killed just now may still listen here a few ms more,
+         * so the probe connects (listen.h). */
+        int waited = 0;
+        while ((r = bind_socket(ctl->path, place, &fd, err, errcap)) == -EADDRINUSE &&
+               up_listen_busy_wait(&waited)) {
+        }
     }
     if (r >= 0 &&
         (r = up_asrv_open_take(loop, fd, true, line_complete, run_command, ctl, &ctl->srv)) < 0) {

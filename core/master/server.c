@@ -323,7 +323,14 @@ int up_server_listen(struct up_server *s, const char *addr)
     struct up_listen_opts o = {
         .backlog = 4096, .reuseport = s->opts.reuseport, .defer_accept_s = 1};
     int fd = -1;
-    int r = up_listen_open(&a, &o, &fd);
+    int r = 0;
+    int waited = 0; /* a server killed just now may hold it a few ms more (listen.h) */
+    while ((r = up_listen_open(&a, &o, &fd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
+    }
+    if (r == 0 && waited > 0) {
+        up_log(UP_LOG_INFO, "%s was taken for %d ms, then free (a server that had just exited)",
+               a.text, waited);
+    }
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot listen on %s: %s%s", a.text, strerror(-r),
                r == -EEXIST ? " (something that is not a socket is at that path: move it, "

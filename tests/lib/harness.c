@@ -358,7 +358,9 @@ void ma_spawn(const char *backend, const char *app, const char *const *extra)
     int e = 0;
     int n = 0;
 
-    ma.port = up_test_free_port();
+    if (!ma.same_port) {
+        ma.port = up_test_free_port();
+    }
     cr_assert_gt(ma.port, 0, "no free port: %s", strerror(-ma.port));
     snprintf(port, sizeof(port), "%d", ma.port);
     snprintf(backend_env, sizeof(backend_env), "UP_BACKEND=%s", backend);

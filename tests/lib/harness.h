@@ -138,6 +138,9 @@ struct ma {
      * copy of what was read. ht_fini() stops the master before it closes
      * the FIFO. */
     bool log_stuck;
+    /* Set before ma_spawn(): listen on ma.port again (a restart), not on
+     * a new free port. */
+    bool same_port;
     /* Set before ma_spawn(): run up-run (and so its workers) from
      * up_test_public_bin()'s copies, for a wrap that changes the user. */
     bool public_bins;
