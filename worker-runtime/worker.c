@@ -474,7 +474,7 @@ static int open_listener(struct up_worker *w)
 {
     struct up_listen_addr a;
     char err[256];
-    int r = up_listen_parse(w->cfg.listen, &a, err, sizeof(err));
+    int r = up_listen_parse(w->cfg.listen, &a, 1, err, sizeof(err));
     if (r < 0) {
         up_log(UP_LOG_ERR, "--listen %s", err);
         return r;

@@ -41,7 +41,23 @@ static int parse_unix(const char *path, struct up_listen_addr *a, char *err, siz
     return 0;
 }
 
-static int resolve(const char *host, uint16_t port, struct up_listen_addr *a, char *err, size_t cap)
+static bool seen(const struct up_listen_addr *a, int n, const struct addrinfo *ai)
+{
+    for (int i = 0; i < n; i++) {
+        if (a[i].len == ai->ai_addrlen && memcmp(&a[i].ss, ai->ai_addr, ai->ai_addrlen) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Every address host resolves to, in the resolver's order, into ret[0..n):
+ * a name is all of its addresses (localhost on a stock /etc/hosts is ::1
+ * and 127.0.0.1, and a client may try either), as nginx binds them. No
+ * host is the first of the passive lookup only: 0.0.0.0 on Linux, the
+ * "all IPv4 addresses" default most servers use. */
+static int resolve(const char *text, const char *host, uint16_t port, struct up_listen_addr *ret,
+                   int cap, char *err, size_t errcap)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
@@ -49,56 +65,91 @@ static int resolve(const char *host, uint16_t port, struct up_listen_addr *a, ch
     snprintf(ports, sizeof(ports), "%u", port);
     int g = getaddrinfo(host[0] ? host : NULL, ports, &hints, &res);
     if (g != 0) {
-        snprintf(err, cap, "cannot resolve host '%s': %s", host, gai_strerror(g));
+        snprintf(err, errcap, "cannot resolve host '%s': %s", host, gai_strerror(g));
         return -EINVAL;
     }
-    /* A passive lookup with no host gives 0.0.0.0 first on Linux: the
-     * "all IPv4 addresses" default most servers use. */
-    memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
-    a->len = res->ai_addrlen;
+    struct up_listen_addr all[UP_LISTEN_MAX_ADDRS + 1];
+    int n = 0;
+    for (struct addrinfo *ai = res; ai != NULL && n <= UP_LISTEN_MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen <= sizeof(all[n].ss) && !seen(all, n, ai)) {
+            memset(&all[n], 0, sizeof(all[n]));
+            memcpy(&all[n].ss, ai->ai_addr, ai->ai_addrlen);
+            all[n].len = ai->ai_addrlen;
+            n++;
+        }
+        if (host[0] == '\0') {
+            break;
+        }
+    }
     freeaddrinfo(res);
-    return 0;
+    if (n == 0) {
+        snprintf(err, errcap, "'%s': no address to listen on", text);
+        return -EINVAL;
+    }
+    char nums[256] = "";
+    for (int i = 0; i < n; i++) {
+        char num[INET6_ADDRSTRLEN] = "?";
+        const struct sockaddr_storage *ss = &all[i].ss;
+        inet_ntop(ss->ss_family,
+                  ss->ss_family == AF_INET6
+                      ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                      : (const void *)&((const struct sockaddr_in *)ss)->sin_addr,
+                  num, sizeof(num));
+        /* "localhost:80 (::1)": which of the name's addresses a log means. */
+        if (n > 1) {
+            snprintf(all[i].text, sizeof(all[i].text), "%.100s (%s)", text, num);
+        } else {
+            snprintf(all[i].text, sizeof(all[i].text), "%s", text);
+        }
+        size_t used = strlen(nums);
+        snprintf(nums + used, sizeof(nums) - used, "%s%s", i > 0 ? ", " : "", num);
+    }
+    if (n > cap) {
+        snprintf(err, errcap,
+                 "'%s' is %s%d addresses (%s), more than can be served here (%d): give %s by "
+                 "number, like 127.0.0.1:%u or [::1]:%u",
+                 text, n > UP_LISTEN_MAX_ADDRS ? "more than " : "",
+                 n > UP_LISTEN_MAX_ADDRS ? UP_LISTEN_MAX_ADDRS : n, nums, cap,
+                 cap == 1 ? "one" : "fewer", port, port);
+        return -EINVAL;
+    }
+    memcpy(ret, all, (size_t)n * sizeof(all[0]));
+    return n;
 }
 
-int up_listen_parse(const char *text, struct up_listen_addr *ret, char *err, size_t cap)
+int up_listen_parse(const char *text, struct up_listen_addr *ret, int cap, char *err, size_t errcap)
 {
-    struct up_listen_addr a;
-    memset(&a, 0, sizeof(a));
-    snprintf(a.text, sizeof(a.text), "%s", text);
-    int r;
     if (strncmp(text, "unix:", 5) == 0) {
-        r = parse_unix(text + 5, &a, err, cap);
-    } else {
-        char host[128] = "";
-        const char *port = text;
-        const char *colon = strrchr(text, ':');
-        if (text[0] == '[') {
-            const char *close = strchr(text, ']');
-            if (close == NULL || close[1] != ':' || (size_t)(close - text) > sizeof(host)) {
-                snprintf(err, cap, "'%s': write IPv6 as [addr]:port", text);
-                return -EINVAL;
-            }
-            memcpy(host, text + 1, (size_t)(close - text - 1));
-            port = close + 2;
-        } else if (colon != NULL) {
-            if ((size_t)(colon - text) >= sizeof(host)) {
-                snprintf(err, cap, "'%s': host name too long", text);
-                return -EINVAL;
-            }
-            memcpy(host, text, (size_t)(colon - text));
-            port = colon + 1;
-        }
-        uint16_t p;
-        if (parse_port(port, &p) < 0) {
-            snprintf(err, cap, "'%s': port must be a number from 1 to 65535", text);
+        memset(&ret[0], 0, sizeof(ret[0]));
+        snprintf(ret[0].text, sizeof(ret[0].text), "%s", text);
+        int r = parse_unix(text + 5, &ret[0], err, errcap);
+        return r < 0 ? r : 1;
+    }
+    char host[128] = "";
+    const char *port = text;
+    const char *colon = strrchr(text, ':');
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - text) > sizeof(host)) {
+            snprintf(err, errcap, "'%s': write IPv6 as [addr]:port", text);
             return -EINVAL;
         }
-        r = resolve(strcmp(host, "*") == 0 ? "" : host, p, &a, err, cap);
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        port = close + 2;
+    } else if (colon != NULL) {
+        if ((size_t)(colon - text) >= sizeof(host)) {
+            snprintf(err, errcap, "'%s': host name too long", text);
+            return -EINVAL;
+        }
+        memcpy(host, text, (size_t)(colon - text));
+        port = colon + 1;
     }
-    if (r == 0) {
-        *ret = a;
+    uint16_t p;
+    if (parse_port(port, &p) < 0) {
+        snprintf(err, errcap, "'%s': port must be a number from 1 to 65535", text);
+        return -EINVAL;
     }
-    return r;
+    return resolve(text, strcmp(host, "*") == 0 ? "" : host, p, ret, cap, err, errcap);
 }
 
 /* Make room at a unix socket path: remove a socket file left over by a

@@ -19,9 +19,18 @@ struct up_listen_addr {
     char text[128]; /* as the operator wrote it, for logs */
 };
 
-/* Parse text into *ret. Returns 0, or -EINVAL (bad form or port) with a
- * message in err (cap bytes) saying what was wrong. */
-int up_listen_parse(const char *text, struct up_listen_addr *ret, char *err, size_t cap);
+/* Most addresses one host name may stand for. */
+#define UP_LISTEN_MAX_ADDRS 8
+
+/* Parse text into ret[0..n), n <= cap: a host name stands for every
+ * address it resolves to (a stock /etc/hosts makes localhost ::1 and
+ * 127.0.0.1, and clients try either), as nginx binds them all; each one's
+ * text then names its address too. No host ("3000", "*:3000") is 0.0.0.0
+ * alone. Returns n >= 1, or -EINVAL (bad form or port, or more addresses
+ * than cap, with a message that says to give one) with a message in err
+ * (errcap bytes) saying what was wrong. */
+int up_listen_parse(const char *text, struct up_listen_addr *ret, int cap, char *err,
+                    size_t errcap);
 
 struct up_listen_opts {
     int backlog;        /* listen() backlog; 0 = SOMAXCONN */

@@ -118,7 +118,7 @@ int up_metrics_open(struct up_loop *loop, const char *addr, const struct up_metr
     mt->ctx = ctx;
     struct up_listen_addr a;
     char err[256];
-    int r = up_listen_parse(addr, &a, err, sizeof(err));
+    int r = up_listen_parse(addr, &a, 1, err, sizeof(err));
     if (r < 0) {
         up_log(UP_LOG_ERR, "--metrics: %s", err);
         free(mt);

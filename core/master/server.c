@@ -306,14 +306,12 @@ static int add_listener(struct up_server *s, int fd, const char *text, bool unix
     return 0;
 }
 
-int up_server_listen(struct up_server *s, const char *addr)
+/* Open a listener on a, waiting for it if a server killed just now still
+ * holds it (listen.h). Returns 0 with *fd, or -errno, said in the log
+ * unless it is -EADDRNOTAVAIL and quiet_notavail. */
+static int open_listener(struct up_server *s, const struct up_listen_addr *a, bool quiet_notavail,
+                         int *fd)
 {
-    struct up_listen_addr a;
-    char err[256];
-    if (up_listen_parse(addr, &a, err, sizeof(err)) < 0) {
-        up_log(UP_LOG_ERR, "listen: %s", err);
-        return -EINVAL;
-    }
     /* The port is this master's alone unless asked (opts.reuseport): a
      * second server started on it by mistake (a forgotten up-run, old
      * code) fails at once instead of silently taking a share of the
@@ -322,33 +320,79 @@ int up_server_listen(struct up_server *s, const char *addr)
      * already there, so the first peek succeeds. */
     struct up_listen_opts o = {
         .backlog = 4096, .reuseport = s->opts.reuseport, .defer_accept_s = 1};
-    int fd = -1;
     int r = 0;
-    int waited = 0; /* a server killed just now may hold it a few ms more (listen.h) */
-    while ((r = up_listen_open(&a, &o, &fd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
+    int waited = 0;
+    while ((r = up_listen_open(a, &o, fd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
     }
     if (r == 0 && waited > 0) {
         up_log(UP_LOG_INFO, "%s was taken for %d ms, then free (a server that had just exited)",
-               a.text, waited);
+               a->text, waited);
     }
-    if (r < 0) {
-        up_log(UP_LOG_ERR, "cannot listen on %s: %s%s", a.text, strerror(-r),
+    if (r < 0 && !(r == -EADDRNOTAVAIL && quiet_notavail)) {
+        up_log(UP_LOG_ERR, "cannot listen on %s: %s%s", a->text, strerror(-r),
                r == -EEXIST ? " (something that is not a socket is at that path: move it, "
                               "or listen elsewhere)"
-               : r == -EADDRINUSE && a.ss.ss_family == AF_UNIX
+               : r == -EADDRINUSE && a->ss.ss_family == AF_UNIX
                    ? " (another server listens there: `ss -lxp` shows which; stop it, or listen "
                      "elsewhere)"
                : r == -EADDRINUSE ? " (another server listens there: `ss -ltnp` shows which; "
                                     "stop it, or listen elsewhere; --reuseport shares a port "
                                     "among up-run masters on purpose)"
-               : r == -EACCES && a.ss.ss_family != AF_UNIX
+               : r == -EACCES && a->ss.ss_family != AF_UNIX
                    ? " (a port below net.ipv4.ip_unprivileged_port_start, 1024 by default, "
                      "needs root: start up-run as root with --user NAME, which binds first and "
                      "then runs as NAME, or give it CAP_NET_BIND_SERVICE)"
                    : "");
-        return r;
     }
-    return add_listener(s, fd, a.text, a.ss.ss_family == AF_UNIX);
+    return r;
+}
+
+int up_server_listen(struct up_server *s, const char *addr)
+{
+    struct up_listen_addr a[UP_LISTEN_MAX_ADDRS];
+    char err[256];
+    int n = up_listen_parse(addr, a, UP_LISTEN_MAX_ADDRS, err, sizeof(err));
+    if (n < 0) {
+        up_log(UP_LOG_ERR, "listen: %s", err);
+        return -EINVAL;
+    }
+    if (s->nlisteners + n > MAX_LISTENERS) {
+        up_log(UP_LOG_ERR, "listen: %s: more than %d listening sockets in all", addr,
+               MAX_LISTENERS);
+        return -ENOSPC;
+    }
+    int fds[UP_LISTEN_MAX_ADDRS];
+    const struct up_listen_addr *of[UP_LISTEN_MAX_ADDRS]; /* fds[k] is on *of[k] */
+    int nfds = 0;
+    int r = 0;
+    for (int i = 0; i < n && r == 0; i++) {
+        of[nfds] = &a[i];
+        r = open_listener(s, &a[i], n > 1, &fds[nfds]);
+        if (r == -EADDRNOTAVAIL && n > 1) {
+            /* One of a name's addresses this host does not have (::1
+             * where IPv6 is off, as in many containers): the others
+             * serve, as the log says. */
+            up_log(UP_LOG_WARN,
+                   "%s is not an address of this host (%s); %s is served on its other "
+                   "addresses",
+                   a[i].text, strerror(-r), addr);
+            r = 0;
+        } else if (r == 0) {
+            nfds++;
+        }
+    }
+    if (r == 0 && nfds == 0) {
+        r = -EADDRNOTAVAIL;
+    }
+    for (int i = 0; i < nfds; i++) {
+        if (r < 0) {
+            up_close(fds[i]);
+        } else {
+            /* Cannot fail: the room was checked above. */
+            (void)add_listener(s, fds[i], of[i]->text, of[i]->ss.ss_family == AF_UNIX);
+        }
+    }
+    return r;
 }
 
 int up_server_listen_fd(struct up_server *s, int fd)

@@ -417,6 +417,69 @@ Test(master, a_restart_right_after_a_kill_waits_for_its_addresses, .timeout = 60
     cr_assert_eq(s.ngens, 1, "%s", s.text);
 }
 
+/* A host name is every address it resolves to, as nginx binds them: on a
+ * stock /etc/hosts localhost is ::1 and 127.0.0.1, and a master that
+ * bound the first alone refused every client of the other (`curl
+ * http://127.0.0.1:PORT`, a proxy, a health check). An address of the name
+ * this host does not have (192.0.2.7 here; ::1 where IPv6 is off) is
+ * skipped with a warning. Where one socket is all there is (--metrics),
+ * such a name is refused, with the addresses it stands for. The name is
+ * resolved in a mount namespace with a hosts file of the test's own. */
+Test(master, a_host_name_is_every_address_it_resolves_to, .timeout = 30, .fini = ht_fini)
+{
+    if (geteuid() != 0) {
+        cr_skip_test("needs root, for a hosts file of its own (a mount namespace)");
+    }
+    char hosts[PATH_MAX], script[PATH_MAX + 64], name[64], warn[128], out[4096];
+    snprintf(hosts, sizeof(hosts), "%s", ht_path("hosts"));
+    FILE *f = fopen(hosts, "w");
+    cr_assert_not_null(f);
+    fputs("::1\tuphost\n127.0.0.1\tuphost\n192.0.2.7\tuphost\n", f);
+    fclose(f);
+    snprintf(script, sizeof(script), "mount --bind %s /etc/hosts && exec \"$@\"", hosts);
+    const char *const wrap[] = {ht_util("unshare"), "-m", "--", "sh", "-c", script, "sh", NULL};
+    memcpy(ma.wrap, wrap, sizeof(wrap));
+    memcpy(ma.cmd_wrap, wrap, sizeof(wrap));
+    ma.port = up_test_free_port();
+    ma.same_port = true;
+    snprintf(name, sizeof(name), "uphost:%d", ma.port);
+    const char *const extra[] = {"-l", name, NULL};
+    ma_start("auto", up_test_bin("examples/hello.so"), extra);
+
+    struct up_test_resp r = {0};
+    ht_fetch(ma.port, "/", &r); /* 127.0.0.1 */
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    up_test_resp_free(&r);
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)ma.port)};
+    v6.sin6_addr = in6addr_loopback;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&v6, sizeof(v6)), 0, "[::1]:%d: %s\n%s", ma.port,
+                 strerror(errno), ma_log_text());
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: uphost\r\nConnection: close\r\n\r\n");
+    ht_read(fd, &r, "over ::1");
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    up_test_resp_free(&r);
+    close(fd);
+    snprintf(warn, sizeof(warn), "%s (192.0.2.7) is not an address of this host", name);
+    cr_assert_not_null(strstr(ma_log_text(), warn), "%s", ma_log_text());
+
+    char port[16];
+    snprintf(port, sizeof(port), "%d", up_test_free_port());
+    snprintf(name, sizeof(name), "uphost:%d", up_test_free_port());
+    const char *const args[] = {"-p",
+                                port,
+                                "--allow-root",
+                                "--control",
+                                ht_path("m.sock"),
+                                "--metrics",
+                                name,
+                                up_test_bin("examples/hello.so"),
+                                NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "is 3 addresses (::1, 127.0.0.1, 192.0.2.7)"), "%s", out);
+}
+
 /* Asked for, masters share a port (one per NUMA node, docs/SCALING.md):
  * both start, and the kernel spreads new connections between them. */
 Test(master, with_reuseport_two_masters_share_a_port, .timeout = 30, .fini = ht_fini)

@@ -449,7 +449,7 @@ Test(cli, help_and_version_return_one, .init = cr_redirect_stdout)
     cr_assert_eq(parse(&c, err, sizeof(err), "-V", NULL), 1);
     cr_assert_null(c.mem, "nothing allocated");
     fflush(stdout);
-    char out[8192] = "";
+    char out[16384] = "";
     FILE *f = cr_get_redirected_stdout();
     size_t n = fread(out, 1, sizeof(out) - 1, f);
     out[n] = '\0';

@@ -161,9 +161,12 @@ struct up_server_opts {
  * or -errno (-EINVAL: a bad option; the log says which). */
 int up_server_new(const struct up_server_opts *opts, struct up_server **ret);
 
-/* Listen on addr: "PORT", "HOST:PORT", "[V6]:PORT" or "unix:/PATH". Or take
- * a listening socket fd (the server owns it from now on, also on failure).
- * Call before up_server_run(). Returns 0 or -errno. */
+/* Listen on addr: "PORT", "HOST:PORT", "[V6]:PORT" or "unix:/PATH"; a HOST
+ * name is a socket on each address it resolves to (one the host does not
+ * have is skipped, with a warning in the log), and an address still held
+ * by a server killed a moment ago is waited for, up to 2 s (-EADDRINUSE
+ * after). Or take a listening socket fd (the server owns it from now on,
+ * also on failure). Call before up_server_run(). Returns 0 or -errno. */
 int up_server_listen(struct up_server *s, const char *addr);
 int up_server_listen_fd(struct up_server *s, int fd);
 
