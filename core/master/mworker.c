@@ -78,7 +78,9 @@ static void warn_about(struct up_mworker *w, const char *fmt, ...)
 void up_mworker_send_conn(struct up_mworker *w, struct up_pending *c)
 {
     up_pending_sent(c, w);
-    w->nqueued++;
+    if (w->nqueued++ == 0) {
+        w->waiting_since = up_loop_now(w->loop);
+    }
     up_list_push_back(&w->txq, &c->link);
     kick(w);
 }
@@ -343,7 +345,8 @@ static void recv_next(struct up_mworker *w)
 
 static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
 {
-    bool was_full = w->nqueued >= UP_MW_MAX_UNACKED;
+    uint64_t stalled = up_mworker_stalled_ms(w);
+    bool was_held = w->nqueued >= UP_MW_MAX_UNACKED || stalled > 0;
     size_t unknown = 0;
     uint64_t first = 0;
     for (size_t i = 0; i < n; i++) {
@@ -361,7 +364,16 @@ static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
         warn_about(w, "ACK for %zu unknown conn ids (the first id=%llu), ignoring", unknown,
                    (unsigned long long)first);
     }
-    if (was_full && up_mworker_routable(w)) {
+    if (unknown < n) {
+        w->waiting_since = up_loop_now(w->loop); /* it takes: not stalled */
+    }
+    if (stalled > 0 && unknown < n) {
+        warn_about(w,
+                   "took no connection for %llu ms (a handler blocking its loop?); new ones "
+                   "went to other workers meanwhile",
+                   (unsigned long long)stalled);
+    }
+    if (was_held && up_mworker_routable(w)) {
         /* It can take connections again: what waited for it goes now. */
         w->cbs->routable(w);
     }
@@ -925,10 +937,16 @@ bool up_mworker_ready(const struct up_mworker *w)
            (!w->chan_dead || !up_kind_has_channel(w->kind));
 }
 
+uint64_t up_mworker_stalled_ms(const struct up_mworker *w)
+{
+    uint64_t waited = w->nqueued > 0 ? up_loop_now(w->loop) - w->waiting_since : 0;
+    return waited >= UP_MW_STALL_MS ? waited : 0;
+}
+
 bool up_mworker_routable(const struct up_mworker *w)
 {
     return up_mworker_ready(w) && up_kind_has_channel(w->kind) && !w->chan_full && !w->tx_dead &&
-           !w->fd_pressure && w->nqueued < UP_MW_MAX_UNACKED;
+           !w->fd_pressure && w->nqueued < UP_MW_MAX_UNACKED && up_mworker_stalled_ms(w) == 0;
 }
 
 void up_mworker_free(struct up_mworker *w)

@@ -58,6 +58,16 @@ enum up_mworker_state {
  * the master, so a worker that reads them and never ACKs (stuck, or
  * hostile: it runs the user's code) must not collect the master's fds. */
 #define UP_MW_MAX_UNACKED 512
+/* A worker that has ACKed nothing for this long while connections wait
+ * for it is stalled: its loop is not running (a handler that blocks, a
+ * stop by a debugger), and it reads nothing it is sent. New connections go
+ * to the other workers, or wait in the master for the first one that
+ * takes again, rather than behind it: one handler stuck for 8 s held half
+ * the new connections for those 8 s while the other worker idled. What it
+ * was sent before stays its own (it holds the fds; another worker taking
+ * them too would have two serve one socket). A loop that runs ACKs within
+ * a turn, so 100 ms is far from the healthy case. */
+#define UP_MW_STALL_MS 100
 
 /* What a worker reports to its owner (its generation). */
 struct up_mworker_cbs {
@@ -145,6 +155,7 @@ struct up_mworker {
     struct up_list txq;          /* CONNs to send (pending.link) */
     struct up_list unacked;      /* sent, not ACKed (pending.link) */
     size_t nqueued;              /* in txq, in flight and unacked */
+    uint64_t waiting_since;      /* up_loop_now() ms: nqueued > 0 and no ACK since */
     struct up_ratelimit warn_rl; /* warnings its messages cause */
 
     int errfd; /* owned: read end of the worker's stderr pipe */
@@ -202,8 +213,13 @@ void up_mworker_reaped(struct up_mworker *w, int status);
 /* The master has room again: read a channel paused at the cap. */
 void up_mworker_resume_rx(struct up_mworker *w);
 
-/* Whether w takes new connections now (see above). */
+/* Whether w takes new connections now (see above): ready, its channel
+ * not full, under the un-ACKed cap, not out of fds, and not stalled. */
 bool up_mworker_routable(const struct up_mworker *w);
+
+/* Whether w is stalled (UP_MW_STALL_MS): the ms it has ACKed nothing
+ * while connections waited for it, or 0. */
+uint64_t up_mworker_stalled_ms(const struct up_mworker *w);
 
 /* Whether w is ready (alive, channel open), whatever its load. */
 bool up_mworker_ready(const struct up_mworker *w);

@@ -34,6 +34,10 @@ size_t up_report_text(const struct up_report *r, char *buf, size_t cap)
             up_strbuf_printf(&out, "  worker #%u pid=%d %s conns=%llu requests=%llu", w->index,
                              (int)w->pid, worker_state(w), (unsigned long long)w->conns,
                              (unsigned long long)w->requests);
+            uint64_t stalled = up_mworker_stalled_ms(w);
+            if (stalled > 0) {
+                up_strbuf_printf(&out, " stalled=%llums", (unsigned long long)stalled);
+            }
             /* What an --exec worker said last (STATUS=, kept printable). */
             up_strbuf_printf(&out, w->status_text[0] != '\0' ? " status=\"%s\"\n" : "\n",
                              w->status_text);

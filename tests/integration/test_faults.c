@@ -208,6 +208,98 @@ BACKEND_TEST(faults, worker_killed_with_queued_connections, .timeout = 60, .fini
                  fds_after, fds_before, ma_log_text());
 }
 
+/* ---- 1b. a stalled worker: routed around ---- */
+
+/*
+ * Worker A blocks in its handler for 3 s. New connections, one every
+ * 50 ms, must not wait behind it: once A has taken nothing for 100 ms
+ * (UP_MW_STALL_MS) they go to B. Round-robin alone held every other one
+ * until A woke (10 of 20 waited ~3 s, B idle). At most the first ones sent
+ * to A before its stall showed wait for it; every connection is answered.
+ * Then both workers block: new connections wait in the master, not behind
+ * either, and the first to wake takes them (no 503: the queue timeout is
+ * 10 s).
+ */
+BACKEND_TEST(faults, a_stalled_worker_is_routed_around, .timeout = 60, .fini = ht_fini)
+{
+    enum { N = 20, BLOCK_MS = 3000 };
+    struct ma_status s0, s;
+    struct ht_answer out[N] = {0};
+    int fds[N];
+    pid_t pids[2];
+
+    ma_start(backend, up_test_bin("examples/block.so"), NULL);
+    ma_wait_workers(1, 2, &s0);
+    ma_gen_pids(&s0, 1, "ready", pids, 2);
+    int blk = ht_client(ma.port);
+    ht_send_str(blk, "GET /block?ms=3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    pid_t a = (pid_t)ma_log_number("block: pid=", 5000);
+    cr_assert(ht_pid_in(a, pids, 2), "pid %d blocked, not a worker:\n%s", (int)a, s0.text);
+    pid_t b = pids[0] == a ? pids[1] : pids[0];
+
+    long long t0 = up_test_now_ms();
+    for (int i = 0; i < N; i++) {
+        fds[i] = ht_client(ma.port);
+        ht_send_str(fds[i], "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        up_test_nap(50);
+    }
+    /* What came before A wakes (1 s of margin). */
+    int quick = ht_collect(fds, N, out, t0, BLOCK_MS - 1000 - (int)(up_test_now_ms() - t0));
+    int by_b = 0;
+    for (int i = 0; i < N; i++) {
+        by_b += out[i].done && out[i].status == 200 && out[i].pid == b;
+    }
+    cr_assert_geq(quick, N - 3, "%d of %d connections waited behind the blocked worker %d:\n%s",
+                  N - quick, N, (int)a, ma_log_text());
+    cr_assert_eq(by_b, quick, "of %d quick answers %d came from %d", quick, by_b, (int)b);
+    /* A still blocks (1 s to go), and the status says so. */
+    ma_status(&s);
+    char want[64];
+    snprintf(want, sizeof(want), "pid=%d ready", (int)a);
+    const char *line = strstr(s.text, want);
+    cr_assert(line != NULL && strstr(line, "stalled=") != NULL &&
+                  strstr(line, "stalled=") < strchr(line, '\n'),
+              "the status does not show %d stalled:\n%s", (int)a, s.text);
+    int ended = ht_collect(fds, N, out, t0, BLOCK_MS + 5000);
+    cr_assert_eq(ended, N, "%d connections got no answer:\n%s", N - ended, ma_log_text());
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(out[i].status, 200, "connection %d: %d", i, out[i].status);
+        close(fds[i]);
+    }
+    ht_read_200(blk, "the blocking request");
+    close(blk);
+    ma_wait_log("took no connection for", 5000);
+
+    /* Both block: what comes meanwhile waits in the master. */
+    int blocks[2];
+    for (int i = 0; i < 2; i++) {
+        blocks[i] = ht_client(ma.port);
+        ht_send_str(blocks[i],
+                    "GET /block?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    }
+    up_test_nap(300);
+    memset(out, 0, sizeof(out));
+    t0 = up_test_now_ms();
+    for (int i = 0; i < 5; i++) {
+        fds[i] = ht_client(ma.port);
+        ht_send_str(fds[i], "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        up_test_nap(50);
+    }
+    ma_status(&s);
+    cr_assert_geq(s.pending, 3, "the master holds %ld of 5 while both workers block:\n%s",
+                  s.pending, s.text);
+    ended = ht_collect(fds, 5, out, t0, 5000);
+    cr_assert_eq(ended, 5, "%d connections got no answer:\n%s", 5 - ended, ma_log_text());
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(out[i].status, 200, "connection %d: %d", i, out[i].status);
+        close(fds[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        ht_read_200(blocks[i], "a blocking request");
+        close(blocks[i]);
+    }
+}
+
 /* ---- 5. a worker that crashes in the middle of a request ---- */
 
 BACKEND_TEST(faults, crash_mid_request_fails_only_that_request, .timeout = 60, .fini = ht_fini)
