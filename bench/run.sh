@@ -1059,7 +1059,7 @@ for c in "${CONTESTANTS[@]}"; do
     esac
 done
 
-if [ -n "${PORT_OF[uprun_alog]}" ]; then
+if [ -n "${PORT_OF[uprun_alog]:-}" ]; then
     say "access log: $(wc -l <"$TMP/access.log") lines in the file; up-run status says: $("$UPRUN" status --control "${CTL_OF[uprun_alog]}" 2>/dev/null | grep '^access log' || echo none)"
 fi
 
