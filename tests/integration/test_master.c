@@ -393,16 +393,23 @@ Test(master, a_restart_right_after_a_kill_waits_for_its_addresses, .timeout = 60
     ma.pid = -1;
     cr_assert_eq(status, 0, "%s", ma_log_text());
 
-    /* The same, with the kernel's few ms held for 300 at the port and 600
-     * at the control socket by listeners of the test's own. */
+    /* The same, with the kernel's few ms held for 300 at the port, 600 at
+     * the control socket and 900 at the metrics port by listeners of the
+     * test's own. */
     struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ma.port)};
     in.sin_addr.s_addr = htonl(INADDR_ANY);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     snprintf(un.sun_path, sizeof(un.sun_path), "%.*s", (int)sizeof(un.sun_path) - 1, ma.ctl);
     unlink(un.sun_path);
+    char metrics[64];
+    int mport = ht_metrics_addr(metrics, sizeof(metrics));
+    struct sockaddr_in min = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mport)};
+    min.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int port = held_listener((struct sockaddr *)&in, sizeof(in));
     int ctl = held_listener((struct sockaddr *)&un, sizeof(un));
-    ma_spawn("epoll", hello, NULL);
+    int met = held_listener((struct sockaddr *)&min, sizeof(min));
+    const char *const extra[] = {"--metrics", metrics, NULL};
+    ma_spawn("epoll", hello, extra);
     usleep(300 * 1000);
     cr_assert(up_test_alive(ma.pid), "gave up on a port taken for 300 ms:\n%s", ma_log_text());
     close(port);
@@ -410,7 +417,12 @@ Test(master, a_restart_right_after_a_kill_waits_for_its_addresses, .timeout = 60
     cr_assert(up_test_alive(ma.pid), "gave up on a control socket taken for 600 ms:\n%s",
               ma_log_text());
     close(ctl);
+    usleep(300 * 1000);
+    cr_assert(up_test_alive(ma.pid), "gave up on a metrics port taken for 900 ms:\n%s",
+              ma_log_text());
+    close(met);
     ma_wait_serving(HT_READY_MS);
+    cr_assert_eq(ht_metric(mport, "up_healthy"), 1);
     cr_assert_not_null(strstr(ma_log_text(), "was taken for"), "%s", ma_log_text());
     struct ma_status s;
     ma_status(&s); /* the control socket is the new master's */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../lib/harness.h"
@@ -1091,4 +1092,43 @@ BACKEND_TEST(worker, a_stop_right_after_a_conn_answers_its_request, .timeout = 3
         cr_assert_eq(up_test_wait_exit(pid, 3000), 0);
         close(chan);
     }
+}
+
+/* A lone worker restarted at once at a unix path the killed one's ring
+ * still holds (listen.h) waits for it rather than exiting: the test holds
+ * a listener there for 300 ms, as the kernel does for a few. */
+Test(worker, a_unix_path_still_held_is_waited_for, .timeout = 30, .fini = ht_fini)
+{
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof(un.sun_path), "%s", ht_path("w.sock"));
+    int held = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(held, 0);
+    cr_assert_eq(bind(held, (struct sockaddr *)&un, sizeof(un)), 0);
+    cr_assert_eq(listen(held, 8), 0);
+    char listen_at[sizeof(un.sun_path) + 8];
+    snprintf(listen_at, sizeof(listen_at), "unix:%s", un.sun_path);
+    char *argv[] = {(char *)up_test_bin("up-worker"), "--listen", listen_at,
+                    (char *)up_test_bin("examples/hello.so"), NULL};
+    snprintf(wk.log, sizeof(wk.log), "%s", ht_path("worker.log"));
+    wk.pid = up_test_spawn(argv, NULL, wk.log);
+    cr_assert_gt(wk.pid, 0);
+    up_test_nap(300);
+    cr_assert(up_test_alive(wk.pid), "gave up on a path taken for 300 ms:\n%s", wk_log_text());
+    close(held);
+    struct up_test_resp r = {0};
+    int fd = -1;
+    for (long long end = up_test_now_ms() + 5000; fd < 0 && up_test_now_ms() < end;) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+            close(fd);
+            fd = -1;
+            up_test_nap(20);
+        }
+    }
+    cr_assert_geq(fd, 0, "nothing listens at %s:\n%s", un.sun_path, wk_log_text());
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    ht_read(fd, &r, "over the unix socket");
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    up_test_resp_free(&r);
+    close(fd);
 }
