@@ -371,17 +371,16 @@ int up_server_listen(struct up_server *s, const char *addr)
         if (r == -EADDRNOTAVAIL && n > 1) {
             /* One of a name's addresses this host does not have (::1
              * where IPv6 is off, as in many containers): the others
-             * serve, as the log says. */
-            up_log(UP_LOG_WARN,
-                   "%s is not an address of this host (%s); %s is served on its other "
-                   "addresses",
-                   a[i].text, strerror(-r), addr);
+             * serve; if none can, the start fails below. */
+            up_log(UP_LOG_WARN, "%s is not an address of this host (%s): left out", a[i].text,
+                   strerror(-r));
             r = 0;
         } else if (r == 0) {
             nfds++;
         }
     }
     if (r == 0 && nfds == 0) {
+        up_log(UP_LOG_ERR, "cannot listen on %s: none of its addresses is this host's", addr);
         r = -EADDRNOTAVAIL;
     }
     for (int i = 0; i < nfds; i++) {

@@ -446,7 +446,9 @@ Test(master, a_host_name_is_every_address_it_resolves_to, .timeout = 30, .fini =
     snprintf(hosts, sizeof(hosts), "%s", ht_path("hosts"));
     FILE *f = fopen(hosts, "w");
     cr_assert_not_null(f);
-    fputs("::1\tuphost\n127.0.0.1\tuphost\n192.0.2.7\tuphost\n", f);
+    fputs("::1\tuphost\n127.0.0.1\tuphost\n192.0.2.7\tuphost\n"
+          "192.0.2.8\tupnone\n192.0.2.9\tupnone\n",
+          f);
     fclose(f);
     snprintf(script, sizeof(script), "mount --bind %s /etc/hosts && exec \"$@\"", hosts);
     const char *const wrap[] = {ht_util("unshare"), "-m", "--", "sh", "-c", script, "sh", NULL};
@@ -490,6 +492,17 @@ Test(master, a_host_name_is_every_address_it_resolves_to, .timeout = 30, .fini =
                                 NULL};
     cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
     cr_assert_not_null(strstr(out, "is 3 addresses (::1, 127.0.0.1, 192.0.2.7)"), "%s", out);
+    /* A name none of whose addresses is this host's. */
+    snprintf(name, sizeof(name), "upnone:%s", port);
+    const char *const none[] = {"-l",
+                                name,
+                                "--allow-root",
+                                "--control",
+                                ht_path("n.sock"),
+                                up_test_bin("examples/hello.so"),
+                                NULL};
+    cr_assert_eq(ma_run(none, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "none of its addresses is this host's"), "%s", out);
 }
 
 /* Asked for, masters share a port (one per NUMA node, docs/SCALING.md):
