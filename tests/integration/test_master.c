@@ -15,7 +15,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -429,6 +431,29 @@ Test(master, a_restart_right_after_a_kill_waits_for_its_addresses, .timeout = 60
     cr_assert_eq(s.ngens, 1, "%s", s.text);
 }
 
+/* How unshare(1) can give a hosts file of its own without it reaching the
+ * rest of the machine: NULL when it cannot. A new mount namespace is made
+ * private from / down, unless / is not a mount point (a chroot, such as a
+ * fresh-machine CI's), where that fails: then it may stay as it is only if
+ * no mount is shared, so that nothing mounted in it can propagate out. */
+static const char *private_ns_option(void)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        _exit(unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0
+                  ? 0
+                  : 1);
+    }
+    if (up_test_wait_exit(pid, 5000) == 0) {
+        return "--propagation=private";
+    }
+    char *info = ht_file_text("/proc/self/mountinfo", NULL);
+    bool shared = strstr(info, " shared:") != NULL;
+    free(info);
+    return shared ? NULL : "--propagation=unchanged";
+}
+
 /* A host name is every address it resolves to, as nginx binds them: on a
  * stock /etc/hosts localhost is ::1 and 127.0.0.1, and a master that
  * bound the first alone refused every client of the other (`curl
@@ -445,6 +470,11 @@ Test(master, a_host_name_is_every_address_it_resolves_to, .timeout = 30, .fini =
     if (access("/etc/hosts", F_OK) != 0) {
         cr_skip_test("no /etc/hosts to mount a hosts file of its own on");
     }
+    const char *propagation = private_ns_option();
+    if (propagation == NULL) {
+        cr_skip_test("no private mount namespace here (/ is not a mount point, and mounts are "
+                     "shared): a hosts file of its own would reach the whole machine");
+    }
     char hosts[PATH_MAX], script[PATH_MAX + 64], name[64], warn[128], out[4096];
     snprintf(hosts, sizeof(hosts), "%s", ht_path("hosts"));
     FILE *f = fopen(hosts, "w");
@@ -454,7 +484,8 @@ Test(master, a_host_name_is_every_address_it_resolves_to, .timeout = 30, .fini =
           f);
     fclose(f);
     snprintf(script, sizeof(script), "mount --bind %s /etc/hosts && exec \"$@\"", hosts);
-    const char *const wrap[] = {ht_util("unshare"), "-m", "--", "sh", "-c", script, "sh", NULL};
+    const char *const wrap[] = {
+        ht_util("unshare"), "-m", propagation, "--", "sh", "-c", script, "sh", NULL};
     memcpy(ma.wrap, wrap, sizeof(wrap));
     memcpy(ma.cmd_wrap, wrap, sizeof(wrap));
     ma.port = up_test_free_port();
