@@ -339,10 +339,7 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
      * blocked would hang there. */
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     snprintf(un.sun_path, sizeof(un.sun_path), "%s", ht_path("other.sock"));
-    int other = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(other, 0);
-    cr_assert_eq(bind(other, (struct sockaddr *)&un, sizeof(un)), 0);
-    cr_assert_eq(listen(other, 1), 0);
+    int other = ht_listener((struct sockaddr *)&un, sizeof(un), 1);
     char unix_addr[PATH_MAX];
     snprintf(unix_addr, sizeof(unix_addr), "unix:%s", un.sun_path);
     const char *const on_unix[] = {"-l",
@@ -358,21 +355,6 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
                        "%s", out);
     cr_assert_null(strstr(out, "--reuseport"), "%s", out);
     close(other);
-}
-
-/* A listener of the test's own on address a (TCP or unix), as a server
- * that has just died still has one for a few ms. */
-static int held_listener(const struct sockaddr *a, socklen_t len)
-{
-    int fd = socket(a->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
-    cr_assert_geq(fd, 0);
-    if (a->sa_family != AF_UNIX) {
-        cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)), 0);
-    }
-    cr_assert_eq(bind(fd, a, len), 0, "bind: %s", strerror(errno));
-    cr_assert_eq(listen(fd, 8), 0);
-    return fd;
 }
 
 /* A supervisor that restarts up-run at once after a kill (systemd with
@@ -407,9 +389,9 @@ Test(master, a_restart_right_after_a_kill_waits_for_its_addresses, .timeout = 60
     int mport = ht_metrics_addr(metrics, sizeof(metrics));
     struct sockaddr_in min = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mport)};
     min.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int port = held_listener((struct sockaddr *)&in, sizeof(in));
-    int ctl = held_listener((struct sockaddr *)&un, sizeof(un));
-    int met = held_listener((struct sockaddr *)&min, sizeof(min));
+    int port = ht_listener((struct sockaddr *)&in, sizeof(in), 8);
+    int ctl = ht_listener((struct sockaddr *)&un, sizeof(un), 8);
+    int met = ht_listener((struct sockaddr *)&min, sizeof(min), 8);
     const char *const extra[] = {"--metrics", metrics, NULL};
     ma_spawn("epoll", hello, extra);
     usleep(300 * 1000);

@@ -1101,10 +1101,7 @@ Test(worker, a_unix_path_still_held_is_waited_for, .timeout = 30, .fini = ht_fin
 {
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     snprintf(un.sun_path, sizeof(un.sun_path), "%s", ht_path("w.sock"));
-    int held = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(held, 0);
-    cr_assert_eq(bind(held, (struct sockaddr *)&un, sizeof(un)), 0);
-    cr_assert_eq(listen(held, 8), 0);
+    int held = ht_listener((struct sockaddr *)&un, sizeof(un), 8);
     char listen_at[sizeof(un.sun_path) + 8];
     snprintf(listen_at, sizeof(listen_at), "unix:%s", un.sun_path);
     char *argv[] = {(char *)up_test_bin("up-worker"), "--listen", listen_at,

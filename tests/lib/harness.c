@@ -997,6 +997,19 @@ int ht_connect(int port)
     return fd;
 }
 
+int ht_listener(const struct sockaddr *a, socklen_t len, int backlog)
+{
+    int fd = socket(a->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+    if (a->sa_family != AF_UNIX) {
+        cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)), 0);
+    }
+    cr_assert_eq(bind(fd, a, len), 0, "bind: %s", strerror(errno));
+    cr_assert_eq(listen(fd, backlog), 0, "listen: %s", strerror(errno));
+    return fd;
+}
+
 int ht_client(int port)
 {
     int fd = ht_connect(port);

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "conns.h"
@@ -376,6 +377,11 @@ char *ld_echo_body(const char *target);
 /* Connect to 127.0.0.1:port (up_test_connect()), asserting it. The caller
  * owns the fd. */
 int ht_connect(int port);
+
+/* A listening socket of the test's own on a (TCP with SO_REUSEADDR, or
+ * unix), with this backlog, asserting it: what another server, or a
+ * killed one's ring, holds. The caller owns the fd. */
+int ht_listener(const struct sockaddr *a, socklen_t len, int backlog);
 
 /* ht_connect(), and the fd is also kept for ht_fini() to close (64 at most):
  * close it with ht_client_close(), never close(). */
