@@ -480,9 +480,7 @@ static int open_listener(struct up_worker *w)
         return r;
     }
     struct up_listen_opts o = {.backlog = 4096, .reuseport = true};
-    int waited = 0; /* a unix path a killed worker still holds (listen.h) */
-    while ((r = up_listen_open(&a, &o, &w->lfd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
-    }
+    r = up_listen_open(&a, &o, &w->lfd, NULL);
     if (r < 0) {
         up_log(UP_LOG_ERR, "cannot listen on %s: %s", a.text, strerror(-r));
         return r;

@@ -158,8 +158,7 @@ int up_listen_parse(const char *text, struct up_listen_addr *ret, int cap, char 
  * the path is asked of lstat() first: a file that is not a socket (or a
  * symlink to anything) is someone's data, left alone, and the path is
  * refused with -EEXIST. A live socket stays, and bind() then says
- * EADDRINUSE. The probe does not block: a server whose backlog is full
- * would hold a blocking connect() until it accepts (EAGAIN: it lives). */
+ * EADDRINUSE. */
 static int clear_unix_path(const struct sockaddr_un *un)
 {
     struct stat st;
@@ -169,15 +168,23 @@ static int clear_unix_path(const struct sockaddr_un *un)
     if (!S_ISSOCK(st.st_mode)) {
         return -EEXIST;
     }
+    if (up_listen_unix_live(un) == 0) {
+        unlink(un->sun_path);
+    }
+    return 0;
+}
+
+int up_listen_unix_live(const struct sockaddr_un *un)
+{
+    /* Not blocking: a server whose backlog is full would hold a blocking
+     * connect() until it accepted; EAGAIN says it lives. */
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe < 0) {
         return -errno;
     }
-    if (connect(probe, (const struct sockaddr *)un, sizeof(*un)) < 0 && errno == ECONNREFUSED) {
-        unlink(un->sun_path);
-    }
+    int r = connect(probe, (const struct sockaddr *)un, sizeof(*un)) == 0 ? 1 : -errno;
     up_close(probe);
-    return 0;
+    return r == -EAGAIN ? 1 : r == -ECONNREFUSED ? 0 : r;
 }
 
 static int set_int(int fd, int level, int name, int v)
@@ -185,7 +192,7 @@ static int set_int(int fd, int level, int name, int v)
     return setsockopt(fd, level, name, &v, sizeof(v)) < 0 ? -errno : 0;
 }
 
-int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd)
+static int open_once(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd)
 {
     int family = a->ss.ss_family;
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -219,6 +226,19 @@ int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *
     }
     *ret_fd = fd;
     return 0;
+}
+
+int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd,
+                   int *ret_waited_ms)
+{
+    int waited = 0;
+    int r = 0;
+    while ((r = open_once(a, o, ret_fd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
+    }
+    if (ret_waited_ms != NULL) {
+        *ret_waited_ms = waited;
+    }
+    return r;
 }
 
 bool up_listen_busy_wait(int *waited_ms)

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 struct up_listen_addr {
     struct sockaddr_storage ss;
@@ -38,12 +39,20 @@ struct up_listen_opts {
     int defer_accept_s; /* TCP_DEFER_ACCEPT seconds; 0 = off */
 };
 
-/* Create, bind and listen. A unix socket left over by a previous run
+/* Create, bind and listen, waiting for an address that is taken (below)
+ * up to UP_LISTEN_BUSY_WAIT_MS. A unix socket left over by a previous run
  * (nobody accepting on it) is removed first; anything at the path that is
  * not a socket (a regular file, a symlink, ...) is left untouched and the
  * call fails with -EEXIST. Returns 0 with *ret_fd owned by the caller, or
- * -errno (-EADDRINUSE: a live socket is there). */
-int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd);
+ * -errno (-EADDRINUSE: a live socket is there still); *ret_waited_ms (may
+ * be NULL) says how long it waited. */
+int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *o, int *ret_fd,
+                   int *ret_waited_ms);
+
+/* Whether something listens at the unix socket un: 1 (it accepts, or its
+ * backlog is full), 0 (connecting is refused: nobody; a stale socket file),
+ * or -errno (it cannot tell). Never blocks. */
+int up_listen_unix_live(const struct sockaddr_un *un);
 
 /* An address can stay taken for a while after the server that held it
  * was killed and reaped: when it accepted through io_uring, the ring's
@@ -55,10 +64,11 @@ int up_listen_open(const struct up_listen_addr *a, const struct up_listen_opts *
  * connects. So a bind that finds its address taken tries again for up to
  * UP_LISTEN_BUSY_WAIT_MS, as nginx does (five binds, 500 ms apart): a
  * live server there is still refused, just that much later.
+ * up_listen_open() does so; a socket bound elsewhere (the control socket)
+ * loops on up_listen_busy_wait() itself:
  *
  *     int waited = 0;
- *     while ((r = up_listen_open(&a, &o, &fd)) == -EADDRINUSE &&
- *            up_listen_busy_wait(&waited)) {
+ *     while ((r = bind_it(...)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
  *     }
  */
 #define UP_LISTEN_BUSY_WAIT_MS 2000

@@ -234,23 +234,15 @@ static int clear_path(const struct sockaddr_un *a, char *err, size_t cap)
                          "choose another path with --control PATH",
                          path, (unsigned)st.st_uid);
     }
-    /* Not blocking: a master too busy to accept (its backlog full) would
-     * hold this start until it did; EAGAIN says it lives. */
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (probe < 0) {
-        return stat_failed("socket", err, cap);
-    }
-    int c = connect(probe, (const struct sockaddr *)a, sizeof(*a));
-    int e = errno;
-    up_close(probe);
-    if (c == 0 || e == EAGAIN) {
+    int live = up_listen_unix_live(a);
+    if (live > 0) {
         snprintf(err, cap, "%s is in use: another up-run is running there; use --control PATH",
                  path);
         return -EADDRINUSE;
     }
-    if (e != ECONNREFUSED) {
-        snprintf(err, cap, "%s: %s", path, strerror(e));
-        return -e;
+    if (live < 0) {
+        snprintf(err, cap, "%s: %s", path, strerror(-live));
+        return live;
     }
     return unlink(path) < 0 ? stat_failed(path, err, cap) : 0;
 }

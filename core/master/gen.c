@@ -893,19 +893,18 @@ struct up_mworker *up_gens_pick_index(struct up_gens *gs, unsigned index, pid_t 
 
 /* ---- what the owner asks ---- */
 
-void up_gens_ready_counts(const struct up_gens *gs, unsigned *ret_ready, unsigned *ret_with_fds)
+void up_gens_counts(const struct up_gens *gs, struct up_gens_counts *ret)
 {
-    unsigned ready = 0, with_fds = 0;
+    *ret = (struct up_gens_counts){0};
     const struct up_gen *g = gs->active;
     for (const struct up_list *p = g != NULL ? g->workers.next : NULL;
          p != NULL && p != &g->workers; p = p->next) {
         const struct up_mworker *w = WORKER(p);
         bool r = up_mworker_ready(w);
-        ready += r;
-        with_fds += r && !w->fd_pressure;
+        ret->ready += r;
+        ret->with_fds += r && !w->fd_pressure;
+        ret->stalled += r && up_mworker_stalled_ms(w) > 0;
     }
-    *ret_ready = ready;
-    *ret_with_fds = with_fds;
 }
 
 void up_gens_resume_rx(struct up_gens *gs)

@@ -206,9 +206,13 @@ bool up_gens_expected(const struct up_gens *gs);
 /* Workers alive, in every generation. */
 unsigned up_gens_count_workers(const struct up_gens *gs);
 
-/* Workers of the active generation: ready (alive, channel open), and how
- * many of them have fds (no DECLINE pending). */
-void up_gens_ready_counts(const struct up_gens *gs, unsigned *ret_ready, unsigned *ret_with_fds);
+/* Workers of the active generation: ready (alive, channel open), how many
+ * of those have fds (no DECLINE pending), and how many are stalled
+ * (mworker.h: routed around). */
+struct up_gens_counts {
+    unsigned ready, with_fds, stalled;
+};
+void up_gens_counts(const struct up_gens *gs, struct up_gens_counts *ret);
 
 /* Pick a worker of the active generation that takes connections now,
  * never the one with pid avoid (0: none): round-robin; by key (the same

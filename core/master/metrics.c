@@ -126,9 +126,7 @@ int up_metrics_open(struct up_loop *loop, const char *addr, const struct up_metr
     }
     struct up_listen_opts o = {.backlog = 64};
     int fd = -1;
-    int waited = 0;
-    while ((r = up_listen_open(&a, &o, &fd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
-    }
+    r = up_listen_open(&a, &o, &fd, NULL);
     if (r == 0) {
         r = up_asrv_open_take(loop, fd, false, head_complete, answer, mt, &mt->srv);
     }

@@ -366,12 +366,12 @@ static void on_acks(struct up_mworker *w, const uint64_t *ids, size_t n)
     }
     if (unknown < n) {
         w->waiting_since = up_loop_now(w->loop); /* it takes: not stalled */
-    }
-    if (stalled > 0 && unknown < n) {
-        warn_about(w,
-                   "took no connection for %llu ms (a handler blocking its loop?); new ones "
-                   "went to other workers meanwhile",
-                   (unsigned long long)stalled);
+        if (stalled > 0) {
+            warn_about(w,
+                       "took no connection for %llu ms (a handler blocking its loop?); new ones "
+                       "went to other workers meanwhile",
+                       (unsigned long long)stalled);
+        }
     }
     if (was_held && up_mworker_routable(w)) {
         /* It can take connections again: what waited for it goes now. */

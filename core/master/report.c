@@ -175,12 +175,6 @@ size_t up_report_metrics(const struct up_report *r, char *buf, size_t cap)
     enum { MAX_WORKER_SAMPLES = 3 * 70 };
     struct up_metric v[40 + MAX_WORKER_SAMPLES];
     char labels[MAX_WORKER_SAMPLES][48];
-    unsigned stalled = 0;
-    const struct up_gen *active = r->gens->active;
-    for (const struct up_list *q = active != NULL ? active->workers.next : NULL;
-         q != NULL && q != &active->workers; q = q->next) {
-        stalled += up_mworker_stalled_ms(WORKER_OF(q)) > 0;
-    }
     const struct up_metric fixed[] = {
         {"up_connections_accepted_total", "counter", "Connections accepted.", NULL, r->accepted,
          NULL},
@@ -215,11 +209,11 @@ size_t up_report_metrics(const struct up_report *r, char *buf, size_t cap)
         {"up_healthy", "gauge", "1 when a worker of the active generation can take a connection.",
          NULL, r->health == NULL, NULL},
         {"up_workers_ready", "gauge", "Workers of the active generation taking connections.", NULL,
-         r->ready, NULL},
+         r->workers.ready, NULL},
         {"up_workers_stalled", "gauge",
          "Workers of the active generation that took nothing for 100 ms while connections "
          "waited for them (a handler blocking its loop): routed around.",
-         NULL, stalled, NULL},
+         NULL, r->workers.stalled, NULL},
         {"up_generation", "gauge", "The generation taking new connections.", NULL,
          r->gens->active ? r->gens->active->id : 0, NULL},
         {"up_log_lines_dropped_total", "counter",

@@ -25,7 +25,7 @@ struct up_report {
     unsigned long long alog_lines, alog_dropped; /* the workers' access logs */
     const char *last_error;                      /* "" when none */
     /* For the metrics page. */
-    unsigned ready, with_fds;      /* workers of the active generation */
+    struct up_gens_counts workers; /* of the active generation */
     unsigned long long held;       /* connections the workers hold */
     const struct up_hist *reload;  /* signal to the new generation serving */
     const struct up_hist *handoff; /* accept to a worker's ACK */

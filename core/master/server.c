@@ -320,10 +320,8 @@ static int open_listener(struct up_server *s, const struct up_listen_addr *a, bo
      * already there, so the first peek succeeds. */
     struct up_listen_opts o = {
         .backlog = 4096, .reuseport = s->opts.reuseport, .defer_accept_s = 1};
-    int r = 0;
     int waited = 0;
-    while ((r = up_listen_open(a, &o, fd)) == -EADDRINUSE && up_listen_busy_wait(&waited)) {
-    }
+    int r = up_listen_open(a, &o, fd, &waited);
     if (r == 0 && waited > 0) {
         up_log(UP_LOG_INFO, "%s was taken for %d ms, then free (a server that had just exited)",
                a->text, waited);
@@ -361,13 +359,14 @@ int up_server_listen(struct up_server *s, const char *addr)
                MAX_LISTENERS);
         return -ENOSPC;
     }
-    int fds[UP_LISTEN_MAX_ADDRS];
-    const struct up_listen_addr *of[UP_LISTEN_MAX_ADDRS]; /* fds[k] is on *of[k] */
-    int nfds = 0;
+    int fds[UP_LISTEN_MAX_ADDRS]; /* on a[i]; -1: not open */
+    int opened = 0;
     int r = 0;
+    for (int i = 0; i < n; i++) {
+        fds[i] = -1;
+    }
     for (int i = 0; i < n && r == 0; i++) {
-        of[nfds] = &a[i];
-        r = open_listener(s, &a[i], n > 1, &fds[nfds]);
+        r = open_listener(s, &a[i], n > 1, &fds[i]);
         if (r == -EADDRNOTAVAIL && n > 1) {
             /* One of a name's addresses this host does not have (::1
              * where IPv6 is off, as in many containers): the others
@@ -376,19 +375,19 @@ int up_server_listen(struct up_server *s, const char *addr)
                    strerror(-r));
             r = 0;
         } else if (r == 0) {
-            nfds++;
+            opened++;
         }
     }
-    if (r == 0 && nfds == 0) {
+    if (r == 0 && opened == 0) {
         up_log(UP_LOG_ERR, "cannot listen on %s: none of its addresses is this host's", addr);
         r = -EADDRNOTAVAIL;
     }
-    for (int i = 0; i < nfds; i++) {
-        if (r < 0) {
+    for (int i = 0; i < n; i++) {
+        if (fds[i] >= 0 && r < 0) {
             up_close(fds[i]);
-        } else {
+        } else if (fds[i] >= 0) {
             /* Cannot fail: the room was checked above. */
-            (void)add_listener(s, fds[i], of[i]->text, of[i]->ss.ss_family == AF_UNIX);
+            (void)add_listener(s, fds[i], a[i].text, a[i].ss.ss_family == AF_UNIX);
         }
     }
     return r;
@@ -1091,12 +1090,12 @@ static const char *health(const struct up_server *s)
     if (s->gens.active == NULL) {
         return "no generation serving";
     }
-    unsigned ready, with_fds;
-    up_gens_ready_counts(&s->gens, &ready, &with_fds);
-    if (ready == 0) {
+    struct up_gens_counts n;
+    up_gens_counts(&s->gens, &n);
+    if (n.ready == 0) {
         return "no ready worker";
     }
-    if (with_fds == 0) {
+    if (n.with_fds == 0) {
         return "every worker is out of fds";
     }
     return NULL;
@@ -1309,7 +1308,7 @@ static size_t metric_page(void *ctx, char *buf, size_t cap)
     const struct up_server *s = ctx;
     struct up_report r;
     report_of(s, &r);
-    up_gens_ready_counts(&s->gens, &r.ready, &r.with_fds);
+    up_gens_counts(&s->gens, &r.workers);
     unsigned total;
     up_gens_totals(&s->gens, &total, &r.held);
     r.reload = &s->reload_hist;

@@ -305,6 +305,17 @@ Test(master, bad_cli_exits_2, .timeout = 30, .fini = ht_fini)
 
 /* ---- stopping ---- */
 
+/* Run another up-run that listens on listen (-l) with its control socket
+ * at ctl (in the test's dir): it must fail to start (exit 3). Its output
+ * goes to out. */
+static void refused_on(const char *listen, const char *ctl, char *out, size_t cap)
+{
+    const char *const args[] = {"-l",        listen,       "--allow-root",
+                                "--control", ht_path(ctl), up_test_bin("examples/echo.so"),
+                                NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, cap), 3, "%s", out);
+}
+
 /* A second up-run started on a port a master serves (a forgotten
  * instance, old code, a copy with --control elsewhere as the first one's
  * error advises) fails at once and says why. It once bound beside the
@@ -314,14 +325,7 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
     ma_start("auto", up_test_bin("examples/hello.so"), NULL);
     char addr[32], out[4096];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ma.port);
-    const char *const args[] = {"-l",
-                                addr,
-                                "--allow-root",
-                                "--control",
-                                ht_path("second.sock"),
-                                up_test_bin("examples/echo.so"),
-                                NULL};
-    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    refused_on(addr, "second.sock", out, sizeof(out));
     cr_assert_not_null(strstr(out, "Address already in use (another server listens there"), "%s",
                        out);
     cr_assert_not_null(strstr(out, "--reuseport shares a port"), "%s", out);
@@ -342,14 +346,7 @@ Test(master, a_second_master_on_the_same_port_fails_and_says_why, .timeout = 30,
     int other = ht_listener((struct sockaddr *)&un, sizeof(un), 1);
     char unix_addr[PATH_MAX];
     snprintf(unix_addr, sizeof(unix_addr), "unix:%s", un.sun_path);
-    const char *const on_unix[] = {"-l",
-                                   unix_addr,
-                                   "--allow-root",
-                                   "--control",
-                                   ht_path("third.sock"),
-                                   up_test_bin("examples/echo.so"),
-                                   NULL};
-    cr_assert_eq(ma_run(on_unix, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    refused_on(unix_addr, "third.sock", out, sizeof(out));
     cr_assert_not_null(strstr(out, "Address already in use (another server listens there: `ss "
                                    "-lxp` shows which"),
                        "%s", out);
@@ -510,14 +507,7 @@ Test(master, a_host_name_is_every_address_it_resolves_to, .timeout = 30, .fini =
     cr_assert_not_null(strstr(out, "is 3 addresses (::1, 127.0.0.1, 192.0.2.7)"), "%s", out);
     /* A name none of whose addresses is this host's. */
     snprintf(name, sizeof(name), "upnone:%s", port);
-    const char *const none[] = {"-l",
-                                name,
-                                "--allow-root",
-                                "--control",
-                                ht_path("n.sock"),
-                                up_test_bin("examples/hello.so"),
-                                NULL};
-    cr_assert_eq(ma_run(none, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    refused_on(name, "n.sock", out, sizeof(out));
     cr_assert_not_null(strstr(out, "none of its addresses is this host's"), "%s", out);
 }
 

@@ -183,9 +183,9 @@ static struct up_gen *gen(struct gt *t, unsigned id)
 
 static unsigned ready_workers(const struct gt *t)
 {
-    unsigned ready = 0, with_fds = 0;
-    up_gens_ready_counts(&t->gs, &ready, &with_fds);
-    return ready;
+    struct up_gens_counts n;
+    up_gens_counts(&t->gs, &n);
+    return n.ready;
 }
 
 /* Run the loop until cond(t) holds, for at most ms. */
