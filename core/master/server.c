@@ -947,13 +947,16 @@ static void on_wake(struct up_loop *loop, struct up_op *op, int res, uint32_t fl
 {
     (void)flags;
     struct up_server *s = up_container_of(op, struct up_server, wake_op);
+    if (op->canceling) {
+        return; /* up_server_free(): as on_signal() */
+    }
     if (__atomic_exchange_n(&s->want_stop, 0, __ATOMIC_ACQ_REL) != 0) {
         server_stop(s, __atomic_load_n(&s->want_stop_graceful, __ATOMIC_ACQUIRE) != 0);
     }
     if (__atomic_exchange_n(&s->want_reload, 0, __ATOMIC_ACQ_REL) != 0) {
         server_reload(s, "reload requested");
     }
-    if (res >= 0 && !op->canceling && s->wake_fd >= 0) {
+    if (res >= 0 && s->wake_fd >= 0) {
         (void)up_loop_read(loop, &s->wake_op, s->wake_fd, &s->wake_buf, sizeof(s->wake_buf));
     }
 }
@@ -995,6 +998,12 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
 {
     (void)flags;
     struct up_server *s = up_container_of(op, struct up_server, sig_op);
+    if (op->canceling) {
+        /* up_server_free()'s last drain: a signal read now (one sent while
+         * a failed start waited for its port) would start or stop what is
+         * being torn down. It dies with us, as any still blocked does. */
+        return;
+    }
     if (res == (int)sizeof(struct signalfd_siginfo)) {
         struct signalfd_siginfo si;
         memcpy(&si, s->sig_buf, sizeof(si));
@@ -1032,7 +1041,7 @@ static void on_signal(struct up_loop *loop, struct up_op *op, int res, uint32_t 
             break;
         }
     }
-    if (!op->canceling && s->sigfd >= 0) {
+    if (s->sigfd >= 0) {
         (void)up_loop_read(loop, &s->sig_op, s->sigfd, s->sig_buf, sizeof(struct signalfd_siginfo));
     }
 }

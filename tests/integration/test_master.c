@@ -410,6 +410,38 @@ Test(master, a_restart_right_after_a_kill_waits_for_its_addresses, .timeout = 60
     cr_assert_eq(s.ngens, 1, "%s", s.text);
 }
 
+/* A reload or stop signal that comes while a start waits for a taken port
+ * (up to 2 s, above), which then fails: the teardown read it, and a
+ * reload there started a generation from options never set up ("cannot
+ * copy (null)"), a stop logged a graceful stop. The start now fails as
+ * what it is, alone. */
+BACKEND_TEST(master, a_signal_to_a_start_that_fails_acts_on_nothing, .timeout = 30, .fini = ht_fini)
+{
+    const int sigs[] = {SIGHUP, SIGUSR2, SIGTERM};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct sockaddr_in in = {.sin_family = AF_INET};
+        in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int held = ht_listener((struct sockaddr *)&in, sizeof(in), 8);
+        socklen_t len = sizeof(in);
+        cr_assert_eq(getsockname(held, (struct sockaddr *)&in, &len), 0);
+        char addr[32];
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(in.sin_port));
+        const char *const extra[] = {"-l", addr, NULL};
+        ma_spawn(backend, up_test_bin("examples/echo.so"), extra);
+        ma_wait_log("event loop:", HT_READY_MS); /* its signals are its own from here */
+        usleep(200 * 1000);
+        ma_signal(sigs[i]);
+        int status = up_test_wait_exit(ma.pid, 10000);
+        ma.pid = -1;
+        close(held);
+        const char *log = ma_log_text();
+        cr_assert_eq(status, 3, "signal %d: exit %d\n%s", sigs[i], status, log);
+        cr_assert_not_null(strstr(log, "Address already in use"), "%s", log);
+        cr_assert_null(strstr(log, "generation"), "signal %d:\n%s", sigs[i], log);
+        cr_assert_null(strstr(log, "stopping"), "signal %d:\n%s", sigs[i], log);
+    }
+}
+
 /* How unshare(1) can give a hosts file of its own without it reaching the
  * rest of the machine: NULL when it cannot. A new mount namespace is made
  * private from / down, unless / is not a mount point (a chroot, such as a
