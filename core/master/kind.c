@@ -138,6 +138,18 @@ int up_kind_find_command(const char *cmd, char *buf, size_t cap)
     return found;
 }
 
+/* A file the master may not read or run: whose access it was, for the
+ * master that left root for --user (the app under /root, mode 0700). */
+static void refused(char *why, size_t why_cap, const char *what, const char *path, int err)
+{
+    int n = snprintf(why, why_cap, "cannot %s %s: %s", what, path, strerror(-err));
+    if (err == -EACCES && n > 0 && (size_t)n < why_cap) {
+        snprintf(why + n, why_cap - (size_t)n,
+                 " (up-run is uid %u here: give it access to the file and its directories)",
+                 (unsigned)geteuid());
+    }
+}
+
 int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char *dir,
                     struct up_kind_snap *snap, char *why, size_t why_cap)
 {
@@ -147,7 +159,7 @@ int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char 
     case UP_KIND_APP:
         r = snapshot(p->app, gen_id, dir, snap);
         if (r < 0) {
-            snprintf(why, why_cap, "cannot copy %s: %s", p->app, strerror(-r));
+            refused(why, why_cap, "copy", p->app, r);
             up_kind_release(snap);
         }
         return r;
@@ -157,7 +169,7 @@ int up_kind_prepare(const struct up_kind_params *p, unsigned gen_id, const char 
         /* Checked again at each reload: a deploy may have replaced it. */
         r = runnable(p->app);
         if (r < 0) {
-            snprintf(why, why_cap, "cannot run %s: %s", p->app, strerror(-r));
+            refused(why, why_cap, "run", p->app, r);
             return r;
         }
         snprintf(snap->path, sizeof(snap->path), "%s", p->app);

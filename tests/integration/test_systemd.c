@@ -498,6 +498,21 @@ Test(systemd, user_drops_master_and_workers_after_binding, .timeout = 60, .fini 
     cr_assert_neq(access(sock, F_OK), 0, "the control socket is left behind");
 }
 
+/* An app --user may not read (under root's home, a private directory):
+ * the start fails, saying whose access was missing. */
+Test(systemd, an_app_the_user_may_not_read_says_whose_access, .timeout = 30, .fini = ht_fini)
+{
+    up_test_require_root();
+    char port[16], out[4096];
+    snprintf(port, sizeof(port), "%d", up_test_free_port());
+    const char *app = ht_path("app.so"); /* in the test's 0700 directory */
+    cr_assert_eq(symlink(up_test_bin("examples/echo.so"), app), 0, "%s", strerror(errno));
+    const char *args[] = {"-p", port, "-n", "1", "--user", "nobody", app, NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "Permission denied (up-run is uid 65534 here: give it access"),
+                       "%s", out);
+}
+
 Test(systemd, root_without_user_is_refused, .timeout = 30, .fini = ht_fini)
 {
     up_test_require_root();
