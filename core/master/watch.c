@@ -8,6 +8,7 @@
 #include <spawn.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,6 +36,42 @@ struct up_watch {
     bool stopped;
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 };
+
+/* The per-user limits inotify reports as EMFILE and ENOSPC. */
+struct inotify_limit {
+    const char *sysctl, *what, *example;
+};
+static const struct inotify_limit instances = {"max_user_instances", "instances", "1024"};
+static const struct inotify_limit watches = {"max_user_watches", "watches", "524288"};
+
+/* EMFILE from inotify_init1(): this process's fd limit, or the user's
+ * inotify instances? The fd limit, if no fd can be had either. */
+static bool out_of_fds(void)
+{
+    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno == EMFILE;
+    }
+    close(fd);
+    return false;
+}
+
+/* fs.inotify.NAME as text ("?" if unreadable), in a static buffer. */
+static const char *sysctl_value(const char *name)
+{
+    static char v[32];
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/sys/fs/inotify/%s", name);
+    snprintf(v, sizeof(v), "?");
+    FILE *f = fopen(path, "re");
+    if (f != NULL) {
+        if (fgets(v, sizeof(v), f) != NULL) {
+            v[strcspn(v, "\n")] = '\0';
+        }
+        fclose(f);
+    }
+    return v;
+}
 
 int up_watch_ignored(const char *name)
 {
@@ -150,16 +187,32 @@ int up_watch_start(struct up_loop *loop, const char *dir, const char *build_cmd,
     w->debounce.cb = on_debounce;
     snprintf(w->dir, sizeof(w->dir), "%s", dir);
     int r = 0;
+    const struct inotify_limit *limit = NULL;
     w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (w->fd < 0 || inotify_add_watch(w->fd, w->dir,
-                                       IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0) {
+    if (w->fd < 0) {
         r = -errno;
+        limit = r == -EMFILE && !out_of_fds() ? &instances : NULL;
+    } else if (inotify_add_watch(w->fd, w->dir,
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0) {
+        r = -errno;
+        limit = r == -ENOSPC ? &watches : NULL;
     }
     if (r == 0) {
         r = up_loop_read(loop, &w->op, w->fd, w->buf, sizeof(w->buf));
     }
-    if (r < 0) {
+    if (r < 0 && limit != NULL) {
+        /* The kernel says "Too many open files" or "No space left on
+         * device" for these: say which limit, shared by every program
+         * of this user (editors, file sync tools), and how to raise it. */
+        up_log(UP_LOG_ERR,
+               "cannot watch %s: this user's inotify %s are all taken (fs.inotify.%s = %s): "
+               "raise it, e.g. `sysctl fs.inotify.%s=%s`",
+               w->dir, limit->what, limit->sysctl, sysctl_value(limit->sysctl), limit->sysctl,
+               limit->example);
+    } else if (r < 0) {
         up_log(UP_LOG_ERR, "cannot watch %s: %s", w->dir, strerror(-r));
+    }
+    if (r < 0) {
         up_close(w->fd);
         free(w);
         return r;

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -515,4 +517,63 @@ BACKEND_TEST(master, watch_failing_first_generation_serves_503, .timeout = 30, .
     }
     cr_assert_str_eq(r.body, "Hello World");
     up_test_resp_free(&r);
+}
+
+/* inotify's per-user limits, which an editor or a file sync tool of the
+ * same user may have used up, come back from the kernel as "Too many open
+ * files" and "No space left on device": --watch says which limit it is
+ * and how to raise it. A child of the test, as a uid of its own, holds
+ * every inotify instance that uid may have; up-run runs as that uid. */
+Test(master, watch_without_inotify_says_which_limit, .timeout = 30, .fini = ht_fini)
+{
+    up_test_require_root();
+    const unsigned uid = 64999; /* no one else's: its instances are the test's alone */
+    int ready[2];
+    cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
+    pid_t holder = fork();
+    cr_assert_geq(holder, 0);
+    if (holder == 0) {
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0) {
+            _exit(1);
+        }
+        int n = 0;
+        while (inotify_init1(IN_CLOEXEC) >= 0) {
+            n++;
+        }
+        /* EMFILE with fds to spare: the instances are all taken. */
+        char ok = errno == EMFILE && dup(0) >= 0 ? 'y' : 'n';
+        (void)write(ready[1], &ok, 1);
+        pause();
+        _exit(0);
+    }
+    ht_stop_at_fini(holder);
+    close(ready[1]);
+    char ok = 0;
+    cr_assert_eq(read(ready[0], &ok, 1), 1);
+    close(ready[0]);
+    if (ok != 'y') {
+        cr_skip_test("the fd limit came before inotify's max_user_instances");
+    }
+    char port[16], out[4096], ids[32];
+    snprintf(port, sizeof(port), "%d", up_test_free_port());
+    snprintf(ids, sizeof(ids), "--reuid=%u", uid);
+    char gid[32];
+    snprintf(gid, sizeof(gid), "--regid=%u", uid);
+    ma.public_bins = true;
+    const char *wrap[] = {ht_util("setpriv"), ids, gid, "--clear-groups", "--", NULL};
+    memcpy(ma.cmd_wrap, wrap, sizeof(wrap));
+    const char *args[] = {"-p",        port,
+                          "--control", "/tmp/up-inotify-test.sock",
+                          "--watch",   up_test_public_bin("examples/hello.so"),
+                          NULL};
+    cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
+    cr_assert_not_null(strstr(out, "this user's inotify instances are all taken "
+                                   "(fs.inotify.max_user_instances = "),
+                       "%s", out);
+    cr_assert_not_null(strstr(out, "raise it, e.g. `sysctl fs.inotify.max_user_instances="), "%s",
+                       out);
 }
