@@ -388,7 +388,7 @@ static int cli_choice(struct cli_state *s, int opt, const char *text, char *err,
         return 0;
     }
     if (opt == OPT_MIGRATE && (strcmp(text, "deadline") == 0 || strcmp(text, "idle") == 0)) {
-        s->c.migrate_idle = strcmp(text, "idle") == 0;
+        s->c.migrate_at_deadline = strcmp(text, "deadline") == 0;
         return 0;
     }
     if (opt == OPT_BACKEND && up_backend_parse(text, &s->c.backend) == 0) {
@@ -1074,12 +1074,14 @@ void up_cli_usage(FILE *f)
           "                           deadline it is killed\n"
           "\n"
           "Reload and drain:\n"
-          "  -t, --timeout DUR        how long old workers may drain (default 10m;\n"
-          "                           500ms when UP_ENV=development); their idle\n"
-          "                           connections then move to the new workers\n"
-          "      --migrate deadline|idle\n"
-          "                           move idle connections to the new workers at the\n"
-          "                           drain deadline (default) or at once\n"
+          "  -t, --timeout DUR        how long old workers may finish what they serve\n"
+          "                           (default 10m; 500ms when UP_ENV=development)\n"
+          "      --migrate idle|deadline\n"
+          "                           move idle Keep-Alive connections to the new\n"
+          "                           workers at once (idle, default: every request\n"
+          "                           after a reload meets the new code, a proxy's\n"
+          "                           pooled connections too), or only at the drain\n"
+          "                           deadline (until then, old code answers them)\n"
           "      --max-draining N     old generations draining at once, 1-64 (default 4)\n"
           "      --ws-drain-grace DUR WebSockets and event streams of draining workers\n"
           "                           end after DUR (default 5s): a WebSocket gets\n"

@@ -78,7 +78,7 @@ struct up_cli {
     int nrequire;
     bool ready_manual;             /* --ready=manual: the app calls up_ready() */
     uint64_t ready_timeout_ms;     /* --ready-timeout, default 30s */
-    bool migrate_idle;             /* --migrate=idle (default deadline) */
+    bool migrate_at_deadline;      /* --migrate=deadline (default idle) */
     int max_draining;              /* --max-draining, 1..64, default 4 */
     uint64_t ws_drain_grace_ms;    /* --ws-drain-grace, default 5s */
     uint64_t close_spread_ms;      /* --close-spread, default 5s */

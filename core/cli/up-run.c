@@ -66,7 +66,7 @@ static void server_opts(const struct up_cli *cli, const char *control, struct up
         .notify_access_all = cli->notify_access_all,
         .workers = cli->workers,
         .drain_timeout_ms = cli->drain_timeout_ms,
-        .migrate_idle = cli->migrate_idle,
+        .migrate_at_deadline = cli->migrate_at_deadline,
         .max_draining = cli->max_draining,
         .ws_drain_grace_ms = cli->ws_drain_grace_ms > 0 ? cli->ws_drain_grace_ms : UP_SERVER_ZERO,
         .close_spread_ms = cli->close_spread_ms > 0 ? cli->close_spread_ms : UP_SERVER_ZERO,

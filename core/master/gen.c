@@ -375,7 +375,7 @@ static void activate(struct up_gen *g)
         }
     } else if (old != NULL) {
         up_log(UP_LOG_INFO, "generation %u serving; generation %u draining", g->id, old->id);
-        want_drain(old, gs->opts->migrate_idle ? UP_DRAIN_F_MIGRATE_IDLE : 0);
+        want_drain(old, gs->opts->migrate_at_deadline ? 0 : UP_DRAIN_F_MIGRATE_IDLE);
     } else {
         up_log(UP_LOG_INFO, "generation %u serving", g->id);
     }

@@ -128,7 +128,7 @@ struct up_gens_opts {
     uint64_t drain_timeout_ms;
     uint64_t ready_timeout_ms;
     bool respawn;
-    bool migrate_idle;
+    bool migrate_at_deadline; /* idle connections of old workers stay until the deadline */
     /* kind, bin, app (the .so, or the command), title, ...; gen_id, index
      * and the generation's prepared app are set here. */
     struct up_kind_params spawn;

@@ -1949,7 +1949,7 @@ static int start(struct up_server *s)
         .drain_timeout_ms = o->drain_timeout_ms,
         .ready_timeout_ms = o->ready_timeout_ms,
         .respawn = !o->no_respawn,
-        .migrate_idle = o->migrate_idle,
+        .migrate_at_deadline = o->migrate_at_deadline,
     };
     spawn_params(s, &s->gens_opts.spawn);
     return 0;

@@ -42,9 +42,12 @@ static void rl_keepalive_get(int fd, struct up_test_resp *r, const char *what)
  * after the signal, so bounds measured from the signal are safe. */
 #define RL_DRAIN_MS 3000
 
-BACKEND_TEST(reload, keepalive_survives_reload_default, .timeout = 30, .fini = ht_fini)
+/* --migrate=deadline: an idle socket stays on its old worker, old code and
+ * all, until the drain deadline, then moves without being closed. */
+BACKEND_TEST(reload, keepalive_stays_until_the_deadline_with_migrate_deadline, .timeout = 30,
+             .fini = ht_fini)
 {
-    static const char *const args[] = {"-n", "2", "-t", "3s", NULL};
+    static const char *const args[] = {"--migrate=deadline", "-n", "2", "-t", "3s", NULL};
     struct up_test_resp r = {0};
     char what[64];
 
@@ -117,9 +120,11 @@ BACKEND_TEST(reload, keepalive_survives_reload_default, .timeout = 30, .fini = h
     up_test_resp_free(&r);
 }
 
-BACKEND_TEST(reload, keepalive_migrate_idle, .timeout = 30, .fini = ht_fini)
+/* By default (--migrate=idle) an idle socket moves to the new generation
+ * at once: the next request on it meets the new code. */
+BACKEND_TEST(reload, keepalive_moves_at_once_by_default, .timeout = 30, .fini = ht_fini)
 {
-    static const char *const args[] = {"--migrate=idle", "-n", "2", "-t", "10s", NULL};
+    static const char *const args[] = {"-n", "2", "-t", "10s", NULL};
     struct up_test_resp r = {0};
     char what[64];
 
@@ -148,7 +153,7 @@ BACKEND_TEST(reload, keepalive_migrate_idle, .timeout = 30, .fini = ht_fini)
         cr_assert_eq(gen, 1, "%s: generation %u:\n%s", what, gen, r.head);
         cr_assert_eq(pid, pid_a, "%s: generation 1 but pid %ld, not %ld", what, pid, pid_a);
         cr_assert_lt(up_test_now_ms() - switched, 1000,
-                     "with --migrate=idle the idle socket is still on generation 1 (pid %ld) "
+                     "the idle socket is still on generation 1 (pid %ld) "
                      "%lld ms after the switch\nlog:\n%s",
                      pid_a, up_test_now_ms() - switched, ma_log_text());
         up_test_nap(50);

@@ -339,7 +339,8 @@ BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout 
              .fini = ht_fini)
 {
     enum { LIMIT = 64, IDLE = 10, FILL = 60 };
-    static const char *const extra[] = {"-t", "1s", NULL};
+    /* The hand-back at the deadline, 1 s after the switch: time to fill. */
+    static const char *const extra[] = {"--migrate=deadline", "-t", "1s", NULL};
     struct up_test_resp r = {0};
     ht_raise_nofile(1024);
     rs_start_limited(backend, up_test_bin("examples/hello.so"), 1, extra, LIMIT, LIMIT);

@@ -112,7 +112,7 @@ Test(cli, defaults)
     cr_assert_eq(c.nrequire, 0);
     cr_assert(!c.ready_manual);
     cr_assert_eq(c.ready_timeout_ms, 30000);
-    cr_assert(!c.migrate_idle);
+    cr_assert(!c.migrate_at_deadline);
     cr_assert_eq(c.max_draining, 4);
     cr_assert_eq(c.ws_drain_grace_ms, 5000);
     cr_assert_eq(c.close_spread_ms, 5000);
@@ -140,7 +140,7 @@ Test(cli, every_long_option_parsed)
     PARSE_OK(&c, "--listen", "127.0.0.1:8080", "--listen=unix:/tmp/x.sock", "--port=4000",
              "--workers=cpus+2", "--timeout", "1m30s", watch, "--build", "make app",
              "--no-keepalive", "--pidfile", "/tmp/up.pid", "--title=web", "--require", "libm.so.6",
-             "--require", cli_app, "--ready=manual", "--ready-timeout=2s", "--migrate=idle",
+             "--require", cli_app, "--ready=manual", "--ready-timeout=2s", "--migrate=deadline",
              "--max-draining=64", "--backend=epoll", "--control=/tmp/c.sock",
              "--header-timeout=1500ms", "--queue-timeout=3s", "--max-head=32k",
              "--metrics=127.0.0.1:9100", "--sticky=cookie:sid", "--reuseport", cli_app);
@@ -162,7 +162,7 @@ Test(cli, every_long_option_parsed)
     cr_assert_str_eq(c.require[1], cli_app);
     cr_assert(c.ready_manual);
     cr_assert_eq(c.ready_timeout_ms, 2000);
-    cr_assert(c.migrate_idle);
+    cr_assert(c.migrate_at_deadline);
     cr_assert_eq(c.max_draining, 64);
     cr_assert_eq(c.backend, UP_BACKEND_EPOLL);
     cr_assert_str_eq(c.control, "/tmp/c.sock");

@@ -99,8 +99,12 @@ struct up_server_opts {
     int app_argc;
     long workers;              /* per generation; 0: 1 */
     uint64_t drain_timeout_ms; /* old workers drain this long; 0: 10 min */
-    bool migrate_idle;         /* move idle Keep-Alive connections at once */
-    int max_draining;          /* old generations draining at once; 0: 4 */
+    /* Idle Keep-Alive connections of old workers move to the new
+     * generation at once, so that every request after a reload meets the
+     * new code (a proxy's pooled connections are never idle long enough to
+     * be let go); true: only at the drain deadline. */
+    bool migrate_at_deadline;
+    int max_draining; /* old generations draining at once; 0: 4 */
     /* A draining worker's long-lived connections (WebSockets, event
      * streams) end this long after its drain begins, WebSockets with close
      * code 1012, one by one over close_spread_ms, all within the drain
