@@ -145,7 +145,7 @@ static void refused(char *why, size_t why_cap, const char *what, const char *pat
     int n = snprintf(why, why_cap, "cannot %s %s: %s", what, path, strerror(-err));
     if (err == -EACCES && n > 0 && (size_t)n < why_cap) {
         snprintf(why + n, why_cap - (size_t)n,
-                 " (up-run is uid %u here: give it access to the file and its directories)",
+                 " (running as uid %u: give that uid access to the file and its directories)",
                  (unsigned)geteuid());
     }
 }

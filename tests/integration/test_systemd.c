@@ -509,7 +509,7 @@ Test(systemd, an_app_the_user_may_not_read_says_whose_access, .timeout = 30, .fi
     cr_assert_eq(symlink(up_test_bin("examples/echo.so"), app), 0, "%s", strerror(errno));
     const char *args[] = {"-p", port, "-n", "1", "--user", "nobody", app, NULL};
     cr_assert_eq(ma_run(args, NULL, 10000, out, sizeof(out)), 3, "%s", out);
-    cr_assert_not_null(strstr(out, "Permission denied (up-run is uid 65534 here: give it access"),
+    cr_assert_not_null(strstr(out, "Permission denied (running as uid 65534: give that uid access"),
                        "%s", out);
 }
 
