@@ -175,8 +175,15 @@ static void px_run(const char *name, const char *backend)
     snprintf(what, sizeof(what), "%s %s", name, backend);
     ld_report("proxies", what, &res);
     cr_assert_gt(res.requests, 500, "only %ld requests in 5 s: %s", res.requests, res.line);
+    /* The storm's last generation alone (none starting, none draining),
+     * and the pool on it. */
     struct ma_status s;
-    ma_status(&s);
+    long long t0 = up_test_now_ms();
+    do {
+        up_test_nap(50);
+        ma_status(&s);
+    } while (s.ngens != 1 && up_test_now_ms() - t0 < 10000);
+    cr_assert_eq(s.ngens, 1, "the storm's generations did not settle:\n%s", s.text);
     px_wait_generation(name, port, s.active, 2000);
     fprintf(stderr,
             "[proxies] %s %s: pooled connections on the new generation %lld ms after a "
