@@ -26,20 +26,6 @@
 #include "../lib/conns.h"
 #include "../lib/harness.h"
 
-/* nginx's or haproxy's path, or NULL. */
-static const char *px_which(const char *name)
-{
-    static char path[64];
-    const char *dirs[] = {"/usr/sbin", "/usr/bin", "/usr/local/sbin"};
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
-        if (access(path, X_OK) == 0) {
-            return path;
-        }
-    }
-    return NULL;
-}
-
 static void px_write(const char *path, const char *text)
 {
     FILE *f = fopen(path, "we");
@@ -52,10 +38,7 @@ static void px_write(const char *path, const char *text)
  * (returned), and wait until it answers through to the app. */
 static int px_start(const char *name)
 {
-    const char *bin = px_which(name);
-    if (bin == NULL) {
-        cr_skip_test("%s is not installed (apt-get install %s)", name, name);
-    }
+    const char *bin = ht_program(name, name);
     int port = up_test_free_port();
     char conf[4096], path[PATH_MAX];
     const char *dir = ht_path(name);

@@ -288,11 +288,11 @@ const char *const *ht_python_handoff(const char **ret_env)
     return argv;
 }
 
-const char *ht_util(const char *name)
+const char *ht_program(const char *name, const char *package)
 {
     static char ring[4][64];
     static unsigned next;
-    static const char *const dirs[] = {"/usr/bin", "/bin"};
+    static const char *const dirs[] = {"/usr/bin", "/bin", "/usr/sbin", "/sbin"};
     char *path = ring[next++ % 4];
 
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -301,8 +301,13 @@ const char *ht_util(const char *name)
             return path;
         }
     }
-    cr_skip_test("%s(1) is not installed (util-linux)", name);
+    cr_skip_test("%s is not installed (apt-get install %s)", name, package);
     return NULL;
+}
+
+const char *ht_util(const char *name)
+{
+    return ht_program(name, "util-linux");
 }
 
 /* ---- the master under test ---- */

@@ -103,8 +103,12 @@ void ht_raise_nofile(rlim_t need);
 void ht_assert_burst_gone(pid_t pid, const char *who, const char *backend, int n, long base,
                           long min_peak, long max_after, const char *kept);
 
-/* The path of a util-linux tool ("prlimit", "setpriv") in /usr/bin or /bin;
- * skips the test if it is not installed. Static ring of 4 buffers. */
+/* The path of the program name in /usr/bin, /bin, /usr/sbin or /sbin;
+ * skips the test, naming the package to install, if it is not there.
+ * Static ring of 4 buffers. */
+const char *ht_program(const char *name, const char *package);
+
+/* ht_program() of a util-linux tool ("prlimit", "setpriv"). */
 const char *ht_util(const char *name);
 
 /* up-run's arguments that run examples/python/up_wsgi.py (serving
