@@ -45,8 +45,9 @@ static int px_start(const char *name)
     cr_assert_eq(mkdir(dir, 0755), 0, "%s: %s", dir, strerror(errno));
     pid_t pid;
     if (strcmp(name, "nginx") == 0) {
-        /* One worker, so that its pool is one pool; the temp paths in
-         * the test's directory (run as root, its workers stay root). */
+        /* One worker, so that its pool is one pool; its temp paths in the
+         * test's directory, which only root may enter: run as root, its
+         * worker stays root (`user root`), not nobody. */
         snprintf(conf, sizeof(conf),
                  "worker_processes 1;\ndaemon off;\npid %s/nginx.pid;\n%s"
                  "events { worker_connections 1024; }\n"
