@@ -231,6 +231,65 @@ BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120,
  * the declined one elsewhere (here: nowhere, so it waits in the queue),
  * reports degraded health, and once the worker has room again the waiting
  * requests are served. */
+/* Every reload moves each idle Keep-Alive connection to the new
+ * generation (--migrate=idle, the default): 1,500 of them on two workers,
+ * through a master whose hard fd limit is 1,024 (a container's), all move
+ * as the master can take them, none is lost, and each answers its next
+ * request from the new code. */
+BACKEND_TEST(resources, a_reload_moves_more_idle_connections_than_the_master_has_fds,
+             .timeout = 120, .fini = ht_fini)
+{
+    enum { N = 1500 };
+    ht_raise_nofile(N + 256);
+    rs_start_limited(backend, up_test_bin("examples/echo.so"), 2, NULL, 1024, 1024);
+    struct ma_status s;
+    ma_wait_workers(1, 2, &s);
+    int *fds = calloc(N, sizeof(int));
+    struct ht_answer *a = calloc(N, sizeof(*a));
+    cr_assert(fds != NULL && a != NULL);
+    long long t0 = up_test_now_ms();
+    for (int i = 0; i < N; i++) {
+        fds[i] = ht_connect(ma.port);
+    }
+    rs_get_each(fds, N, a);
+    cr_assert_eq(ht_collect(fds, N, a, t0, 30000), N, "log:\n%s", ma_log_text());
+    ma_status(&s);
+    long back0 = s.handed_back;
+
+    long long t1 = up_test_now_ms();
+    ma_signal(SIGUSR2);
+    do {
+        up_test_nap(50);
+        ma_status(&s);
+    } while (strcmp(ma_gen_state(&s, 1), "") != 0 && up_test_now_ms() - t1 < 30000);
+    long long moved_ms = up_test_now_ms() - t1;
+    cr_assert_str_eq(ma_gen_state(&s, 1), "", "generation 1 still holds connections:\n%s", s.text);
+    cr_assert_eq(s.lost, 0, "%s\nlog:\n%s", s.text, ma_log_text());
+    cr_assert_eq(s.handed_back - back0, N, "%s", s.text);
+    pid_t now[2];
+    cr_assert_eq(ma_gen_pids(&s, 2, "ready", now, 2), 2, "%s", s.text);
+
+    long long t2 = up_test_now_ms();
+    rs_get_each(fds, N, a);
+    ht_collect(fds, N, a, t2, 30000);
+    int ok = 0, elsewhere = 0;
+    for (int i = 0; i < N; i++) {
+        ok += a[i].status == 200;
+        elsewhere += a[i].status == 200 && !ht_pid_in(a[i].pid, now, 2);
+    }
+    cr_assert_eq(ok, N, "%d of %d answered 200 after the reload; log:\n%s", ok, N, ma_log_text());
+    cr_assert_eq(elsewhere, 0, "%d answered by a pid not of generation 2", elsewhere);
+    fprintf(stderr,
+            "[resources] %s: %d idle connections moved through a master at 1024 fds in %lld "
+            "ms, 0 lost\n",
+            backend, N, moved_ms);
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+    }
+    free(a);
+    free(fds);
+}
+
 BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, .fini = ht_fini)
 {
     enum { LIMIT = 128, N = 150, CLOSE = 48 };
