@@ -162,11 +162,7 @@ static void px_run(const char *name, const char *backend)
     /* The storm's last generation alone (none starting, none draining),
      * and the pool on it. */
     struct ma_status s;
-    long long t0 = up_test_now_ms();
-    do {
-        up_test_nap(50);
-        ma_status(&s);
-    } while (s.ngens != 1 && up_test_now_ms() - t0 < 10000);
+    ma_wait_alone(10000, &s);
     cr_assert_eq(s.ngens, 1, "the storm's generations did not settle:\n%s", s.text);
     px_wait_generation(name, port, s.active, 2000);
     fprintf(stderr,

@@ -153,6 +153,28 @@ BACKEND_TEST(resources, low_fd_limit_pauses_and_sheds, .timeout = 60, .fini = ht
 
 /* ---- workers at their fd limit ---- */
 
+/* n connections to the master (fds, returned) and room for an answer on
+ * each (*ret_a); rs_close_all() closes and frees both. */
+static int *rs_open(int n, struct ht_answer **ret_a)
+{
+    int *fds = calloc((size_t)n, sizeof(int));
+    *ret_a = calloc((size_t)n, sizeof(**ret_a));
+    cr_assert(fds != NULL && *ret_a != NULL);
+    for (int i = 0; i < n; i++) {
+        fds[i] = ht_connect(ma.port);
+    }
+    return fds;
+}
+
+static void rs_close_all(int *fds, struct ht_answer *a, int n)
+{
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+    free(fds);
+    free(a);
+}
+
 /* Send a keep-alive GET on each of fds[0..n), its answer to come in a[i]. */
 static void rs_get_each(const int *fds, int n, struct ht_answer *a)
 {
@@ -184,13 +206,9 @@ BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120,
     pid_t pids[2];
     cr_assert_eq(ma_gen_pids(&before, 1, "ready", pids, 2), 2);
 
-    int *fds = calloc(N, sizeof(int));
-    struct ht_answer *a = calloc(N, sizeof(*a));
-    cr_assert(fds != NULL && a != NULL);
+    struct ht_answer *a;
     long long t0 = up_test_now_ms();
-    for (int i = 0; i < N; i++) {
-        fds[i] = ht_connect(ma.port);
-    }
+    int *fds = rs_open(N, &a);
     for (int round = 1; round <= 2; round++) {
         rs_get_each(fds, N, a);
         int got = ht_collect(fds, N, a, t0, 30000);
@@ -218,11 +236,7 @@ BACKEND_TEST(resources, soft_fd_limit_raised_for_2600_keepalive, .timeout = 120,
             "[resources] soft fd limit 1024 (%s): %d keep-alive connections, 2 requests each, "
             "all 200 in %lld ms; workers kept: %d %d\n",
             backend, N, took, (int)pids[0], (int)pids[1]);
-    for (int i = 0; i < N; i++) {
-        close(fds[i]);
-    }
-    free(fds);
-    free(a);
+    rs_close_all(fds, a, N);
 }
 
 /* A worker at a hard fd limit it cannot raise: a connection whose fd the
@@ -244,25 +258,16 @@ BACKEND_TEST(resources, a_reload_moves_more_idle_connections_than_the_master_has
     rs_start_limited(backend, up_test_bin("examples/echo.so"), 2, NULL, 1024, 1024);
     struct ma_status s;
     ma_wait_workers(1, 2, &s);
-    int *fds = calloc(N, sizeof(int));
-    struct ht_answer *a = calloc(N, sizeof(*a));
-    cr_assert(fds != NULL && a != NULL);
+    struct ht_answer *a;
     long long t0 = up_test_now_ms();
-    for (int i = 0; i < N; i++) {
-        fds[i] = ht_connect(ma.port);
-    }
+    int *fds = rs_open(N, &a);
     rs_get_each(fds, N, a);
     cr_assert_eq(ht_collect(fds, N, a, t0, 30000), N, "log:\n%s", ma_log_text());
     ma_status(&s);
     long back0 = s.handed_back;
 
-    long long t1 = up_test_now_ms();
     ma_signal(SIGUSR2);
-    do {
-        up_test_nap(50);
-        ma_status(&s);
-    } while (strcmp(ma_gen_state(&s, 1), "") != 0 && up_test_now_ms() - t1 < 30000);
-    long long moved_ms = up_test_now_ms() - t1;
+    long long moved_ms = ma_wait_alone(30000, &s);
     cr_assert_str_eq(ma_gen_state(&s, 1), "", "generation 1 still holds connections:\n%s", s.text);
     cr_assert_eq(s.lost, 0, "%s\nlog:\n%s", s.text, ma_log_text());
     cr_assert_eq(s.handed_back - back0, N, "%s", s.text);
@@ -283,11 +288,7 @@ BACKEND_TEST(resources, a_reload_moves_more_idle_connections_than_the_master_has
             "[resources] %s: %d idle connections moved through a master at 1024 fds in %lld "
             "ms, 0 lost\n",
             backend, N, moved_ms);
-    for (int i = 0; i < N; i++) {
-        close(fds[i]);
-    }
-    free(a);
-    free(fds);
+    rs_close_all(fds, a, N);
 }
 
 BACKEND_TEST(resources, worker_out_of_fds_declines_and_recovers, .timeout = 60, .fini = ht_fini)
@@ -428,11 +429,7 @@ BACKEND_TEST(resources, handback_at_master_fd_limit_keeps_the_channel, .timeout 
         close(fill[i]);
     }
     /* Generation 1 leaves by itself, every hand-back read. */
-    long long t0 = up_test_now_ms();
-    do {
-        up_test_nap(50);
-        ma_status(&s);
-    } while (strcmp(ma_gen_state(&s, 1), "") != 0 && up_test_now_ms() - t0 < 10000);
+    ma_wait_alone(10000, &s);
     cr_assert_str_eq(ma_gen_state(&s, 1), "", "generation 1 is still there:\n%s", s.text);
     long back = s.handed_back >= 0 ? s.handed_back - back0 : -1;
     long lost = s.lost;

@@ -879,6 +879,17 @@ void ma_wait_workers(unsigned id, int n, struct ma_status *s)
     ma_wait_workers_not(id, n, NULL, 0, s);
 }
 
+long long ma_wait_alone(int timeout_ms, struct ma_status *s)
+{
+    long long t0 = up_test_now_ms();
+    ma_status(s);
+    while (s->ngens != 1 && up_test_now_ms() - t0 < timeout_ms) {
+        up_test_nap(50);
+        ma_status(s);
+    }
+    return up_test_now_ms() - t0;
+}
+
 /* ---- a lone up-worker ---- */
 
 void wk_spawn(const char *backend, const char *app, const char *const *env)

@@ -318,6 +318,12 @@ void ma_wait_workers_not(unsigned id, int n, const pid_t *not_pids, int nnot, st
 /* The same with no pid excluded. */
 void ma_wait_workers(unsigned id, int n, struct ma_status *s);
 
+/* `up-run status` every 50 ms until it lists one generation alone (none
+ * starting, none draining: a reload's old ones have left), for up to
+ * timeout_ms; *s gets the last status. Returns how long it waited, in ms.
+ * Does not assert: the caller says what it waited for. */
+long long ma_wait_alone(int timeout_ms, struct ma_status *s);
+
 /* ---- a lone up-worker ---- */
 
 struct wk {
