@@ -1,9 +1,11 @@
 /*
- * manual_ready: for `--ready=manual`. It warms up for 300 ms after init and
- * only then calls up_ready(); until then the master must not route to it.
+ * manual_ready: for `--ready=manual`. It warms up for 300 ms after init (or
+ * for its first argument's milliseconds: `manual_ready.so -- 2000`) and only
+ * then calls up_ready(); until then the master must not route to it.
  * Answers like hello, plus X-Up-Pid.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <up/app.h>
@@ -16,10 +18,9 @@ static void manual_ready_warm(void *arg)
 
 static int manual_ready_init(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
+    long ms = argc > 1 ? strtol(argv[1], NULL, 10) : 300;
     /* The timer runs on the worker's loop, which starts after init returns. */
-    return up_after(300, manual_ready_warm, NULL) == 0 ? 0 : -1;
+    return ms > 0 && up_after((unsigned)ms, manual_ready_warm, NULL) == 0 ? 0 : -1;
 }
 
 static void manual_ready_handle(struct up_req *req, struct up_res *res)

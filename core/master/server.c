@@ -66,7 +66,8 @@
 #define STOP_GRACE_MS 5000
 /* A graceful stop first lets the workers take what was accepted (a head
  * still arriving, a connection on its way to a worker): at most this long,
- * then the rest is closed as in a stop at once. */
+ * then the rest is closed as in a stop at once; or, while nothing serves
+ * but a generation is starting, until its start ends (--ready-timeout). */
 #define STOP_FINISH_MS 1000
 
 /* `up-run reload` clients waiting for an outcome (the control socket
@@ -174,6 +175,7 @@ static const struct up_metrics_cbs metrics_cbs;
 static void server_stop(struct up_server *s, bool graceful);
 static void stop_routing(struct up_server *s);
 static void maybe_finished(struct up_server *s);
+static void finish_stop(struct up_server *s);
 static void unlisten(struct up_server *s);
 static int server_reload(struct up_server *s, const char *why);
 static void check_done(struct up_server *s);
@@ -637,9 +639,11 @@ static void on_gen_active(struct up_gens *gs, struct up_gen *g, struct up_gen *o
     }
     s->last_error[0] = '\0';
     up_router_error_page(&s->router, NULL);
-    char status[96];
-    snprintf(status, sizeof(status), "READY=1\nSTATUS=generation %u serving", g->id);
-    up_notify(status);
+    if (s->state != SERVER_STOPPING) { /* else it serves what a stop accepted */
+        char status[96];
+        snprintf(status, sizeof(status), "READY=1\nSTATUS=generation %u serving", g->id);
+        up_notify(status);
+    }
     check_health(s);
     reload_outcome(s, g, true);
     up_router_kick(&s->router);
@@ -675,6 +679,11 @@ static void on_gen_none(struct up_gens *gs)
 {
     struct up_server *s = gs->ctx;
     if (s->state == SERVER_STOPPING) {
+        /* What a stop's first step kept for a starting generation: it
+         * will not come. */
+        if (s->finishing) {
+            finish_stop(s);
+        }
         return;
     }
     if (s->watch != NULL) {
@@ -911,6 +920,17 @@ static void on_finish_deadline(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     struct up_server *s = up_container_of(t, struct up_server, finish_timer);
+    if (s->finishing && s->gens.active == NULL && up_gens_expected(&s->gens)) {
+        /* A stop right after a start (a restart in a hurry): what we
+         * accepted waits for the first generation, bounded by its
+         * --ready-timeout (a failure ends it: on_gen_none()), rather than
+         * get a 503 a moment before an answer. */
+        up_log(UP_LOG_INFO,
+               "stopping: %zu accepted connections wait for the starting generation (at most "
+               "--ready-timeout)",
+               up_pendings_owed(&s->pendings));
+        return;
+    }
     if (s->finishing) {
         up_log(UP_LOG_INFO, "stopping: %zu accepted connections not taken by a worker in %d ms",
                up_pendings_owed(&s->pendings), STOP_FINISH_MS);

@@ -442,6 +442,44 @@ BACKEND_TEST(master, a_signal_to_a_start_that_fails_acts_on_nothing, .timeout = 
     }
 }
 
+/* A stop that comes while the first generation starts (a restart in a
+ * hurry, a deploy tool's stop right after its start): a request the master
+ * already accepted waits for that generation and gets its answer (before:
+ * a 503 one second into the stop, while the workers were a moment from
+ * ready); a start that fails ends the wait at its --ready-timeout with a
+ * 503, and the stop with it. */
+static void stop_during_start(const char *backend, const char *app, const char *arg, int want)
+{
+    const char *const extra[] = {"--ready=manual", "--ready-timeout", "3s", app, "--", arg, NULL};
+    ma_spawn(backend, NULL, extra);
+    ma_wait_log("starting generation 1", HT_READY_MS);
+    int fd = ht_client(ma.port);
+    ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    usleep(200 * 1000); /* accepted: the head is there (TCP_DEFER_ACCEPT or not) */
+    ma_signal(SIGTERM);
+    struct up_test_resp r = {0};
+    int ret = up_test_read_response(fd, &r, 10000);
+    close(fd);
+    int status = up_test_wait_exit(ma.pid, 10000);
+    ma.pid = -1;
+    const char *log = ma_log_text();
+    cr_assert_eq(ret, 0, "%s: no answer: %s\n%s", app, strerror(-ret), log);
+    cr_assert_eq(r.status, want, "%s: %s\n%s", app, r.head, log);
+    cr_assert_eq(status, 0, "%s: exit %d\n%s", app, status, log);
+    cr_assert_not_null(strstr(log, "1 accepted connections wait for the starting generation"), "%s",
+                       log);
+}
+
+BACKEND_TEST(master, a_stop_during_the_first_start_serves_what_it_accepted, .timeout = 60,
+             .fini = ht_fini)
+{
+    stop_during_start(backend, up_test_bin("examples/manual_ready.so"), "2500", 200);
+    cr_assert_not_null(strstr(ma_log_text(), "generation 1 serving"), "%s", ma_log_text());
+    /* never_ready.so ignores its argument. */
+    stop_during_start(backend, up_test_bin("examples/never_ready.so"), "0", 503);
+    cr_assert_not_null(strstr(ma_log_text(), "--ready-timeout"), "%s", ma_log_text());
+}
+
 /* How unshare(1) can give a hosts file of its own without it reaching the
  * rest of the machine: NULL when it cannot. A new mount namespace is made
  * private from / down, unless / is not a mount point (a chroot, such as a
