@@ -1,7 +1,14 @@
 """Python's stdlib http.server under up-run --exec: the listener from socket
 activation (fd 3), READY=1 on $NOTIFY_SOCKET, a graceful stop on SIGTERM:
 stop accepting, let each connection's thread finish its request (an idle
-keep-alive one ends after `timeout`), then exit."""
+keep-alive one ends after `timeout`), then exit.
+
+SIGTERM is taken with sigwait() in the main thread, not by a handler: a
+Python handler runs in the main thread between any two bytecodes, also
+inside threading's own locks while serve_forever() starts a connection's
+thread, and a handler that starts a thread (shutdown() must not run in the
+thread of serve_forever()) then waits for that lock forever. That server
+neither answers the connection it was starting nor exits."""
 import http.server, os, signal, socket, threading
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -19,11 +26,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+# Blocked before any thread starts, so in every thread: it waits for sigwait().
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 server = http.server.ThreadingHTTPServer(("", 0), Handler, bind_and_activate=False)
 server.daemon_threads = False  # server_close() waits for them
 server.socket = socket.socket(fileno=3)  # LISTEN_FDS=1: the master's listener
+serving = threading.Thread(target=server.serve_forever)
+serving.start()
 if os.environ.get("NOTIFY_SOCKET"):
     socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
-signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-server.serve_forever()
-server.server_close()
+signal.sigwait({signal.SIGTERM})
+server.shutdown()  # serve_forever() returns: no more accepts
+serving.join()
+server.server_close()  # and each connection's thread ends
