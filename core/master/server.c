@@ -67,7 +67,8 @@
 /* A graceful stop first lets the workers take what was accepted (a head
  * still arriving, a connection on its way to a worker): at most this long,
  * then the rest is closed as in a stop at once; or, while nothing serves
- * but a generation is starting, until its start ends (--ready-timeout). */
+ * but a generation is starting, until its start ends (at most
+ * --ready-timeout and the drain timeout). */
 #define STOP_FINISH_MS 1000
 
 /* `up-run reload` clients waiting for an outcome (the control socket
@@ -141,6 +142,7 @@ struct up_server {
     struct up_timer stop_timer;   /* graceful stop deadline */
     struct up_timer finish_timer; /* the bound on a graceful stop's first step */
     bool finishing;               /* stopping: the workers still take what we accepted */
+    bool finish_waits_for_start;  /* and that waits for the first generation's start */
     bool stopping_now;            /* a stop at once was asked (SIGQUIT, SIGINT twice) */
     const char *health;           /* the last health logged */
     char last_error[1024];        /* why the last reload failed (the 503 page) */
@@ -920,20 +922,27 @@ static void on_finish_deadline(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     struct up_server *s = up_container_of(t, struct up_server, finish_timer);
-    if (s->finishing && s->gens.active == NULL && up_gens_expected(&s->gens)) {
+    uint64_t drain = s->opts.drain_timeout_ms;
+    if (s->finishing && !s->finish_waits_for_start && s->gens.active == NULL &&
+        up_gens_expected(&s->gens) && drain > STOP_FINISH_MS) {
         /* A stop right after a start (a restart in a hurry): what we
-         * accepted waits for the first generation, bounded by its
-         * --ready-timeout (a failure ends it: on_gen_none()), rather than
-         * get a 503 a moment before an answer. */
+         * accepted waits for the first generation rather than get a 503 a
+         * moment before an answer. Bounded by its --ready-timeout (a
+         * failure ends the wait: on_gen_none()) and by --timeout, which
+         * operators keep inside their runtime's grace before SIGKILL: a
+         * 503 then is better than a reset. */
+        s->finish_waits_for_start = true;
         up_log(UP_LOG_INFO,
                "stopping: %zu accepted connections wait for the starting generation (at most "
-               "--ready-timeout)",
+               "--ready-timeout and --timeout)",
                up_pendings_owed(&s->pendings));
+        up_timer_start(s->loop, &s->finish_timer, drain - STOP_FINISH_MS);
         return;
     }
     if (s->finishing) {
-        up_log(UP_LOG_INFO, "stopping: %zu accepted connections not taken by a worker in %d ms",
-               up_pendings_owed(&s->pendings), STOP_FINISH_MS);
+        up_log(UP_LOG_INFO, "stopping: %zu accepted connections not taken by a worker in %llu ms",
+               up_pendings_owed(&s->pendings),
+               (unsigned long long)(s->finish_waits_for_start ? drain : STOP_FINISH_MS));
         finish_stop(s);
     }
 }

@@ -447,10 +447,13 @@ BACKEND_TEST(master, a_signal_to_a_start_that_fails_acts_on_nothing, .timeout = 
  * already accepted waits for that generation and gets its answer (before:
  * a 503 one second into the stop, while the workers were a moment from
  * ready); a start that fails ends the wait at its --ready-timeout with a
- * 503, and the stop with it. */
-static void stop_during_start(const char *backend, const char *app, const char *arg, int want)
+ * 503, and the stop with it; so does the drain timeout, which operators
+ * keep inside their container runtime's grace before SIGKILL. */
+static void stop_during_start(const char *backend, const char *app, const char *arg,
+                              const char *drain, int want)
 {
-    const char *const extra[] = {"--ready=manual", "--ready-timeout", "3s", app, "--", arg, NULL};
+    const char *const extra[] = {
+        "--ready=manual", "--ready-timeout", "3s", "-t", drain, app, "--", arg, NULL};
     ma_spawn(backend, NULL, extra);
     ma_wait_log("starting generation 1", HT_READY_MS);
     int fd = ht_client(ma.port);
@@ -473,11 +476,16 @@ static void stop_during_start(const char *backend, const char *app, const char *
 BACKEND_TEST(master, a_stop_during_the_first_start_serves_what_it_accepted, .timeout = 60,
              .fini = ht_fini)
 {
-    stop_during_start(backend, up_test_bin("examples/manual_ready.so"), "2500", 200);
+    const char *ready = up_test_bin("examples/manual_ready.so");
+    stop_during_start(backend, ready, "2500", "5s", 200);
     cr_assert_not_null(strstr(ma_log_text(), "generation 1 serving"), "%s", ma_log_text());
     /* never_ready.so ignores its argument. */
-    stop_during_start(backend, up_test_bin("examples/never_ready.so"), "0", 503);
-    cr_assert_not_null(strstr(ma_log_text(), "--ready-timeout"), "%s", ma_log_text());
+    stop_during_start(backend, up_test_bin("examples/never_ready.so"), "0", "5s", 503);
+    cr_assert_not_null(strstr(ma_log_text(), "no worker was ready within 3000 ms"), "%s",
+                       ma_log_text());
+    stop_during_start(backend, ready, "2500", "1500ms", 503);
+    cr_assert_not_null(strstr(ma_log_text(), "not taken by a worker in 1500 ms"), "%s",
+                       ma_log_text());
 }
 
 /* How unshare(1) can give a hosts file of its own without it reaching the
