@@ -82,6 +82,7 @@ Test(chat, chromium_page_survives_a_reload, .timeout = 120, .fini = chat_fini)
     char url[64];
     struct nd n;
 
+    up_test_exclusive_load(); /* a browser's start takes both cores for a moment */
     ma_start("auto", up_test_bin(CHAT_APP), chat_opts);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ma.port);
     nd_start(&n, "browser.js", (const char *const[]){CHROMIUM, url, ht_path("chromium"), NULL});

@@ -234,6 +234,7 @@ static void sd_argv(char **argv, const char *timeout, const char *backend, const
 static void sd_stops(const char *backend, enum sd_kill how, const char *const *app)
 {
     enum { ROUNDS = 12, CLIENTS = 4 };
+    up_test_exclusive_load(); /* four clients connecting without a pause */
     int port;
     int l = sd_listener(&port);
     char *argv[SD_ARGV];

@@ -939,6 +939,7 @@ void ld_start(int i, const char *const *args)
     const char *bin = up_test_bin("tools/up-load");
 
     cr_assert(i >= 0 && i < LD_MAX && ht.load[i] <= 0, "up-load %d already runs", i);
+    up_test_exclusive_load();
     snprintf(port, sizeof(port), "%d", ma.port);
     snprintf(name, sizeof(name), "up-load-%d.out", i);
     snprintf(ht.load_out[i], sizeof(ht.load_out[i]), "%s", ht_path(name));

@@ -924,6 +924,10 @@ void up_test_require_io_uring(void)
 
 void up_test_exclusive_load(void)
 {
+    static bool held; /* a second open's flock would wait for our own */
+    if (held) {
+        return;
+    }
     char path[64];
     snprintf(path, sizeof(path), "/tmp/up-tests-load-%d.lock", (int)getuid());
     /* Never closed: the lock ends with this test's process. */
@@ -931,6 +935,7 @@ void up_test_exclusive_load(void)
     if (fd >= 0) {
         while (flock(fd, LOCK_EX) < 0 && errno == EINTR) {
         }
+        held = true;
     }
 }
 

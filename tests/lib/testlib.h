@@ -206,7 +206,9 @@ void up_test_require_io_uring(void);
 /* For a test that saturates the machine (a load storm): wait until no other
  * such test runs, then hold the right until this test process exits. Two
  * storms on a 2-core machine starve each other, and a request delayed for
- * seconds by the scheduler would look like a request the server lost. */
+ * seconds by the scheduler would look like a request the server lost (or a
+ * worker's start like one that never got ready). Taken again, it returns at
+ * once; ld_start() takes it, so every test that runs up-load holds it. */
 void up_test_exclusive_load(void);
 
 /* A field of /proc/pid/status in kB (field is "VmRSS:", "VmHWM:", ...), or
