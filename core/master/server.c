@@ -633,8 +633,8 @@ static void on_gen_active(struct up_gens *gs, struct up_gen *g, struct up_gen *o
         hand_over(s, g);
         return;
     }
-    if (s->is_heir && !s->took_over) {
-        take_over(s);
+    if (s->is_heir && !s->took_over && s->state != SERVER_STOPPING) {
+        take_over(s); /* not when stopped first: the old master keeps serving */
     }
     if (s->state == SERVER_STARTING) {
         s->state = SERVER_RUNNING;
@@ -877,16 +877,19 @@ static void stop_routing(struct up_server *s)
     unlisten(s);
 }
 
-/* Stopping, routing stopped and no accept in flight: the listeners go at
- * once, not at the exit after the drain. A client that connects during the
- * drain is then refused (a load balancer tries another server) instead of
- * waiting in a queue nobody serves, to be reset when we exit. A socket
- * systemd passed stays open in systemd, and what arrives waits in its
- * queue for the next master. No worker starts any more (up_gens_stop()
- * came first), so none needs a listener (--exec) either. */
+/* Stopping and no accept in flight: the listeners go at
+ * once, not at the exit after the drain; nor after the first step, which
+ * may wait for a starting generation: what is accepted is ours to route
+ * without them. A client that connects during the stop is then refused (a
+ * load balancer tries another server) instead of waiting in a queue nobody
+ * serves, to be reset when we exit. A socket systemd passed stays open in
+ * systemd, and what arrives waits in its queue for the next master. A
+ * worker that starts in the first step needs no listener: with --exec,
+ * where servers accept for themselves, nothing is accepted, so the first
+ * step ends at once and up_gens_stop() comes before the close. */
 static void unlisten(struct up_server *s)
 {
-    if (!s->router.stopping || !listeners_quiet(s)) {
+    if (s->state != SERVER_STOPPING || !listeners_quiet(s)) {
         return;
     }
     for (int i = 0; i < s->nlisteners; i++) {

@@ -448,7 +448,9 @@ BACKEND_TEST(master, a_signal_to_a_start_that_fails_acts_on_nothing, .timeout = 
  * a 503 one second into the stop, while the workers were a moment from
  * ready); a start that fails ends the wait at its --ready-timeout with a
  * 503, and the stop with it; so does the drain timeout, which operators
- * keep inside their container runtime's grace before SIGKILL. */
+ * keep inside their container runtime's grace before SIGKILL. While it
+ * waits, a new client is refused at once (the listener is closed), not
+ * queued to be reset at the exit. */
 static void stop_during_start(const char *backend, const char *app, const char *arg,
                               const char *drain, int want)
 {
@@ -460,6 +462,18 @@ static void stop_during_start(const char *backend, const char *app, const char *
     ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     usleep(200 * 1000); /* accepted: the head is there (TCP_DEFER_ACCEPT or not) */
     ma_signal(SIGTERM);
+    long long t0 = up_test_now_ms();
+    int late;
+    /* A connect racing the close may be reset in its handshake. */
+    while (((late = up_test_connect(ma.port)) >= 0 || late == -ECONNRESET) &&
+           up_test_now_ms() - t0 < 1000) {
+        if (late >= 0) {
+            close(late);
+        }
+        up_test_nap(20);
+    }
+    cr_assert_eq(late, -ECONNREFUSED, "%s: a connect %lld ms into the stop: %s\n%s", app,
+                 up_test_now_ms() - t0, late >= 0 ? "accepted" : strerror(-late), ma_log_text());
     struct up_test_resp r = {0};
     int ret = up_test_read_response(fd, &r, 10000);
     close(fd);

@@ -185,8 +185,8 @@ int up_server_run(struct up_server *s);
 
 /* Reload (start a new generation; the old one drains once it serves), or
  * stop (graceful: drain within the drain timeout; else at once). A stop
- * closes the listeners once what was accepted is routed, so that new
- * clients are refused during the drain (while nothing serves yet but the
+ * closes the listeners as soon as no accept is in flight, so that new
+ * clients are refused during the stop (while nothing serves yet but the
  * first generation starts, a graceful stop waits for it, at most the
  * ready and drain timeouts). Safe from any thread and from a signal
  * handler. */
