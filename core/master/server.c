@@ -877,16 +877,16 @@ static void stop_routing(struct up_server *s)
     unlisten(s);
 }
 
-/* Stopping and no accept in flight: the listeners go at
- * once, not at the exit after the drain; nor after the first step, which
- * may wait for a starting generation: what is accepted is ours to route
- * without them. A client that connects during the stop is then refused (a
- * load balancer tries another server) instead of waiting in a queue nobody
- * serves, to be reset when we exit. A socket systemd passed stays open in
- * systemd, and what arrives waits in its queue for the next master. A
- * worker that starts in the first step needs no listener: with --exec,
- * where servers accept for themselves, nothing is accepted, so the first
- * step ends at once and up_gens_stop() comes before the close. */
+/* Stopping and no accept in flight: the listeners go at once, not at the
+ * exit after the drain, nor after the first step, which may wait for a
+ * starting generation: what is accepted is ours to route without them. A
+ * client that connects during the stop is then refused (a load balancer
+ * tries another server) instead of waiting in a queue nobody serves, to be
+ * reset when we exit. A socket systemd passed stays open in systemd, and
+ * what arrives waits in its queue for the next master. A worker that
+ * starts in the first step needs no listener: with --exec, where servers
+ * accept for themselves, nothing is accepted, so the first step ends at
+ * once and up_gens_stop() comes before the close. */
 static void unlisten(struct up_server *s)
 {
     if (s->state != SERVER_STOPPING || !listeners_quiet(s)) {
