@@ -1,6 +1,7 @@
 #include "procstat.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -94,4 +95,45 @@ void up_procstat_self(struct up_procstat *ret)
         fclose(f);
     }
     stat_times(ret);
+}
+
+void up_procstat_doing(pid_t pid, char *buf, size_t cap)
+{
+    char path[64], line[512], wchan[64] = "";
+    buf[0] = '\0';
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    bool got = f != NULL && fgets(line, sizeof(line), f) != NULL;
+    if (f != NULL) {
+        fclose(f);
+    }
+    const char *p = got ? strrchr(line, ')') : NULL; /* the command may hold ')' */
+    if (p == NULL || p[1] != ' ' || p[2] == '\0') {
+        return;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+    f = fopen(path, "re");
+    if (f != NULL) {
+        size_t n = fread(wchan, 1, sizeof(wchan) - 1, f);
+        wchan[n] = '\0';
+        fclose(f);
+    }
+    static const struct {
+        char code;
+        const char *name;
+    } states[] = {{'R', "running"},
+                  {'S', "sleeping"},
+                  {'D', "in uninterruptible sleep"},
+                  {'T', "stopped"},
+                  {'t', "stopped by a tracer"},
+                  {'Z', "a zombie"}};
+    const char *name = "in state ?";
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        if (states[i].code == p[2]) {
+            name = states[i].name;
+        }
+    }
+    /* "0": nothing to tell (running, or the kernel hides it). */
+    bool where = wchan[0] != '\0' && strcmp(wchan, "0") != 0 && p[2] != 'R';
+    snprintf(buf, cap, "%s%s%s", name, where ? " in " : "", where ? wchan : "");
 }

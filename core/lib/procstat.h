@@ -6,6 +6,9 @@
 #ifndef UP_PROCSTAT_H
 #define UP_PROCSTAT_H
 
+#include <stddef.h>
+#include <sys/types.h>
+
 struct up_procstat {
     double open_fds;      /* entries of /proc/self/fd */
     double max_fds;       /* the soft RLIMIT_NOFILE */
@@ -16,5 +19,11 @@ struct up_procstat {
 
 /* Fill ret; a value that could not be read is -1. */
 void up_procstat_self(struct up_procstat *ret);
+
+/* What process pid is doing, for a log line about one that did not answer
+ * in time: "running", or "sleeping in do_epoll_wait" (the kernel function
+ * it waits in, /proc/PID/wchan, when the kernel tells it). Writes "" when
+ * /proc says nothing (gone, or not ours to read). */
+void up_procstat_doing(pid_t pid, char *buf, size_t cap);
 
 #endif

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "passfd.h"
 #include "pending.h"
+#include "procstat.h"
 #include "sticky.h"
 
 #include <errno.h>
@@ -259,9 +260,23 @@ static void on_ready_timeout(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     struct up_gen *g = up_container_of(t, struct up_gen, ready_timer);
-    char why[128];
-    snprintf(why, sizeof(why), "no worker was ready within %llu ms (--ready-timeout)",
-             (unsigned long long)g->set->opts->ready_timeout_ms);
+    char why[768];
+    int n = snprintf(why, sizeof(why), "no worker was ready within %llu ms (--ready-timeout)",
+                     (unsigned long long)g->set->opts->ready_timeout_ms);
+    /* What each one was doing: an init blocked on a database that does
+     * not answer ("sleeping in inet_wait_for_connect") is not an app
+     * that returned and never said READY ("sleeping in do_epoll_wait"). */
+    struct up_list *q, *u;
+    up_list_for_each_safe(q, u, &g->workers)
+    {
+        const struct up_mworker *w = WORKER(q);
+        char doing[96];
+        up_procstat_doing(w->pid, doing, sizeof(doing));
+        if (w->pid > 0 && doing[0] != '\0' && n > 0 && (size_t)n < sizeof(why)) {
+            n += snprintf(why + n, sizeof(why) - (size_t)n, "; worker #%u pid=%d %s", w->index,
+                          (int)w->pid, doing);
+        }
+    }
     gen_fail(g, why);
     up_gens_reconcile(g->set);
 }

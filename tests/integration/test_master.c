@@ -497,6 +497,10 @@ BACKEND_TEST(master, a_stop_during_the_first_start_serves_what_it_accepted, .tim
     stop_during_start(backend, up_test_bin("examples/never_ready.so"), "0", "5s", 503);
     cr_assert_not_null(strstr(ma_log_text(), "no worker was ready within 3000 ms"), "%s",
                        ma_log_text());
+    /* And what each was doing: never_ready.so's init returned, and the
+     * worker waits in its loop. */
+    cr_assert_not_null(strstr(ma_log_text(), "; worker #0 pid="), "%s", ma_log_text());
+    cr_assert_not_null(strstr(ma_log_text(), " sleeping"), "%s", ma_log_text());
     stop_during_start(backend, ready, "2500", "1500ms", 503);
     cr_assert_not_null(strstr(ma_log_text(), "not taken by a worker in 1500 ms"), "%s",
                        ma_log_text());
