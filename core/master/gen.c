@@ -263,9 +263,10 @@ static void on_ready_timeout(struct up_loop *loop, struct up_timer *t)
     char why[768];
     int n = snprintf(why, sizeof(why), "no worker was ready within %llu ms (--ready-timeout)",
                      (unsigned long long)g->set->opts->ready_timeout_ms);
-    /* What each one was doing: an init blocked on a database that does
-     * not answer ("sleeping in inet_wait_for_connect") is not an app
-     * that returned and never said READY ("sleeping in do_epoll_wait"). */
+    /* What each one was doing: an init blocked on a connect or a lock
+     * ("sleeping in wait_woken", "futex_do_wait") is not an app that
+     * returned and never said READY (the worker loop's own wait:
+     * "io_cqring_wait", "do_epoll_wait"). */
     struct up_list *q, *u;
     up_list_for_each_safe(q, u, &g->workers)
     {
