@@ -452,15 +452,20 @@ BACKEND_TEST(master, a_signal_to_a_start_that_fails_acts_on_nothing, .timeout = 
  * waits, a new client is refused at once (the listener is closed), not
  * queued to be reset at the exit. */
 static void stop_during_start(const char *backend, const char *app, const char *arg,
-                              const char *drain, int want)
+                              const char *ready, const char *drain, int want)
 {
     const char *const extra[] = {
-        "--ready=manual", "--ready-timeout", "3s", "-t", drain, app, "--", arg, NULL};
+        "--ready=manual", "--ready-timeout", ready, "-t", drain, app, "--", arg, NULL};
     ma_spawn(backend, NULL, extra);
     ma_wait_log("starting generation 1", HT_READY_MS);
     int fd = ht_client(ma.port);
     ht_send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    usleep(200 * 1000); /* accepted: the head is there (TCP_DEFER_ACCEPT or not) */
+    struct ma_status s = {0};
+    for (long long end = up_test_now_ms() + 5000; s.accepted < 1;) {
+        cr_assert_lt(up_test_now_ms(), end, "not accepted within 5 s:\n%s", s.text);
+        ma_status(&s); /* the control socket serves from the start */
+        up_test_nap(s.accepted < 1 ? 20 : 0);
+    }
     ma_signal(SIGTERM);
     long long t0 = up_test_now_ms();
     int late;
@@ -490,18 +495,20 @@ static void stop_during_start(const char *backend, const char *app, const char *
 BACKEND_TEST(master, a_stop_during_the_first_start_serves_what_it_accepted, .timeout = 60,
              .fini = ht_fini)
 {
+    /* Ready 2.5 s after its start, well inside a 10 s --ready-timeout (a
+     * start under the sanitizers on a busy machine may take a second). */
     const char *ready = up_test_bin("examples/manual_ready.so");
-    stop_during_start(backend, ready, "2500", "5s", 200);
+    stop_during_start(backend, ready, "2500", "10s", "15s", 200);
     cr_assert_not_null(strstr(ma_log_text(), "generation 1 serving"), "%s", ma_log_text());
     /* never_ready.so ignores its argument. */
-    stop_during_start(backend, up_test_bin("examples/never_ready.so"), "0", "5s", 503);
+    stop_during_start(backend, up_test_bin("examples/never_ready.so"), "0", "3s", "5s", 503);
     cr_assert_not_null(strstr(ma_log_text(), "no worker was ready within 3000 ms"), "%s",
                        ma_log_text());
     /* And what each was doing: never_ready.so's init returned, and the
      * worker waits in its loop. */
     cr_assert_not_null(strstr(ma_log_text(), "; worker #0 pid="), "%s", ma_log_text());
     cr_assert_not_null(strstr(ma_log_text(), " sleeping"), "%s", ma_log_text());
-    stop_during_start(backend, ready, "2500", "1500ms", 503);
+    stop_during_start(backend, ready, "2500", "10s", "1500ms", 503);
     cr_assert_not_null(strstr(ma_log_text(), "not taken by a worker in 1500 ms"), "%s",
                        ma_log_text());
 }
