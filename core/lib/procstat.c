@@ -50,20 +50,10 @@ static double boot_time(void)
  * starttime (clock ticks since boot) of /proc/self/stat. */
 static void stat_times(struct up_procstat *ret)
 {
-    FILE *f = fopen("/proc/self/stat", "re");
     char line[1024];
-    if (f == NULL || fgets(line, sizeof(line), f) == NULL) {
-        if (f != NULL) {
-            fclose(f);
-        }
-        return;
-    }
-    fclose(f);
-    /* The command may hold spaces and parentheses: fields count from the
-     * last ')'. */
-    const char *p = strrchr(line, ')');
+    const char *p = up_procstat_stat(0, line, sizeof(line));
     unsigned long long ut, st, start;
-    if (p == NULL || sscanf(p + 2,
+    if (p == NULL || sscanf(p,
                             "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
                             "%*d %*d %*d %llu",
                             &ut, &st, &start) != 3) {
@@ -97,22 +87,34 @@ void up_procstat_self(struct up_procstat *ret)
     stat_times(ret);
 }
 
+const char *up_procstat_stat(pid_t pid, char *buf, size_t cap)
+{
+    char path[64];
+    if (pid > 0) {
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    } else {
+        snprintf(path, sizeof(path), "/proc/self/stat");
+    }
+    FILE *f = fopen(path, "re");
+    bool got = f != NULL && fgets(buf, (int)cap, f) != NULL;
+    if (f != NULL) {
+        fclose(f);
+    }
+    /* The command may hold spaces and parentheses: the last ')' ends it. */
+    const char *p = got ? strrchr(buf, ')') : NULL;
+    return p != NULL && p[1] == ' ' && p[2] != '\0' ? p + 2 : NULL;
+}
+
 void up_procstat_doing(pid_t pid, char *buf, size_t cap)
 {
     char path[64], line[512], wchan[64] = "";
     buf[0] = '\0';
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    bool got = f != NULL && fgets(line, sizeof(line), f) != NULL;
-    if (f != NULL) {
-        fclose(f);
-    }
-    const char *p = got ? strrchr(line, ')') : NULL; /* the command may hold ')' */
-    if (p == NULL || p[1] != ' ' || p[2] == '\0') {
+    const char *p = pid > 0 ? up_procstat_stat(pid, line, sizeof(line)) : NULL;
+    if (p == NULL) {
         return;
     }
     snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
-    f = fopen(path, "re");
+    FILE *f = fopen(path, "re");
     if (f != NULL) {
         size_t n = fread(wchan, 1, sizeof(wchan) - 1, f);
         wchan[n] = '\0';
@@ -129,11 +131,11 @@ void up_procstat_doing(pid_t pid, char *buf, size_t cap)
                   {'Z', "a zombie"}};
     const char *name = "in state ?";
     for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
-        if (states[i].code == p[2]) {
+        if (states[i].code == p[0]) {
             name = states[i].name;
         }
     }
     /* "0": nothing to tell (running, or the kernel hides it). */
-    bool where = wchan[0] != '\0' && strcmp(wchan, "0") != 0 && p[2] != 'R';
+    bool where = wchan[0] != '\0' && strcmp(wchan, "0") != 0 && p[0] != 'R';
     snprintf(buf, cap, "%s%s%s", name, where ? " in " : "", where ? wchan : "");
 }

@@ -20,6 +20,11 @@ struct up_procstat {
 /* Fill ret; a value that could not be read is -1. */
 void up_procstat_self(struct up_procstat *ret);
 
+/* Read /proc/PID/stat (0: this process) into buf and return where its
+ * fields after the command begin (the state, "S 1 ..."), or NULL when it
+ * cannot be read (gone, or not ours to read). */
+const char *up_procstat_stat(pid_t pid, char *buf, size_t cap);
+
 /* What process pid is doing, for a log line about one that did not answer
  * in time: "running", or "sleeping in do_epoll_wait" (the kernel function
  * it waits in, /proc/PID/wchan, when the kernel tells it). Writes "" when

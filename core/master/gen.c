@@ -272,8 +272,8 @@ static void on_ready_timeout(struct up_loop *loop, struct up_timer *t)
     {
         const struct up_mworker *w = WORKER(q);
         char doing[96];
-        up_procstat_doing(w->pid, doing, sizeof(doing));
-        if (w->pid > 0 && doing[0] != '\0' && n > 0 && (size_t)n < sizeof(why)) {
+        up_procstat_doing(w->pid, doing, sizeof(doing)); /* "" once reaped (pid 0) */
+        if (doing[0] != '\0' && n > 0 && (size_t)n < sizeof(why)) {
             n += snprintf(why + n, sizeof(why) - (size_t)n, "; worker #%u pid=%d %s", w->index,
                           (int)w->pid, doing);
         }

@@ -6,6 +6,7 @@
 #include "ctl.h"
 #include "fd.h"
 #include "list.h"
+#include "procstat.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -68,25 +69,16 @@ void up_notice_parse(const char *buf, size_t len, struct up_notice *n)
     }
 }
 
-/* pid's parent and process group from /proc/PID/stat ("pid (comm) state
- * ppid pgrp ..."; comm may hold spaces and parentheses: the last ')' ends
- * it). Returns 0, or -errno when it is gone. */
+/* pid's parent and process group from /proc/PID/stat ("state ppid pgrp
+ * ..." after the command). Returns 0, or -ESRCH when it is gone. */
 static int proc_parent(pid_t pid, pid_t *ret_ppid, pid_t *ret_pgid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
-        return -errno;
-    }
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
+    char buf[512];
+    const char *p = up_procstat_stat(pid, buf, sizeof(buf));
     int ppid, pgid;
     char state;
-    if (p == NULL || sscanf(p + 1, " %c %d %d", &state, &ppid, &pgid) != 3) {
-        return -EPROTO;
+    if (p == NULL || sscanf(p, "%c %d %d", &state, &ppid, &pgid) != 3) {
+        return -ESRCH;
     }
     *ret_ppid = ppid;
     *ret_pgid = pgid;

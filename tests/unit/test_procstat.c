@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +59,23 @@ Test(procstat, says_what_a_process_is_doing, .timeout = 10)
     /* Gone and reaped: nothing to say. */
     up_procstat_doing(t, buf, sizeof(buf));
     cr_assert_str_eq(buf, "");
+}
+
+/* The fields after the command, whatever the command holds. */
+Test(procstat, reads_the_fields_after_the_command, .timeout = 10)
+{
+    char line[512];
+    const char *self = up_procstat_stat(0, line, sizeof(line));
+    cr_assert_not_null(self);
+    cr_assert_eq(self[0], 'R', "%s", self); /* reading it, it runs */
+    pid_t s = child('S');
+    const char *p = up_procstat_stat(s, line, sizeof(line));
+    int ppid = 0;
+    cr_assert_not_null(p);
+    cr_assert_eq(sscanf(p, "S %d", &ppid), 1, "%s", p);
+    cr_assert_eq(ppid, getpid());
+    end(s);
+    cr_assert_null(up_procstat_stat(s, line, sizeof(line)));
 }
 
 Test(procstat, fits_a_small_buffer, .timeout = 10)
