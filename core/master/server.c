@@ -142,7 +142,7 @@ struct up_server {
     struct up_timer stop_timer;   /* graceful stop deadline */
     struct up_timer finish_timer; /* the bound on a graceful stop's first step */
     bool finishing;               /* stopping: the workers still take what we accepted */
-    bool finish_waits_for_start;  /* and that waits for the first generation's start */
+    uint64_t finish_ms;           /* its bound, chosen at the stop */
     bool stopping_now;            /* a stop at once was asked (SIGQUIT, SIGINT twice) */
     const char *health;           /* the last health logged */
     char last_error[1024];        /* why the last reload failed (the 503 page) */
@@ -862,8 +862,24 @@ static void server_stop(struct up_server *s, bool graceful)
          * connections handed back are simply closed. */
         s->finishing = true;
         up_pendings_close_peeking(&s->pendings, true);
-        up_timer_start(s->loop, &s->finish_timer, STOP_FINISH_MS);
+        /* A stop right after a start (a restart in a hurry): what we
+         * accepted waits for the first generation rather than get a 503 a
+         * moment before an answer. Bounded by its --ready-timeout (a
+         * failure ends the wait: on_gen_none()) and by --timeout, which
+         * operators keep inside their runtime's grace before SIGKILL: a
+         * 503 then is better than a reset. */
+        uint64_t drain = s->opts.drain_timeout_ms;
+        bool for_start =
+            s->gens.active == NULL && up_gens_expected(&s->gens) && drain > STOP_FINISH_MS;
+        s->finish_ms = for_start ? drain : STOP_FINISH_MS;
+        up_timer_start(s->loop, &s->finish_timer, s->finish_ms);
         maybe_finished(s);
+        if (s->finishing && for_start) {
+            up_log(UP_LOG_INFO,
+                   "stopping: %zu accepted connections wait for the starting generation (at "
+                   "most --ready-timeout and --timeout)",
+                   up_pendings_owed(&s->pendings));
+        }
     }
     check_done(s);
 }
@@ -925,27 +941,9 @@ static void on_finish_deadline(struct up_loop *loop, struct up_timer *t)
 {
     (void)loop;
     struct up_server *s = up_container_of(t, struct up_server, finish_timer);
-    uint64_t drain = s->opts.drain_timeout_ms;
-    if (s->finishing && !s->finish_waits_for_start && s->gens.active == NULL &&
-        up_gens_expected(&s->gens) && drain > STOP_FINISH_MS) {
-        /* A stop right after a start (a restart in a hurry): what we
-         * accepted waits for the first generation rather than get a 503 a
-         * moment before an answer. Bounded by its --ready-timeout (a
-         * failure ends the wait: on_gen_none()) and by --timeout, which
-         * operators keep inside their runtime's grace before SIGKILL: a
-         * 503 then is better than a reset. */
-        s->finish_waits_for_start = true;
-        up_log(UP_LOG_INFO,
-               "stopping: %zu accepted connections wait for the starting generation (at most "
-               "--ready-timeout and --timeout)",
-               up_pendings_owed(&s->pendings));
-        up_timer_start(s->loop, &s->finish_timer, drain - STOP_FINISH_MS);
-        return;
-    }
     if (s->finishing) {
         up_log(UP_LOG_INFO, "stopping: %zu accepted connections not taken by a worker in %llu ms",
-               up_pendings_owed(&s->pendings),
-               (unsigned long long)(s->finish_waits_for_start ? drain : STOP_FINISH_MS));
+               up_pendings_owed(&s->pendings), (unsigned long long)s->finish_ms);
         finish_stop(s);
     }
 }
