@@ -467,18 +467,10 @@ static void stop_during_start(const char *backend, const char *app, const char *
         up_test_nap(s.accepted < 1 ? 20 : 0);
     }
     ma_signal(SIGTERM);
-    long long t0 = up_test_now_ms();
-    int late;
-    /* A connect racing the close may be reset in its handshake. */
-    while (((late = up_test_connect(ma.port)) >= 0 || late == -ECONNRESET) &&
-           up_test_now_ms() - t0 < 1000) {
-        if (late >= 0) {
-            close(late);
-        }
-        up_test_nap(20);
-    }
-    cr_assert_eq(late, -ECONNREFUSED, "%s: a connect %lld ms into the stop: %s\n%s", app,
-                 up_test_now_ms() - t0, late >= 0 ? "accepted" : strerror(-late), ma_log_text());
+    long long ms;
+    int late = ma_wait_refused(1000, &ms);
+    cr_assert_eq(late, -ECONNREFUSED, "%s: a connect %lld ms into the stop: %s\n%s", app, ms,
+                 late == 0 ? "accepted" : strerror(-late), ma_log_text());
     struct up_test_resp r = {0};
     int ret = up_test_read_response(fd, &r, 10000);
     close(fd);
@@ -737,19 +729,13 @@ BACKEND_TEST(master, a_draining_stop_refuses_new_connections_at_once, .timeout =
     ht_send_str(busy, "GET /?ms=2500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     up_test_nap(300); /* on a worker, which sleeps */
 
-    long long t0 = up_test_now_ms();
     cr_assert_eq(kill(ma.pid, SIGTERM), 0);
-    int fd;
-    while ((fd = up_test_connect(ma.port)) >= 0) {
-        close(fd);
-        cr_assert_lt(up_test_now_ms() - t0, 2000,
-                     "2 s into the drain, a new connection is still accepted; log:\n%s",
-                     ma_log_text());
-        up_test_nap(20);
-    }
-    /* A connect on its way as the listener closed may be reset; from then
-     * on, each is refused. */
-    cr_assert(fd == -ECONNREFUSED || fd == -ECONNRESET, "connect: %s", strerror(-fd));
+    long long ms;
+    int fd = ma_wait_refused(2000, &ms);
+    cr_assert_neq(fd, 0, "2 s into the drain, a new connection is still accepted; log:\n%s",
+                  ma_log_text());
+    cr_assert_eq(fd, -ECONNREFUSED, "connect %lld ms into the drain: %s", ms, strerror(-fd));
+    /* From then on, each is refused. */
     fd = up_test_connect(ma.port);
     cr_assert_eq(fd, -ECONNREFUSED, "connect after the listener closed: %s", strerror(-fd));
     int ret = up_test_read_response(busy, &r, UP_TEST_TIMEOUT_MS);

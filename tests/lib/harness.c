@@ -890,6 +890,24 @@ long long ma_wait_alone(int timeout_ms, struct ma_status *s)
     return up_test_now_ms() - t0;
 }
 
+int ma_wait_refused(int timeout_ms, long long *ret_ms)
+{
+    long long t0 = up_test_now_ms();
+    int fd;
+    while ((fd = up_test_connect(ma.port)) >= 0 || fd == -ECONNRESET) {
+        if (fd >= 0) {
+            close(fd);
+            fd = 0;
+        }
+        if (up_test_now_ms() - t0 >= timeout_ms) {
+            break;
+        }
+        up_test_nap(20);
+    }
+    *ret_ms = up_test_now_ms() - t0;
+    return fd;
+}
+
 /* ---- a lone up-worker ---- */
 
 void wk_spawn(const char *backend, const char *app, const char *const *env)

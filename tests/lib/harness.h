@@ -324,6 +324,13 @@ void ma_wait_workers(unsigned id, int n, struct ma_status *s);
  * Does not assert: the caller says what it waited for. */
 long long ma_wait_alone(int timeout_ms, struct ma_status *s);
 
+/* After a stop: connect to ma.port every 20 ms until a connect is refused
+ * (one that the closing listener resets in its handshake is tried again),
+ * for up to timeout_ms. Returns -ECONNREFUSED, 0 when connects were still
+ * accepted at the end, or another -errno; *ret_ms: how long it took.
+ * Does not assert: the caller says what it waited for. */
+int ma_wait_refused(int timeout_ms, long long *ret_ms);
+
 /* ---- a lone up-worker ---- */
 
 struct wk {
